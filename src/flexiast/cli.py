@@ -1,0 +1,163 @@
+"""The ``flexiast`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import PATCH_SIZES
+from .checkpoints import CheckpointError, save_pretrained, save_safetensors
+from .fbank import fbank
+from .flops import flops
+from .model import AST, ASTConfig, PRESETS
+from .resize import bilinear_resize, pi_resize, to_pair
+
+#: AudioSet statistics of AST's features (mean, std); normalisation is (x - mean) / (2 std).
+AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
+
+
+def _sizes(text: str) -> list:
+    """``"8,16,8x32"`` -> ``[8, 16, (8, 32)]``."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            out.append(tuple(int(v) for v in item.split("x")) if "x" in item else int(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a patch size like 16 or 16x32") from None
+    return out
+
+
+def _synthetic_clip(seconds: float, sample_rate: int = 16000) -> torch.Tensor:
+    """A deterministic test sound: a rising chirp, a 440 Hz tone burst and faint noise."""
+    t = torch.arange(int(seconds * sample_rate), dtype=torch.float64) / sample_rate
+    chirp = torch.sin(2 * math.pi * (200 * t + 600 * t**2))
+    burst = torch.sin(2 * math.pi * 440 * t) * ((t % 1.0) < 0.3)
+    noise = 0.01 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return (0.4 * chirp + 0.3 * burst + noise).float()
+
+
+def _token_error(spec: torch.Tensor, weight: torch.Tensor, p: int, method: str) -> float:
+    """Relative change of the patch tokens when every 16x16 patch is resized to p x p.
+
+    FlexiAST eq. (2): with the kernel PI-resized, ``<resize(x), w_hat> = <x, w>`` exactly
+    when p >= 16 and in the least-squares sense when p < 16.
+    """
+    base = weight.shape[-1]
+    x = spec.T[None, None]
+    patches = F.unfold(x, base, stride=base).transpose(1, 2).reshape(-1, 1, base, base)
+    ref = patches.flatten(1) @ weight.flatten(1).T
+    resized = F.interpolate(patches, size=(p, p), mode="bilinear", align_corners=False)
+    w_hat = pi_resize(weight, p) if method == "pi" else bilinear_resize(weight, p)
+    got = resized.flatten(1) @ w_hat.flatten(1).T
+    return float((got - ref).norm() / ref.norm())
+
+
+def cmd_demo(args) -> int:
+    """Core-library tour: features, one model at every patch size, cost and resize fidelity."""
+    torch.manual_seed(args.seed)
+    frames = args.frames
+    wave = _synthetic_clip(frames / 100 + 0.015)
+    spec = fbank(wave - wave.mean())[:frames]
+    spec = (spec - AUDIOSET_MEAN) / (2 * AUDIOSET_STD)
+    model = AST.preset("tiny", num_classes=10, input_tdim=frames).eval()
+    print(f"features: {tuple(spec.shape)} (frames, mel bins) from {wave.numel() / 16000:.2f} s of audio")
+    print(f"model: AST-tiny, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
+          f"stored patch {model.config.patch_size}, grid {model.config.grid}\n")
+    print("patch  tokens  GFLOPs/clip  ms/clip  token error PI  token error BL")
+    weight = model.patch_embed.proj.weight.detach()
+    with torch.inference_mode():
+        for p in PATCH_SIZES:
+            count = flops(model, spec.shape, p)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                model(spec[None], patch_size=p)
+                times.append(time.perf_counter() - start)
+            print(f"{p:>5}  {count.tokens:>6}  {count.gflops_per_clip:>11.3f}  {1e3 * statistics.median(times):>7.1f}"
+                  f"  {_token_error(spec, weight, p, 'pi'):>14.2e}  {_token_error(spec, weight, p, 'bl'):>14.2e}")
+    print("\nToken error: relative change of the patch tokens when each 16x16 patch is resized to p x p and the\n"
+          "kernel is resized with PI (FlexiAST eq. 2) or bilinearly (BL). PI is exact for p >= 16.\n"
+          "This is the core-library example; training and evaluation demos come with the training engine.")
+    return 0
+
+
+def cmd_flops(args) -> int:
+    if args.checkpoint:
+        config = AST.from_pretrained(args.checkpoint).config
+    else:
+        config = ASTConfig(num_classes=args.num_classes, input_tdim=args.frames, input_fdim=args.mel_bins,
+                           **PRESETS[args.preset])
+    shape = (args.frames, args.mel_bins)
+    rows = []
+    for p in args.patch_sizes:
+        c = flops(config, shape, p, resize=args.resize)
+        rows.append({"patch_size": list(to_pair(p)), "tokens": c.tokens, "grid": list(c.grid),
+                     "forward_gflops": c.forward / 1e9, "training_gflops": c.training / 1e9,
+                     "components_gflops": {k: v / 1e9 for k, v in c.components().items()}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'patch':>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
+    for r in rows:
+        print(f"{'x'.join(map(str, r['patch_size'])):>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"
+              f"  {r['forward_gflops']:>14.2f}  {r['training_gflops']:>15.2f}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    model = AST.from_pretrained(args.source)
+    dest = Path(args.dest)
+    if dest.suffix == ".safetensors":
+        if args.format != "flexiast":
+            raise SystemExit("a single .safetensors file is flexiast's format; give a directory for --format hf")
+        save_safetensors(model, dest)
+    else:
+        save_pretrained(model, dest, format=args.format)
+    print(f"wrote {dest} ({args.format}): {model.config}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flexiast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the example: features, one model at every patch size")
+    demo.add_argument("--frames", type=int, default=512)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    fl = sub.add_parser("flops", help="forward and training FLOPs per clip at each patch size")
+    fl.add_argument("--checkpoint", help="take the configuration from these weights")
+    fl.add_argument("--preset", choices=sorted(PRESETS), default="base")
+    fl.add_argument("--num-classes", type=int, default=527)
+    fl.add_argument("--frames", type=int, default=1024)
+    fl.add_argument("--mel-bins", type=int, default=128)
+    fl.add_argument("--patch-sizes", type=_sizes, default=list(PATCH_SIZES))
+    fl.add_argument("--resize", choices=("pi", "bl"), default="pi")
+    fl.add_argument("--json", action="store_true")
+    fl.set_defaults(func=cmd_flops)
+
+    cv = sub.add_parser("convert", help="official AST / FlexiAST / Hugging Face / timm weights to flexiast or HF")
+    cv.add_argument("source")
+    cv.add_argument("dest", help="a directory, or a .safetensors file")
+    cv.add_argument("--format", choices=("flexiast", "hf"), default="flexiast")
+    cv.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, ValueError) as e:
+        print(f"flexiast {args.command}: error: {e}", file=sys.stderr)
+        return 2

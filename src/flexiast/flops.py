@@ -1,0 +1,114 @@
+"""Analytic FLOP counts of an AST at any patch size.
+
+Counted as ``torch.utils.flop_counter.FlopCounterMode`` counts: 2 FLOPs per
+multiply-accumulate of every matrix product and convolution; normalisations,
+activations, softmax, interpolation and bias additions are not counted. With ``B`` clips,
+``N = gf * gt`` patch tokens (``gf, gt = floor((n - p) / s) + 1`` per axis), ``S = N + prefix``
+tokens, width ``D``, MLP width ``M``, ``L`` layers, patch area ``K = pf * pt`` and ``C`` classes:
+
+====================  ====================  =============================================
+component             forward               backward
+====================  ====================  =============================================
+patch_resize (PI)     ``2 D K0 K``          ``2 D K0 K`` (the kernel's gradient only)
+patch_embed           ``2 B N K D``         ``2 B N K D`` (no gradient for the input)
+qkv                   ``2 B S D 3D L``      twice forward
+attention             ``4 B S^2 D L``       twice forward (``q k^T`` and ``a v``)
+proj                  ``2 B S D^2 L``       twice forward
+mlp                   ``4 B S D M L``       twice forward
+head                  ``2 B D C``           twice forward
+====================  ====================  =============================================
+
+``K0`` is the stored kernel's area; PI-resize costs nothing at the stored size, and BL
+resizing (interpolation) is not counted. Backward assumes attention does not recompute
+its scores; a flash-attention backward recomputes ``q k^T`` and so costs another
+``2 B S^2 D L``. Training FLOPs are forward + backward, which is about 3x forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .model import AST, ASTConfig
+from .resize import grid_shape
+
+__all__ = ["flops", "FlopCount"]
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one forward pass (``B`` clips at once) per component, and its backward."""
+
+    patch_resize: int
+    patch_embed: int
+    qkv: int
+    attention: int
+    proj: int
+    mlp: int
+    head: int
+    tokens: int
+    grid: tuple[int, int]
+    batch_size: int
+
+    def components(self) -> dict[str, int]:
+        skip = {"tokens", "grid", "batch_size"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+    @property
+    def forward(self) -> int:
+        return sum(self.components().values())
+
+    @property
+    def backward(self) -> int:
+        """Gradient of every weight; the input spectrogram gets none."""
+        c = self.components()
+        return c["patch_resize"] + c["patch_embed"] + 2 * sum(
+            v for k, v in c.items() if k not in ("patch_resize", "patch_embed"))
+
+    @property
+    def training(self) -> int:
+        return self.forward + self.backward
+
+    @property
+    def gflops_per_clip(self) -> float:
+        return self.forward / self.batch_size / 1e9
+
+
+def flops(config: ASTConfig | AST | dict, input_shape, patch_size=None, *, stride=None,
+          resize: str = "pi") -> FlopCount:
+    """FLOPs of ``model(spec, patch_size, resize)`` for ``spec`` of ``input_shape``.
+
+    ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``;
+    ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones).
+    """
+    if isinstance(config, AST):
+        config = config.config
+    elif isinstance(config, dict):
+        config = ASTConfig.from_dict(config)
+    if len(input_shape) == 2:
+        batch, (frames, bins) = 1, input_shape
+    elif len(input_shape) == 3:
+        batch, frames, bins = input_shape
+    else:
+        raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or (batch, frames, mel_bins)")
+    if resize not in ("pi", "bl"):
+        raise ValueError(f"resize={resize!r} is not one of pi, bl")
+    patch, stride = config.resolve_patch(patch_size, stride)
+    gf, gt = grid_shape((bins, frames), patch, stride)
+    n = gf * gt
+    s = n + config.prefix_tokens
+    d, layers, m = config.embed_dim, config.depth, config.mlp_dim
+    k = patch[0] * patch[1]
+    k0 = config.patch_size[0] * config.patch_size[1]
+    resized = patch != config.patch_size and resize == "pi"
+    return FlopCount(
+        patch_resize=2 * d * k0 * k if resized else 0,
+        patch_embed=2 * batch * n * k * d,
+        qkv=2 * batch * s * d * 3 * d * layers,
+        attention=4 * batch * s * s * d * layers,
+        proj=2 * batch * s * d * d * layers,
+        mlp=4 * batch * s * d * m * layers,
+        head=2 * batch * d * config.num_classes,
+        tokens=s,
+        grid=(gf, gt),
+        batch_size=batch,
+    )

@@ -1,0 +1,369 @@
+"""Audio Spectrogram Transformer whose patch size is chosen per call.
+
+AST (Gong et al., Interspeech 2021): a ViT/DeiT encoder over a log-mel spectrogram
+``[frames, mel_bins]`` cut into patches; the output is the mean of the prefix tokens
+(cls and distillation) after the final norm, fed to LayerNorm + Linear.
+
+FlexiAST (Feng et al., Interspeech 2023, Sec. 2.2-2.3): only the patch kernel and the
+positional grid depend on the patch size. Both are stored once, at the base patch size
+(16 x 16 by default) and the base token grid, and resized for each call:
+``model(spec, patch_size=(pf, pt), resize="pi")`` uses the kernel PI-resized (or
+bilinearly resized, ``"bl"``) to ``pf x pt`` and the grid bilinearly resized to the tokens
+of that patch size. Gradients flow through both resizes into the stored parameters, so
+training with a random size per step (FlexiAST) trains the one underlying kernel.
+
+Patches do not overlap (stride = patch) unless the model was built with another
+``stride``: that stride applies at the stored patch size, so AST's released
+``fstride = tstride = 10`` weights run unchanged. At any other size the stride is the
+patch size, as in FlexiAST, unless ``stride=`` is passed to ``forward``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .resize import RESIZE_METHODS, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
+
+__all__ = ["AST", "ASTConfig", "PRESETS"]
+
+#: DeiT widths (Touvron et al., 2021); every preset has 12 layers and 64-wide heads.
+PRESETS = {
+    "tiny": dict(embed_dim=192, depth=12, num_heads=3),
+    "small": dict(embed_dim=384, depth=12, num_heads=6),
+    "base": dict(embed_dim=768, depth=12, num_heads=12),
+}
+
+
+@dataclass(frozen=True)
+class ASTConfig:
+    """Everything needed to rebuild an :class:`AST`; stored with every checkpoint.
+
+    ``patch_size`` and ``stride`` are ``(freq, time)``; ``stride=None`` means the patch
+    size. ``norm_eps`` is the encoder's LayerNorm epsilon (1e-6 in AST/timm, 1e-12 in
+    Hugging Face's port), ``head_norm_eps`` the classifier's (1e-5 in AST).
+    """
+
+    num_classes: int = 527
+    input_fdim: int = 128
+    input_tdim: int = 1024
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    patch_size: tuple[int, int] = (16, 16)
+    stride: tuple[int, int] | None = None
+    prefix_tokens: int = 2
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    head_norm_eps: float = 1e-5
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    labels: tuple[str, ...] | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("patch_size", to_pair(self.patch_size, "patch_size"))
+        set_("stride", to_pair(self.stride, "stride") if self.stride is not None else self.patch_size)
+        if self.labels is not None:
+            set_("labels", tuple(str(x) for x in self.labels))
+        for name in ("num_classes", "input_fdim", "input_tdim", "embed_dim", "depth", "num_heads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r} must be a positive integer")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if self.prefix_tokens not in (1, 2):
+            raise ValueError(f"prefix_tokens={self.prefix_tokens!r} must be 1 (cls) or 2 (cls + distillation)")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
+        for name in ("drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
+        if self.labels is not None and len(self.labels) != self.num_classes:
+            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
+        grid_shape(self.input_size, self.patch_size, self.stride)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(mel_bins, frames)`` the stored positional grid was made for."""
+        return (self.input_fdim, self.input_tdim)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The stored positional grid, ``(freq, time)`` tokens."""
+        return grid_shape(self.input_size, self.patch_size, self.stride)
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    def resolve_patch(self, patch_size=None, stride=None) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(patch, stride)`` of a call: the stored pair, or ``patch_size`` without overlap."""
+        patch = self.patch_size if patch_size is None else to_pair(patch_size, "patch_size")
+        if stride is not None:
+            return patch, to_pair(stride, "stride")
+        return patch, (self.stride if patch == self.patch_size else patch)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["patch_size"], d["stride"] = list(self.patch_size), list(self.stride)
+        d["labels"] = list(self.labels) if self.labels is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ASTConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
+        d = dict(d)
+        for k in ("patch_size", "stride"):
+            if isinstance(d.get(k), list):
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch per sample with probability ``p``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention, ``softmax(q k^T / sqrt(d_head)) v``, fused qkv.
+
+    The qkv weight stacks q, k, v (each ``[dim, dim]``) as in timm and AST checkpoints.
+    The product itself is ``scaled_dot_product_attention`` (flash or memory-efficient
+    kernels where available).
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, drop: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.drop if self.training else 0.0)
+        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    """``fc2(GELU(fc1(x)))`` with exact (erf) GELU, as in ViT."""
+
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer layer: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, cfg: ASTConfig, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        self.attn = Attention(cfg.embed_dim, cfg.num_heads, cfg.qkv_bias, cfg.drop_rate)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        self.mlp = Mlp(cfg.embed_dim, cfg.mlp_dim, cfg.drop_rate)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchEmbed(nn.Module):
+    """Patch embedding whose kernel is stored once and resized per call.
+
+    ``proj.weight`` is ``[dim, 1, pf, pt]`` at the stored patch size. A token is
+    ``e = <x_patch, w> + b``. Without overlap this is computed as one matrix product over
+    the patches (a GEMM that bf16 autocast and AMX accelerate); with overlap, as a strided
+    convolution. Both give the convolution's floor semantics: trailing bins or frames that
+    do not fill a patch are dropped.
+    """
+
+    def __init__(self, embed_dim: int, patch_size: tuple[int, int], stride: tuple[int, int]):
+        super().__init__()
+        self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_size, stride=stride)
+
+    def forward(self, x: torch.Tensor, patch_size: tuple[int, int], stride: tuple[int, int],
+                resize: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        weight = resize_patch_weight(self.proj.weight, patch_size, resize)
+        if stride != patch_size:
+            out = F.conv2d(x, weight, self.proj.bias, stride=stride)
+            return out.flatten(2).transpose(1, 2), tuple(out.shape[-2:])
+        b, _, fdim, tdim = x.shape
+        gf, gt = fdim // patch_size[0], tdim // patch_size[1]
+        x = x[:, 0, : gf * patch_size[0], : gt * patch_size[1]]
+        patches = x.reshape(b, gf, patch_size[0], gt, patch_size[1]).permute(0, 1, 3, 2, 4)
+        patches = patches.reshape(b, gf * gt, patch_size[0] * patch_size[1])
+        return F.linear(patches, weight.flatten(1), self.proj.bias), (gf, gt)
+
+
+class Head(nn.Module):
+    """AST's classifier: LayerNorm then Linear (``mlp_head`` in AST checkpoints)."""
+
+    def __init__(self, dim: int, num_classes: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(x))
+
+
+class AST(nn.Module):
+    """Audio Spectrogram Transformer with a patch size chosen at each call.
+
+    ``AST(num_classes, input_fdim=128, input_tdim=1024, embed_dim=768, depth=12,
+    num_heads=12, mlp_ratio=4.0, patch_size=16, stride=None, prefix_tokens=2, ...)``
+    builds AST-B/16 for 10 s AudioSet clips; ``AST.preset("tiny", num_classes)`` and
+    friends give the DeiT widths. See :class:`ASTConfig` for every argument.
+    """
+
+    def __init__(self, num_classes: int = 527, **kwargs):
+        super().__init__()
+        if "config" in kwargs:
+            cfg = kwargs.pop("config")
+            if kwargs:
+                raise TypeError(f"pass either config= or keyword arguments, not both: {sorted(kwargs)}")
+        else:
+            cfg = ASTConfig(num_classes=num_classes, **kwargs)
+        self.config: ASTConfig = cfg
+        d = cfg.embed_dim
+        self.patch_embed = PatchEmbed(d, cfg.patch_size, cfg.stride)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.prefix_tokens == 2 else None
+        gf, gt = cfg.grid
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.prefix_tokens + gf * gt, d))
+        self.pos_drop = nn.Dropout(cfg.drop_rate)
+        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(Block(cfg, r) for r in rates)
+        self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
+        self.head = Head(d, cfg.num_classes, cfg.head_norm_eps)
+        self.reset_parameters()
+
+    @classmethod
+    def preset(cls, name: str, num_classes: int = 527, **kwargs) -> "AST":
+        """``tiny`` (192 wide), ``small`` (384) or ``base`` (768), 12 layers each."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        return cls(num_classes, **{**PRESETS[name], **kwargs})
+
+    def reset_parameters(self) -> None:
+        """timm's ViT initialisation: truncated normal (std 0.02) for tokens and linears."""
+        for p in (self.cls_token, self.dist_token, self.pos_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        conv = self.patch_embed.proj
+        nn.init.kaiming_uniform_(conv.weight, a=math.sqrt(5))
+        fan_in = conv.weight[0].numel()
+        nn.init.uniform_(conv.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+
+    # -- resolving sizes -------------------------------------------------------------
+    def _check_input(self, spec: torch.Tensor) -> None:
+        cfg = self.config
+        if not isinstance(spec, torch.Tensor):
+            raise TypeError(f"expected a spectrogram tensor [batch, frames, mel_bins], got {type(spec).__name__}")
+        if spec.dim() != 3:
+            raise ValueError(f"expected a spectrogram [batch, frames, mel_bins] (3 dims), got shape "
+                             f"{tuple(spec.shape)}; add a batch dimension with spec.unsqueeze(0)")
+        if spec.shape[-1] != cfg.input_fdim:
+            raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins, the model expects "
+                             f"{cfg.input_fdim} (shape is [batch, frames, mel_bins])")
+
+    def pos_embed_for(self, patch_size, stride, grid: tuple[int, int]) -> torch.Tensor:
+        """Positional embeddings for a call's token ``grid``.
+
+        The stored grid is resized bilinearly to the grid this patch size gives on the
+        trained input length (FlexiAST). Inputs of another length then keep the leading
+        time positions (shorter) or stretch the time axis bilinearly (longer).
+        """
+        cfg = self.config
+        ref = grid_shape(cfg.input_size, patch_size, stride)
+        pos = resize_pos_grid(self.pos_embed, cfg.grid, ref, num_prefix_tokens=cfg.prefix_tokens)
+        if grid == ref:
+            return pos
+        if grid[1] < ref[1]:
+            p, n = cfg.prefix_tokens, pos.shape[-1]
+            body = pos[:, p:].reshape(1, ref[0], ref[1], n)[:, :, : grid[1]]
+            return torch.cat([pos[:, :p], body.reshape(1, -1, n)], dim=1)
+        return resize_pos_grid(pos, ref, grid, num_prefix_tokens=cfg.prefix_tokens, antialias=False)
+
+    # -- forward ---------------------------------------------------------------------
+    def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
+                         stride=None) -> torch.Tensor:
+        """Encoder output for every token, ``[batch, prefix + tokens, dim]``."""
+        self._check_input(spec)
+        if resize not in RESIZE_METHODS:
+            raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
+        patch, stride = self.config.resolve_patch(patch_size, stride)
+        grid_shape((spec.shape[2], spec.shape[1]), patch, stride)  # raises if the patch does not fit
+        x = spec.unsqueeze(1).transpose(2, 3)  # [B, 1, mel_bins, frames], as AST
+        tokens, grid = self.patch_embed(x, patch, stride, resize)
+        prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
+        prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
+        x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid)
+        x = self.pos_drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``)."""
+        return self.head(features[:, : self.config.prefix_tokens].mean(dim=1))
+
+    def forward(self, spec: torch.Tensor, patch_size=None, resize: str = "pi", stride=None) -> torch.Tensor:
+        """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time))."""
+        return self.forward_head(self.forward_features(spec, patch_size, resize, stride))
+
+    # -- weights in and out ----------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **overrides) -> "AST":
+        """Load official AST, official FlexiAST, Hugging Face, timm ViT/DeiT or flexiast weights.
+
+        The format is detected from the keys. ``overrides`` change the configuration
+        (``num_classes``, ``patch_size``, ``stride``, ``input_tdim``, ...): a new patch
+        size moves the kernel with PI-resize, a new grid resizes the positional
+        embeddings bilinearly, and a new ``num_classes`` gives a freshly initialised head.
+        Never executes code from the file (safetensors, or ``torch.load(weights_only=True)``).
+        """
+        from .checkpoints import load_pretrained
+
+        return load_pretrained(path, **overrides)
+
+    def save_pretrained(self, directory: str | Path, format: str = "flexiast") -> Path:
+        """Write ``config.json`` + ``model.safetensors``: flexiast's layout or Hugging Face's (``"hf"``)."""
+        from .checkpoints import save_pretrained
+
+        return save_pretrained(self, directory, format=format)

@@ -1,0 +1,216 @@
+"""Resizing the two patch-size-dependent parts of an AST: patch kernel and positional grid.
+
+FlexiAST (Feng et al., Interspeech 2023, Sec. 2.3), after FlexiViT (Beyer et al., 2023):
+
+* **PI-resize.** Resizing a patch ``x`` (``h x w``) to ``x_hat`` (``h' x w'``) with bilinear
+  interpolation is linear, ``vec(x_hat) = B vec(x)`` with ``B`` of shape
+  ``(h'w', hw)`` (eq. 1). The kernel ``w_hat`` that best preserves the token,
+  ``argmin E_x[(<x, w> - <B x, w_hat>)^2]`` (eq. 2), is for ``x ~ N(0, I)`` the
+  least-squares solution of ``B^T w_hat = w``: ``w_hat = pinv(B^T) vec(w)`` (eq. 3). When
+  upsampling (``h'w' >= hw``) ``B^T`` has full row rank, so the token is preserved
+  exactly: ``<x, w> = <B x, w_hat>`` for every ``x``. ``B`` is built as the official code
+  does: each one-hot ``h x w`` basis image resized with bilinear interpolation
+  (``align_corners=False``, no antialiasing).
+* **BL**, the baseline that fails (FlexiAST Fig. 1, 5): the kernel itself resized with
+  bilinear interpolation, antialiased.
+* **Positional embeddings**: the learnt grid resized bilinearly (antialiased) to the token
+  grid of the new patch size; prefix (cls, distillation) tokens are kept as they are.
+
+Matrices ``pinv(B^T)`` are cached per (old size, new size, device, dtype) in a module-level
+cache, not in any state dict, so checkpoints never carry them and DDP never broadcasts
+them; a training step that reuses a size pays one matrix product.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "pi_resize",
+    "bilinear_resize",
+    "resize_patch_weight",
+    "pi_resize_matrix",
+    "bilinear_matrix",
+    "resize_pos_grid",
+    "ast_adapt_pos_grid",
+    "grid_shape",
+    "to_pair",
+]
+
+RESIZE_METHODS = ("pi", "bl")
+
+
+def to_pair(value, name: str = "size") -> tuple[int, int]:
+    """``8 -> (8, 8)``, ``(8, 16) -> (8, 16)``; refuses non-positive or non-integer sizes."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name}={value!r}: expected an int or a pair (freq, time)")
+        pair = tuple(value)
+    else:
+        pair = (value, value)
+    for v in pair:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={value!r}: sizes must be positive integers")
+    return pair  # type: ignore[return-value]
+
+
+def grid_shape(input_size: tuple[int, int], patch_size, stride=None) -> tuple[int, int]:
+    """Token grid of a ``(freq, time)`` input: ``floor((n - p) / s) + 1`` per axis.
+
+    This is the output size of the patch-embedding convolution; ``stride`` defaults to
+    the patch size (no overlap). Raises if a patch does not fit in the input.
+    """
+    p = to_pair(patch_size, "patch_size")
+    s = to_pair(stride if stride is not None else p, "stride")
+    fdim, tdim = input_size
+    if p[0] > fdim or p[1] > tdim:
+        raise ValueError(f"patch size {p} (freq, time) is larger than the input "
+                         f"({fdim} mel bins, {tdim} frames)")
+    return (fdim - p[0]) // s[0] + 1, (tdim - p[1]) // s[1] + 1
+
+
+@lru_cache(maxsize=256)
+def _bilinear_matrix64(old: tuple[int, int], new: tuple[int, int], antialias: bool) -> torch.Tensor:
+    eye = torch.eye(old[0] * old[1], dtype=torch.float64).reshape(-1, 1, *old)
+    out = F.interpolate(eye, size=new, mode="bilinear", align_corners=False, antialias=antialias)
+    return out.reshape(old[0] * old[1], new[0] * new[1]).T.contiguous()
+
+
+def bilinear_matrix(old_size, new_size, *, antialias: bool = False) -> torch.Tensor:
+    """``B`` of FlexiAST eq. (1): ``vec(resize(x)) = B @ vec(x)``, shape ``(h'w', hw)``, float64."""
+    return _bilinear_matrix64(to_pair(old_size), to_pair(new_size), antialias).clone()
+
+
+@lru_cache(maxsize=256)
+def _pinv64(old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
+    return torch.linalg.pinv(_bilinear_matrix64(old, new, False).T)
+
+
+@lru_cache(maxsize=512)
+def _pinv_cached(old: tuple[int, int], new: tuple[int, int], device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    return _pinv64(old, new).to(device=device, dtype=dtype)
+
+
+def pi_resize_matrix(old_size, new_size, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``pinv(B^T)``, shape ``(h'w', hw)``: PI-resize as a matrix (FlexiAST eq. 3).
+
+    Computed once in float64, cached per (old size, new size, device, dtype). The
+    returned tensor is shared by every caller: do not modify it in place.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return _pinv_cached(to_pair(old_size), to_pair(new_size), device, dtype)
+
+
+def _check_kernel(weight: torch.Tensor) -> None:
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"expected a patch-embedding kernel [out, in, h, w], got {shape}")
+
+
+def pi_resize(weight: torch.Tensor, new_size) -> torch.Tensor:
+    """PI-resize a kernel ``[out, in, h, w]`` to ``[out, in, h', w']`` (FlexiAST eq. 2-3).
+
+    Up or down, square or rectangular. Differentiable: the gradient reaches ``weight``
+    through one matrix product. Computed in float32 (or float64 for float64 weights)
+    outside autocast, since a pseudo-inverse is not a bf16 operation, then cast back.
+    """
+    _check_kernel(weight)
+    new = to_pair(new_size, "new_size")
+    old = tuple(weight.shape[-2:])
+    if old == new:
+        return weight
+    dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    matrix = pi_resize_matrix(old, new, device=weight.device, dtype=dtype)
+    out_ch, in_ch = weight.shape[:2]
+    with torch.autocast(device_type=weight.device.type, enabled=False):
+        flat = weight.to(dtype).reshape(out_ch * in_ch, old[0] * old[1])
+        resized = flat @ matrix.T
+    return resized.reshape(out_ch, in_ch, *new).to(weight.dtype)
+
+
+def bilinear_resize(weight: torch.Tensor, new_size, *, antialias: bool = True) -> torch.Tensor:
+    """Bilinear resize of a kernel ``[out, in, h, w]``: FlexiAST's "BL" baseline.
+
+    Antialiased as in the official code; values are not rescaled, so a kernel upsampled
+    by 2 per axis sums over 4x as many inputs (one reason BL collapses, FlexiAST Fig. 5).
+    """
+    _check_kernel(weight)
+    new = to_pair(new_size, "new_size")
+    if tuple(weight.shape[-2:]) == new:
+        return weight
+    with torch.autocast(device_type=weight.device.type, enabled=False):
+        out = F.interpolate(weight.float(), size=new, mode="bilinear", align_corners=False,
+                            antialias=antialias)
+    return out.to(weight.dtype)
+
+
+def resize_patch_weight(weight: torch.Tensor, new_size, method: str = "pi") -> torch.Tensor:
+    """Resize a kernel with ``method`` ``"pi"`` (PI-resize) or ``"bl"`` (bilinear)."""
+    if method == "pi":
+        return pi_resize(weight, new_size)
+    if method == "bl":
+        return bilinear_resize(weight, new_size)
+    raise ValueError(f"resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
+
+
+def _split(pos_embed: torch.Tensor, old_grid: tuple[int, int], num_prefix_tokens: int):
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f"expected positional embeddings [1, tokens, dim], got {tuple(pos_embed.shape)}")
+    expected = num_prefix_tokens + old_grid[0] * old_grid[1]
+    if pos_embed.shape[1] != expected:
+        raise ValueError(f"positional embeddings have {pos_embed.shape[1]} tokens; a "
+                         f"{old_grid[0]}x{old_grid[1]} grid with {num_prefix_tokens} prefix "
+                         f"tokens needs {expected}")
+    prefix = pos_embed[:, :num_prefix_tokens]
+    grid = pos_embed[:, num_prefix_tokens:].transpose(1, 2).reshape(1, -1, *old_grid)
+    return prefix, grid
+
+
+def _join(prefix: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    return torch.cat([prefix, grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+def resize_pos_grid(pos_embed: torch.Tensor, old_grid, new_grid, *, num_prefix_tokens: int = 2,
+                    antialias: bool = True) -> torch.Tensor:
+    """Bilinear resize of a positional-embedding grid, prefix tokens kept.
+
+    ``pos_embed`` is ``[1, prefix + gf * gt, dim]`` with the grid flattened frequency-major
+    (AST's token order); returns ``[1, prefix + gf' * gt', dim]``. Antialiased, as in the
+    official FlexiAST code (and big_vision).
+    """
+    old, new = to_pair(old_grid, "old_grid"), to_pair(new_grid, "new_grid")
+    if old == new:
+        _split(pos_embed, old, num_prefix_tokens)
+        return pos_embed
+    prefix, grid = _split(pos_embed, old, num_prefix_tokens)
+    with torch.autocast(device_type=pos_embed.device.type, enabled=False):
+        grid = F.interpolate(grid.float(), size=new, mode="bilinear", align_corners=False,
+                             antialias=antialias).to(pos_embed.dtype)
+    return _join(prefix, grid)
+
+
+def ast_adapt_pos_grid(pos_embed: torch.Tensor, old_grid, new_grid, *,
+                       num_prefix_tokens: int = 2) -> torch.Tensor:
+    """AST's rule for moving a grid to another shape (Gong et al. 2021, Sec. 2.2).
+
+    Per axis, time first then frequency: where the new grid is smaller, keep the centre
+    ``n`` rows (start ``old // 2 - n // 2``); where it is larger, bilinear interpolation
+    without antialiasing. Used when starting from ImageNet ViT/DeiT weights.
+    """
+    old, new = to_pair(old_grid, "old_grid"), to_pair(new_grid, "new_grid")
+    prefix, grid = _split(pos_embed, old, num_prefix_tokens)
+    if new[1] <= old[1]:
+        start = old[1] // 2 - new[1] // 2
+        grid = grid[:, :, :, start:start + new[1]]
+    else:
+        grid = F.interpolate(grid, size=(old[0], new[1]), mode="bilinear", align_corners=False)
+    if new[0] <= old[0]:
+        start = old[0] // 2 - new[0] // 2
+        grid = grid[:, :, start:start + new[0], :]
+    else:
+        grid = F.interpolate(grid, size=new, mode="bilinear", align_corners=False)
+    return _join(prefix, grid)

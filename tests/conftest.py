@@ -1,0 +1,35 @@
+"""Shared fixtures: real audio from FSDD (../shared/data/fsdd), resampled to 16 kHz."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FSDD = Path(os.environ.get("FLEXIAST_FSDD", ROOT.parent / "shared" / "data" / "fsdd"))
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir() -> Path:
+    recordings = FSDD / "recordings"
+    if not recordings.is_dir():
+        pytest.fail(f"FSDD not found at {recordings}; tests read real audio from ../shared/data/fsdd "
+                    "(or set FLEXIAST_FSDD)")
+    return recordings
+
+
+@pytest.fixture(scope="session")
+def fsdd_clips_16k(fsdd_dir) -> list[np.ndarray]:
+    """Six real 8 kHz clips (one per speaker), resampled to 16 kHz float32 with soxr."""
+    import soundfile as sf
+    import soxr
+
+    clips = []
+    for speaker in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler"):
+        audio, rate = sf.read(fsdd_dir / f"3_{speaker}_7.wav", dtype="float64")
+        assert rate == 8000
+        clips.append(soxr.resample(audio, rate, 16000).astype(np.float32))
+    return clips

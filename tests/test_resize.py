@@ -149,3 +149,21 @@ def test_ast_rule_cuts_the_centre_of_an_imagenet_grid():
     torch.testing.assert_close(out[0, 1:, 0], expected)
     assert out[0, 0, 0] == -1.0
     assert ast_adapt_pos_grid(pos, (side, side), (12, 101), num_prefix_tokens=1).shape == (1, 1 + 1212, 1)
+
+
+def test_a_size_first_used_in_inference_mode_still_trains():
+    """Evaluating (inference_mode) then training at the same size must not reuse inference tensors."""
+    with torch.inference_mode():
+        pi_resize(torch.randn(2, 1, 16, 16), (22, 26))
+    w = torch.randn(2, 1, 16, 16, requires_grad=True)
+    pi_resize(w, (22, 26)).sum().backward()
+    assert w.grad is not None
+
+
+def test_ill_conditioned_sizes_still_resize():
+    """torch's SVD does not converge on this B; NumPy's does (the official code's choice)."""
+    w = torch.randn(2, 1, 31, 39, dtype=torch.float64)
+    x = torch.randn(4, 1, 31, 39, dtype=torch.float64)
+    x_hat = F.interpolate(x, size=(39, 39), mode="bilinear", align_corners=False)
+    w_hat = pi_resize(w, (39, 39))
+    torch.testing.assert_close(x_hat.flatten(1) @ w_hat.flatten(1).T, x.flatten(1) @ w.flatten(1).T)

@@ -120,10 +120,13 @@ def mel_filterbank(num_mel_bins: int, fft_size: int, sample_rate: float,
 
 
 @lru_cache(maxsize=64)
+@torch.inference_mode(False)
+@torch.no_grad()
 def _constants(window: str, window_size: int, num_mel_bins: int, fft_size: int,
                sample_rate: float, low_freq: float, high_freq: float,
                device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window and mel matrix, built once per setting, device and dtype."""
+    """Window and mel matrix, built once per setting, device and dtype (as ordinary
+    tensors even under inference mode, so later autograd can use them)."""
     win = _window(window, window_size).to(device=device, dtype=dtype)
     mel = mel_filterbank(num_mel_bins, fft_size, sample_rate, low_freq, high_freq)
     return win, mel.to(device=device, dtype=dtype)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -72,7 +73,14 @@ def grid_shape(input_size: tuple[int, int], patch_size, stride=None) -> tuple[in
     return (fdim - p[0]) // s[0] + 1, (tdim - p[1]) // s[1] + 1
 
 
-@lru_cache(maxsize=256)
+def _cache_builder(fn):
+    """Cached tensors must be ordinary tensors even when first asked for under
+    ``torch.inference_mode()`` (evaluation), or a later training step that reuses them fails."""
+    wrapped = torch.no_grad()(torch.inference_mode(False)(fn))
+    return lru_cache(maxsize=512)(wrapped)
+
+
+@_cache_builder
 def _bilinear_matrix64(old: tuple[int, int], new: tuple[int, int], antialias: bool) -> torch.Tensor:
     eye = torch.eye(old[0] * old[1], dtype=torch.float64).reshape(-1, 1, *old)
     out = F.interpolate(eye, size=new, mode="bilinear", align_corners=False, antialias=antialias)
@@ -84,12 +92,23 @@ def bilinear_matrix(old_size, new_size, *, antialias: bool = False) -> torch.Ten
     return _bilinear_matrix64(to_pair(old_size), to_pair(new_size), antialias).clone()
 
 
-@lru_cache(maxsize=256)
+@_cache_builder
 def _pinv64(old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
-    return torch.linalg.pinv(_bilinear_matrix64(old, new, False).T)
+    """``pinv(B^T)`` in float64 with NumPy's SVD, as the official code computes it.
+
+    LAPACK's divide-and-conquer SVD in torch fails to converge on some ill-conditioned
+    ``B`` (e.g. 31x39 -> 39x39); NumPy's converges, and an SVD-based least-squares
+    solve is the fallback.
+    """
+    bt = _bilinear_matrix64(old, new, False).T
+    try:
+        return torch.from_numpy(np.linalg.pinv(bt.numpy()))
+    except np.linalg.LinAlgError:
+        eye = torch.eye(bt.shape[0], dtype=torch.float64)
+        return torch.linalg.lstsq(bt, eye, driver="gelsd").solution
 
 
-@lru_cache(maxsize=512)
+@_cache_builder
 def _pinv_cached(old: tuple[int, int], new: tuple[int, int], device: torch.device,
                  dtype: torch.dtype) -> torch.Tensor:
     return _pinv64(old, new).to(device=device, dtype=dtype)

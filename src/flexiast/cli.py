@@ -126,6 +126,61 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _option(text: str) -> tuple[str, object]:
+    """``key=value`` for a data reader; values parse as JSON where they can (``folds=[1,2]``)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    from .data import FORMATS
+
+    p.add_argument("--format", required=True, choices=sorted(FORMATS), help="dataset layout")
+    p.add_argument("--root", help="dataset folder (for ast_json / csv, give --option datafile=... etc.)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. task=speakers, test_fold=1, label_csv=labels.csv")
+    p.add_argument("--target-length", type=int, default=1024, help="frames after padding or cutting")
+    p.add_argument("--mel-bins", type=int, default=128)
+
+
+def _manifest(args):
+    from .data import read_manifest
+
+    options = dict(args.option)
+    if args.root:
+        options.setdefault("root", args.root)
+    if args.format not in ("ast_json",):
+        options.setdefault("split", args.split)
+    return read_manifest(args.format, **options)
+
+
+def cmd_stats(args) -> int:
+    from .data import dataset_stats, scan
+    from .features import FeatureConfig
+
+    manifest, report = scan(_manifest(args), on_error="skip", max_bad_fraction=1.0)
+    if report.problems:
+        print(f"left out {len(report.problems)} unreadable clips, e.g. {report.problems[0][1]}", file=sys.stderr)
+    features = FeatureConfig(num_mel_bins=args.mel_bins, target_length=args.target_length)
+    stats = dataset_stats(manifest, features, batch_size=args.batch_size, num_workers=args.workers)
+    print(f"{stats['clips']} clips of {args.format} ({args.split}), {args.target_length} frames x {args.mel_bins} bins")
+    print(f"AST's statistic (mean over batches of {args.batch_size}): mean {stats['mean']:.7g}, std {stats['std']:.7g}")
+    print(f"over all values: mean {stats['exact_mean']:.7g}, std {stats['exact_std']:.7g}")
+    snippet = (f"features:\n  target_length: {args.target_length}\n  num_mel_bins: {args.mel_bins}\n"
+               f"  mean: {stats['mean']:.7g}\n  std: {stats['std']:.7g}\n")
+    print("\nrecipe snippet:\n" + snippet)
+    if args.out:
+        Path(args.out).write_text(snippet)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexiast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--json", action="store_true")
     fl.set_defaults(func=cmd_flops)
 
+    st = sub.add_parser("stats", help="dataset mean and std of AST features, as AST computes them")
+    _add_data_arguments(st)
+    st.add_argument("--batch-size", type=int, default=1000, help="AST averages per-batch statistics over batches of 1000")
+    st.add_argument("--workers", type=int, default=0)
+    st.add_argument("--out", help="also write the recipe snippet to this file")
+    st.set_defaults(func=cmd_stats)
+
     cv = sub.add_parser("convert", help="official AST / FlexiAST / Hugging Face / timm weights to flexiast or HF")
     cv.add_argument("source")
     cv.add_argument("dest", help="a directory, or a .safetensors file")
@@ -158,6 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError, OSError) as e:
         print(f"flexiast {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,55 @@
+"""Reading audio as AST expects it: mono float32 at 16 kHz.
+
+Decoding is soundfile's (WAV, FLAC, OGG, MP3 and anything libsndfile reads, at any bit
+depth); resampling is soxr's (high quality, linear phase). Channels are averaged to mono.
+Every failure names the file: a file that does not decode, holds no samples, or holds
+NaN or Inf raises :class:`AudioError` rather than reaching the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+__all__ = ["AudioError", "load_audio", "resample", "SAMPLE_RATE"]
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names it."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """soxr's high-quality resampler; a no-op at the target rate."""
+    if rate == target:
+        return audio
+    return soxr.resample(audio, rate, target, quality="HQ")
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Decode ``path`` to a mono float32 waveform ``[samples]`` at ``sample_rate``."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(path, "no such file") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        if not Path(path).exists():
+            raise AudioError(path, "no such file") from None
+        raise AudioError(path, f"cannot decode audio ({e})") from None
+    if audio.shape[0] == 0:
+        raise AudioError(path, "holds no samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(path, "holds NaN or Inf samples")
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    mono = resample(np.ascontiguousarray(mono), rate, sample_rate)
+    return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))

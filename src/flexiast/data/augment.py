@@ -1,0 +1,78 @@
+"""Training-time augmentation, as the AST recipes use it, driven by an explicit RNG.
+
+Every function takes a ``numpy.random.Generator``: the dataset seeds one per clip from
+``(seed, epoch, index)``, so a clip's augmentation does not depend on worker count,
+order or resumption.
+
+* SpecAugment (Park et al. 2019) as torchaudio masks it, on the log-mel before
+  normalisation: one frequency mask of width ``floor(u * freqm)`` and one time mask of
+  width ``floor(u * timem)``, ``u ~ U(0, 1)``, set to 0.
+* Noise (AST): ``x + U(0,1)[T, F] * U(0,1) / 10`` on the normalised spectrogram, then a
+  roll of ``randint(-10, 10)`` frames.
+* Gain: a random level change of ``g ~ U(-gain_db, gain_db)`` dB. The fbank is a log
+  power, so this is ``x + g ln(10) / 10`` (exact except where Kaldi's floor applies).
+* Mixup (Zhang et al. 2018, as AST): with probability ``mixup`` a clip is mixed with a
+  random other one, ``lam ~ Beta(alpha, alpha)`` (AST: alpha = 10), on the waveforms;
+  targets mix with the same ``lam``. Done by the dataset, which owns the waveforms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["AugmentConfig", "spec_augment", "add_noise_and_roll", "apply_gain"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    freqm: int = 0
+    timem: int = 0
+    mixup: float = 0.0
+    mixup_alpha: float = 10.0
+    noise: bool = False
+    gain_db: float = 0.0
+
+    def __post_init__(self):
+        for name in ("freqm", "timem"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be non-negative")
+        if not 0.0 <= self.mixup <= 1.0:
+            raise ValueError(f"mixup={self.mixup} is a probability in [0, 1]")
+        if self.mixup_alpha <= 0 or self.gain_db < 0:
+            raise ValueError(f"mixup_alpha={self.mixup_alpha} must be positive and gain_db={self.gain_db} non-negative")
+
+
+def _mask(spec: torch.Tensor, axis: int, width_max: int, rng: np.random.Generator) -> torch.Tensor:
+    size = spec.shape[axis]
+    value = rng.random() * width_max
+    start = int(rng.random() * (size - value))
+    end = start + int(value)
+    if end <= start:
+        return spec
+    spec = spec.clone()
+    index = [slice(None)] * spec.dim()
+    index[axis] = slice(start, end)
+    spec[tuple(index)] = 0.0
+    return spec
+
+
+def spec_augment(spec: torch.Tensor, freqm: int, timem: int, rng: np.random.Generator) -> torch.Tensor:
+    """One frequency mask and one time mask on ``spec[T, F]``."""
+    if freqm:
+        spec = _mask(spec, -1, freqm, rng)
+    if timem:
+        spec = _mask(spec, -2, timem, rng)
+    return spec
+
+
+def add_noise_and_roll(spec: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    noise = torch.from_numpy(rng.random(spec.shape, dtype=np.float32)) * (rng.random() / 10)
+    return torch.roll(spec + noise, int(rng.integers(-10, 10)), dims=-2)
+
+
+def apply_gain(spec: torch.Tensor, gain_db: float, rng: np.random.Generator) -> torch.Tensor:
+    return spec + rng.uniform(-gain_db, gain_db) * math.log(10) / 10

@@ -1,0 +1,191 @@
+"""From a manifest to model inputs: decode, features, augmentation, with bad files handled.
+
+For clip ``i`` the pipeline is AST's (its dataloader), in this order:
+
+1. waveform at 16 kHz, mean removed (mixed with another clip under mixup);
+2. log-mel (``frame_shift x C`` under Fshift), optional gain;
+3. zero-pad or cut to ``target_length`` (``/ C`` under Fshift);
+4. SpecAugment masks (training), then ``(x - mean) / (2 std)``, then noise and roll;
+5. 1 x C average or max pooling (pooling compression).
+
+Targets are probability vectors (one-hot, multi-hot, or mixed), which both
+cross-entropy and BCE take. Bad files follow ``on_error``: ``"raise"`` stops with the
+file and manifest entry named; ``"skip"`` drops the clip (``__getitem__`` returns
+``None``, :func:`collate` counts it). :func:`scan` checks every file's header before
+training so most problems surface before the first step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ..audio import AudioError, load_audio
+from ..features import Compression, FeatureConfig, compress_spec, log_mel, normalize, pad_or_cut
+from .augment import AugmentConfig, add_noise_and_roll, apply_gain, spec_augment
+from .cache import FeatureCache
+from .readers import DataError, Manifest
+
+__all__ = ["AudioDataset", "collate", "scan", "ScanReport", "dataset_stats"]
+
+ON_ERROR = ("raise", "skip")
+
+
+class AudioDataset(torch.utils.data.Dataset):
+    def __init__(self, manifest: Manifest, features: FeatureConfig, *, compression: Compression = Compression(),
+                 augment: AugmentConfig | None = None, train: bool = False, cache: FeatureCache | None = None,
+                 on_error: str = "raise", seed: int = 0):
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error={on_error!r} is not one of {', '.join(ON_ERROR)}")
+        self.manifest, self.features, self.compression = manifest, features, compression
+        self.augment = augment or AugmentConfig()
+        self.train, self.cache, self.on_error, self.seed = train, cache, on_error, seed
+        self.epoch = 0
+        self.num_classes = len(manifest.classes)
+
+    def __len__(self) -> int:
+        return len(self.manifest.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+
+    def _target(self, index: int) -> torch.Tensor:
+        t = torch.zeros(self.num_classes)
+        t[list(self.manifest.items[index].labels)] = 1.0
+        return t
+
+    def _wave(self, index: int) -> torch.Tensor:
+        item = self.manifest.items[index]
+        try:
+            return load_audio(item.path, self.features.sample_rate)
+        except AudioError as e:
+            raise AudioError(item.path, f"{e.reason} (entry {item.source})") from None
+
+    def log_mel(self, index: int) -> torch.Tensor:
+        """The clip's log-mel before padding, from the cache where one is set."""
+        kwargs = self.features.fbank_kwargs(self.compression)
+        if self.cache is None:
+            return log_mel(self._wave(index), self.features, self.compression)
+        path = self.manifest.items[index].path
+        try:
+            key = self.cache.key(path, kwargs)
+        except OSError:
+            raise AudioError(path, f"no such file (entry {self.manifest.items[index].source})") from None
+        spec = self.cache.get(key)
+        if spec is None:
+            spec = log_mel(self._wave(index), self.features, self.compression)
+            self.cache.put(key, spec)
+        return spec
+
+    def _mixed(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        other = int(rng.integers(len(self)))
+        lam = float(rng.beta(self.augment.mixup_alpha, self.augment.mixup_alpha))
+        a, b = self._wave(index), self._wave(other)
+        a, b = a - a.mean(), b - b.mean()
+        b = torch.nn.functional.pad(b, (0, max(0, a.numel() - b.numel())))[: a.numel()]
+        spec = log_mel(lam * a + (1 - lam) * b, self.features, self.compression)
+        return spec, lam * self._target(index) + (1 - lam) * self._target(other)
+
+    def __getitem__(self, index: int) -> dict | None:
+        try:
+            return self._item(index)
+        except AudioError:
+            if self.on_error == "skip":
+                return None
+            raise
+
+    def _item(self, index: int) -> dict:
+        aug, cfg = self.augment, self.features
+        rng = self._rng(index) if self.train else None
+        if rng is not None and aug.mixup > 0 and rng.random() < aug.mixup:
+            spec, target = self._mixed(index, rng)
+        else:
+            spec, target = self.log_mel(index), self._target(index)
+        if rng is not None and aug.gain_db:
+            spec = apply_gain(spec, aug.gain_db, rng)
+        frames = cfg.target_length // (self.compression.factor if self.compression.method == "fshift" else 1)
+        spec = pad_or_cut(spec, frames)
+        if rng is not None:
+            spec = spec_augment(spec, aug.freqm, aug.timem, rng)
+        spec = normalize(spec, cfg)
+        if rng is not None and aug.noise:
+            spec = add_noise_and_roll(spec, rng)
+        return {"spec": compress_spec(spec, self.compression), "target": target, "index": index}
+
+
+def collate(batch: list[dict | None]) -> dict:
+    """Stack clips; clips skipped under ``on_error="skip"`` are counted in ``"skipped"``."""
+    kept = [b for b in batch if b is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), "skipped": skipped}
+    return {"spec": torch.stack([b["spec"] for b in kept]), "target": torch.stack([b["target"] for b in kept]),
+            "index": torch.tensor([b["index"] for b in kept]), "skipped": skipped}
+
+
+@dataclass
+class ScanReport:
+    total: int
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (entry, message)
+
+    @property
+    def bad_fraction(self) -> float:
+        return len(self.problems) / max(self.total, 1)
+
+
+def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float = 0.01) -> tuple[Manifest, ScanReport]:
+    """Check that every file exists and has a readable, non-empty audio header.
+
+    ``on_error="raise"``: any problem raises :class:`DataError` listing the files.
+    ``"skip"``: bad clips are removed and reported, unless more than
+    ``max_bad_fraction`` of the split is bad, which is refused.
+    """
+    report = ScanReport(len(manifest.items))
+    good = []
+    for item in manifest.items:
+        try:
+            info = sf.info(str(item.path))
+            if info.frames == 0:
+                raise ValueError("holds no samples")
+            good.append(item)
+        except Exception as e:  # noqa: BLE001 (libsndfile raises several types)
+            reason = "no such file" if not item.path.exists() else str(e).strip().splitlines()[0]
+            report.problems.append((item.source, f"{item.path}: {reason}"))
+    if report.problems:
+        listing = "\n  ".join(msg + f" (entry {src})" for src, msg in report.problems[:10])
+        more = f"\n  ... and {len(report.problems) - 10} more" if len(report.problems) > 10 else ""
+        if on_error == "raise":
+            raise DataError(f"{len(report.problems)} of {report.total} clips cannot be used:\n  {listing}{more}\n"
+                            "Fix them, or set on_error: skip to leave them out.")
+        if report.bad_fraction > max_bad_fraction:
+            raise DataError(f"{len(report.problems)} of {report.total} clips ({report.bad_fraction:.1%}) are bad, "
+                            f"more than max_bad_fraction={max_bad_fraction:.1%}:\n  {listing}{more}")
+    kept = Manifest(good, manifest.classes, manifest.multilabel, manifest.name,
+                    manifest.notes + [f"skipped {len(report.problems)} unreadable clips"] * bool(report.problems))
+    return kept, report
+
+
+def dataset_stats(manifest: Manifest, features: FeatureConfig, *, batch_size: int = 1000,
+                  num_workers: int = 0, cache: FeatureCache | None = None) -> dict:
+    """Mean and std of the padded, unnormalised features, as AST's ``get_norm_stats.py``:
+    the average over batches of each batch's mean and standard deviation. The exact
+    mean and std over every value are returned too (``exact_mean``, ``exact_std``)."""
+    identity = FeatureConfig(**{**features.to_dict(), "mean": 0.0, "std": 0.5})  # (x - 0) / (2 * 0.5) = x
+    ds = AudioDataset(manifest, identity, cache=cache)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+    means, stds, total, sq, count = [], [], 0.0, 0.0, 0
+    for batch in loader:
+        x = batch["spec"].double()
+        means.append(float(x.mean()))
+        stds.append(float(x.std()))
+        total, sq, count = total + float(x.sum()), sq + float((x * x).sum()), count + x.numel()
+    exact_mean = total / count
+    return {"mean": float(np.mean(means)), "std": float(np.mean(stds)), "exact_mean": exact_mean,
+            "exact_std": float(np.sqrt(sq / count - exact_mean**2)), "clips": len(ds),
+            "target_length": features.target_length, "batch_size": batch_size}

@@ -1,0 +1,301 @@
+"""Dataset readers on fixtures in each official layout, the AST feature recipe, cache,
+augmentation, samplers, statistics, and bad-input handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from flexiast.audio import AudioError
+from flexiast.data import (AudioDataset, AugmentConfig, BalancedSampler, DataError, FeatureCache, ShardedSampler,
+                           ast_balanced_weights, collate, dataset_stats, read_manifest, scan)
+from flexiast.features import Compression, FeatureConfig
+
+
+def _tone(path, seconds=0.3, rate=16000, freq=440.0, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate * seconds)) / rate
+    noise = 0.01 * np.random.default_rng(seed).standard_normal(t.size)
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t) + noise, rate)
+    return path
+
+
+# -- readers ---------------------------------------------------------------------------
+def test_fsdd_counts_and_official_split(fsdd_dir):
+    root = fsdd_dir.parent
+    assert len(read_manifest("fsdd", root=root, split="all")) == 3000
+    test = read_manifest("fsdd", root=root, split="test")
+    assert len(test) == 300 and len(read_manifest("fsdd", root=root, split="train")) == 2700
+    assert all(int(i.path.stem.split("_")[2]) < 5 for i in test.items)
+    speakers = read_manifest("fsdd", root=root, split="test", task="speakers")
+    assert len(speakers.classes) == 6 and len(speakers) == 300
+    digits = [test.classes[i.labels[0]] for i in test.items]
+    assert all(d == i.path.name[0] for d, i in zip(digits, test.items))
+
+
+def test_ast_json_and_label_csv(tmp_path):
+    (tmp_path / "labels.csv").write_text("index,mid,display_name\n0,/m/dog,Dog\n1,/m/cat,Cat\n2,/m/car,Car\n")
+    _tone(tmp_path / "a.wav"), _tone(tmp_path / "b.wav")
+    data = {"data": [{"wav": "a.wav", "labels": "/m/dog,/m/car"}, {"wav": str(tmp_path / "b.wav"), "labels": "/m/cat"}]}
+    (tmp_path / "train.json").write_text(json.dumps(data))
+    m = read_manifest("ast_json", datafile=tmp_path / "train.json", label_csv=tmp_path / "labels.csv")
+    assert m.multilabel and m.classes == ["Dog", "Cat", "Car"]
+    assert [i.labels for i in m.items] == [(0, 2), (1,)] and m.items[0].path == tmp_path / "a.wav"
+    data["data"].append({"wav": "b.wav", "labels": "/m/horse"})
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"bad\.json:data\[2\]: label '/m/horse' is not in"):
+        read_manifest("ast_json", datafile=tmp_path / "bad.json", label_csv=tmp_path / "labels.csv")
+
+
+def _esc50(root):
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    for fold in range(1, 6):
+        for target, cat, esc10 in ((0, "dog", "True"), (1, "rooster", "False"), (41, "chainsaw", "True")):
+            name = f"{fold}-{target}-A-0.wav"
+            _tone(root / "audio" / name, rate=44100)
+            rows.append(f"{name},{fold},{target},{cat},{esc10},{target},A")
+    (root / "meta").mkdir()
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_esc50_folds_and_esc10(tmp_path):
+    _esc50(tmp_path)
+    train = read_manifest("esc50", root=tmp_path, split="train", test_fold=2)
+    test = read_manifest("esc50", root=tmp_path, split="test", test_fold=2)
+    assert (len(train), len(test)) == (12, 3) and train.classes == ["dog", "rooster", "chainsaw"]
+    assert all(i.path.name.startswith("2-") for i in test.items)
+    assert not any(i.path.name.startswith("2-") for i in train.items)
+    esc10 = read_manifest("esc50", root=tmp_path, split="train", folds=[1, 3], esc10=True)
+    assert esc10.classes == ["dog", "chainsaw"] and len(esc10) == 4
+    assert {i.labels for i in esc10.items} == {(0,), (1,)}
+
+
+def test_speech_commands_splits(tmp_path):
+    for word in ("yes", "no", "up"):
+        for k in range(4):
+            _tone(tmp_path / word / f"spk{k}_nohash_0.wav", seconds=0.1)
+    _tone(tmp_path / "_background_noise_" / "white.wav")
+    (tmp_path / "validation_list.txt").write_text("yes/spk0_nohash_0.wav\nno/spk0_nohash_0.wav\n")
+    (tmp_path / "testing_list.txt").write_text("up/spk1_nohash_0.wav\n")
+    train = read_manifest("speechcommands", root=tmp_path, split="train")
+    assert train.classes == ["no", "up", "yes"] and len(train) == 9
+    assert len(read_manifest("speechcommands", root=tmp_path, split="validation")) == 2
+    test = read_manifest("speechcommands", root=tmp_path, split="test")
+    assert [(i.path.name, i.labels) for i in test.items] == [("spk1_nohash_0.wav", (1,))]
+
+
+def test_voxceleb1_identification_split(tmp_path):
+    lines = []
+    for spk in ("id10001", "id10002"):
+        for k, code in enumerate("11123"):
+            rel = f"{spk}/vid{k}/0000{k}.wav"
+            _tone(tmp_path / "wav" / rel, seconds=0.1)
+            lines.append(f"{code} {rel}")
+    (tmp_path / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    counts = {s: len(read_manifest("voxceleb1", root=tmp_path, split=s)) for s in ("train", "validation", "test")}
+    assert counts == {"train": 6, "validation": 2, "test": 2}
+    assert read_manifest("voxceleb1", root=tmp_path, split="test").classes == ["id10001", "id10002"]
+
+
+def test_folder_and_csv_manifest(tmp_path):
+    for cls in ("bird", "rain"):
+        for k in range(2):
+            _tone(tmp_path / "train" / cls / f"{k}.flac")
+    m = read_manifest("folder", root=tmp_path, split="train")
+    assert m.classes == ["bird", "rain"] and len(m) == 4
+    (tmp_path / "vggsound.csv").write_text(
+        "path,labels,split\ntrain/bird/0.flac,bird,train\ntrain/rain/0.flac,rain;bird,test\ntrain/rain/1.flac,rain,train\n")
+    csv_test = read_manifest("csv", csv_path=tmp_path / "vggsound.csv", split="test")
+    assert csv_test.multilabel and csv_test.items[0].labels == (1, 0)
+    assert len(read_manifest("csv", csv_path=tmp_path / "vggsound.csv", split="train")) == 2
+
+
+def test_unknown_format_and_missing_root(tmp_path):
+    with pytest.raises(DataError, match="not one of"):
+        read_manifest("librispeech", root=tmp_path)
+    with pytest.raises(DataError, match="esc50.csv: ESC-50 metadata not found"):
+        read_manifest("esc50", root=tmp_path / "nowhere", test_fold=1)
+
+
+# -- the AST feature recipe --------------------------------------------------------------
+def test_features_equal_hugging_face_ast_extractor_end_to_end(fsdd_dir):
+    """Decode 8 kHz FSDD, resample, fbank, pad, normalise: HF's extractor on the same 16 kHz audio."""
+    from transformers import ASTFeatureExtractor
+
+    from flexiast.audio import load_audio
+
+    manifest = read_manifest("fsdd", root=fsdd_dir.parent, split="test")
+    cfg = FeatureConfig.for_dataset("speechcommands")
+    ds = AudioDataset(manifest, cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = ASTFeatureExtractor(num_mel_bins=128, max_length=cfg.target_length, mean=cfg.mean, std=cfg.std)
+    for i in (0, 57, 299):
+        wave = load_audio(manifest.items[i].path).numpy()
+        ref = hf(wave, sampling_rate=16000, return_tensors="np")["input_values"][0]
+        ours = ds[i]["spec"].numpy()
+        n = min(len(wave) and 1 + (len(wave) - 400) // 160, cfg.target_length)
+        np.testing.assert_allclose(ours[:n], ref[:n], atol=1e-3 / (2 * cfg.std))
+        np.testing.assert_allclose(ours[n:], (0 - cfg.mean) / (2 * cfg.std), atol=1e-6)  # zero padding, normalised
+
+
+def test_compression_shapes(fsdd_dir):
+    manifest = read_manifest("fsdd", root=fsdd_dir.parent, split="test")
+    cfg = FeatureConfig(target_length=128)
+    full = AudioDataset(manifest, cfg)[0]["spec"]
+    assert full.shape == (128, 128)
+    assert AudioDataset(manifest, cfg, compression=Compression.parse("fshift:4"))[0]["spec"].shape == (32, 128)
+    avg = AudioDataset(manifest, cfg, compression=Compression.parse("avgpool:2"))[0]["spec"]
+    torch.testing.assert_close(avg, full.reshape(64, 2, 128).mean(1))
+    mx = AudioDataset(manifest, cfg, compression=Compression.parse("maxpool:4"))[0]["spec"]
+    torch.testing.assert_close(mx, full.reshape(32, 4, 128).amax(1))
+    torch.testing.assert_close(AudioDataset(manifest, cfg, compression=Compression.parse("patch:2"))[0]["spec"], full)
+    with pytest.raises(ValueError, match="compression"):
+        Compression.parse("stretch:2")
+    with pytest.raises(ValueError, match="leaves no frames"):
+        FeatureConfig(target_length=3).frames(Compression.parse("avgpool:4"))
+
+
+# -- cache ---------------------------------------------------------------------------
+def test_cache_equals_uncached_and_is_invalidated_by_any_change(tmp_path):
+    wav = _tone(tmp_path / "clips" / "x.wav", seconds=1.0)
+    manifest = read_manifest("folder", root=tmp_path)
+    cache = FeatureCache(tmp_path / "cache")
+    cfg = FeatureConfig(target_length=100)
+    plain = AudioDataset(manifest, cfg)
+    cached = AudioDataset(manifest, cfg, cache=cache)
+    first, second = cached[0]["spec"], cached[0]["spec"]
+    torch.testing.assert_close(first, plain[0]["spec"], atol=0, rtol=0)
+    torch.testing.assert_close(second, first, atol=0, rtol=0)
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
+    for changed in (FeatureConfig(target_length=100, num_mel_bins=64), FeatureConfig(target_length=100, frame_shift_ms=20)):
+        other = AudioDataset(manifest, changed, cache=cache)[0]["spec"]
+        torch.testing.assert_close(other, AudioDataset(manifest, changed)[0]["spec"], atol=0, rtol=0)
+    AudioDataset(manifest, cfg, cache=cache, compression=Compression.parse("fshift:2"))[0]
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 4
+    _tone(wav, seconds=1.0, freq=1500.0, seed=1)  # the file changes: same path, new content
+    os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
+    torch.testing.assert_close(cached[0]["spec"], plain[0]["spec"], atol=0, rtol=0)
+    assert not torch.equal(cached[0]["spec"], first)
+
+
+# -- augmentation ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fsdd_test(fsdd_dir):
+    return read_manifest("fsdd", root=fsdd_dir.parent, split="test")
+
+
+def test_augmentation_is_seeded_per_clip_and_off_in_evaluation(fsdd_test):
+    cfg = FeatureConfig(target_length=128)
+    aug = AugmentConfig(freqm=24, timem=24, mixup=0.5, noise=True, gain_db=6)
+    a = AudioDataset(fsdd_test, cfg, augment=aug, train=True, seed=3)
+    b = AudioDataset(fsdd_test, cfg, augment=aug, train=True, seed=3)
+    torch.testing.assert_close(a[5]["spec"], b[5]["spec"], atol=0, rtol=0)
+    a.set_epoch(1)
+    assert not torch.equal(a[5]["spec"], b[5]["spec"])
+    plain = AudioDataset(fsdd_test, cfg)
+    evaluation = AudioDataset(fsdd_test, cfg, augment=aug, train=False)
+    torch.testing.assert_close(evaluation[5]["spec"], plain[5]["spec"], atol=0, rtol=0)
+
+
+def test_spec_augment_masks_are_within_bounds(fsdd_test):
+    cfg = FeatureConfig(target_length=128)
+    masked_value = (0 - cfg.mean) / (2 * cfg.std)  # AST masks before normalising
+    ds = AudioDataset(fsdd_test, cfg, augment=AugmentConfig(freqm=20, timem=30), train=True)
+    for i in range(20):
+        x = ds[i]["spec"]
+        bins = int((x == masked_value).all(0).sum())
+        assert bins < 20
+    assert any(int((ds[i]["spec"] == masked_value).all(0).sum()) > 0 for i in range(20))
+
+
+def test_mixup_mixes_targets_with_beta_10_weights(fsdd_test):
+    ds = AudioDataset(fsdd_test, FeatureConfig(target_length=128), augment=AugmentConfig(mixup=1.0), train=True)
+    lams = []
+    for i in range(40):
+        t = ds[i]["target"]
+        assert abs(float(t.sum()) - 1) < 1e-6
+        if int((t > 0).sum()) == 2:  # a partner of the same class leaves the target one-hot
+            lams.append(float(t.max()))
+    assert len(lams) >= 25
+    assert 0.5 <= min(lams) and max(lams) < 0.9  # max(lam, 1 - lam); Beta(10, 10) rarely leaves [0.2, 0.8]
+
+
+# -- samplers --------------------------------------------------------------------------
+def test_sharded_sampler_partitions_and_resumes():
+    shards = [list(ShardedSampler(10, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(s) == 4 for s in shards)
+    assert set(sum(shards, [])) == set(range(10))
+    again = ShardedSampler(10, seed=1, rank=1, world_size=3)
+    assert list(again) == shards[1]
+    again.set_epoch(0, start=2)
+    assert list(again) == shards[1][2:] and len(again) == 2
+    again.set_epoch(1)
+    assert list(again) != shards[1]
+
+
+def test_ast_balanced_weights_by_hand():
+    labels = [(0,), (0, 1), (2,)]
+    w = ast_balanced_weights(labels, 3)
+    expected = [1000 / 2.01, 1000 / 2.01 + 1000 / 1.01, 1000 / 1.01]
+    np.testing.assert_allclose(w.numpy(), expected)
+    draws = list(BalancedSampler(w, num_samples=3000, seed=0))
+    counts = np.bincount(draws, minlength=3) / 3000
+    np.testing.assert_allclose(counts, np.array(expected) / sum(expected), atol=0.03)
+
+
+# -- statistics ----------------------------------------------------------------------
+def test_stats_match_a_direct_computation(fsdd_test):
+    from flexiast.audio import load_audio
+    from flexiast.fbank import fbank
+
+    subset = type(fsdd_test)(fsdd_test.items[:30], fsdd_test.classes)
+    cfg = FeatureConfig(target_length=64)
+    stats = dataset_stats(subset, cfg, batch_size=10)
+    batches = []
+    for k in range(3):
+        specs = []
+        for item in subset.items[10 * k:10 * k + 10]:
+            w = load_audio(item.path).double()
+            s = fbank(w - w.mean())[:64]
+            specs.append(np.pad(s.numpy(), ((0, 64 - s.shape[0]), (0, 0))))
+        batches.append(np.stack(specs))
+    assert abs(stats["mean"] - np.mean([b.mean() for b in batches])) < 1e-4
+    assert abs(stats["std"] - np.mean([b.std(ddof=1) for b in batches])) < 1e-4
+    everything = np.concatenate(batches)
+    assert abs(stats["exact_std"] - everything.std()) < 1e-4
+
+
+# -- bad input -------------------------------------------------------------------------
+def _bad_folder(tmp_path, bad: int, good: int = 10):
+    for k in range(good):
+        _tone(tmp_path / "data" / "a" / f"good{k}.wav", seconds=0.1)
+    for k in range(bad):
+        (tmp_path / "data" / "a" / f"bad{k}.wav").write_bytes(b"RIFF" + b"\x00" * 10)
+    return read_manifest("folder", root=tmp_path / "data")
+
+
+def test_scan_names_bad_files_or_skips_and_refuses_too_many(tmp_path):
+    manifest = _bad_folder(tmp_path, bad=1)
+    with pytest.raises(DataError, match=r"1 of 11 clips cannot be used:\n  .*bad0\.wav"):
+        scan(manifest)
+    kept, report = scan(manifest, on_error="skip", max_bad_fraction=0.2)
+    assert len(kept) == 10 and len(report.problems) == 1
+    with pytest.raises(DataError, match=r"more than max_bad_fraction=5\.0%"):
+        scan(manifest, on_error="skip", max_bad_fraction=0.05)
+
+
+def test_a_file_that_disappears_is_named_or_skipped(tmp_path):
+    manifest = _bad_folder(tmp_path, bad=0, good=3)
+    manifest.items[1].path.unlink()
+    with pytest.raises(AudioError, match=r"good1\.wav: no such file \(entry a/good1\.wav\)"):
+        AudioDataset(manifest, FeatureConfig(target_length=32))[1]
+    ds = AudioDataset(manifest, FeatureConfig(target_length=32), on_error="skip", cache=FeatureCache(tmp_path / "c"))
+    batch = collate([ds[i] for i in range(3)])
+    assert batch["skipped"] == 1 and batch["spec"].shape == (2, 32, 128)

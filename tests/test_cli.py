@@ -59,3 +59,19 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "flexiast", "flops", "--preset", "tiny", "--patch-sizes", "32"],
                          capture_output=True, text=True, check=True).stdout
     assert "32x32" in out
+
+
+def test_stats_prints_and_writes_a_recipe_snippet(tmp_path, fsdd_dir, capsys):
+    out = tmp_path / "stats.yaml"
+    assert main(["stats", "--format", "fsdd", "--root", str(fsdd_dir.parent), "--split", "test",
+                 "--target-length", "64", "--batch-size", "100", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "300 clips of fsdd (test)" in printed
+    snippet = out.read_text()
+    mean = float(snippet.split("mean: ")[1].split()[0])
+    assert -12 < mean < 0 and "target_length: 64" in snippet  # log-mel energies of speech plus zero padding
+
+
+def test_stats_names_a_missing_dataset(tmp_path, capsys):
+    assert main(["stats", "--format", "esc50", "--root", str(tmp_path), "--option", "test_fold=1"]) == 2
+    assert "esc50.csv" in capsys.readouterr().err

@@ -299,3 +299,16 @@ def test_a_file_that_disappears_is_named_or_skipped(tmp_path):
     ds = AudioDataset(manifest, FeatureConfig(target_length=32), on_error="skip", cache=FeatureCache(tmp_path / "c"))
     batch = collate([ds[i] for i in range(3)])
     assert batch["skipped"] == 1 and batch["spec"].shape == (2, 32, 128)
+
+
+def test_one_sample_and_silent_clips_give_padded_features(tmp_path):
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    sf.write(tmp_path / "d" / "a" / "one.wav", np.array([0.2]), 8000)
+    sf.write(tmp_path / "d" / "a" / "quiet.wav", np.zeros(4000), 8000)
+    cfg = FeatureConfig(target_length=50)
+    ds = AudioDataset(read_manifest("folder", root=tmp_path / "d"), cfg)
+    pad = (0 - cfg.mean) / (2 * cfg.std)
+    one = ds[0]["spec"]
+    assert one.shape == (50, 128) and torch.allclose(one, torch.full_like(one, pad))  # shorter than one window
+    quiet = ds[1]["spec"]
+    assert torch.isfinite(quiet).all() and quiet.shape == (50, 128)

@@ -63,7 +63,7 @@ def test_module_entry_point_runs():
 
 def test_stats_prints_and_writes_a_recipe_snippet(tmp_path, fsdd_dir, capsys):
     out = tmp_path / "stats.yaml"
-    assert main(["stats", "--format", "fsdd", "--root", str(fsdd_dir.parent), "--split", "test",
+    assert main(["stats", "--data", f"fsdd:{fsdd_dir.parent},split=test",
                  "--target-length", "64", "--batch-size", "100", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "300 clips of fsdd (test)" in printed

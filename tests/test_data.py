@@ -312,3 +312,13 @@ def test_one_sample_and_silent_clips_give_padded_features(tmp_path):
     assert one.shape == (50, 128) and torch.allclose(one, torch.full_like(one, pad))  # shorter than one window
     quiet = ds[1]["spec"]
     assert torch.isfinite(quiet).all() and quiet.shape == (50, 128)
+
+
+def test_full_scan_finds_nan_samples_before_training(tmp_path):
+    manifest = _bad_folder(tmp_path, bad=0, good=4)
+    sf.write(manifest.items[2].path, np.array([0.1, np.nan, 0.3] * 100), 16000, subtype="FLOAT")
+    assert len(scan(manifest)[0]) == 4  # a header check cannot see it
+    with pytest.raises(DataError, match=r"good2\.wav: holds NaN or Inf samples"):
+        scan(manifest, decode=True)
+    kept, report = scan(manifest, on_error="skip", max_bad_fraction=0.5, decode=True)
+    assert len(kept) == 3 and report.problems[0][0] == "a/good2.wav"

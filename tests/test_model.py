@@ -337,3 +337,11 @@ def test_invalid_configuration_is_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AST.preset("tiny", num_classes=2, depth=1)
+
+
+def test_malformed_configuration_names_the_file(tmp_path):
+    model = AST(num_classes=2, embed_dim=64, depth=1, num_heads=1)
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        AST.from_pretrained(tmp_path / "m")

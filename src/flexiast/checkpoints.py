@@ -72,6 +72,16 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
 
 
+def _json(text: str, where) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where}: expected a JSON object")
+    return value
+
+
 def load_state_dict(path: str | Path) -> tuple[dict, dict | None, dict | None]:
     """``(state_dict, flexiast_config or None, hf_config or None)`` from a file or directory."""
     path = Path(path)
@@ -79,23 +89,23 @@ def load_state_dict(path: str | Path) -> tuple[dict, dict | None, dict | None]:
         raise CheckpointError(f"{path}: no such file or directory")
     if path.is_dir():
         config_path = path / "config.json"
-        config = json.loads(config_path.read_text()) if config_path.exists() else None
+        config = _json(config_path.read_text(), config_path) if config_path.exists() else None
         for name in ("model.safetensors", "pytorch_model.bin", "model.pt"):
             if (path / name).exists():
-                sd, meta, cfg = load_state_dict(path / name)
+                sd, flexi_cfg, hf_cfg = load_state_dict(path / name)
                 break
         else:
             raise CheckpointError(f"{path}: directory holds no model.safetensors or pytorch_model.bin")
         if config is None:
-            return sd, meta, cfg
-        if config.get("format") == "flexiast":
+            return sd, flexi_cfg, hf_cfg
+        if config.get("format") == "flexiast" and isinstance(config.get("model_config"), dict):
             return sd, config["model_config"], None
         if config.get("model_type") == "audio-spectrogram-transformer":
             return sd, None, config
         raise CheckpointError(f"{config_path}: neither a flexiast nor a Hugging Face AST configuration")
     if path.suffix == ".safetensors":
         sd, meta = _read_safetensors(path)
-        cfg = json.loads(meta["flexiast_config"]) if "flexiast_config" in meta else None
+        cfg = _json(meta["flexiast_config"], f"{path} metadata") if "flexiast_config" in meta else None
         return sd, cfg, None
     obj = _torch_load(path)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

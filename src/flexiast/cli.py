@@ -140,7 +140,9 @@ def _option(text: str) -> tuple[str, object]:
 def _add_data_arguments(p: argparse.ArgumentParser) -> None:
     from .data import FORMATS
 
-    p.add_argument("--format", required=True, choices=sorted(FORMATS), help="dataset layout")
+    p.add_argument("--data", metavar="FORMAT:ROOT[,KEY=VALUE...]",
+                   help="the dataset in one string, e.g. esc50:/data/ESC-50,test_fold=1 or fsdd:../shared/data/fsdd")
+    p.add_argument("--format", choices=sorted(FORMATS), help="dataset layout (or give --data)")
     p.add_argument("--root", help="dataset folder (for ast_json / csv, give --option datafile=... etc.)")
     p.add_argument("--split", default="train")
     p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
@@ -153,10 +155,23 @@ def _manifest(args):
     from .data import read_manifest
 
     options = dict(args.option)
+    if args.data:
+        fmt, sep, rest = args.data.partition(":")
+        if not sep:
+            raise ValueError(f"--data {args.data!r}: expected FORMAT:ROOT[,KEY=VALUE...]")
+        root, *pairs = rest.split(",")
+        args.format = fmt
+        options.setdefault("root", root)
+        for pair in pairs:
+            key, value = _option(pair)
+            options.setdefault(key, value)
+    if not args.format:
+        raise ValueError("give the dataset with --data FORMAT:ROOT or --format and --root")
     if args.root:
         options.setdefault("root", args.root)
     if args.format not in ("ast_json",):
         options.setdefault("split", args.split)
+        args.split = options["split"]
     return read_manifest(args.format, **options)
 
 
@@ -164,7 +179,7 @@ def cmd_stats(args) -> int:
     from .data import dataset_stats, scan
     from .features import FeatureConfig
 
-    manifest, report = scan(_manifest(args), on_error="skip", max_bad_fraction=1.0)
+    manifest, report = scan(_manifest(args), on_error="skip", max_bad_fraction=1.0, decode=True)
     if report.problems:
         print(f"left out {len(report.problems)} unreadable clips, e.g. {report.problems[0][1]}", file=sys.stderr)
     features = FeatureConfig(num_mel_bins=args.mel_bins, target_length=args.target_length)

@@ -139,9 +139,12 @@ class ScanReport:
         return len(self.problems) / max(self.total, 1)
 
 
-def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float = 0.01) -> tuple[Manifest, ScanReport]:
+def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float = 0.01,
+         decode: bool = False) -> tuple[Manifest, ScanReport]:
     """Check that every file exists and has a readable, non-empty audio header.
 
+    With ``decode=True`` every clip is also decoded in full, which finds truncated data
+    and NaN or Inf samples too (at the cost of reading the whole dataset once).
     ``on_error="raise"``: any problem raises :class:`DataError` listing the files.
     ``"skip"``: bad clips are removed and reported, unless more than
     ``max_bad_fraction`` of the split is bad, which is refused.
@@ -153,7 +156,11 @@ def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float
             info = sf.info(str(item.path))
             if info.frames == 0:
                 raise ValueError("holds no samples")
+            if decode:
+                load_audio(item.path)
             good.append(item)
+        except AudioError as e:
+            report.problems.append((item.source, f"{item.path}: {e.reason}"))
         except Exception as e:  # noqa: BLE001 (libsndfile raises several types)
             reason = "no such file" if not item.path.exists() else str(e).strip().splitlines()[0]
             report.problems.append((item.source, f"{item.path}: {reason}"))

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import reference_vit
-from flexiast import AST, PATCH_SIZES, CheckpointError, pi_resize
+from flexiast import AST, PATCH_SIZES, CheckpointError, grid_shape
+from flexiast.checkpoints import infer_grid
 
 D, HEADS, DEPTH = 128, 2, 2  # 64-wide heads, so official-AST shape inference applies
 
@@ -125,7 +126,9 @@ def test_hf_export_refuses_what_hf_cannot_hold(tmp_path):
 def test_official_ast_layout_matches_hugging_face_model_converted_from_it(tmp_path):
     hf = _hf_model(10, max_length=128, eps=1e-6, labels=7)
     torch.save(_official_ast_state_dict(hf), tmp_path / "audioset_10_10.pth")
-    model = AST.from_pretrained(tmp_path / "audioset_10_10.pth").eval()
+    with pytest.warns(UserWarning, match=r"fit stride 10x10 \(128 frames\) and also stride 16x16 \(288 frames\)"):
+        model = AST.from_pretrained(tmp_path / "audioset_10_10.pth").eval()
+    assert AST.from_pretrained(tmp_path / "audioset_10_10.pth", source_stride=10).config.grid == (12, 12)
     cfg = model.config
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.num_classes) == (D, DEPTH, HEADS, 7)
     assert (cfg.stride, cfg.input_tdim, cfg.prefix_tokens) == ((10, 10), 128, 2)
@@ -134,16 +137,20 @@ def test_official_ast_layout_matches_hugging_face_model_converted_from_it(tmp_pa
         torch.testing.assert_close(model(spec), _hf_logits(hf, spec), atol=1e-4, rtol=0)
 
 
-def _official_flexiast_state_dict(seed: int = 0) -> dict:
-    """FlexiAST release: AST keys plus the patch_embed / pos_embed it actually uses (1 prefix token)."""
+def _official_flexiast_state_dict(seed: int = 0, prefix: int = 1) -> dict:
+    """FlexiAST release: AST keys plus the patch_embed / pos_embed it actually uses.
+
+    One prefix token for its usual ViT-224 backbone, two for the DeiT-384 ("origin") one."""
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: 0.2 * torch.randn(*s, generator=g)  # noqa: E731
-    sd = {"v.cls_token": r(1, 1, D), "v.pos_embed": r(1, 1 + 12 * 101, D),
+    sd = {"v.cls_token": r(1, 1, D), "v.pos_embed": r(1, prefix + 12 * 101, D),
           "v.patch_embed.proj.weight": r(D, 1, 16, 16), "v.patch_embed.proj.bias": r(D),
           "v.norm.weight": 1 + r(D), "v.norm.bias": r(D),
           "patch_embed.proj.weight": r(D, 1, 16, 16), "patch_embed.proj.bias": r(D),
-          "pos_embed.pos_embed": r(1, 1 + 8 * 64, D),
+          "pos_embed.pos_embed": r(1, prefix + 8 * 64, D),
           "mlp_head.0.weight": 1 + r(D), "mlp_head.0.bias": r(D), "mlp_head.1.weight": r(6, D), "mlp_head.1.bias": r(6)}
+    if prefix == 2:
+        sd["v.dist_token"] = r(1, 1, D)
     for i in range(DEPTH):
         p = f"v.blocks.{i}."
         sd.update({p + "norm1.weight": 1 + r(D), p + "norm1.bias": r(D), p + "norm2.weight": 1 + r(D),
@@ -153,23 +160,58 @@ def _official_flexiast_state_dict(seed: int = 0) -> dict:
     return sd
 
 
-@pytest.mark.parametrize("patch", [16, 32, 8])
-def test_official_flexiast_layout_matches_an_independent_forward(tmp_path, patch):
-    sd = _official_flexiast_state_dict()
+@pytest.mark.parametrize("patch,prefix", [(16, 1), (32, 1), (8, 1), (24, 2)])
+def test_official_flexiast_layout_matches_an_independent_forward(tmp_path, patch, prefix):
+    sd = _official_flexiast_state_dict(prefix=prefix)
     torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "flexiast.pth")
     model = AST.from_pretrained(tmp_path / "flexiast.pth").eval()
-    assert (model.config.prefix_tokens, model.config.input_tdim, model.config.grid) == (1, 1024, (8, 64))
+    assert (model.config.prefix_tokens, model.config.input_tdim, model.config.grid) == (prefix, 1024, (8, 64))
     spec = _spec(1024, batch=1)
     grid = ((128 - patch) // patch + 1, (1024 - patch) // patch + 1)
     pos = sd["pos_embed.pos_embed"]
-    body = pos[:, 1:].reshape(1, 8, 64, D).permute(0, 3, 1, 2)
+    body = pos[:, prefix:].reshape(1, 8, 64, D).permute(0, 3, 1, 2)
     body = F.interpolate(body, size=grid, mode="bilinear", antialias=True).permute(0, 2, 3, 1).reshape(1, -1, D)
     weight = sd["patch_embed.proj.weight"] if patch == 16 else reference_vit.pinv_resize(sd["patch_embed.proj.weight"], (patch, patch))
-    expected = reference_vit.forward(sd, spec, heads=HEADS, prefix=1, patch=patch, stride=patch,
-                                     pos_embed=torch.cat([pos[:, :1], body], 1), patch_weight=weight,
+    expected = reference_vit.forward(sd, spec, heads=HEADS, prefix=prefix, patch=patch, stride=patch,
+                                     pos_embed=torch.cat([pos[:, :prefix], body], 1), patch_weight=weight,
                                      patch_bias=sd["patch_embed.proj.bias"])
     with torch.no_grad():
         torch.testing.assert_close(model(spec, patch_size=patch), expected, atol=1e-4, rtol=0)
+
+
+def test_official_ast_loaded_for_another_length_and_stride(tmp_path):
+    """AudioSet AST (12 x 101 grid) fine-tuned on ESC-50 (512 frames): the grid is resized, not misread."""
+    hf = _hf_model(10, max_length=1024, eps=1e-6)
+    sd = _official_ast_state_dict(hf)
+    torch.save(sd, tmp_path / "audioset.pth")
+    source = sd["module.v.pos_embed"][:, 2:].reshape(1, 12, 101, D).permute(0, 3, 1, 2)
+    for overrides, grid in (({"input_tdim": 512}, (12, 50)), ({"stride": 16}, (8, 64)),
+                            ({"input_tdim": 512, "stride": 16}, (8, 32))):
+        model = AST.from_pretrained(tmp_path / "audioset.pth", **overrides)
+        assert model.config.grid == grid
+        expected = F.interpolate(source, size=grid, mode="bilinear", antialias=True).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(model.pos_embed[:, 2:], expected)
+        assert model(_spec(model.config.input_tdim)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("stride", [10, 16])
+def test_grid_inference_finds_the_true_geometry_or_says_it_is_ambiguous(stride):
+    wrong = []
+    for frames in range(64, 2049, 5):
+        true = grid_shape((128, frames), 16, stride)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            s, t = infer_grid(true[0] * true[1], (16, 16))
+        if grid_shape((128, t), 16, s) != true and not caught:
+            wrong.append(frames)
+    assert not wrong, wrong[:10]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert infer_grid(1212, (16, 16)) == ((10, 10), 1024)  # AST's AudioSet release: unambiguous
+    with pytest.warns(UserWarning, match="source_stride"):
+        assert infer_grid(600, (16, 16)) == ((10, 10), 512)  # ESC-50 release; also stride 16 at 1200
+    with pytest.warns(UserWarning, match="source_stride"):
+        assert infer_grid(144, (16, 16)) == ((10, 10), 128)  # Speech Commands; also stride 16 at 288
 
 
 def test_from_standard_ast_b8_into_a_16x16_kernel_with_pi_resize(tmp_path):
@@ -184,7 +226,8 @@ def test_from_standard_ast_b8_into_a_16x16_kernel_with_pi_resize(tmp_path):
     assert b8.config.patch_size == (8, 8) and b8.config.grid == (16, 16)
     moved = AST.from_pretrained(tmp_path / "b8.pth", patch_size=16)
     assert moved.config.patch_size == (16, 16) and moved.config.grid == (8, 8)
-    torch.testing.assert_close(moved.patch_embed.proj.weight, pi_resize(w8, 16))
+    torch.testing.assert_close(moved.patch_embed.proj.weight, reference_vit.pinv_resize(w8, (16, 16)),
+                               atol=1e-5, rtol=1e-5)
     grid = sd["module.v.pos_embed"][:, 2:].reshape(1, 16, 16, D).permute(0, 3, 1, 2)
     expected = F.interpolate(grid, size=(8, 8), mode="bilinear", antialias=True).permute(0, 2, 3, 1)
     torch.testing.assert_close(moved.pos_embed[:, 2:], expected.reshape(1, 64, D))
@@ -249,12 +292,6 @@ def test_every_flexiast_patch_size_runs(small, resize):
         assert small(spec, patch_size=(8, 16)).shape == (2, 5)  # frequency-only
 
 
-def test_stored_size_needs_no_resize_and_resize_method_is_irrelevant_there(small):
-    spec = _spec(480)
-    with torch.no_grad():
-        torch.testing.assert_close(small(spec, resize="pi"), small(spec, patch_size=16, resize="bl"))
-
-
 def test_gradients_reach_the_stored_kernel_and_grid(small):
     small.zero_grad()
     small(_spec(480), patch_size=24).sum().backward()
@@ -270,11 +307,47 @@ def test_overlapping_stride_applies_at_the_stored_size_only():
     assert model.forward_features(_spec(128), patch_size=32, stride=16).shape[1] == 2 + 49
 
 
-@pytest.mark.parametrize("frames", [40, 480, 1500])
-def test_other_input_lengths(small, frames):
+def _as_official(model: AST) -> dict:
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("head."):
+            out[k.replace("head.norm", "mlp_head.0").replace("head.fc", "mlp_head.1")] = v
+        else:
+            out["v." + k] = v
+    return out
+
+
+@pytest.mark.parametrize("frames,patch", [(40, 16), (200, 24), (480, (16, 40)), (1500, 16), (1500, 20)])
+def test_other_input_lengths_against_an_independent_forward(small, frames, patch):
+    """Shorter inputs keep the leading time positions; longer ones stretch the time axis bilinearly."""
+    cfg = small.config
+    p = (patch, patch) if isinstance(patch, int) else patch
+    ref_grid = grid_shape(cfg.input_size, p)
+    grid = grid_shape((128, frames), p)
+    body = small.pos_embed[:, 2:].detach().reshape(1, *cfg.grid, -1).permute(0, 3, 1, 2)
+    body = F.interpolate(body, size=ref_grid, mode="bilinear", antialias=True)
+    if grid[1] <= ref_grid[1]:
+        body = body[..., : grid[1]]
+    else:
+        body = F.interpolate(body, size=grid, mode="bilinear", align_corners=False)
+    pos = torch.cat([small.pos_embed[:, :2].detach(), body.flatten(2).transpose(1, 2)], 1)
+    sd = _as_official(small)
+    weight = reference_vit.pinv_resize(sd["v.patch_embed.proj.weight"], p) if p != (16, 16) else sd["v.patch_embed.proj.weight"]
+    spec = _spec(frames)
+    expected = reference_vit.forward(sd, spec, heads=2, prefix=2, patch=p, stride=p, pos_embed=pos, patch_weight=weight,
+                                     patch_bias=sd["v.patch_embed.proj.bias"])
     with torch.no_grad():
-        for p in (16, 24, (16, 40)):
-            assert small(_spec(frames), patch_size=p).shape == (2, 5)
+        torch.testing.assert_close(small(spec, patch_size=patch), expected, atol=1e-4, rtol=0)
+
+
+def test_numpy_and_torch_integers_are_patch_sizes(small):
+    import numpy as np
+
+    spec = _spec(480)
+    with torch.no_grad():
+        ref = small(spec, patch_size=24)
+        torch.testing.assert_close(small(spec, patch_size=np.int64(24)), ref)
+        torch.testing.assert_close(small(spec, patch_size=(torch.tensor(24), 24)), ref)
 
 
 def test_bf16_autocast_agrees_with_fp32(small):

@@ -151,38 +151,58 @@ def _depth(sd: dict, pattern: str) -> int:
     return max(idx) + 1
 
 
+#: Input lengths of AST's released models: AudioSet/VGGSound/VoxCeleb, ESC-50, Speech Commands.
+AST_LENGTHS = (1024, 512, 128)
+
+
 def infer_grid(num_tokens: int, patch: tuple[int, int], input_fdim: int = 128,
                stride=None, input_tdim: int | None = None) -> tuple[tuple[int, int], int]:
-    """``(stride, input_tdim)`` that make a positional grid of ``num_tokens`` tokens.
+    """``(stride, input_tdim)`` that explain a positional grid of ``num_tokens`` tokens.
 
-    Every stride (the given one, else the patch, 10 as in AST's release, then all others
-    down to 1) that divides the tokens into a frequency and a time axis gives a range of
-    input lengths. The answer is the given ``input_tdim`` where it fits; otherwise the
-    first candidate whose range holds a multiple of 64 (AST's 1024, 512, 128 frames), then
-    of 16, then the shortest length of the first candidate.
+    A checkpoint's shapes do not record its stride or input length, so they are inferred:
+    the given ``stride`` if any; else the patch size (no overlap) or AST's released
+    stride 10, whichever divides the tokens into a frequency and a time axis; only when
+    neither fits, any other stride. Among fitting candidates the preferred length is one
+    of AST's released lengths (1024, 512, 128), then a multiple of 64, of 16, then the
+    shortest; any length in a candidate's range gives the same grid. Shapes alone can be
+    ambiguous (a stride-10 grid for 128 frames has the tokens of a stride-16 grid for
+    288): then a warning names the choice and how to pin it.
     """
-    strides = [to_pair(stride, "stride")] if stride is not None else list(dict.fromkeys(
-        [patch, (10, 10)] + [(s, s) for s in range(max(patch), 0, -1)]))
-    candidates = []
-    for sf, st in strides:
-        if input_fdim < patch[0]:
-            break
-        gf = (input_fdim - patch[0]) // sf + 1
-        if num_tokens % gf == 0:
-            lo = (num_tokens // gf - 1) * st + patch[1]
-            candidates.append(((sf, st), range(lo, lo + st)))
-    if input_tdim is not None:
-        candidates = [(s, range(input_tdim, input_tdim + 1)) for s, span in candidates if input_tdim in span]
-    for mult in (64, 16, 1):
+    def fits(strides):
+        out = []
+        for sf, st in strides:
+            if input_fdim < patch[0]:
+                break
+            gf = (input_fdim - patch[0]) // sf + 1
+            if num_tokens % gf == 0:
+                lo = (num_tokens // gf - 1) * st + patch[1]
+                span = range(lo, lo + st)
+                if input_tdim is None or input_tdim in span:
+                    out.append(((sf, st), span if input_tdim is None else range(input_tdim, input_tdim + 1)))
+        return out
+
+    if stride is not None:
+        candidates = fits([to_pair(stride, "stride")])
+    else:
+        candidates = fits(list(dict.fromkeys([patch, (10, 10)])))
+        if not candidates:
+            candidates = fits([(s, s) for s in range(max(patch), 0, -1) if (s, s) not in (patch, (10, 10))])
+    for rule in (lambda t: t in AST_LENGTHS, lambda t: t % 64 == 0, lambda t: t % 16 == 0, lambda t: True):
         for s, span in candidates:
-            nice = [t for t in span if t % mult == 0]
+            nice = [t for t in span if rule(t)]
             if nice:
+                if len(candidates) > 1:
+                    others = ", ".join(f"stride {c[0]}x{c[1]} ({span.start} frames)"
+                                       for c, span in candidates if c != s)
+                    warnings.warn(f"{num_tokens} positional tokens fit stride {s[0]}x{s[1]} ({nice[0]} frames) "
+                                  f"and also {others}; assuming the first. Pass source_stride= and "
+                                  "source_input_tdim= to say which", stacklevel=4)
                 return s, nice[0]
     raise CheckpointError(
         f"cannot explain {num_tokens} positional tokens with patch {patch}, {input_fdim} mel bins"
         + (f", stride {stride}" if stride is not None else "")
         + (f", {input_tdim} frames" if input_tdim is not None else "")
-        + "; pass input_fdim=, input_tdim= and stride= explicitly"
+        + "; describe the checkpoint with source_input_fdim=, source_input_tdim= and source_stride="
     )
 
 
@@ -213,9 +233,9 @@ def _from_ast(sd: dict, ov: dict, official_flexiast: bool) -> tuple[dict, dict]:
     else:
         weight, bias, pos = sd["v.patch_embed.proj.weight"], sd["v.patch_embed.proj.bias"], sd["v.pos_embed"]
     patch = tuple(weight.shape[-2:])
-    fdim = ov.get("input_fdim", 128)
-    stride = patch if official_flexiast else ov.get("stride")
-    stride, tdim = infer_grid(pos.shape[1] - prefix_tokens, patch, fdim, stride, ov.get("input_tdim"))
+    fdim = ov.get("source_input_fdim", 128)
+    stride = patch if official_flexiast else ov.get("source_stride")
+    stride, tdim = infer_grid(pos.shape[1] - prefix_tokens, patch, fdim, stride, ov.get("source_input_tdim"))
     cfg = dict(_encoder_config(sd, "v.", ov.get("num_heads")), num_classes=sd["mlp_head.1.weight"].shape[0],
                input_fdim=fdim, input_tdim=tdim, patch_size=patch, stride=stride,
                prefix_tokens=prefix_tokens, norm_eps=1e-6, head_norm_eps=1e-5)
@@ -283,10 +303,11 @@ def _from_hf(sd: dict, hf_cfg: dict | None, ov: dict) -> tuple[dict, dict]:
         if labels:
             cfg["labels"] = tuple(labels[str(i)] if str(i) in labels else labels[i] for i in range(len(labels)))
     else:
-        stride, tdim = infer_grid(out["pos_embed"].shape[1] - 2, patch, ov.get("input_fdim", 128),
-                                  ov.get("stride"), ov.get("input_tdim"))
+        fdim = ov.get("source_input_fdim", 128)
+        stride, tdim = infer_grid(out["pos_embed"].shape[1] - 2, patch, fdim, ov.get("source_stride"),
+                                  ov.get("source_input_tdim"))
         cfg = dict(embed_dim=dim, depth=_depth(out, r"blocks\.(\d+)\."), num_heads=ov.get("num_heads") or dim // 64,
-                   mlp_ratio=out["blocks.0.mlp.fc1.weight"].shape[0] / dim, input_fdim=ov.get("input_fdim", 128),
+                   mlp_ratio=out["blocks.0.mlp.fc1.weight"].shape[0] / dim, input_fdim=fdim,
                    input_tdim=tdim, patch_size=patch, stride=stride, norm_eps=1e-12, head_norm_eps=1e-12,
                    num_classes=out["head.fc.weight"].shape[0] if has_head else 527)
     cfg["prefix_tokens"] = 2
@@ -314,7 +335,11 @@ def _from_timm(sd: dict, ov: dict) -> tuple[dict, dict]:
 
 def convert_state_dict(sd: dict, *, flexiast_config: dict | None = None, hf_config: dict | None = None,
                        **overrides) -> tuple[ASTConfig, dict, str]:
-    """``(config, state dict in flexiast layout, detected format)`` before overrides apply."""
+    """``(config, state dict in flexiast layout, detected format)`` before overrides apply.
+
+    ``overrides`` may hold ``source_*`` hints and ``num_heads`` (facts about the file);
+    the timm path also builds its new grid for ``input_fdim``, ``input_tdim``, ``stride``.
+    """
     sd = _strip_module(dict(sd))
     fmt = "flexiast" if flexiast_config is not None else detect_format(sd)
     try:
@@ -364,11 +389,20 @@ def _adapt(model_cfg: ASTConfig, sd: dict, overrides: dict) -> tuple[ASTConfig, 
     return new, sd, new_head
 
 
+SOURCE_HINTS = ("source_stride", "source_input_tdim", "source_input_fdim")
+
+
 def load_pretrained(path: str | Path, **overrides) -> AST:
-    """See :meth:`AST.from_pretrained`."""
+    """See :meth:`AST.from_pretrained`.
+
+    ``source_stride``, ``source_input_tdim`` and ``source_input_fdim`` describe the file
+    where its shapes leave them ambiguous (official AST releases, bare HF state dicts);
+    every other keyword is a target the loaded weights are adapted to.
+    """
+    hints = {k: overrides.pop(k) for k in SOURCE_HINTS if k in overrides}
     sd, flexi_cfg, hf_cfg = load_state_dict(path)
     try:
-        cfg, sd, fmt = convert_state_dict(sd, flexiast_config=flexi_cfg, hf_config=hf_cfg, **overrides)
+        cfg, sd, fmt = convert_state_dict(sd, flexiast_config=flexi_cfg, hf_config=hf_cfg, **hints, **overrides)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     if fmt == "timm":

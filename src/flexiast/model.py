@@ -356,6 +356,8 @@ class AST(nn.Module):
         (``num_classes``, ``patch_size``, ``stride``, ``input_tdim``, ...): a new patch
         size moves the kernel with PI-resize, a new grid resizes the positional
         embeddings bilinearly, and a new ``num_classes`` gives a freshly initialised head.
+        ``source_stride`` / ``source_input_tdim`` / ``source_input_fdim`` instead describe
+        the file, where its shapes are ambiguous (a warning says when).
         Never executes code from the file (safetensors, or ``torch.load(weights_only=True)``).
         """
         from .checkpoints import load_pretrained

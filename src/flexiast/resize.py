@@ -23,6 +23,7 @@ them; a training step that reuses a size pays one matrix product.
 
 from __future__ import annotations
 
+import operator
 from functools import lru_cache
 
 import numpy as np
@@ -46,16 +47,24 @@ RESIZE_METHODS = ("pi", "bl")
 
 def to_pair(value, name: str = "size") -> tuple[int, int]:
     """``8 -> (8, 8)``, ``(8, 16) -> (8, 16)``; refuses non-positive or non-integer sizes."""
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, (tuple, list, torch.Size)):
         if len(value) != 2:
             raise ValueError(f"{name}={value!r}: expected an int or a pair (freq, time)")
         pair = tuple(value)
     else:
         pair = (value, value)
+    out = []
     for v in pair:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        try:
+            if isinstance(v, bool):
+                raise TypeError
+            v = operator.index(v)  # int, numpy and torch integers
+        except TypeError:
+            raise ValueError(f"{name}={value!r}: sizes must be positive integers") from None
+        if v < 1:
             raise ValueError(f"{name}={value!r}: sizes must be positive integers")
-    return pair  # type: ignore[return-value]
+        out.append(v)
+    return tuple(out)  # type: ignore[return-value]
 
 
 def grid_shape(input_size: tuple[int, int], patch_size, stride=None) -> tuple[int, int]:

@@ -9,6 +9,9 @@ order or resumption.
   width ``floor(u * timem)``, ``u ~ U(0, 1)``, set to 0.
 * Noise (AST): ``x + U(0,1)[T, F] * U(0,1) / 10`` on the normalised spectrogram, then a
   roll of ``randint(-10, 10)`` frames.
+* Time masks and the roll count frames of the full-resolution spectrogram: under
+  Fshift, whose frames are C times longer, the dataset divides them by C, so an
+  augmentation covers the same duration whatever the compression.
 * Gain: a random level change of ``g ~ U(-gain_db, gain_db)`` dB. The fbank is a log
   power, so this is ``x + g ln(10) / 10`` (exact except where Kaldi's floor applies).
 * Mixup (Zhang et al. 2018, as AST): with probability ``mixup`` a clip is mixed with a
@@ -49,8 +52,9 @@ class AugmentConfig:
 def _mask(spec: torch.Tensor, axis: int, width_max: int, rng: np.random.Generator) -> torch.Tensor:
     size = spec.shape[axis]
     value = rng.random() * width_max
-    start = int(rng.random() * (size - value))
+    start = int(rng.random() * (size - value))  # negative when the mask outgrows the axis
     end = start + int(value)
+    start = max(start, 0)
     if end <= start:
         return spec
     spec = spec.clone()
@@ -69,9 +73,9 @@ def spec_augment(spec: torch.Tensor, freqm: int, timem: int, rng: np.random.Gene
     return spec
 
 
-def add_noise_and_roll(spec: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def add_noise_and_roll(spec: torch.Tensor, rng: np.random.Generator, max_roll: int = 10) -> torch.Tensor:
     noise = torch.from_numpy(rng.random(spec.shape, dtype=np.float32)) * (rng.random() / 10)
-    return torch.roll(spec + noise, int(rng.integers(-10, 10)), dims=-2)
+    return torch.roll(spec + noise, int(rng.integers(-max_roll, max_roll)) if max_roll else 0, dims=-2)
 
 
 def apply_gain(spec: torch.Tensor, gain_db: float, rng: np.random.Generator) -> torch.Tensor:

@@ -109,13 +109,13 @@ class AudioDataset(torch.utils.data.Dataset):
             spec, target = self.log_mel(index), self._target(index)
         if rng is not None and aug.gain_db:
             spec = apply_gain(spec, aug.gain_db, rng)
-        frames = cfg.target_length // (self.compression.factor if self.compression.method == "fshift" else 1)
-        spec = pad_or_cut(spec, frames)
+        shift = self.compression.factor if self.compression.method == "fshift" else 1
+        spec = pad_or_cut(spec, cfg.target_length // shift)
         if rng is not None:
-            spec = spec_augment(spec, aug.freqm, aug.timem, rng)
+            spec = spec_augment(spec, aug.freqm, aug.timem // shift, rng)
         spec = normalize(spec, cfg)
         if rng is not None and aug.noise:
-            spec = add_noise_and_roll(spec, rng)
+            spec = add_noise_and_roll(spec, rng, max_roll=10 // shift)
         return {"spec": compress_spec(spec, self.compression), "target": target, "index": index}
 
 

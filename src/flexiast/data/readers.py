@@ -15,7 +15,8 @@ format             layout
 ``voxceleb1``      ``iden_split.txt`` (``1|2|3 id10001/video/00001.wav``) + ``wav/``
 ``folder``         ``ROOT/<class>/**/audio``, or ``ROOT/<split>/<class>/**/audio``
 ``csv``            ``path,labels,split`` (labels joined by ``;``), paths relative to the CSV;
-                   the documented layout for VGGSound and Kinetics-Sounds
+                   the documented layout for VGGSound and Kinetics-Sounds. Keep every split
+                   in one CSV, or pass the same ``classes=`` to each, so indices agree
 ``fsdd``           ``recordings/{digit}_{speaker}_{take}.wav``; task ``digits`` or
                    ``speakers``; takes 0-4 are the test split
 =================  ==========================================================================
@@ -78,6 +79,8 @@ def read_ast_json(datafile: str | Path, label_csv: str | Path, **_) -> Manifest:
                 names.append((int(row["index"]), row["display_name"]))
             except (KeyError, ValueError, TypeError):
                 raise DataError(f"{label_csv}:{n}: expected columns index,mid,display_name") from None
+    if sorted(i for i, _ in names) != list(range(len(names))):
+        raise DataError(f"{label_csv}: the index column must number the classes 0..{len(names) - 1} once each")
     classes = [name for _, name in sorted(names)]
     try:
         entries = json.loads(datafile.read_text())["data"]

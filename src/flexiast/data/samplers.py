@@ -37,12 +37,12 @@ class _Sharded(torch.utils.data.Sampler):
         raise NotImplementedError
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.world_size) - self.start
+        return max(0, math.ceil(self.size / self.world_size) - self.start)
 
     def __iter__(self):
         order = self._order()
         total = math.ceil(len(order) / self.world_size) * self.world_size
-        order = order + order[: total - len(order)]
+        order = (order * math.ceil(total / max(len(order), 1)))[:total]  # tile, as DistributedSampler
         return iter(order[self.rank::self.world_size][self.start:])
 
 

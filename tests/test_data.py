@@ -158,8 +158,8 @@ def test_compression_shapes(fsdd_dir):
     torch.testing.assert_close(AudioDataset(manifest, cfg, compression=Compression.parse("patch:2"))[0]["spec"], full)
     with pytest.raises(ValueError, match="compression"):
         Compression.parse("stretch:2")
-    with pytest.raises(ValueError, match="leaves no frames"):
-        FeatureConfig(target_length=3).frames(Compression.parse("avgpool:4"))
+    with pytest.raises(ValueError, match="compression fshift:4 leaves no frames of target_length=3"):
+        AudioDataset(manifest, FeatureConfig(target_length=3), compression=Compression.parse("fshift:4"))
 
 
 # -- cache ---------------------------------------------------------------------------

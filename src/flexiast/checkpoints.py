@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import AST, ASTConfig
-from .resize import ast_adapt_pos_grid, grid_shape, pi_resize, resize_pos_grid, to_pair
+from .resize import ast_adapt_pos_grid, pi_resize, resize_pos_grid, to_pair
 
 __all__ = ["CheckpointError", "load_pretrained", "save_pretrained", "load_state_dict",
            "detect_format", "convert_state_dict", "save_safetensors"]

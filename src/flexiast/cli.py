@@ -15,14 +15,10 @@ import torch.nn.functional as F
 
 from . import PATCH_SIZES
 from .checkpoints import CheckpointError, save_pretrained, save_safetensors
-from .fbank import fbank
+from .features import FeatureConfig, log_mel, normalize, pad_or_cut
 from .flops import flops
 from .model import AST, ASTConfig, PRESETS
 from .resize import bilinear_resize, pi_resize, to_pair
-
-#: AudioSet statistics of AST's features (mean, std); normalisation is (x - mean) / (2 std).
-AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
-
 
 def _sizes(text: str) -> list:
     """``"8,16,8x32"`` -> ``[8, 16, (8, 32)]``."""
@@ -66,8 +62,8 @@ def cmd_demo(args) -> int:
     torch.manual_seed(args.seed)
     frames = args.frames
     wave = _synthetic_clip(frames / 100 + 0.015)
-    spec = fbank(wave - wave.mean())[:frames]
-    spec = (spec - AUDIOSET_MEAN) / (2 * AUDIOSET_STD)
+    features = FeatureConfig.for_dataset("audioset", target_length=frames)
+    spec = normalize(pad_or_cut(log_mel(wave, features), frames), features)
     model = AST.preset("tiny", num_classes=10, input_tdim=frames).eval()
     print(f"features: {tuple(spec.shape)} (frames, mel bins) from {wave.numel() / 16000:.2f} s of audio")
     print(f"model: AST-tiny, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
@@ -177,8 +173,6 @@ def _manifest(args):
 
 def cmd_stats(args) -> int:
     from .data import dataset_stats, scan
-    from .features import FeatureConfig
-
     manifest, report = scan(_manifest(args), on_error="skip", max_bad_fraction=1.0, decode=True)
     if report.problems:
         print(f"left out {len(report.problems)} unreadable clips, e.g. {report.problems[0][1]}", file=sys.stderr)

@@ -26,9 +26,9 @@ function with ``frame_shift_ms`` multiplied by the compression factor C.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-
 import torch
+
+from ._caching import tensor_cache
 
 __all__ = ["fbank", "mel_filterbank", "num_frames", "KALDI_LOG_FLOOR"]
 
@@ -119,14 +119,11 @@ def mel_filterbank(num_mel_bins: int, fft_size: int, sample_rate: float,
     return torch.cat([weights, nyquist_row], dim=1).T.contiguous()
 
 
-@lru_cache(maxsize=64)
-@torch.inference_mode(False)
-@torch.no_grad()
+@tensor_cache(64)
 def _constants(window: str, window_size: int, num_mel_bins: int, fft_size: int,
                sample_rate: float, low_freq: float, high_freq: float,
                device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window and mel matrix, built once per setting, device and dtype (as ordinary
-    tensors even under inference mode, so later autograd can use them)."""
+    """Window and mel matrix, built once per setting, device and dtype."""
     win = _window(window, window_size).to(device=device, dtype=dtype)
     mel = mel_filterbank(num_mel_bins, fft_size, sample_rate, low_freq, high_freq)
     return win, mel.to(device=device, dtype=dtype)

@@ -24,11 +24,12 @@ them; a training step that reuses a size pays one matrix product.
 from __future__ import annotations
 
 import operator
-from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ._caching import tensor_cache
 
 __all__ = [
     "pi_resize",
@@ -82,14 +83,7 @@ def grid_shape(input_size: tuple[int, int], patch_size, stride=None) -> tuple[in
     return (fdim - p[0]) // s[0] + 1, (tdim - p[1]) // s[1] + 1
 
 
-def _cache_builder(fn):
-    """Cached tensors must be ordinary tensors even when first asked for under
-    ``torch.inference_mode()`` (evaluation), or a later training step that reuses them fails."""
-    wrapped = torch.no_grad()(torch.inference_mode(False)(fn))
-    return lru_cache(maxsize=512)(wrapped)
-
-
-@_cache_builder
+@tensor_cache(512)
 def _bilinear_matrix64(old: tuple[int, int], new: tuple[int, int], antialias: bool) -> torch.Tensor:
     eye = torch.eye(old[0] * old[1], dtype=torch.float64).reshape(-1, 1, *old)
     out = F.interpolate(eye, size=new, mode="bilinear", align_corners=False, antialias=antialias)
@@ -101,7 +95,7 @@ def bilinear_matrix(old_size, new_size, *, antialias: bool = False) -> torch.Ten
     return _bilinear_matrix64(to_pair(old_size), to_pair(new_size), antialias).clone()
 
 
-@_cache_builder
+@tensor_cache(512)
 def _pinv64(old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
     """``pinv(B^T)`` in float64 with NumPy's SVD, as the official code computes it.
 
@@ -117,7 +111,7 @@ def _pinv64(old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:
         return torch.linalg.lstsq(bt, eye, driver="gelsd").solution
 
 
-@_cache_builder
+@tensor_cache(512)
 def _pinv_cached(old: tuple[int, int], new: tuple[int, int], device: torch.device,
                  dtype: torch.dtype) -> torch.Tensor:
     return _pinv64(old, new).to(device=device, dtype=dtype)

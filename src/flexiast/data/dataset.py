@@ -40,6 +40,7 @@ class AudioDataset(torch.utils.data.Dataset):
                  on_error: str = "raise", seed: int = 0):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r} is not one of {', '.join(ON_ERROR)}")
+        features.frames(compression)  # refuses a compression that leaves no frames, naming it
         self.manifest, self.features, self.compression = manifest, features, compression
         self.augment = augment or AugmentConfig()
         self.train, self.cache, self.on_error, self.seed = train, cache, on_error, seed

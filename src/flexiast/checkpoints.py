@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import AST, ASTConfig
-from .resize import ast_adapt_pos_grid, pi_resize, resize_pos_grid, to_pair
+from .resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, to_pair
 
 __all__ = ["CheckpointError", "load_pretrained", "save_pretrained", "load_state_dict",
            "detect_format", "convert_state_dict", "save_safetensors"]
@@ -50,7 +50,8 @@ class CheckpointError(ValueError):
 
 
 # -- reading files ------------------------------------------------------------------
-def _torch_load(path: Path):
+def torch_load_safe(path: Path):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -107,7 +108,7 @@ def load_state_dict(path: str | Path) -> tuple[dict, dict | None, dict | None]:
         sd, meta = _read_safetensors(path)
         cfg = _json(meta["flexiast_config"], f"{path} metadata") if "flexiast_config" in meta else None
         return sd, cfg, None
-    obj = _torch_load(path)
+    obj = torch_load_safe(path)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         return obj["model"], obj.get("model_config"), None
     for key in ("state_dict", "model_state_dict"):
@@ -362,8 +363,9 @@ def convert_state_dict(sd: dict, *, flexiast_config: dict | None = None, hf_conf
     return config, sd, fmt
 
 
-def _adapt(model_cfg: ASTConfig, sd: dict, overrides: dict) -> tuple[ASTConfig, dict, bool]:
-    """Apply overrides: PI-resize the kernel, resize the positional grid, renew the head."""
+def _adapt(model_cfg: ASTConfig, sd: dict, overrides: dict, kernel_resize: str = "pi") -> tuple[ASTConfig, dict, bool]:
+    """Apply overrides: resize the kernel (PI, or BL for coarse-to-fine's Patch-BL), resize the
+    positional grid bilinearly, renew the head."""
     allowed = set(ASTConfig.__dataclass_fields__) - {"embed_dim", "depth", "mlp_ratio", "qkv_bias", "prefix_tokens"}
     bad = sorted(set(overrides) - allowed)
     if bad:
@@ -378,7 +380,8 @@ def _adapt(model_cfg: ASTConfig, sd: dict, overrides: dict) -> tuple[ASTConfig, 
     new = ASTConfig.from_dict(d)
     sd = dict(sd)
     if new.patch_size != model_cfg.patch_size:
-        sd["patch_embed.proj.weight"] = pi_resize(sd["patch_embed.proj.weight"], new.patch_size)
+        sd["patch_embed.proj.weight"] = resize_patch_weight(sd["patch_embed.proj.weight"], new.patch_size,
+                                                            kernel_resize)
     if new.grid != model_cfg.grid:
         sd["pos_embed"] = resize_pos_grid(sd["pos_embed"], model_cfg.grid, new.grid,
                                           num_prefix_tokens=new.prefix_tokens)

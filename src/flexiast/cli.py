@@ -190,6 +190,43 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .train import resume, train
+
+    if args.resume:
+        if args.recipe or args.overrides:
+            raise ValueError("--resume RUN_DIR continues a run with its saved recipe; give no recipe or overrides")
+        summary = resume(args.resume)
+    else:
+        if not args.recipe:
+            raise ValueError("give a recipe (flexiast train recipe.yaml [key=value ...]) or --resume RUN_DIR")
+        cfg = load_config(args.recipe, args.overrides)
+        if args.check:
+            print(f"{args.recipe}: valid; {len(cfg.phases)} phase(s), output {cfg.out_dir}")
+            return 0
+        summary = train(cfg)
+    if "folds" not in summary:
+        print(f"best validation {summary['metric']} {summary['best_val']:.4f} at epoch {summary['best_epoch']}; "
+              f"{summary['train_flops'] / 1e12:.3f} training TFLOPs in {summary['train_seconds']:.1f} s")
+    return 0
+
+
+def cmd_savings(args) -> int:
+    from .accounting import savings
+
+    s = savings(args.run, args.baseline)
+    if args.json:
+        print(json.dumps(s, indent=1))
+    elif s["reached"]:
+        print(f"baseline best {s['baseline_best']:.4f} at epoch {s['baseline_epoch']}; reached at epoch "
+              f"{s['run_epoch']} ({s['run_value']:.4f}): FLOPs saved {100 * s['flops_saved']:.1f}%, "
+              f"time saved {100 * s['time_saved']:.1f}%")
+    else:
+        print(f"never reached the baseline's best {s['baseline_best']:.4f} (run's best {s['run_best']:.4f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexiast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("dest", help="a directory, or a .safetensors file")
     cv.add_argument("--format", choices=("flexiast", "hf"), default="flexiast")
     cv.set_defaults(func=cmd_convert)
+
+    tr = sub.add_parser("train", help="train from a YAML recipe (torchrun --nproc-per-node N -m flexiast train ...)")
+    tr.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.precision=bf16")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    tr.add_argument("--check", action="store_true", help="validate the recipe and stop")
+    tr.set_defaults(func=cmd_train)
+
+    sv = sub.add_parser("savings", help="coarse-to-fine FLOPs and time saved against a baseline run (Table 2)")
+    sv.add_argument("run")
+    sv.add_argument("--baseline", required=True)
+    sv.add_argument("--json", action="store_true")
+    sv.set_defaults(func=cmd_savings)
     return parser
 
 

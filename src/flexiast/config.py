@@ -1,0 +1,630 @@
+"""The training configuration: a YAML recipe, dotted overrides, and validation before any data.
+
+A recipe is a YAML mapping whose sections are the dataclasses below; ``phases`` is a
+list. ``load_config("recipe.yaml", ["train.lr=1e-4", "phases.0.epochs=3"])`` reads the
+file, applies each ``key.path=value`` (values parsed as YAML, so ``[8,16]`` is a list),
+builds the typed configuration and validates it. Every refusal is a :class:`ConfigError`
+that names the key (``phases[1].patch.sizes``) and, where there is one, the file, so a
+wrong setting stops the run before a clip is read:
+
+* unknown keys and wrong types;
+* impossible values: negative rates, a patch larger than the phase's (compressed) input,
+  a compression that leaves no frames, sampler weights that do not match the sizes;
+* missing files: the data root, the initial weights, the distillation teacher; an output
+  directory that cannot be written.
+
+Semantics of the sections are in the docstrings of each field group and in
+``docs/TRAINING.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .data.augment import AugmentConfig
+from .features import DATASET_STATS, Compression, FeatureConfig
+from .model import PRESETS
+from .resize import to_pair
+
+__all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "OptimizerConfig", "ScheduleConfig",
+           "load_config", "apply_overrides", "build_config", "config_to_dict"]
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot run; the message names the key."""
+
+
+@dataclass
+class ModelSection:
+    """The network. ``preset`` gives the widths (tiny/small/base); explicit fields override it.
+
+    ``patch_size`` is the stored (base) kernel; FlexiAST keeps 16 and resizes it per step.
+    ``num_classes`` and the input size come from the data and features.
+    """
+
+    preset: str | None = "base"
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    patch_size: int | list[int] = 16
+    stride: int | list[int] | None = None
+    prefix_tokens: int = 2
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class InitSection:
+    """Initial weights: ``path`` to an ImageNet ViT/DeiT, an AST (any patch size, moved into the
+    stored kernel with PI-resize), a Hugging Face AST or a flexiast checkpoint; none = scratch.
+    ``source_*`` describe the file where its shapes are ambiguous (see ``AST.from_pretrained``)."""
+
+    path: str | None = None
+    source_stride: int | None = None
+    source_input_tdim: int | None = None
+    source_input_fdim: int | None = None
+
+
+@dataclass
+class FeaturesSection:
+    """AST's features. ``dataset`` takes AST's statistics and length (audioset, esc50, ...);
+    explicit ``mean``/``std``/``target_length`` override them."""
+
+    dataset: str | None = None
+    num_mel_bins: int = 128
+    target_length: int | None = None
+    mean: float | None = None
+    std: float | None = None
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window: str = "hanning"
+    sample_rate: int = 16000
+
+
+@dataclass
+class DataSection:
+    """Where clips come from. ``format``/``root``/``options`` go to ``read_manifest``; ``train``,
+    ``val`` and ``test`` add reader options per split (``{split: val}``, ``{folds: [2]}``).
+    Without ``val``, ``val_fraction`` of the training clips is held out (seeded) for
+    validation. ``batch_size`` is global: divided over ranks and accumulation steps.
+    ``kfold: K`` runs K folds (ESC-50 style): fold k tests on fold k, validates on k+1,
+    trains on the rest (the reader must accept ``folds=[...]``)."""
+
+    format: str = ""
+    root: str | None = None
+    options: dict = field(default_factory=dict)
+    train: dict = field(default_factory=lambda: {"split": "train"})
+    val: dict | None = None
+    test: dict | None = field(default_factory=lambda: {"split": "test"})
+    val_fraction: float = 0.1
+    kfold: int = 0
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    cache_dir: str | None = None
+    on_error: str = "raise"
+    max_bad_fraction: float = 0.01
+    scan: bool = True
+    balanced: bool = False
+
+
+@dataclass
+class LossSection:
+    """``ce`` (single-label), ``bce`` (multi-label) or ``auto`` (from the data). With a
+    ``teacher`` (weights file), knowledge distillation: ``(1 - kd_weight) * loss +
+    kd_weight * T^2 * KL(softmax(teacher / T) || softmax(student / T))``; the teacher runs
+    at its own patch size (``teacher_patch_size`` overrides)."""
+
+    name: str = "auto"
+    label_smoothing: float = 0.0
+    teacher: str | None = None
+    teacher_patch_size: int | list[int] | None = None
+    temperature: float = 1.0
+    kd_weight: float = 0.5
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam or AdamW; AST uses Adam with weight decay 5e-7 and betas (0.95, 0.999)."""
+
+    name: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 5e-7
+    betas: list[float] = field(default_factory=lambda: [0.95, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate factor over a phase. ``warmup_steps``: linear ramp from ``lr / warmup``
+    (AST's first 1000 steps). Then ``constant``; ``multistep``: times ``gamma`` at each epoch
+    of ``milestones`` (AST: ``milestones`` from ``decay_from`` every ``decay_every`` epochs);
+    or ``cosine``: half cosine per step from lr to ``min_lr``."""
+
+    name: str = "constant"
+    warmup_steps: int = 0
+    milestones: list[int] | None = None
+    decay_from: int | None = None
+    decay_every: int = 1
+    gamma: float = 0.5
+    min_lr: float = 0.0
+
+
+@dataclass
+class PatchSampling:
+    """Patch sizes of a phase's steps. ``fixed`` uses ``sizes[0]``; ``uniform`` draws from
+    ``sizes``; ``weighted`` draws with ``weights``. ``axes``: ``both`` (p x p), ``time``
+    (base_f x p, FlexiAST's speaker setting) or ``freq`` (p x base_t). None = the model's
+    stored size."""
+
+    sampler: str = "fixed"
+    sizes: list[int] | None = None
+    weights: list[float] | None = None
+    axes: str = "both"
+
+
+@dataclass
+class PhaseConfig:
+    """One phase: its length (``epochs`` or ``steps``), its compression (``none``,
+    ``fshift:C``, ``avgpool:C``, ``maxpool:C``, ``patch:C``), how the kernel moves into and out
+    of a ``patch`` phase (``transfer``: pi or bl), its patch sampler, and optimizer and
+    schedule (the run's unless given), reset when the phase begins."""
+
+    name: str | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    compression: str = "none"
+    transfer: str = "pi"
+    patch: PatchSampling = field(default_factory=PatchSampling)
+    optimizer: OptimizerConfig | None = None
+    schedule: ScheduleConfig | None = None
+
+
+@dataclass
+class TrainSection:
+    """The loop. ``precision``: fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a scaler).
+    ``eval_patch_sizes``: validation sizes (None = the last phase's sampler sizes);
+    ``select``: the validation number that picks ``best.pt``, ``mean`` over those sizes or
+    one size. ``checkpoint_every``: also checkpoint every N optimizer steps.
+    ``weight_averaging``: AST's average of the final phase's epoch weights from ``wa_start``
+    to ``wa_end`` (1-based, inclusive; None = last)."""
+
+    precision: str = "fp32"
+    compile: bool | str = False
+    grad_clip: float | None = None
+    accum_steps: int = 1
+    device: str = "auto"
+    threads: int | None = None
+    eval_patch_sizes: list[int] | None = None
+    eval_resize: str = "pi"
+    select: str | int = "mean"
+    checkpoint_every: int = 0
+    log_every: int = 10
+    progress: bool = True
+    tensorboard: bool = True
+    weight_averaging: bool = False
+    wa_start: int = 1
+    wa_end: int | None = None
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    out: str = "runs/{name}"
+    model: ModelSection = field(default_factory=ModelSection)
+    init: InitSection = field(default_factory=InitSection)
+    features: FeaturesSection = field(default_factory=FeaturesSection)
+    data: DataSection = field(default_factory=DataSection)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossSection = field(default_factory=LossSection)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig(epochs=1)])
+
+    # -- derived -------------------------------------------------------------------
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out.format(name=self.name))
+
+    def feature_config(self) -> FeatureConfig:
+        f = self.features
+        base = {}
+        if f.dataset is not None:
+            mean, std, length = DATASET_STATS[f.dataset]
+            base = {"mean": mean, "std": std, "target_length": length}
+        given = {k: getattr(f, k) for k in ("mean", "std", "target_length") if getattr(f, k) is not None}
+        return FeatureConfig(num_mel_bins=f.num_mel_bins, frame_length_ms=f.frame_length_ms,
+                             frame_shift_ms=f.frame_shift_ms, window=f.window, sample_rate=f.sample_rate,
+                             **{**base, **given})
+
+    def base_patch(self) -> tuple[int, int]:
+        return to_pair(self.model.patch_size, "model.patch_size")
+
+    def model_widths(self) -> dict:
+        m = self.model
+        widths = dict(PRESETS[m.preset]) if m.preset else {}
+        for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
+            if getattr(m, k) is not None:
+                widths[k] = getattr(m, k)
+        return widths
+
+    def phase_optimizer(self, i: int) -> OptimizerConfig:
+        return self.phases[i].optimizer or self.optimizer
+
+    def phase_schedule(self, i: int) -> ScheduleConfig:
+        return self.phases[i].schedule or self.schedule
+
+    def phase_compression(self, i: int) -> Compression:
+        return Compression.parse(self.phases[i].compression)
+
+    def phase_kernel(self, i: int) -> tuple[int, int]:
+        """The stored kernel during phase ``i``: ``p x Cp`` in a ``patch:C`` phase."""
+        pf, pt = self.base_patch()
+        c = self.phase_compression(i)
+        return (pf, pt * c.factor) if c.method == "patch" else (pf, pt)
+
+    def phase_patch_sizes(self, i: int) -> list[tuple[int, int]]:
+        """Every ``(freq, time)`` patch phase ``i`` can draw, widened by C in a patch phase."""
+        return [self.patch_pair(s, i) for s in (self.phases[i].patch.sizes or [None])]
+
+    def patch_pair(self, size, i: int) -> tuple[int, int]:
+        """``size`` on the phase's axes: ``(s, s)``, ``(base_f, s)`` or ``(s, base_t)``, time x C."""
+        pf, pt = self.base_patch()
+        axes = self.phases[i].patch.axes
+        if size is not None:
+            s = int(size)
+            pf, pt = {"both": (s, s), "time": (pf, s), "freq": (s, pt)}[axes]
+        c = self.phase_compression(i)
+        return (pf, pt * c.factor) if c.method == "patch" else (pf, pt)
+
+    def eval_sizes(self) -> list:
+        """Validation patch sizes of the final phase (ints on the phase's axes, or None)."""
+        return list(self.train.eval_patch_sizes or self.phases[-1].patch.sizes or [None])
+
+
+# -- reading ------------------------------------------------------------------------
+def _parse_value(text: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` (``phases.0.epochs=3``) to a nested dict/list, in order."""
+    raw = _copy(raw)
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {text!r} is not key.path=value")
+        parts = key.split(".")
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: depth + 1]), create=True)
+        last = parts[-1]
+        if isinstance(node, list):
+            _index(node, last, key)
+            node[int(last)] = _parse_value(value)
+        elif isinstance(node, dict):
+            node[last] = _parse_value(value)
+        else:
+            raise ConfigError(f"override {key}: {'.'.join(parts[:-1])} is not a section")
+    return raw
+
+
+def _copy(x):
+    if isinstance(x, dict):
+        return {k: _copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_copy(v) for v in x]
+    return x
+
+
+def _index(node: list, part: str, key: str) -> int:
+    if not part.lstrip("-").isdigit() or not 0 <= int(part) < len(node):
+        raise ConfigError(f"override {key}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def _child(node, part: str, key: str, create: bool):
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {key}: not a section")
+    if node.get(part) is None and create:
+        node[part] = {}
+    return node[part]
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), *, check_files: bool = True) -> RunConfig:
+    """Read a recipe (or nothing: the defaults), apply overrides, build and validate."""
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"recipe {path}: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"recipe {path}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"recipe {path}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = apply_overrides(raw, list(overrides))
+    try:
+        return build_config(raw, check_files=check_files)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+# -- typed construction -------------------------------------------------------------
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value, tp, key: str):
+    """``value`` as type ``tp`` (int, float, bool, str, list[X], dict, dataclass, unions)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise ConfigError(f"{key}: must be set (got null)")
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(o) for o in options if o is not type(None))}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)  # YAML 1.1 reads 1e-4 as a string
+                except ValueError:
+                    pass
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported configuration type {tp} at {key}")
+
+
+def _build(cls, raw, key: str):
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key or 'recipe'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        where = f"{key}." if key else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; {cls.__name__} takes {', '.join(names)}")
+    kwargs = {name: _convert(raw[name], hints[name], f"{key}.{name}" if key else name)
+              for name in names if name in raw}
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # dataclasses with their own checks (AugmentConfig)
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def config_to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def build_config(raw: dict, *, check_files: bool = True) -> RunConfig:
+    cfg = _build(RunConfig, raw, "")
+    validate(cfg, check_files=check_files)
+    return cfg
+
+
+# -- validation ---------------------------------------------------------------------
+def _choice(value, options, key):
+    if value not in options:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, options))}")
+
+
+def _positive(value, key, strict=True):
+    if value is None:
+        return
+    if (value <= 0) if strict else (value < 0):
+        raise ConfigError(f"{key}: {value} must be {'positive' if strict else 'non-negative'}")
+
+
+def _check_optimizer(o: OptimizerConfig, key: str):
+    _choice(o.name, ("adam", "adamw"), f"{key}.name")
+    _positive(o.lr, f"{key}.lr", strict=False)
+    _positive(o.weight_decay, f"{key}.weight_decay", strict=False)
+    _positive(o.eps, f"{key}.eps")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        raise ConfigError(f"{key}.betas: {o.betas} must be two numbers in [0, 1)")
+
+
+def _check_schedule(s: ScheduleConfig, key: str):
+    _choice(s.name, ("constant", "multistep", "cosine"), f"{key}.name")
+    _positive(s.warmup_steps, f"{key}.warmup_steps", strict=False)
+    _positive(s.gamma, f"{key}.gamma")
+    _positive(s.decay_every, f"{key}.decay_every")
+    _positive(s.min_lr, f"{key}.min_lr", strict=False)
+    if s.name == "multistep" and s.milestones is None and s.decay_from is None:
+        raise ConfigError(f"{key}: multistep needs milestones or decay_from")
+    if s.milestones is not None and any(m < 1 for m in s.milestones):
+        raise ConfigError(f"{key}.milestones: {s.milestones} must be epochs >= 1")
+
+
+def _exists(path: str | None, key: str, what: str):
+    if path is not None and not Path(path).exists():
+        raise ConfigError(f"{key}: {what} {path} does not exist")
+
+
+def _writable(directory: Path, key: str):
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot write the output directory {directory} ({probe} is not writable)")
+
+
+def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
+    """Refuse what cannot run, naming the key; ``check_files`` also checks paths exist."""
+    m, f, d, t, loss = cfg.model, cfg.features, cfg.data, cfg.train, cfg.loss
+    if m.preset is not None:
+        _choice(m.preset, tuple(PRESETS), "model.preset")
+    elif any(getattr(m, k) is None for k in ("embed_dim", "depth", "num_heads")):
+        raise ConfigError("model: without a preset give embed_dim, depth and num_heads")
+    base = cfg.base_patch()
+    if min(base) < 1:
+        raise ConfigError(f"model.patch_size: {m.patch_size} must be positive")
+    for k in ("drop_rate", "drop_path_rate"):
+        if not 0.0 <= getattr(m, k) < 1.0:
+            raise ConfigError(f"model.{k}: {getattr(m, k)} must lie in [0, 1)")
+    _choice(m.prefix_tokens, (1, 2), "model.prefix_tokens")
+    if f.dataset is not None:
+        _choice(f.dataset, tuple(DATASET_STATS), "features.dataset")
+    elif f.target_length is None:
+        raise ConfigError("features: give target_length (frames), or dataset for AST's statistics")
+    _positive(f.num_mel_bins, "features.num_mel_bins")
+    _positive(f.target_length, "features.target_length")
+    _positive(f.std, "features.std")
+    _positive(f.frame_shift_ms, "features.frame_shift_ms")
+    _positive(f.frame_length_ms, "features.frame_length_ms")
+    features = cfg.feature_config()
+
+    from .data.readers import FORMATS
+    _choice(d.format, tuple(FORMATS), "data.format")
+    _choice(d.on_error, ("raise", "skip"), "data.on_error")
+    _positive(d.batch_size, "data.batch_size")
+    _positive(d.eval_batch_size, "data.eval_batch_size")
+    _positive(d.num_workers, "data.num_workers", strict=False)
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction: {d.val_fraction} must lie in [0, 1)")
+    if d.val is None and d.val_fraction == 0.0:
+        raise ConfigError("data: give a val split or a val_fraction > 0; the best checkpoint is chosen on "
+                          "validation, never on test")
+    if not 0.0 <= d.max_bad_fraction <= 1.0:
+        raise ConfigError(f"data.max_bad_fraction: {d.max_bad_fraction} must lie in [0, 1]")
+    if d.kfold == 1 or d.kfold < 0:
+        raise ConfigError(f"data.kfold: {d.kfold} must be 0 (off) or at least 2")
+
+    _choice(loss.name, ("auto", "ce", "bce"), "loss.name")
+    if not 0.0 <= loss.label_smoothing < 1.0:
+        raise ConfigError(f"loss.label_smoothing: {loss.label_smoothing} must lie in [0, 1)")
+    _positive(loss.temperature, "loss.temperature")
+    if not 0.0 <= loss.kd_weight <= 1.0:
+        raise ConfigError(f"loss.kd_weight: {loss.kd_weight} must lie in [0, 1]")
+
+    _check_optimizer(cfg.optimizer, "optimizer")
+    _check_schedule(cfg.schedule, "schedule")
+    _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
+    _choice(t.device, ("auto", "cpu", "cuda"), "train.device")
+    if t.precision == "fp16" and t.device == "cpu":
+        raise ConfigError("train.precision: fp16 needs a GPU (on CPU use bf16)")
+    _positive(t.grad_clip, "train.grad_clip")
+    _positive(t.accum_steps, "train.accum_steps")
+    _positive(t.threads, "train.threads")
+    _positive(t.checkpoint_every, "train.checkpoint_every", strict=False)
+    _positive(t.log_every, "train.log_every")
+    _choice(t.eval_resize, ("pi", "bl"), "train.eval_resize")
+    if d.batch_size % t.accum_steps:
+        raise ConfigError(f"data.batch_size: {d.batch_size} is not divisible by train.accum_steps={t.accum_steps}")
+    if isinstance(t.compile, str) and not t.compile:
+        raise ConfigError("train.compile: give true, false or a backend name")
+
+    if not cfg.phases:
+        raise ConfigError("phases: at least one phase")
+    for i, ph in enumerate(cfg.phases):
+        key = f"phases[{i}]"
+        if (ph.epochs is None) == (ph.steps is None):
+            raise ConfigError(f"{key}: give exactly one of epochs or steps")
+        _positive(ph.epochs, f"{key}.epochs")
+        _positive(ph.steps, f"{key}.steps")
+        try:
+            comp = cfg.phase_compression(i)
+            frames = features.frames(comp)
+        except ValueError as e:
+            raise ConfigError(f"{key}.compression: {e}") from None
+        _choice(ph.transfer, ("pi", "bl"), f"{key}.transfer")
+        s = ph.patch
+        _choice(s.sampler, ("fixed", "uniform", "weighted"), f"{key}.patch.sampler")
+        _choice(s.axes, ("both", "time", "freq"), f"{key}.patch.axes")
+        if s.sizes is not None and (not s.sizes or any(p < 1 for p in s.sizes)):
+            raise ConfigError(f"{key}.patch.sizes: {s.sizes} must be a non-empty list of positive sizes")
+        if s.sampler == "fixed" and s.sizes is not None and len(s.sizes) != 1:
+            raise ConfigError(f"{key}.patch.sizes: a fixed sampler takes one size, got {s.sizes}")
+        if s.sampler == "weighted":
+            if s.weights is None or s.sizes is None or len(s.weights) != len(s.sizes):
+                raise ConfigError(f"{key}.patch.weights: a weighted sampler needs one weight per size")
+            if any(w < 0 for w in s.weights) or not sum(s.weights) > 0:
+                raise ConfigError(f"{key}.patch.weights: {s.weights} must be non-negative with a positive sum")
+        elif s.weights is not None:
+            raise ConfigError(f"{key}.patch.weights: only the weighted sampler takes weights")
+        for pf, pt in cfg.phase_patch_sizes(i):
+            if pf > features.num_mel_bins or pt > frames:
+                raise ConfigError(f"{key}.patch.sizes: patch {pf}x{pt} (freq x time) is larger than the phase's "
+                                  f"input of {features.num_mel_bins} bins x {frames} frames "
+                                  f"(compression {comp})")
+        if ph.optimizer is not None:
+            _check_optimizer(ph.optimizer, f"{key}.optimizer")
+        if ph.schedule is not None:
+            _check_schedule(ph.schedule, f"{key}.schedule")
+    last_frames = features.frames(cfg.phase_compression(len(cfg.phases) - 1))
+    for size in cfg.eval_sizes():
+        pf, pt = cfg.patch_pair(size, len(cfg.phases) - 1)
+        if pf > features.num_mel_bins or pt > last_frames:
+            raise ConfigError(f"train.eval_patch_sizes: patch {pf}x{pt} is larger than the input "
+                              f"({features.num_mel_bins} x {last_frames})")
+    if isinstance(t.select, str):
+        if t.select != "mean":
+            raise ConfigError(f"train.select: {t.select!r} is not 'mean' or a patch size")
+    elif t.select not in cfg.eval_sizes():
+        raise ConfigError(f"train.select: patch size {t.select} is not among the validation sizes {cfg.eval_sizes()}")
+    if t.weight_averaging:
+        _positive(t.wa_start, "train.wa_start")
+        last = cfg.phases[-1]
+        if last.epochs is None:
+            raise ConfigError("train.weight_averaging: the final phase must be counted in epochs")
+        end = t.wa_end or last.epochs
+        if not 1 <= t.wa_start <= end <= last.epochs:
+            raise ConfigError(f"train.wa_start/wa_end: {t.wa_start}..{end} must lie within the final phase's "
+                              f"{last.epochs} epochs")
+    if check_files:
+        _exists(d.root, "data.root", "data folder")
+        _exists(cfg.init.path, "init.path", "initial weights")
+        _exists(loss.teacher, "loss.teacher", "teacher checkpoint")
+        _exists(d.cache_dir and str(Path(d.cache_dir).parent), "data.cache_dir", "parent folder")
+        _writable(cfg.out_dir, "out")

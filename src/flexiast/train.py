@@ -1,0 +1,651 @@
+"""The training engine: phases, per-step patch sizes, distillation, checkpoints, DDP.
+
+A run is a list of phases (:class:`flexiast.config.PhaseConfig`). Entering phase ``i``
+adapts the model to that phase's input (coarse-to-fine, Sec. 2.2): the positional grid
+is resized bilinearly to the grid of the phase's input (``target_length / C`` frames
+under fshift or pooling), and in a ``patch:C`` phase the stored kernel becomes
+``p x Cp``, moved with PI-resize or bilinear interpolation (Patch-PI / Patch-BL, Sec. 2.3);
+leaving it moves the kernel back the same way. The optimizer and the learning-rate
+schedule restart with every phase. FlexiAST (Sec. 2.3) is a phase whose sampler draws
+a patch size per optimizer step; the size of step ``s`` depends only on ``(seed, s)``.
+
+One optimizer step = ``accum_steps`` micro-batches of ``batch_size / (world * accum)``
+clips on each rank. Training epochs drop the last incomplete batch, so every step has
+the same shape and FLOP count. Validation runs at the end of every epoch on the
+validation split at ``train.eval_patch_sizes``; ``best.pt`` is the final phase's best
+epoch on validation (never on test); the test split is evaluated once, at the end, with
+the best (and, with weight averaging, the averaged) weights.
+
+Everything a step depends on is a function of saved state: data order of ``(seed,
+epoch)``, augmentation of ``(seed, epoch, clip)``, patch size of ``(seed, step)``, the
+learning rate of the phase's step and epoch, dropout of the saved torch RNG state. So
+``flexiast train --resume RUN_DIR`` continues a killed run to the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import distributed
+from .checkpoints import _adapt, load_pretrained, torch_load_safe
+from .config import ConfigError, RunConfig, build_config, config_to_dict
+from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
+from .data.readers import Manifest
+from .data.samplers import BalancedSampler, ast_balanced_weights
+from .flops import flops
+from .losses import distillation_loss, supervised_loss
+from .metrics import classification_metrics
+from .model import AST, ASTConfig
+from .optim import build_optimizer, lr_factor
+from .patch_sampler import PatchSampler
+from .run_checkpoint import load_latest, save_run_checkpoint
+
+__all__ = ["Trainer", "train", "resume", "evaluate_model"]
+
+log = logging.getLogger(__name__)
+
+
+# -- data -----------------------------------------------------------------------------
+def _holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Manifest, Manifest]:
+    """Split ``fraction`` of the clips off as validation, by a seeded permutation."""
+    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(len(manifest.items))
+    n_val = max(1, int(round(fraction * len(order))))
+    val_idx, train_idx = set(order[:n_val].tolist()), order[n_val:]
+    train = Manifest([manifest.items[i] for i in sorted(train_idx)], manifest.classes, manifest.multilabel,
+                     manifest.name)
+    val = Manifest([manifest.items[i] for i in sorted(val_idx)], manifest.classes, manifest.multilabel,
+                   manifest.name + "-val")
+    return train, val
+
+
+def load_splits(cfg: RunConfig) -> dict[str, Manifest]:
+    """The train, val and test manifests of a run, checked for matching classes and scanned."""
+    d = cfg.data
+    common = dict(d.options)
+    if d.root is not None:
+        common["root"] = d.root
+    splits = {"train": read_manifest(d.format, **{**common, **d.train})}
+    if d.val is not None:
+        splits["val"] = read_manifest(d.format, **{**common, **d.val})
+    else:
+        splits["train"], splits["val"] = _holdout(splits["train"], d.val_fraction, cfg.seed)
+    if d.test is not None:
+        splits["test"] = read_manifest(d.format, **{**common, **d.test})
+    classes = splits["train"].classes
+    for name, m in splits.items():
+        if m.classes != classes:
+            raise ConfigError(f"data.{name}: its classes differ from the training split's "
+                              f"({len(m.classes)} against {len(classes)}); give the reader the same classes")
+    if d.scan:
+        for name in splits:
+            splits[name], report = scan(splits[name], on_error=d.on_error, max_bad_fraction=d.max_bad_fraction)
+            if report.problems:
+                log.warning("data.%s: left out %d unreadable clips, e.g. %s", name, len(report.problems),
+                            report.problems[0][1])
+    return splits
+
+
+def _eval_loader(dataset, batch_size: int, info: distributed.DistInfo, workers: int):
+    """This rank's share of an evaluation set, unpadded (indices rank, rank + W, ...)."""
+    indices = list(range(info.rank, len(dataset), info.world_size))
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate,
+                                       num_workers=workers)
+
+
+@torch.no_grad()
+def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resize: str = "pi",
+                   info: distributed.DistInfo = distributed.DistInfo(), autocast=contextlib.nullcontext) -> dict:
+    """Metrics per patch size: ``{name: {"accuracy": ..., ...}}`` over the whole (gathered) split.
+
+    ``patches`` maps a display name to the ``(freq, time)`` patch to run. Each rank scores
+    its share; predictions are gathered by clip index so every clip counts once.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores = {name: [] for name in patches}
+    targets, indices, skipped = [], [], 0
+    for batch in loader:
+        skipped += batch["skipped"]
+        if batch["spec"] is None:
+            continue
+        spec = batch["spec"].to(device)
+        for name, patch in patches.items():
+            with autocast():
+                scores[name].append(model(spec, patch_size=patch, resize=resize).float().cpu())
+        targets.append(batch["target"])
+        indices.append(batch["index"])
+    model.train(was_training)
+    local = {"indices": torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+             "targets": torch.cat(targets) if targets else None,
+             "scores": {n: torch.cat(s) if s else None for n, s in scores.items()}, "skipped": skipped}
+    parts = [p for p in distributed.gather_objects(local, info) if p["targets"] is not None]
+    if not parts:
+        raise RuntimeError("evaluation saw no readable clips")
+    idx = torch.cat([p["indices"] for p in parts])
+    order = torch.argsort(idx)
+    keep = torch.ones_like(order, dtype=torch.bool)
+    keep[1:] = idx[order][1:] != idx[order][:-1]
+    order = order[keep]
+    target = torch.cat([p["targets"] for p in parts])[order]
+    out = {}
+    for name in patches:
+        s = torch.cat([p["scores"][name] for p in parts])[order]
+        out[name] = classification_metrics(s, target, multilabel)
+    out["_clips"] = int(len(order))
+    out["_skipped"] = int(sum(p["skipped"] for p in parts))
+    return out
+
+
+# -- the engine -----------------------------------------------------------------------
+class Trainer:
+    """Runs one :class:`RunConfig` in ``run_dir`` (``cfg.out_dir``), fresh or resumed."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path | None = None, *, resume_state: dict | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir or cfg.out_dir)
+        self.info = distributed.setup(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        t = cfg.train
+        if t.precision == "fp16" and self.info.device.type != "cuda":
+            raise ConfigError("train.precision: fp16 needs a GPU (on CPU use bf16)")
+        world, accum = self.info.world_size, t.accum_steps
+        if cfg.data.batch_size % (world * accum):
+            raise ConfigError(f"data.batch_size: {cfg.data.batch_size} is not divisible by {world} ranks x "
+                              f"{accum} accumulation steps")
+        self.micro_batch = cfg.data.batch_size // (world * accum)
+        self.features = cfg.feature_config()
+        self.splits = load_splits(cfg)
+        train = self.splits["train"]
+        self.multilabel = train.multilabel
+        self.loss_kind = cfg.loss.name if cfg.loss.name != "auto" else ("bce" if self.multilabel else "ce")
+        self.metric = "mAP" if self.multilabel else "accuracy"
+        self.num_classes = len(train.classes)
+        self.cache = FeatureCache(cfg.data.cache_dir) if cfg.data.cache_dir else None
+        self.teacher = self._load_teacher()
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = {"phase": 0, "step": 0, "phase_step": 0, "epoch": 0, "phase_epoch": 0, "batch": 0,
+                         "done": False, "entered": -1,
+                         "loss_sum": 0.0, "loss_clips": 0}  # this epoch's so far, for its mean loss
+        self.accounting = [{"train_flops": 0, "train_seconds": 0.0, "val_seconds": 0.0, "steps": 0, "clips": 0}
+                           for _ in cfg.phases]
+        self.history: list[dict] = []
+        self.best = {"value": -math.inf, "epoch": None}
+        self.wa_sum, self.wa_count = None, 0
+        self._flop_cache: dict = {}
+        self._writer = None
+        if resume_state is None:
+            torch.manual_seed(cfg.seed)
+            self.model = self._initial_model()
+        else:
+            self._restore(resume_state)
+
+    # -- setup ---------------------------------------------------------------------
+    def base_model_config(self) -> ASTConfig:
+        cfg, f = self.cfg, self.features
+        return ASTConfig(num_classes=self.num_classes, input_fdim=f.num_mel_bins, input_tdim=f.target_length,
+                         patch_size=cfg.base_patch(), stride=cfg.model.stride, prefix_tokens=cfg.model.prefix_tokens,
+                         drop_rate=cfg.model.drop_rate, drop_path_rate=cfg.model.drop_path_rate,
+                         labels=tuple(self.splits["train"].classes), **cfg.model_widths())
+
+    def _initial_model(self) -> AST:
+        target = self.base_model_config()
+        init = self.cfg.init
+        if init.path is None:
+            return AST(config=target)
+        hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
+                 if getattr(init, k) is not None}
+        model = load_pretrained(init.path, num_classes=target.num_classes, input_fdim=target.input_fdim,
+                                input_tdim=target.input_tdim, patch_size=target.patch_size,
+                                stride=self.cfg.model.stride, drop_rate=target.drop_rate,
+                                drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
+        got = model.config
+        for k in ("embed_dim", "depth", "num_heads", "prefix_tokens"):
+            if getattr(got, k) != getattr(target, k) and (k != "prefix_tokens" or self.cfg.model.preset):
+                log.info("init.path: the weights set %s=%s (recipe: %s)", k, getattr(got, k), getattr(target, k))
+        return model
+
+    def _load_teacher(self) -> AST | None:
+        path = self.cfg.loss.teacher
+        if path is None:
+            return None
+        teacher = load_pretrained(path)
+        tc = teacher.config
+        if tc.num_classes != self.num_classes or tc.input_fdim != self.features.num_mel_bins:
+            raise ConfigError(f"loss.teacher: {path} predicts {tc.num_classes} classes from {tc.input_fdim} mel bins; "
+                              f"the run has {self.num_classes} classes and {self.features.num_mel_bins} bins")
+        self.teacher_patch = self.cfg.loss.teacher_patch_size or tc.patch_size
+        return teacher.to(self.info.device).eval().requires_grad_(False)
+
+    def phase_model_config(self, i: int, current: ASTConfig) -> ASTConfig:
+        """The model configuration of phase ``i``: its input length and stored kernel."""
+        frames = self.features.frames(self.cfg.phase_compression(i))
+        kernel = self.cfg.phase_kernel(i)
+        d = current.to_dict()
+        d.update(input_tdim=frames, patch_size=list(kernel))
+        if tuple(kernel) != tuple(current.patch_size):
+            d["stride"] = None
+        return ASTConfig.from_dict(d)
+
+    def _transfer_method(self, i: int) -> str:
+        """How the kernel moves into phase ``i``: that phase's, or the patch phase it leaves."""
+        phases = self.cfg.phases
+        if self.cfg.phase_compression(i).method == "patch" or i == 0:
+            return phases[i].transfer
+        return phases[i - 1].transfer
+
+    def _enter_phase(self, i: int) -> None:
+        """Adapt the model to phase ``i`` and start a fresh optimizer (Sec. 2.2)."""
+        target = self.phase_model_config(i, self.model.config)
+        if target != self.model.config:
+            sd = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            overrides = {k: v for k, v in target.to_dict().items() if v != self.model.config.to_dict()[k]}
+            new_cfg, sd, _ = _adapt(self.model.config, sd, overrides, kernel_resize=self._transfer_method(i))
+            model = AST(config=new_cfg)
+            model.load_state_dict(sd)
+            self.model = model
+            log.info("phase %d: model adapted to %s", i, new_cfg)
+        self._build_phase(i)
+
+    def _build_phase(self, i: int) -> None:
+        cfg, info = self.cfg, self.info
+        self.phase = i
+        self.model.to(info.device)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.phase_optimizer(i))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.precision == "fp16")
+        self.forward = self.model
+        if info.enabled:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        if cfg.train.compile:
+            import torch._dynamo as dynamo
+
+            sizes = max(len(cfg.phase_patch_sizes(i)), len(cfg.eval_sizes()))
+            dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 2 * sizes + 8)
+            backend = cfg.train.compile if isinstance(cfg.train.compile, str) else "inductor"
+            self.forward = torch.compile(self.forward, backend=backend, dynamic=False)
+        ph = cfg.phases[i]
+        self.sampler = PatchSampler([cfg.patch_pair(s, i) for s in (ph.patch.sizes or [None])], ph.patch.sampler,
+                                    ph.patch.weights, seed=cfg.seed)
+        comp = cfg.phase_compression(i)
+        self.train_set = AudioDataset(self.splits["train"], self.features, compression=comp, augment=cfg.augment,
+                                      train=True, cache=self.cache, on_error=cfg.data.on_error, seed=cfg.seed)
+        self.val_set = AudioDataset(self.splits["val"], self.features, compression=comp, cache=self.cache,
+                                    on_error=cfg.data.on_error, seed=cfg.seed)
+        n = len(self.train_set)
+        if cfg.data.balanced:
+            weights = ast_balanced_weights([it.labels for it in self.splits["train"].items], self.num_classes)
+            self.data_sampler = BalancedSampler(weights, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+        else:
+            self.data_sampler = ShardedSampler(n, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+        per_rank = math.ceil(n / info.world_size)
+        self.steps_per_epoch = per_rank // (self.micro_batch * cfg.train.accum_steps)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"data.batch_size: {cfg.data.batch_size} is more than the {n} training clips")
+        self.phase_total = ph.steps if ph.steps is not None else ph.epochs * self.steps_per_epoch
+        self.phase_epochs = ph.epochs if ph.epochs is not None else math.ceil(self.phase_total / self.steps_per_epoch)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.info.device.type, dtype=self.autocast_dtype)
+
+    # -- checkpoint state ----------------------------------------------------------
+    def state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": "flexiast-run", "version": 1,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_config": self.model.config.to_dict(),
+            "run_config": config_to_dict(self.cfg),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "progress": dict(self.progress),
+            "accounting": copy.deepcopy(self.accounting),
+            "history": copy.deepcopy(self.history),
+            "best": dict(self.best),
+            "extra": {"wa_sum": self.wa_sum, "wa_count": self.wa_count},
+        }
+
+    def _restore(self, state: dict) -> None:
+        self.progress.update(state["progress"])
+        self.accounting = state["accounting"]
+        self.history = state["history"]
+        self.best = state["best"]
+        self.wa_sum, self.wa_count = state["extra"]["wa_sum"], state["extra"]["wa_count"]
+        self.model = AST(config=ASTConfig.from_dict(state["model_config"]))
+        self.model.load_state_dict(state["model"])
+        self._build_phase(self.progress["phase"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def _save(self, name: str = "last.pt") -> None:
+        if self.info.is_main:
+            save_run_checkpoint(self.state(), self.run_dir, name)
+
+    # -- one optimizer step --------------------------------------------------------
+    def _step_flops(self, batch: int, frames: int, patch) -> int:
+        key = (self.model.config, batch, frames, patch)
+        if key not in self._flop_cache:
+            n = flops(self.model.config, (batch, frames, self.features.num_mel_bins), patch).training
+            if self.teacher is not None:
+                n += flops(self.teacher.config, (batch, frames, self.features.num_mel_bins),
+                           self.teacher_patch).forward
+            self._flop_cache[key] = n
+        return self._flop_cache[key]
+
+    def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch) -> torch.Tensor:
+        cfg = self.cfg.loss
+        with self._autocast():
+            logits = self.forward(spec, patch_size=patch)
+            teacher = self.teacher(spec, patch_size=self.teacher_patch) if self.teacher is not None else None
+        loss = supervised_loss(self.loss_kind, logits.float(), target, cfg.label_smoothing)
+        if teacher is not None:
+            kd = distillation_loss(self.loss_kind, logits.float(), teacher.float(), cfg.temperature)
+            loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
+        return loss
+
+    def _optimizer_step(self, micro_batches: list[dict]) -> dict:
+        cfg, p = self.cfg, self.progress
+        patch = self.sampler(p["step"])
+        sched = cfg.phase_schedule(self.phase)
+        base_lr = cfg.phase_optimizer(self.phase).lr
+        lr = base_lr * lr_factor(sched, base_lr, p["phase_step"], p["phase_epoch"], self.phase_total,
+                                 self.phase_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total, clips, skipped, step_flops = 0.0, 0, 0, 0  # this rank's
+        accum = len(micro_batches)
+        for j, batch in enumerate(micro_batches):
+            skipped += batch["skipped"]
+            if batch["spec"] is None:
+                continue
+            spec = batch["spec"].to(self.info.device, non_blocking=True)
+            target = batch["target"].to(self.info.device, non_blocking=True)
+            sync = j == accum - 1 or not self.info.enabled
+            ctx = self.forward.no_sync() if not sync and hasattr(self.forward, "no_sync") else contextlib.nullcontext()
+            with ctx:
+                loss = self._loss(spec, target, patch)
+                self.scaler.scale(loss / accum).backward()
+            total += float(loss.detach()) * len(spec)
+            clips += len(spec)
+            step_flops += self._step_flops(len(spec), spec.shape[1], patch)
+        if cfg.train.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.info.enabled:  # the step's loss and counts over all ranks
+            t = torch.tensor([total, clips, skipped], dtype=torch.float64, device=self.info.device)
+            torch.distributed.all_reduce(t)
+            total, clips, skipped = float(t[0]), int(t[1]), int(t[2])
+        return {"loss": total / max(clips, 1), "clips": clips, "skipped": skipped, "lr": lr, "patch": patch,
+                "flops": step_flops * self.info.world_size}
+
+    # -- epochs --------------------------------------------------------------------
+    def _train_loader(self):
+        p, cfg = self.progress, self.cfg
+        self.data_sampler.set_epoch(p["epoch"], start=p["batch"] * self.micro_batch * cfg.train.accum_steps)
+        self.train_set.set_epoch(p["epoch"])
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.micro_batch, sampler=self.data_sampler, collate_fn=collate,
+            num_workers=cfg.data.num_workers, drop_last=True, generator=torch.Generator().manual_seed(cfg.seed),
+            pin_memory=self.info.device.type == "cuda")
+
+    def _epoch_steps(self) -> int:
+        """Optimizer steps left in this epoch (the phase may end first)."""
+        p = self.progress
+        return min(self.steps_per_epoch - p["batch"], self.phase_total - p["phase_step"])
+
+    def _train_epoch(self) -> dict:
+        cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]
+        steps = self._epoch_steps()
+        bar = None
+        if self.info.is_main and cfg.train.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, initial=p["batch"], leave=False, dynamic_ncols=True,
+                       desc=f"phase {self.phase} epoch {p['phase_epoch'] + 1}/{self.phase_epochs}")
+        micro = []
+        it = iter(self._train_loader())
+        start = time.perf_counter()
+        done = 0
+        while done < steps:
+            micro.append(next(it))
+            if len(micro) < cfg.train.accum_steps:
+                continue
+            out = self._optimizer_step(micro)
+            micro, done = [], done + 1
+            p["step"] += 1
+            p["phase_step"] += 1
+            p["batch"] += 1
+            seconds = time.perf_counter() - start
+            acc["steps"] += 1
+            acc["clips"] += out["clips"]
+            acc["train_flops"] += out["flops"]
+            acc["train_seconds"] += seconds
+            p["loss_sum"] += out["loss"] * out["clips"]
+            p["loss_clips"] += out["clips"]
+            rate = out["clips"] / max(seconds, 1e-9)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{out['loss']:.4f}", lr=f"{out['lr']:.2e}",
+                                patch=f"{out['patch'][0]}x{out['patch'][1]}", clips_s=f"{rate:.0f}")
+            if p["step"] % cfg.train.log_every == 0:
+                self._log_step(out, rate)
+            if cfg.train.checkpoint_every and p["step"] % cfg.train.checkpoint_every == 0 and done < steps:
+                self._save()  # the end of the epoch saves anyway
+            start = time.perf_counter()
+        if bar is not None:
+            bar.close()
+        loss = p["loss_sum"] / max(p["loss_clips"], 1)
+        p.update(loss_sum=0.0, loss_clips=0)
+        return {"train_loss": loss, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _log_step(self, out: dict, rate: float) -> None:
+        p = self.progress
+        row = {"step": p["step"], "phase": self.phase, "epoch": p["epoch"], "loss": out["loss"], "lr": out["lr"],
+               "patch": f"{out['patch'][0]}x{out['patch'][1]}", "clips_per_s": round(rate, 2)}
+        # Every rank logs its own draws (steps.rank1.csv, ...), so agreement can be checked.
+        _append_csv(self.run_dir / ("steps.csv" if self.info.is_main else f"steps.rank{self.info.rank}.csv"), row)
+        if self._tb() is not None:
+            self._tb().add_scalar("train/loss", out["loss"], p["step"])
+            self._tb().add_scalar("train/lr", out["lr"], p["step"])
+
+    def _tb(self):
+        if self._writer is None and self.cfg.train.tensorboard and self.info.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._writer = False
+            else:
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer or None
+
+    def eval_patches(self, phase: int) -> dict:
+        return {str(s if s is not None else "stored"): self.cfg.patch_pair(s, phase) for s in self.cfg.eval_sizes()}
+
+    def _select(self, metrics: dict) -> float:
+        sel = self.cfg.train.select
+        names = [k for k in metrics if not k.startswith("_")]
+        if sel == "mean":
+            return float(np.mean([metrics[k][self.metric] for k in names]))
+        return float(metrics[str(sel)][self.metric])
+
+    def _validate(self, model: AST | None = None, split: str = "val") -> dict:
+        dataset = self.val_set if split == "val" else AudioDataset(
+            self.splits[split], self.features, compression=self.cfg.phase_compression(self.phase),
+            cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed)
+        bs = self.cfg.data.eval_batch_size or self.micro_batch
+        loader = _eval_loader(dataset, bs, self.info, self.cfg.data.num_workers)
+        return evaluate_model(model or self.model, loader, self.eval_patches(self.phase), multilabel=self.multilabel,
+                              resize=self.cfg.train.eval_resize, info=self.info, autocast=self._autocast)
+
+    def _end_epoch(self, train_out: dict) -> None:
+        cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]
+        t0 = time.perf_counter()
+        val = self._validate()
+        acc["val_seconds"] += time.perf_counter() - t0
+        final = self.phase == len(cfg.phases) - 1
+        record = {"phase": self.phase, "phase_name": cfg.phases[self.phase].name or f"phase{self.phase}",
+                  "compression": cfg.phases[self.phase].compression, "epoch": p["epoch"] + 1,
+                  "phase_epoch": p["phase_epoch"] + 1, "step": p["step"], "final_phase": final, **train_out,
+                  "train_flops_cum": sum(a["train_flops"] for a in self.accounting),
+                  "train_seconds_cum": sum(a["train_seconds"] for a in self.accounting),
+                  "val": val, "val_select": self._select(val)}
+        self.history.append(record)
+        if final and record["val_select"] > self.best["value"]:
+            self.best = {"value": record["val_select"], "epoch": record["epoch"]}
+            if self.info.is_main:
+                best = self.state()
+                for k in ("optimizer", "scaler", "extra"):
+                    best.pop(k)
+                save_run_checkpoint(best, self.run_dir, "best.pt")
+        if final and cfg.train.weight_averaging:
+            end = cfg.train.wa_end or cfg.phases[-1].epochs
+            if cfg.train.wa_start <= p["phase_epoch"] + 1 <= end:
+                sd = {k: v.detach().double().cpu() for k, v in self.model.state_dict().items()}
+                self.wa_sum = sd if self.wa_sum is None else {k: self.wa_sum[k] + sd[k] for k in sd}
+                self.wa_count += 1
+        p["epoch"] += 1
+        p["phase_epoch"] += 1
+        p["batch"] = 0
+        if self.info.is_main:
+            self._write_epoch(record)
+        self._save()
+
+    def _write_epoch(self, record: dict) -> None:
+        row = {k: v for k, v in record.items() if k != "val"}
+        for name, metrics in record["val"].items():
+            if name.startswith("_"):
+                continue
+            for m, v in metrics.items():
+                row[f"val_{m}@{name}"] = v
+        _append_csv(self.run_dir / "metrics.csv", row)
+        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        msg = (f"phase {record['phase']} epoch {record['phase_epoch']} (global {record['epoch']}): "
+               f"loss {record['train_loss']:.4f}, val {self.metric} {record['val_select']:.4f}, "
+               f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s")
+        print(msg, flush=True)
+        if self._tb() is not None:
+            self._tb().add_scalar(f"val/{self.metric}", record["val_select"], record["step"])
+
+    # -- the run -------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg, p = self.cfg, self.progress
+        if p["done"]:
+            return json.loads((self.run_dir / "summary.json").read_text())
+        if self.info.is_main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        while p["phase"] < len(cfg.phases):
+            i = p["phase"]
+            if p["entered"] != i:
+                self._enter_phase(i)
+                p.update(entered=i, phase_step=0, phase_epoch=0, batch=0)
+            while p["phase_step"] < self.phase_total:
+                self._end_epoch(self._train_epoch())
+            if i + 1 < len(cfg.phases):
+                p["phase"] = i + 1
+                self._save()
+            else:
+                break
+        summary = self._finish()
+        p["done"] = True
+        self._save()
+        return summary
+
+    def _finish(self) -> dict:
+        cfg = self.cfg
+        summary = {"name": cfg.name, "seed": cfg.seed, "metric": self.metric, "best_epoch": self.best["epoch"],
+                   "best_val": self.best["value"], "world_size": self.info.world_size,
+                   "phases": [{"name": ph.name or f"phase{i}", "compression": ph.compression, **a}
+                              for i, (ph, a) in enumerate(zip(cfg.phases, self.accounting))],
+                   "train_flops": sum(a["train_flops"] for a in self.accounting),
+                   "train_seconds": sum(a["train_seconds"] for a in self.accounting)}
+        summary["final_val"] = self.history[-1]["val"] if self.history else None
+        models = {}
+        best_path = self.run_dir / "best.pt"
+        best = torch_load_safe(best_path)["model"] if self.info.is_main and best_path.exists() else None
+        best = distributed.broadcast_object(best, self.info)
+        if best is not None:
+            m = AST(config=self.model.config).to(self.info.device)
+            m.load_state_dict(best)
+            models["best"] = m
+        if self.wa_sum is not None:
+            m = AST(config=self.model.config).to(self.info.device)
+            m.load_state_dict({k: (v / self.wa_count).to(self.model.state_dict()[k].dtype) for k, v in self.wa_sum.items()})
+            models["averaged"] = m
+            summary["averaged_val"] = self._validate(m)
+            if self.info.is_main:
+                save_run_checkpoint({"model": m.state_dict(), "model_config": m.config.to_dict(),
+                                     "run_config": config_to_dict(cfg), "progress": dict(self.progress)},
+                                    self.run_dir, "averaged.pt")
+        if "test" in self.splits:
+            summary["test"] = {name: self._validate(m, "test") for name, m in models.items()}
+        if self.info.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            if self._writer:
+                self._writer.close()
+        return summary
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+# -- entry points -----------------------------------------------------------------------
+def train(cfg: RunConfig, run_dir: Path | None = None) -> dict:
+    """Train ``cfg`` from the start (k folds if ``data.kfold``); returns the summary."""
+    if cfg.data.kfold:
+        from .kfold import run_kfold
+
+        return run_kfold(cfg, run_dir)
+    run_dir = Path(run_dir or cfg.out_dir)
+    if (run_dir / "last.pt").exists():
+        raise ConfigError(f"out: {run_dir} already holds a run; resume it with --resume {run_dir} "
+                          "or choose another out")
+    trainer = Trainer(cfg, run_dir)
+    try:
+        return trainer.fit()
+    finally:
+        distributed.teardown(trainer.info)
+
+
+def resume(run_dir: str | Path) -> dict:
+    """Continue the run in ``run_dir`` from its newest readable checkpoint."""
+    run_dir = Path(run_dir)
+    state, path = load_latest(run_dir)
+    cfg = build_config(state["run_config"])
+    log.info("resuming %s from %s at step %d", run_dir, path, state["progress"]["step"])
+    trainer = Trainer(cfg, run_dir, resume_state=state)
+    try:
+        return trainer.fit()
+    finally:
+        distributed.teardown(trainer.info)

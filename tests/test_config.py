@@ -1,0 +1,130 @@
+"""The training configuration: YAML + dotted overrides, every refusal naming its key."""
+
+from __future__ import annotations
+
+import pytest
+
+from flexiast.config import ConfigError, apply_overrides, load_config
+
+
+def recipe(tmp_path, text: str):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = """
+name: t
+out: {out}
+model: {{preset: tiny}}
+features: {{num_mel_bins: 128, target_length: 128, mean: -3.0, std: 5.0}}
+data: {{format: fsdd, root: {root}}}
+phases:
+  - epochs: 2
+    compression: fshift:2
+    patch: {{sampler: uniform, sizes: [8, 16, 32]}}
+  - epochs: 1
+"""
+
+
+@pytest.fixture
+def base(tmp_path, fsdd_dir):
+    return BASE.format(out=tmp_path / "run", root=fsdd_dir.parent)
+
+
+def load(tmp_path, text, *overrides, **kw):
+    return load_config(recipe(tmp_path, text), list(overrides), **kw)
+
+
+def test_recipe_and_overrides_build_typed_config(tmp_path, base):
+    cfg = load(tmp_path, base, "optimizer.lr=2.5e-4", "phases.1.patch.sizes=[16]", "data.options.task=speakers",
+               "train.precision=bf16")
+    assert cfg.optimizer.lr == 2.5e-4 and isinstance(cfg.optimizer.lr, float)
+    assert cfg.phases[1].patch.sizes == [16]
+    assert cfg.data.options == {"task": "speakers"}
+    assert cfg.phase_compression(0).factor == 2
+    assert cfg.phase_patch_sizes(0) == [(8, 8), (16, 16), (32, 32)]
+    assert cfg.feature_config().frames(cfg.phase_compression(0)) == 64
+
+
+def test_yaml_1_1_exponent_strings_are_numbers(tmp_path, base):
+    cfg = load(tmp_path, base + "optimizer: {lr: 1e-4}\n")  # PyYAML reads 1e-4 as a string
+    assert cfg.optimizer.lr == 1e-4
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.lerning_rate=1", "train.lerning_rate"),
+    ("phases.0.compresion=fshift:2", "phases[0].compresion"),
+    ("bogus=1", "bogus"),
+])
+def test_unknown_keys_are_named(tmp_path, base, override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load(tmp_path, base, override)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.batch_size=many", "data.batch_size"),
+    ("phases.0.epochs=1.5", r"phases\[0\].epochs"),
+    ("train.weight_averaging=maybe", "train.weight_averaging"),
+    ("optimizer.betas=0.9", "optimizer.betas"),
+])
+def test_wrong_types_are_named(tmp_path, base, override, key):
+    with pytest.raises(ConfigError, match=key):
+        load(tmp_path, base, override)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    # 128 frames / fshift 2 = 64 frames; a 96-frame patch does not fit.
+    (["phases.0.patch.sizes=[8,96]"], r"phases\[0\].patch.sizes: patch 96x96 .* 64 frames"),
+    # patch:4 widens a 32-patch to 32 x 128... of a 128-frame input that fits; 48 does not.
+    (["phases.0.compression=patch:4", "phases.0.patch.sizes=[48]"], r"phases\[0\].patch.sizes: patch 48x192"),
+    (["phases.0.compression=avgpool:256"], r"phases\[0\].compression: .*leaves no frames"),
+    (["phases.0.compression=shrink:2"], r"phases\[0\].compression"),
+    (["optimizer.lr=-1e-4"], "optimizer.lr: -0.0001 must be non-negative"),
+    (["phases.1.optimizer={lr: -1}"], r"phases\[1\].optimizer.lr"),
+    (["augment.mixup=1.5"], "augment"),
+    (["phases.0.epochs=0"], r"phases\[0\].epochs"),
+    (["phases.0.steps=5"], r"phases\[0\]: give exactly one of epochs or steps"),
+    (["phases.0.patch.sampler=weighted"], r"phases\[0\].patch.weights"),
+    (["phases.0.patch.sampler=fixed"], r"phases\[0\].patch.sizes: a fixed sampler takes one size"),
+    (["train.precision=fp64"], "train.precision"),
+    (["train.device=cpu", "train.precision=fp16"], "fp16 needs a GPU"),
+    (["data.batch_size=10", "train.accum_steps=4"], "data.batch_size: 10 is not divisible"),
+    (["train.select=24", "train.eval_patch_sizes=[16,32]"], "train.select: patch size 24"),
+    (["loss.kd_weight=2"], "loss.kd_weight"),
+    (["loss.teacher=/nonexistent/teacher.pt"], "loss.teacher: teacher checkpoint /nonexistent/teacher.pt does not exist"),
+    (["init.path=/nonexistent/ast.pth"], "init.path"),
+    (["data.root=/nonexistent/fsdd"], "data.root: data folder /nonexistent/fsdd does not exist"),
+    (["data.format=audioset"], "data.format"),
+    (["data.val_fraction=0"], "data: give a val split"),
+    (["train.weight_averaging=true", "train.wa_start=3"], "train.wa_start"),
+    (["model.preset=huge"], "model.preset"),
+    (["phases=[]"], "phases: at least one phase"),
+])
+def test_impossible_values_are_refused_with_the_key(tmp_path, base, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load(tmp_path, base, *overrides)
+
+
+def test_unwritable_output_directory_is_refused(tmp_path, base):
+    # Permission bits do not stop root (CI runs as root), so block the path with a file.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="out: cannot write the output directory"):
+        load(tmp_path, base, f"out={blocker}/run")
+
+
+def test_recipe_errors_name_the_file(tmp_path):
+    bad = recipe(tmp_path, "phases: [epochs: 1\n")
+    with pytest.raises(ConfigError, match=str(bad)):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such|No such"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="not key.path=value"):
+        apply_overrides({}, ["train.lr"])
+    with pytest.raises(ConfigError, match="not an index"):
+        apply_overrides({"phases": [{}]}, ["phases.3.epochs=1"])
+    assert apply_overrides({"phases": [{"epochs": 1}]}, ["phases.0.epochs=4"]) == {"phases": [{"epochs": 4}]}

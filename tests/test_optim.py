@@ -1,0 +1,59 @@
+"""Learning-rate schedules and the per-step patch sampler, against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+
+from flexiast.config import ScheduleConfig
+from flexiast.optim import lr_factor, milestones
+from flexiast.patch_sampler import PatchSampler
+
+
+def test_ast_esc50_schedule_multiplies_by_085_per_epoch_from_epoch_5():
+    s = ScheduleConfig(name="multistep", decay_from=5, gamma=0.85)
+    assert milestones(s, 25) == list(range(5, 26))
+    # Epoch index 3 is the 4th epoch: no decay; the 5th epoch (index 4) has one, the 7th three.
+    assert lr_factor(s, 1e-4, step=0, epoch=3, total_steps=0, epochs=25) == 1.0
+    assert lr_factor(s, 1e-4, step=0, epoch=4, total_steps=0, epochs=25) == pytest.approx(0.85)
+    assert lr_factor(s, 1e-4, step=0, epoch=6, total_steps=0, epochs=25) == pytest.approx(0.85 ** 3)
+
+
+def test_warmup_is_linear_over_the_first_steps():
+    s = ScheduleConfig(warmup_steps=1000)
+    assert lr_factor(s, 1e-5, step=0, epoch=0, total_steps=5000, epochs=5) == pytest.approx(1 / 1000)
+    assert lr_factor(s, 1e-5, step=499, epoch=0, total_steps=5000, epochs=5) == pytest.approx(0.5)
+    assert lr_factor(s, 1e-5, step=4000, epoch=3, total_steps=5000, epochs=5) == 1.0
+
+
+def test_cosine_reaches_min_lr():
+    s = ScheduleConfig(name="cosine", warmup_steps=10, min_lr=1e-5)
+    f = lambda step: lr_factor(s, 1e-4, step=step, epoch=0, total_steps=110, epochs=1)  # noqa: E731
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(110) == pytest.approx(0.1)
+    assert f(35) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+
+
+def test_patch_draw_depends_only_on_seed_and_step():
+    pairs = [(p, p) for p in (8, 10, 12, 16, 20, 24, 30, 32, 40, 48)]
+    a, b = PatchSampler(pairs, "uniform", seed=3), PatchSampler(pairs, "uniform", seed=3)
+    steps = [5, 0, 17, 5, 1000, 0]
+    assert [a(s) for s in steps] == [b(s) for s in reversed(steps)][::-1]
+    draws = [a(s) for s in range(5000)]
+    assert draws != [PatchSampler(pairs, "uniform", seed=4)(s) for s in range(5000)]
+    counts = Counter(draws)
+    assert set(counts) == set(pairs)
+    assert all(abs(c / 5000 - 0.1) < 0.02 for c in counts.values())
+
+
+def test_weighted_and_fixed_samplers():
+    w = PatchSampler([(16, 16), (32, 32)], "weighted", weights=[3, 1], seed=0)
+    share = sum(w(s) == (16, 16) for s in range(4000)) / 4000
+    assert share == pytest.approx(0.75, abs=0.03)
+    f = PatchSampler([(16, 64)], "fixed")
+    assert {f(s) for s in range(10)} == {(16, 64)}
+    with pytest.raises(ValueError, match="weights"):
+        PatchSampler([(16, 16), (32, 32)], "weighted", weights=[1])

@@ -405,3 +405,112 @@ def test_kfold_runs_every_fold_and_reports_the_mean(fsdd_small, tmp_path):
     accs = [r["test"]["stored"] for r in result["folds"]]
     assert result["mean"]["stored"] == pytest.approx(sum(accs) / 5)
     assert (tmp_path / "cv" / "kfold.md").read_text().count("\n") == 8
+
+
+# -- options ----------------------------------------------------------------------------------------
+def test_compile_does_not_recompile_a_patch_size_it_has_seen(fsdd_small, tmp_path):
+    from torch._dynamo import register_backend
+
+    graphs = []
+
+    @register_backend(name="flexiast_test_counter")
+    def counter(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", train={"compile": "flexiast_test_counter"},
+                      phases=[{"steps": 10, "patch": {"sampler": "uniform", "sizes": [8, 16]}}])
+    t = Trainer(build_config(raw), tmp_path / "run")
+    t._enter_phase(0)
+    batches = iter(t._train_loader())
+    seen, counts = set(), []
+    for step in range(10):
+        t.progress["step"] = step
+        out = t._optimizer_step([next(batches)])
+        seen.add(out["patch"])
+        counts.append((len(seen), len(graphs)))
+    assert len(seen) == 2
+    first_both = next(i for i, (n, _) in enumerate(counts) if n == 2)
+    assert first_both < 9
+    assert counts[-1][1] == counts[first_both][1] > 0, counts  # nothing compiled after both sizes were seen
+
+
+def test_weight_averaging_is_the_mean_of_the_chosen_epochs(fsdd_small, tmp_path):
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", train={"weight_averaging": True, "wa_start": 2, "wa_end": 3},
+                      phases=[{"epochs": 3}])
+    states = []
+
+    class Keep(Trainer):
+        def _end_epoch(self, out):
+            states.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+            super()._end_epoch(out)
+
+    summary = Keep(build_config(raw), tmp_path / "run").fit()
+    averaged = torch.load(tmp_path / "run" / "averaged.pt", weights_only=True)["model"]
+    for k in averaged:
+        torch.testing.assert_close(averaged[k], (states[1][k] + states[2][k]) / 2)
+    assert set(summary["test"]) == {"best", "averaged"} and "averaged_val" in summary
+
+
+def test_multilabel_data_trains_with_bce_and_reports_map(fsdd_small, tmp_path):
+    rows = ["path,labels,split"]
+    for wav in sorted((fsdd_small / "recordings").glob("*.wav")):
+        digit, speaker, take = wav.stem.split("_")
+        rows.append(f"{wav.resolve()},d{digit};{speaker},{'test' if int(take) < 2 else 'train'}")
+    (tmp_path / "ml.csv").write_text("\n".join(rows) + "\n")
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", data={"format": "csv", "root": None,
+                                                          "options": {"csv_path": str(tmp_path / "ml.csv")}},
+                      phases=[{"steps": 4}])
+    t = Trainer(build_config(raw), tmp_path / "run")
+    assert t.loss_kind == "bce" and t.metric == "mAP" and t.num_classes == 12
+    summary = t.fit()
+    m = summary["test"]["best"]["stored"]
+    assert set(m) == {"mAP", "AUC", "d_prime", "accuracy"} and 0 < m["mAP"] <= 1
+
+
+def test_init_from_imagenet_deit_and_from_a_run(fsdd_small, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    D = 32
+    sd = {"cls_token": torch.randn(1, 1, D, generator=g), "dist_token": torch.randn(1, 1, D, generator=g),
+          "pos_embed": torch.randn(1, 2 + 14 * 14, D, generator=g),
+          "patch_embed.proj.weight": torch.randn(D, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.randn(D),
+          "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
+          "head.weight": torch.randn(1000, D), "head.bias": torch.zeros(1000)}
+    ref = AST(10, embed_dim=D, depth=2, num_heads=2)
+    for k, v in ref.state_dict().items():
+        if k.startswith("blocks."):
+            sd[k] = torch.randn(v.shape, generator=g)
+    torch.save({"model": sd}, tmp_path / "deit.pth")
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", init={"path": str(tmp_path / "deit.pth")}, phases=[{"steps": 2}])
+    with pytest.warns(UserWarning, match="head initialised at random"):
+        t = Trainer(build_config(raw), tmp_path / "run")
+    assert t.model.config.num_heads == 2  # not stored in the weights: the recipe's
+    # RGB kernel summed to one channel (AST); the blocks carried over; a new 10-class head.
+    torch.testing.assert_close(t.model.patch_embed.proj.weight, sd["patch_embed.proj.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(t.model.blocks[1].attn.qkv.weight, sd["blocks.1.attn.qkv.weight"])
+    assert t.model.config.num_classes == 10 and t.model.config.grid == (4, 3)
+    t.fit()
+    # A finished run's best.pt initialises the next run as it is.
+    raw2 = tiny_recipe(fsdd_small, tmp_path / "run2", init={"path": str(tmp_path / "run" / "best.pt")},
+                       phases=[{"steps": 1}])
+    t2 = Trainer(build_config(raw2), tmp_path / "run2")
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    for k, v in t2.model.state_dict().items():
+        torch.testing.assert_close(v, best[k])
+
+
+def test_cli_train_check_and_errors(fsdd_small, tmp_path, capsys):
+    from flexiast.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(fsdd_small, tmp_path / "run")))
+    assert main(["train", str(recipe), "--check"]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["train", str(recipe), "phases.0.compression=fshift:64"]) == 2
+    err = capsys.readouterr().err
+    assert str(recipe) in err and "phases[0].compression" in err and "leaves no frames" in err
+    assert main(["train", str(recipe), "phases.0.patch.sizes=[96]"]) == 2
+    assert "phases[0].patch.sizes: patch 96x96" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing started

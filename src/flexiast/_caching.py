@@ -12,8 +12,10 @@ def tensor_cache(maxsize: int):
 
     The tensors are built under ``no_grad`` and outside ``torch.inference_mode()``: a
     tensor first asked for during evaluation would otherwise be an inference tensor, and
-    a later training step that reuses it would fail.
+    a later training step that reuses it would fail. Under ``torch.compile`` the lookup
+    runs eagerly (``torch.compiler.disable``): traced, the cache would be bypassed and the
+    matrix rebuilt inside every compiled call.
     """
     def wrap(fn):
-        return lru_cache(maxsize=maxsize)(torch.no_grad()(torch.inference_mode(False)(fn)))
+        return torch.compiler.disable(lru_cache(maxsize=maxsize)(torch.no_grad()(torch.inference_mode(False)(fn))))
     return wrap

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,6 @@ class Trainer:
         self.cache = FeatureCache(cfg.data.cache_dir) if cfg.data.cache_dir else None
         self.teacher = self._load_teacher()
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = {"phase": 0, "step": 0, "phase_step": 0, "epoch": 0, "phase_epoch": 0, "batch": 0,
                          "done": False, "entered": -1,
@@ -209,14 +209,21 @@ class Trainer:
             return AST(config=target)
         hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
                  if getattr(init, k) is not None}
-        model = load_pretrained(init.path, num_classes=target.num_classes, input_fdim=target.input_fdim,
-                                input_tdim=target.input_tdim, patch_size=target.patch_size,
-                                stride=self.cfg.model.stride, drop_rate=target.drop_rate,
-                                drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
+        overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
+                         patch_size=target.patch_size, stride=self.cfg.model.stride, drop_rate=target.drop_rate,
+                         drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
+        model = load_pretrained(init.path, **overrides)
         got = model.config
-        for k in ("embed_dim", "depth", "num_heads", "prefix_tokens"):
-            if getattr(got, k) != getattr(target, k) and (k != "prefix_tokens" or self.cfg.model.preset):
-                log.info("init.path: the weights set %s=%s (recipe: %s)", k, getattr(got, k), getattr(target, k))
+        if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
+            # Weights do not store the head count (ImageNet and AST files): the recipe's describes them.
+            model = load_pretrained(init.path, num_heads=target.num_heads, **overrides)
+            got = model.config
+        differ = [f"{k}={getattr(got, k)} (recipe: {getattr(target, k)})"
+                  for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens")
+                  if getattr(got, k) != getattr(target, k)]
+        if differ:
+            warnings.warn(f"init.path: {init.path} sets {', '.join(differ)}; the weights' shapes are used",
+                          stacklevel=2)
         return model
 
     def _load_teacher(self) -> AST | None:
@@ -380,18 +387,26 @@ class Trainer:
         accum = len(micro_batches)
         for j, batch in enumerate(micro_batches):
             skipped += batch["skipped"]
-            if batch["spec"] is None:
-                continue
+            weight = 1.0
+            if batch["spec"] is None:  # every clip of this micro-batch was unreadable (on_error: skip)
+                if not self.info.enabled:
+                    continue
+                # The other ranks wait in the gradient all-reduce: join it with a zero-weighted clip.
+                batch = {"spec": torch.zeros(1, self.features.frames(self.cfg.phase_compression(self.phase)),
+                                             self.features.num_mel_bins),
+                         "target": torch.zeros(1, self.num_classes)}
+                weight = 0.0
             spec = batch["spec"].to(self.info.device, non_blocking=True)
             target = batch["target"].to(self.info.device, non_blocking=True)
             sync = j == accum - 1 or not self.info.enabled
             ctx = self.forward.no_sync() if not sync and hasattr(self.forward, "no_sync") else contextlib.nullcontext()
             with ctx:
                 loss = self._loss(spec, target, patch)
-                self.scaler.scale(loss / accum).backward()
-            total += float(loss.detach()) * len(spec)
-            clips += len(spec)
-            step_flops += self._step_flops(len(spec), spec.shape[1], patch)
+                self.scaler.scale(loss * weight / accum).backward()
+            if weight:
+                total += float(loss.detach()) * len(spec)
+                clips += len(spec)
+                step_flops += self._step_flops(len(spec), spec.shape[1], patch)
         if cfg.train.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)

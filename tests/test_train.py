@@ -435,6 +435,24 @@ def test_compile_does_not_recompile_a_patch_size_it_has_seen(fsdd_small, tmp_pat
     assert counts[-1][1] == counts[first_both][1] > 0, counts  # nothing compiled after both sizes were seen
 
 
+def test_gradient_accumulation_equals_the_full_batch(fsdd_small, tmp_path):
+    """Two micro-batches of 4 and one batch of 8 take the same optimizer steps (no batch statistics).
+
+    A large Adam eps makes the update proportional to the gradient, so a wrongly scaled
+    accumulated gradient would show."""
+    weights = []
+    for accum in (1, 2):
+        raw = tiny_recipe(fsdd_small, tmp_path / f"run{accum}", train={"accum_steps": accum},
+                          optimizer={"lr": 0.05, "eps": 1.0},
+                          phases=[{"steps": 4, "patch": {"sampler": "uniform", "sizes": [8, 16]}}])
+        t = Trainer(build_config(raw), tmp_path / f"run{accum}")
+        t.fit()
+        assert t.micro_batch == 8 // accum
+        weights.append(t.model.state_dict())
+    for k in weights[0]:
+        torch.testing.assert_close(weights[1][k], weights[0][k], atol=1e-5, rtol=1e-4)
+
+
 def test_weight_averaging_is_the_mean_of_the_chosen_epochs(fsdd_small, tmp_path):
     raw = tiny_recipe(fsdd_small, tmp_path / "run", train={"weight_averaging": True, "wa_start": 2, "wa_end": 3},
                       phases=[{"epochs": 3}])
@@ -514,3 +532,42 @@ def test_cli_train_check_and_errors(fsdd_small, tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+# -- untrusted files ------------------------------------------------------------------------------
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickles_that_would_run_code_are_refused_by_init_teacher_and_resume(fsdd_small, tmp_path):
+    from flexiast import CheckpointError
+    from flexiast.train import resume
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"cls_token": torch.zeros(1)}, "model_config": {}, "payload": _Exploit(marker)}, evil)
+    for section in ({"init": {"path": str(evil)}}, {"loss": {"teacher": str(evil)}}):
+        raw = tiny_recipe(fsdd_small, tmp_path / "run", **section)
+        with pytest.raises(CheckpointError, match="refused to load"):
+            Trainer(build_config(raw), tmp_path / "run")
+    (tmp_path / "victim").mkdir()
+    evil.rename(tmp_path / "victim" / "last.pt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        resume(tmp_path / "victim")
+    assert not marker.exists()
+
+
+def test_resume_falls_back_to_the_previous_checkpoint_when_the_last_is_damaged(fsdd_small, tmp_path):
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", phases=[{"epochs": 2}])
+    done = train(build_config(raw))
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated
+    from flexiast.train import resume
+
+    with pytest.warns(UserWarning, match="last.prev.pt: the newer checkpoint is unreadable"):
+        again = resume(tmp_path / "run")
+    assert again["best_val"] == done["best_val"] and again["test"] == done["test"]

@@ -92,7 +92,19 @@ def test_wrong_types_are_named(tmp_path, base, override, key):
     (["data.batch_size=10", "train.accum_steps=4"], "data.batch_size: 10 is not divisible"),
     (["train.select=24", "train.eval_patch_sizes=[16,32]"], "train.select: patch size 24"),
     (["loss.kd_weight=2"], "loss.kd_weight"),
-    (["loss.teacher=/nonexistent/teacher.pt"], "loss.teacher: teacher checkpoint /nonexistent/teacher.pt does not exist"),
+    (["loss.teacher=/nonexistent/teacher.pt", "phases.0.compression=patch:2"],
+     "loss.teacher: teacher checkpoint /nonexistent/teacher.pt does not exist"),
+    (["loss.teacher=/nonexistent/teacher.pt"], r"phases\[0\].compression: distillation .* full-resolution"),
+    (["data.kfold=5"], "data.kfold: the fsdd reader has no folds"),
+    # The stored 16 kernel does not fit 128 / 16 = 8 frames, whatever the sampler draws.
+    (["phases.0.compression=fshift:16", "phases.0.patch.sizes=[8]"], r"phases\[0\].compression: the stored 16x16"),
+    (["phases.0.compression=patch:16", "phases.0.patch.sizes=[4]"], r"phases\[0\].compression: the stored 16x256"),
+    (["model.stride=0"], "model.stride"),
+    (["model.stride=[16,-3]"], "model.stride"),
+    (["out=runs/{nme}"], r"out: 'runs/\{nme\}' may only use \{name\}"),
+    (["schedule={name: multistep, decay_from: -2}"], "schedule.decay_from"),
+    (["schedule={name: cosine, min_lr: 1.0}"], "min_lr=1.0 is above the learning rate"),
+    (["features.mean=null"], "features: give target_length, mean and std"),
     (["init.path=/nonexistent/ast.pth"], "init.path"),
     (["data.root=/nonexistent/fsdd"], "data.root: data folder /nonexistent/fsdd does not exist"),
     (["data.format=audioset"], "data.format"),
@@ -104,6 +116,16 @@ def test_wrong_types_are_named(tmp_path, base, override, key):
 def test_impossible_values_are_refused_with_the_key(tmp_path, base, overrides, match):
     with pytest.raises(ConfigError, match=match):
         load(tmp_path, base, *overrides)
+
+
+def test_validation_sizes_that_only_fit_the_final_phase_are_skipped_in_coarse_ones(tmp_path, base):
+    # 128 frames / fshift 4 = 32 frames: patch 48 cannot run in the coarse phase, but can in the final one.
+    cfg = load(tmp_path, base, "phases.0.compression=fshift:4", "phases.0.patch.sizes=[16]",
+               "train.eval_patch_sizes=[16,48]")
+    assert cfg.eval_patches(0) == {"16": (16, 16)}
+    assert cfg.eval_patches(1) == {"16": (16, 16), "48": (48, 48)}
+    with pytest.raises(ConfigError, match="train.eval_patch_sizes: patch 160x160"):
+        load(tmp_path, base, "train.eval_patch_sizes=[16,160]")
 
 
 def test_unwritable_output_directory_is_refused(tmp_path, base):

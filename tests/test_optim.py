@@ -6,19 +6,29 @@ import math
 from collections import Counter
 
 import pytest
+import torch
 
 from flexiast.config import ScheduleConfig
 from flexiast.optim import lr_factor, milestones
 from flexiast.patch_sampler import PatchSampler
 
 
-def test_ast_esc50_schedule_multiplies_by_085_per_epoch_from_epoch_5():
+def test_ast_esc50_schedule_is_multisteplr_stepped_after_each_epoch():
     s = ScheduleConfig(name="multistep", decay_from=5, gamma=0.85)
     assert milestones(s, 25) == list(range(5, 26))
-    # Epoch index 3 is the 4th epoch: no decay; the 5th epoch (index 4) has one, the 7th three.
-    assert lr_factor(s, 1e-4, step=0, epoch=3, total_steps=0, epochs=25) == 1.0
-    assert lr_factor(s, 1e-4, step=0, epoch=4, total_steps=0, epochs=25) == pytest.approx(0.85)
-    assert lr_factor(s, 1e-4, step=0, epoch=6, total_steps=0, epochs=25) == pytest.approx(0.85 ** 3)
+    # torch's own MultiStepLR, stepped at the end of each epoch as the AST code does.
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ref = torch.optim.lr_scheduler.MultiStepLR(opt, list(range(5, 1000)), gamma=0.85)
+    for epoch in range(12):
+        ours = lr_factor(s, 1.0, step=0, epoch=epoch, total_steps=0, epochs=25)
+        assert ours == pytest.approx(opt.param_groups[0]["lr"]), epoch
+        opt.step()
+        ref.step()
+    # By hand: epochs 1-5 (indices 0-4) undecayed, the 6th at 0.85, the 8th at 0.85^3.
+    assert lr_factor(s, 1e-4, step=0, epoch=4, total_steps=0, epochs=25) == 1.0
+    assert lr_factor(s, 1e-4, step=0, epoch=5, total_steps=0, epochs=25) == pytest.approx(0.85)
+    assert lr_factor(s, 1e-4, step=0, epoch=7, total_steps=0, epochs=25) == pytest.approx(0.85 ** 3)
 
 
 def test_warmup_is_linear_over_the_first_steps():

@@ -177,6 +177,17 @@ def test_patch_phase_moves_the_kernel_with_pi_or_bl(fsdd_small, tmp_path, method
                                atol=1e-5, rtol=1e-4)
 
 
+def test_a_recipe_stride_survives_a_patch_phase(fsdd_small, tmp_path):
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", model={"stride": 8},
+                      phases=[{"steps": 2, "compression": "patch:2"}, {"steps": 2}])
+    t = Recorder(build_config(raw), tmp_path / "run")
+    t.fit()
+    (_, c0, _, c1, _), (_, _, _, c2, _) = t.entered
+    assert c0.stride == (8, 8) and c0.grid == (7, 5)
+    assert c1.patch_size == (16, 32) and c1.stride == (16, 32)
+    assert c2.stride == (8, 8) and c2.grid == (7, 5)
+
+
 def test_flexiast_phase_draws_sizes_per_step_on_time_axis(fsdd_small, tmp_path):
     raw = tiny_recipe(fsdd_small, tmp_path / "run", phases=[
         {"epochs": 2, "patch": {"sampler": "uniform", "sizes": [8, 12, 16, 24], "axes": "time"}}],
@@ -319,6 +330,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fsdd_small, tmp_path
     wb = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["model"]
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+    # The logs carry each step and epoch once, with the same values.
+    steps_a, steps_b = read_csv(tmp_path / "full" / "steps.csv"), read_csv(tmp_path / "killed" / "steps.csv")
+    assert [(r["step"], r["loss"], r["patch"]) for r in steps_a] == [(r["step"], r["loss"], r["patch"]) for r in steps_b]
+    assert [r["epoch"] for r in read_csv(tmp_path / "killed" / "metrics.csv")] == [str(e) for e in range(1, 6)]
 
 
 def test_resume_refuses_to_overwrite_and_finished_run_returns_its_summary(fsdd_small, tmp_path):

@@ -37,6 +37,10 @@ __all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "Optimize
            "load_config", "apply_overrides", "build_config", "config_to_dict"]
 
 
+#: Readers that take ``folds=[...]``, which ``data.kfold`` needs.
+KFOLD_FORMATS = ("esc50",)
+
+
 class ConfigError(ValueError):
     """A training configuration that cannot run; the message names the key."""
 
@@ -147,7 +151,8 @@ class ScheduleConfig:
     """Learning-rate factor over a phase. ``warmup_steps``: linear ramp from ``lr / warmup``
     (AST's first 1000 steps). Then ``constant``; ``multistep``: times ``gamma`` at each epoch
     of ``milestones`` (AST: ``milestones`` from ``decay_from`` every ``decay_every`` epochs);
-    or ``cosine``: half cosine per step from lr to ``min_lr``."""
+    or ``cosine``: half cosine per step from lr to ``min_lr``. Milestones follow ``MultiStepLR``
+    stepped after each epoch: milestone m lowers the rate from epoch m + 1 on."""
 
     name: str = "constant"
     warmup_steps: int = 0
@@ -234,7 +239,10 @@ class RunConfig:
     # -- derived -------------------------------------------------------------------
     @property
     def out_dir(self) -> Path:
-        return Path(self.out.format(name=self.name))
+        try:
+            return Path(self.out.format(name=self.name))
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"out: {self.out!r} may only use {{name}} ({e})") from None
 
     def feature_config(self) -> FeatureConfig:
         f = self.features
@@ -286,6 +294,21 @@ class RunConfig:
             pf, pt = {"both": (s, s), "time": (pf, s), "freq": (s, pt)}[axes]
         c = self.phase_compression(i)
         return (pf, pt * c.factor) if c.method == "patch" else (pf, pt)
+
+    def eval_patches(self, i: int, features: FeatureConfig | None = None) -> dict:
+        """``{name: (freq, time)}`` of the validation sizes that fit phase ``i``'s input.
+
+        Coarse phases validate at the sizes their shorter input allows; the final phase
+        (which picks ``best.pt``) at all of them (validation refuses a recipe otherwise).
+        """
+        features = features or self.feature_config()
+        frames = features.frames(self.phase_compression(i))
+        out = {}
+        for s in self.eval_sizes():
+            pf, pt = self.patch_pair(s, i)
+            if pf <= features.num_mel_bins and pt <= frames:
+                out[str(s if s is not None else "stored")] = (pf, pt)
+        return out
 
     def eval_sizes(self) -> list:
         """Validation patch sizes of the final phase (ints on the phase's axes, or None)."""
@@ -480,6 +503,7 @@ def _check_schedule(s: ScheduleConfig, key: str):
     _positive(s.warmup_steps, f"{key}.warmup_steps", strict=False)
     _positive(s.gamma, f"{key}.gamma")
     _positive(s.decay_every, f"{key}.decay_every")
+    _positive(s.decay_from, f"{key}.decay_from")
     _positive(s.min_lr, f"{key}.min_lr", strict=False)
     if s.name == "multistep" and s.milestones is None and s.decay_from is None:
         raise ConfigError(f"{key}: multistep needs milestones or decay_from")
@@ -510,14 +534,24 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     base = cfg.base_patch()
     if min(base) < 1:
         raise ConfigError(f"model.patch_size: {m.patch_size} must be positive")
+    if m.stride is not None:
+        try:
+            stride = to_pair(m.stride, "model.stride")
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.stride: {e}") from None
+        if min(stride) < 1:
+            raise ConfigError(f"model.stride: {m.stride} must be positive")
+    if loss.teacher_patch_size is not None and min(to_pair(loss.teacher_patch_size, "loss.teacher_patch_size")) < 1:
+        raise ConfigError(f"loss.teacher_patch_size: {loss.teacher_patch_size} must be positive")
     for k in ("drop_rate", "drop_path_rate"):
         if not 0.0 <= getattr(m, k) < 1.0:
             raise ConfigError(f"model.{k}: {getattr(m, k)} must lie in [0, 1)")
     _choice(m.prefix_tokens, (1, 2), "model.prefix_tokens")
     if f.dataset is not None:
         _choice(f.dataset, tuple(DATASET_STATS), "features.dataset")
-    elif f.target_length is None:
-        raise ConfigError("features: give target_length (frames), or dataset for AST's statistics")
+    elif None in (f.target_length, f.mean, f.std):
+        raise ConfigError("features: give target_length, mean and std (flexiast stats computes them), "
+                          "or dataset for AST's statistics")
     _positive(f.num_mel_bins, "features.num_mel_bins")
     _positive(f.target_length, "features.target_length")
     _positive(f.std, "features.std")
@@ -533,13 +567,16 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _positive(d.num_workers, "data.num_workers", strict=False)
     if not 0.0 <= d.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: {d.val_fraction} must lie in [0, 1)")
-    if d.val is None and d.val_fraction == 0.0:
+    if d.val is None and d.val_fraction == 0.0 and not d.kfold:
         raise ConfigError("data: give a val split or a val_fraction > 0; the best checkpoint is chosen on "
                           "validation, never on test")
     if not 0.0 <= d.max_bad_fraction <= 1.0:
         raise ConfigError(f"data.max_bad_fraction: {d.max_bad_fraction} must lie in [0, 1]")
     if d.kfold == 1 or d.kfold < 0:
         raise ConfigError(f"data.kfold: {d.kfold} must be 0 (off) or at least 2")
+    if d.kfold and d.format not in KFOLD_FORMATS:
+        raise ConfigError(f"data.kfold: the {d.format} reader has no folds (k-fold runs on "
+                          f"{', '.join(KFOLD_FORMATS)}); its validation and test would be the training clips")
 
     _choice(loss.name, ("auto", "ce", "bce"), "loss.name")
     if not 0.0 <= loss.label_smoothing < 1.0:
@@ -593,17 +630,31 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
                 raise ConfigError(f"{key}.patch.weights: {s.weights} must be non-negative with a positive sum")
         elif s.weights is not None:
             raise ConfigError(f"{key}.patch.weights: only the weighted sampler takes weights")
+        kf, kt = cfg.phase_kernel(i)
+        if kf > features.num_mel_bins or kt > frames:
+            raise ConfigError(f"{key}.compression: the stored {kf}x{kt} kernel (model.patch_size, x C in a patch "
+                              f"phase) is larger than the phase's input of {features.num_mel_bins} bins x "
+                              f"{frames} frames (compression {comp})")
+        if loss.teacher is not None and comp.input_factor > 1:
+            raise ConfigError(f"{key}.compression: distillation (loss.teacher) needs full-resolution input; "
+                              f"{comp} would feed the teacher compressed spectrograms it was not trained on")
         for pf, pt in cfg.phase_patch_sizes(i):
             if pf > features.num_mel_bins or pt > frames:
                 raise ConfigError(f"{key}.patch.sizes: patch {pf}x{pt} (freq x time) is larger than the phase's "
                                   f"input of {features.num_mel_bins} bins x {frames} frames "
                                   f"(compression {comp})")
+        if not cfg.eval_patches(i, features):
+            raise ConfigError(f"train.eval_patch_sizes: none of {cfg.eval_sizes()} fits phase {i}'s input of "
+                              f"{features.num_mel_bins} bins x {frames} frames")
         if ph.optimizer is not None:
             _check_optimizer(ph.optimizer, f"{key}.optimizer")
+        sched, lr = cfg.phase_schedule(i), cfg.phase_optimizer(i).lr
+        if sched.name == "cosine" and sched.min_lr > lr:
+            raise ConfigError(f"{key}: schedule min_lr={sched.min_lr} is above the learning rate {lr}")
         if ph.schedule is not None:
             _check_schedule(ph.schedule, f"{key}.schedule")
     last_frames = features.frames(cfg.phase_compression(len(cfg.phases) - 1))
-    for size in cfg.eval_sizes():
+    for size in cfg.eval_sizes():  # all of them must fit the final phase, which picks best.pt
         pf, pt = cfg.patch_pair(size, len(cfg.phases) - 1)
         if pf > features.num_mel_bins or pt > last_frames:
             raise ConfigError(f"train.eval_patch_sizes: patch {pf}x{pt} is larger than the input "

@@ -4,7 +4,8 @@ Fold ``k`` (1-based) of ``K`` tests on fold ``k``, validates on fold ``k mod K +
 best epoch is chosen there, not on the test fold as the AST code does), and trains on
 the remaining ``K - 2`` folds. The reader must accept ``folds=[...]`` (``esc50`` does).
 Each fold is a complete run in ``OUT/fold{k}``; ``OUT/kfold.json`` and ``OUT/kfold.md``
-hold the table.
+hold the table. Running the same recipe again resumes: finished folds return their
+summaries, an interrupted fold continues from its checkpoint.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def fold_config(cfg: RunConfig, k: int, out: Path) -> RunConfig:
 
 
 def run_kfold(cfg: RunConfig, run_dir: Path | None = None) -> dict:
-    from .train import Trainer, resume
+    from .train import Trainer, absolute_paths, resume
 
+    cfg = absolute_paths(cfg)
     out = Path(run_dir or cfg.out_dir)
     folds = []
     for k in range(1, cfg.data.kfold + 1):

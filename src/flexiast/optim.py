@@ -5,9 +5,11 @@ The learning rate of optimizer step ``s`` (0-based, counted within the phase) in
 
 * ``warmup(s) = min(1, (s + 1) / warmup_steps)`` (AST warms up over its first 1000 steps);
 * ``constant``: ``decay = 1``;
-* ``multistep``: ``gamma ** #{m in milestones : m <= e + 1}`` with 1-based epoch milestones,
-  as ``MultiStepLR`` stepped once per epoch; AST's "x0.85 every epoch from epoch 5" is
-  ``decay_from: 5, decay_every: 1, gamma: 0.85``;
+* ``multistep``: ``gamma ** #{m in milestones : m <= e}``, exactly ``MultiStepLR`` stepped at
+  the end of each epoch, as the AST code does: a milestone ``m`` lowers the rate from epoch
+  ``m + 1`` (1-based) on. AST's ESC-50 recipe, ``MultiStepLR(range(5, ...), 0.85)``, is
+  ``decay_from: 5, decay_every: 1, gamma: 0.85``: epochs 1-5 at ``lr``, the 6th at
+  ``0.85 lr``;
 * ``cosine``: ``min_lr/lr + (1 - min_lr/lr) * (1 + cos(pi * t)) / 2`` with ``t`` the fraction of
   post-warmup steps done.
 
@@ -32,7 +34,7 @@ def build_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
 
 
 def milestones(cfg: ScheduleConfig, epochs: int) -> list[int]:
-    """1-based epochs at whose start the rate is multiplied by ``gamma``."""
+    """MultiStepLR's milestones: the epoch counts after which the rate is multiplied by ``gamma``."""
     if cfg.milestones is not None:
         return sorted(cfg.milestones)
     if cfg.decay_from is None:
@@ -44,7 +46,7 @@ def lr_factor(cfg: ScheduleConfig, base_lr: float, step: int, epoch: int, total_
     """The multiplier of ``base_lr`` at phase step ``step`` in phase epoch ``epoch`` (both 0-based)."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     if cfg.name == "multistep":
-        decay = cfg.gamma ** sum(1 for m in milestones(cfg, epochs) if m <= epoch + 1)
+        decay = cfg.gamma ** sum(1 for m in milestones(cfg, epochs) if m <= epoch)
     elif cfg.name == "cosine":
         span = max(1, total_steps - cfg.warmup_steps)
         t = min(1.0, max(0, step - cfg.warmup_steps) / span)

@@ -9,7 +9,8 @@ Nothing in it needs unpickling beyond ``weights_only=True``.
 
 Writes go to ``NAME.tmp``, are flushed and fsynced, and replace ``NAME`` with
 ``os.replace`` (atomic on POSIX): a kill at any moment leaves either the old or the new
-file. Before ``last.pt`` is replaced, the previous one is kept as ``last.prev.pt``;
+file. Before ``last.pt`` is replaced, the previous one is kept as ``last.prev.pt`` (a hard
+link, so ``last.pt`` never goes missing);
 :func:`load_latest` falls back to it, with a warning naming the file, when ``last.pt``
 is unreadable.
 """
@@ -48,7 +49,11 @@ def save_run_checkpoint(state: dict, run_dir: Path, name: str = "last.pt") -> Pa
     """Write ``run_dir/name`` atomically; ``last.pt`` rotates the previous one to ``last.prev.pt``."""
     path = Path(run_dir) / name
     if name == "last.pt" and path.exists():
-        os.replace(path, path.with_name("last.prev.pt"))
+        # Hard-link the current file as the previous one: last.pt exists at every moment.
+        link = path.with_name("last.prev.pt.tmp")
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, path.with_name("last.prev.pt"))
     save_atomic(state, path)
     return path
 

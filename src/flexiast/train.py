@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from . import distributed
-from .checkpoints import _adapt, load_pretrained, torch_load_safe
+from .checkpoints import _adapt, load_pretrained, load_state_dict, torch_load_safe
 from .config import ConfigError, RunConfig, build_config, config_to_dict
 from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
 from .data.readers import Manifest
@@ -50,6 +50,7 @@ from .metrics import classification_metrics
 from .model import AST, ASTConfig
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
+from .resize import to_pair
 from .run_checkpoint import load_latest, save_run_checkpoint
 
 __all__ = ["Trainer", "train", "resume", "evaluate_model"]
@@ -168,6 +169,10 @@ class Trainer:
                               f"{accum} accumulation steps")
         self.micro_batch = cfg.data.batch_size // (world * accum)
         self.features = cfg.feature_config()
+        # Weight files first: an unreadable or untrusted file is refused before the data scan.
+        teacher = load_pretrained(cfg.loss.teacher) if cfg.loss.teacher else None
+        if cfg.init.path is not None and resume_state is None:
+            load_state_dict(cfg.init.path)
         self.splits = load_splits(cfg)
         train = self.splits["train"]
         self.multilabel = train.multilabel
@@ -175,7 +180,7 @@ class Trainer:
         self.metric = "mAP" if self.multilabel else "accuracy"
         self.num_classes = len(train.classes)
         self.cache = FeatureCache(cfg.data.cache_dir) if cfg.data.cache_dir else None
-        self.teacher = self._load_teacher()
+        self.teacher = self._check_teacher(teacher)
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = {"phase": 0, "step": 0, "phase_step": 0, "epoch": 0, "phase_epoch": 0, "batch": 0,
@@ -191,6 +196,8 @@ class Trainer:
         if resume_state is None:
             torch.manual_seed(cfg.seed)
             self.model = self._initial_model()
+            if self.info.enabled:  # own dropout / drop-path masks per rank (weights come from rank 0)
+                torch.manual_seed(cfg.seed + 1_000_003 * self.info.rank)
         else:
             self._restore(resume_state)
 
@@ -226,12 +233,10 @@ class Trainer:
                           stacklevel=2)
         return model
 
-    def _load_teacher(self) -> AST | None:
-        path = self.cfg.loss.teacher
-        if path is None:
+    def _check_teacher(self, teacher: AST | None) -> AST | None:
+        if teacher is None:
             return None
-        teacher = load_pretrained(path)
-        tc = teacher.config
+        path, tc = self.cfg.loss.teacher, teacher.config
         if tc.num_classes != self.num_classes or tc.input_fdim != self.features.num_mel_bins:
             raise ConfigError(f"loss.teacher: {path} predicts {tc.num_classes} classes from {tc.input_fdim} mel bins; "
                               f"the run has {self.num_classes} classes and {self.features.num_mel_bins} bins")
@@ -244,8 +249,9 @@ class Trainer:
         kernel = self.cfg.phase_kernel(i)
         d = current.to_dict()
         d.update(input_tdim=frames, patch_size=list(kernel))
-        if tuple(kernel) != tuple(current.patch_size):
-            d["stride"] = None
+        # The recipe's stride applies to the stored base kernel; a widened p x Cp kernel does not overlap.
+        base_stride = self.cfg.model.stride
+        d["stride"] = list(to_pair(base_stride, "model.stride")) if base_stride and kernel == self.cfg.base_patch() else None
         return ASTConfig.from_dict(d)
 
     def _transfer_method(self, i: int) -> str:
@@ -312,10 +318,14 @@ class Trainer:
         return torch.autocast(self.info.device.type, dtype=self.autocast_dtype)
 
     # -- checkpoint state ----------------------------------------------------------
-    def state(self) -> dict:
+    def _rng_states(self) -> list[dict]:
+        """Every rank's RNG state (a collective: all ranks call it)."""
         rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.info.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.info.device)
+        return distributed.gather_objects(rng, self.info)
+
+    def state(self, rng: list[dict] | None = None) -> dict:
         return {
             "format": "flexiast-run", "version": 1,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -323,7 +333,7 @@ class Trainer:
             "run_config": config_to_dict(self.cfg),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng,
+            "rng": rng or [],
             "progress": dict(self.progress),
             "accounting": copy.deepcopy(self.accounting),
             "history": copy.deepcopy(self.history),
@@ -342,13 +352,38 @@ class Trainer:
         self._build_phase(self.progress["phase"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        rng = state["rng"]
+        if len(rng) != self.info.world_size:
+            warnings.warn(f"the checkpoint was written by {len(rng)} ranks and is resumed on {self.info.world_size}: "
+                          "the run continues, but not bit-identically", stacklevel=2)
+        mine = rng[self.info.rank % len(rng)]
+        torch.set_rng_state(mine["torch"])
+        if "cuda" in mine and self.info.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda"], self.info.device)
+        self._trim_logs()
 
     def _save(self, name: str = "last.pt") -> None:
+        rng = self._rng_states()
         if self.info.is_main:
-            save_run_checkpoint(self.state(), self.run_dir, name)
+            save_run_checkpoint(self.state(rng), self.run_dir, name)
+
+    def _steps_log(self) -> Path:
+        return self.run_dir / ("steps.csv" if self.info.is_main else f"steps.rank{self.info.rank}.csv")
+
+    def _trim_logs(self) -> None:
+        """Drop log rows written after the checkpoint being resumed, so none appears twice."""
+        step, epoch = self.progress["step"], len(self.history)
+        logs = [(self._steps_log(), "step", step)]
+        if self.info.is_main:
+            logs.append((self.run_dir / "metrics.csv", "epoch", epoch))
+        for path, key, last in logs:
+            if path.exists():
+                rows = [r for r in _read_csv(path) if int(r[key]) <= last]
+                with open(path, "w", newline="") as f:
+                    if rows:
+                        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                        w.writeheader()
+                        w.writerows(rows)
 
     # -- one optimizer step --------------------------------------------------------
     def _step_flops(self, batch: int, frames: int, patch) -> int:
@@ -484,7 +519,7 @@ class Trainer:
         row = {"step": p["step"], "phase": self.phase, "epoch": p["epoch"], "loss": out["loss"], "lr": out["lr"],
                "patch": f"{out['patch'][0]}x{out['patch'][1]}", "clips_per_s": round(rate, 2)}
         # Every rank logs its own draws (steps.rank1.csv, ...), so agreement can be checked.
-        _append_csv(self.run_dir / ("steps.csv" if self.info.is_main else f"steps.rank{self.info.rank}.csv"), row)
+        _append_csv(self._steps_log(), row)
         if self._tb() is not None:
             self._tb().add_scalar("train/loss", out["loss"], p["step"])
             self._tb().add_scalar("train/lr", out["lr"], p["step"])
@@ -496,11 +531,11 @@ class Trainer:
             except ImportError:
                 self._writer = False
             else:
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.progress["step"] + 1)
         return self._writer or None
 
     def eval_patches(self, phase: int) -> dict:
-        return {str(s if s is not None else "stored"): self.cfg.patch_pair(s, phase) for s in self.cfg.eval_sizes()}
+        return self.cfg.eval_patches(phase, self.features)
 
     def _select(self, metrics: dict) -> float:
         sel = self.cfg.train.select
@@ -535,7 +570,7 @@ class Trainer:
             self.best = {"value": record["val_select"], "epoch": record["epoch"]}
             if self.info.is_main:
                 best = self.state()
-                for k in ("optimizer", "scaler", "extra"):
+                for k in ("optimizer", "scaler", "extra", "rng"):
                     best.pop(k)
                 save_run_checkpoint(best, self.run_dir, "best.pt")
         if final and cfg.train.weight_averaging:
@@ -626,6 +661,11 @@ class Trainer:
         return summary
 
 
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -636,14 +676,33 @@ def _append_csv(path: Path, row: dict) -> None:
 
 
 # -- entry points -----------------------------------------------------------------------
+def absolute_paths(cfg: RunConfig) -> RunConfig:
+    """A copy with relative paths made absolute, so ``--resume`` works from any directory.
+
+    Covers ``out``, ``data.root``, ``data.cache_dir``, ``init.path``, ``loss.teacher`` and
+    reader options whose value names an existing file or folder.
+    """
+    cfg = copy.deepcopy(cfg)
+    absolute = lambda p: str(Path(p).absolute()) if p is not None else None  # noqa: E731
+    cfg.out = str(cfg.out_dir.absolute())
+    cfg.data.root, cfg.data.cache_dir = absolute(cfg.data.root), absolute(cfg.data.cache_dir)
+    cfg.init.path, cfg.loss.teacher = absolute(cfg.init.path), absolute(cfg.loss.teacher)
+    for options in (cfg.data.options, cfg.data.train, cfg.data.val, cfg.data.test):
+        for k, v in (options or {}).items():
+            if isinstance(v, str) and v and not Path(v).is_absolute() and Path(v).exists():
+                options[k] = absolute(v)
+    return cfg
+
+
 def train(cfg: RunConfig, run_dir: Path | None = None) -> dict:
     """Train ``cfg`` from the start (k folds if ``data.kfold``); returns the summary."""
     if cfg.data.kfold:
         from .kfold import run_kfold
 
         return run_kfold(cfg, run_dir)
+    cfg = absolute_paths(cfg)
     run_dir = Path(run_dir or cfg.out_dir)
-    if (run_dir / "last.pt").exists():
+    if (run_dir / "last.pt").exists() or (run_dir / "last.prev.pt").exists():
         raise ConfigError(f"out: {run_dir} already holds a run; resume it with --resume {run_dir} "
                           "or choose another out")
     trainer = Trainer(cfg, run_dir)
@@ -657,7 +716,8 @@ def resume(run_dir: str | Path) -> dict:
     """Continue the run in ``run_dir`` from its newest readable checkpoint."""
     run_dir = Path(run_dir)
     state, path = load_latest(run_dir)
-    cfg = build_config(state["run_config"])
+    # The recipe's files were checked when the run began; resuming needs only the data.
+    cfg = build_config(state["run_config"], check_files=False)
     log.info("resuming %s from %s at step %d", run_dir, path, state["progress"]["step"])
     trainer = Trainer(cfg, run_dir, resume_state=state)
     try:

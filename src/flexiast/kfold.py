@@ -44,7 +44,11 @@ def run_kfold(cfg: RunConfig, run_dir: Path | None = None) -> dict:
         if (Path(fc.out) / "last.pt").exists():
             summary = resume(fc.out)  # finished folds return their summary at once
         else:
-            summary = Trainer(fc, Path(fc.out)).fit()
+            trainer = Trainer(fc, Path(fc.out))
+            try:
+                summary = trainer.fit()
+            finally:
+                trainer.close()
         folds.append(summary)
     metric = folds[0]["metric"]
     rows = []

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import gc
 import json
 import logging
 import math
@@ -626,6 +627,19 @@ class Trainer:
         self._save()
         return summary
 
+    def close(self) -> None:
+        """Leave the process group cleanly.
+
+        Gloo's worker thread may still be releasing the tensors of the last collective, which
+        needs the GIL; destroying the group from a DDP reducer's destructor at exit would
+        then deadlock. So: a barrier (all work done), drop the DDP wrapper, then destroy.
+        """
+        if self.info.enabled and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        self.forward = self.model
+        gc.collect()
+        distributed.teardown(self.info)
+
     def _finish(self) -> dict:
         cfg = self.cfg
         summary = {"name": cfg.name, "seed": cfg.seed, "metric": self.metric, "best_epoch": self.best["epoch"],
@@ -709,7 +723,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None) -> dict:
     try:
         return trainer.fit()
     finally:
-        distributed.teardown(trainer.info)
+        trainer.close()
 
 
 def resume(run_dir: str | Path) -> dict:
@@ -723,4 +737,4 @@ def resume(run_dir: str | Path) -> dict:
     try:
         return trainer.fit()
     finally:
-        distributed.teardown(trainer.info)
+        trainer.close()

@@ -82,7 +82,8 @@ def cmd_demo(args) -> int:
                   f"  {_token_error(spec, weight, p, 'pi'):>14.2e}  {_token_error(spec, weight, p, 'bl'):>14.2e}")
     print("\nToken error: relative change of the patch tokens when each 16x16 patch is resized to p x p and the\n"
           "kernel is resized with PI (FlexiAST eq. 2) or bilinearly (BL). PI is exact for p >= 16.\n"
-          "This is the core-library example; training and evaluation demos come with the training engine.")
+          "This is the core-library example. To train: flexiast train recipes/fsdd/digits_ast16.yaml "
+          "(docs/TRAINING.md).")
     return 0
 
 

@@ -56,6 +56,7 @@ def test_yaml_1_1_exponent_strings_are_numbers(tmp_path, base):
     ("train.lerning_rate=1", "train.lerning_rate"),
     ("phases.0.compresion=fshift:2", "phases[0].compresion"),
     ("bogus=1", "bogus"),
+    ("phases.1.optimizer={lr: 1e-3, momentum: 0.9}", "phases[1].optimizer.momentum"),
 ])
 def test_unknown_keys_are_named(tmp_path, base, override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

@@ -394,6 +394,11 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+#: Scalar types: what a YAML value may be, and how the error names it (bools are not numbers).
+_SCALARS = {bool: (bool, "true or false"), int: (int, "an integer"), float: ((int, float), "a number"),
+            str: (str, "a string")}
+
+
 def _convert(value, tp, key: str):
     """``value`` as type ``tp`` (int, float, bool, str, list[X], dict, dataclass, unions)."""
     origin = typing.get_origin(tp)
@@ -403,14 +408,14 @@ def _convert(value, tp, key: str):
             if type(None) in options:
                 return None
             raise ConfigError(f"{key}: must be set (got null)")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
+        present = [o for o in options if o is not type(None)]
+        if len(present) == 1:  # X | None: X's own message names the key inside it
+            return _convert(value, present[0], key)
+        for option in present:
             try:
                 return _convert(value, option, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(o) for o in options if o is not type(None))}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
@@ -423,27 +428,16 @@ def _convert(value, tp, key: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    return float(value)  # YAML 1.1 reads 1e-4 as a string
-                except ValueError:
-                    pass
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-4 as a string
+        except ValueError:
+            pass
+    if tp in _SCALARS:
+        accepted, what = _SCALARS[tp]
+        if isinstance(value, bool) != (tp is bool) or not isinstance(value, accepted):
+            raise ConfigError(f"{key}: expected {what}, got {value!r}")
+        return tp(value)
     raise TypeError(f"unsupported configuration type {tp} at {key}")
 
 

@@ -427,12 +427,18 @@ def _contiguous(sd: dict) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
-def save_safetensors(model: AST, path: str | Path) -> Path:
-    """One ``.safetensors`` file with the configuration in its metadata."""
+def save_safetensors(model: AST, path: str | Path, inference: dict | None = None) -> Path:
+    """One ``.safetensors`` file with the configuration (and ``inference``) in its metadata.
+
+    ``inference`` is ``{"features": FeatureConfig.to_dict(), "multilabel": bool}``: what
+    :func:`flexiast.inference.load_inference_model` needs besides the weights.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(_contiguous(model.state_dict()), str(path),
-              metadata={"format": "flexiast", "flexiast_config": json.dumps(model.config.to_dict())})
+    metadata = {"format": "flexiast", "flexiast_config": json.dumps(model.config.to_dict())}
+    if inference is not None:
+        metadata["flexiast_inference"] = json.dumps(inference)
+    save_file(_contiguous(model.state_dict()), str(path), metadata=metadata)
     return path
 
 
@@ -480,19 +486,40 @@ def to_hf(model: AST) -> tuple[dict, dict]:
     return hf_cfg, out
 
 
-def save_pretrained(model: AST, directory: str | Path, format: str = "flexiast") -> Path:
-    """Write ``directory/config.json`` and ``directory/model.safetensors``."""
+def hf_preprocessor_config(features: dict) -> dict:
+    """``preprocessor_config.json`` of Hugging Face's ``ASTFeatureExtractor`` for our features."""
+    return {"feature_extractor_type": "ASTFeatureExtractor", "feature_size": 1,
+            "num_mel_bins": features["num_mel_bins"], "max_length": features["target_length"],
+            "mean": features["mean"], "std": features["std"], "do_normalize": True, "padding_value": 0.0,
+            "return_attention_mask": False, "sampling_rate": features["sample_rate"]}
+
+
+def save_pretrained(model: AST, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
+    """Write ``directory/config.json`` and ``directory/model.safetensors``.
+
+    ``inference`` (features and multi-label flag, see :func:`save_safetensors`) goes into
+    ``config.json``; for ``format="hf"`` it becomes ``preprocessor_config.json`` and
+    ``problem_type``, so Hugging Face's feature extractor and pipeline use the same features.
+    """
     directory = Path(directory)
     if format == "hf":
         hf_cfg, sd = to_hf(model)
         config = hf_cfg
         metadata = {"format": "pt"}
+        if inference is not None and "multilabel" in inference:
+            config["problem_type"] = ("multi_label_classification" if inference["multilabel"]
+                                      else "single_label_classification")
     elif format == "flexiast":
         config = {"format": "flexiast", "format_version": FORMAT_VERSION, "model_config": model.config.to_dict()}
+        if inference is not None:
+            config["inference"] = inference
         sd, metadata = model.state_dict(), {"format": "flexiast"}
     else:
         raise ValueError(f"format={format!r} is not one of flexiast, hf")
     directory.mkdir(parents=True, exist_ok=True)
     save_file(_contiguous(sd), str(directory / "model.safetensors"), metadata=metadata)
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if format == "hf" and inference is not None and "features" in inference:
+        (directory / "preprocessor_config.json").write_text(
+            json.dumps(hf_preprocessor_config(inference["features"]), indent=2) + "\n")
     return directory

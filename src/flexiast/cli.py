@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -134,18 +135,16 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+def _add_data_arguments(p: argparse.ArgumentParser, split: str = "train") -> None:
     from .data import FORMATS
 
     p.add_argument("--data", metavar="FORMAT:ROOT[,KEY=VALUE...]",
                    help="the dataset in one string, e.g. esc50:/data/ESC-50,test_fold=1 or fsdd:../shared/data/fsdd")
     p.add_argument("--format", choices=sorted(FORMATS), help="dataset layout (or give --data)")
     p.add_argument("--root", help="dataset folder (for ast_json / csv, give --option datafile=... etc.)")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default=split)
     p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="reader option, e.g. task=speakers, test_fold=1, label_csv=labels.csv")
-    p.add_argument("--target-length", type=int, default=1024, help="frames after padding or cutting")
-    p.add_argument("--mel-bins", type=int, default=128)
 
 
 def _manifest(args):
@@ -228,6 +227,172 @@ def cmd_savings(args) -> int:
     return 0
 
 
+def _data_label(args) -> str:
+    return args.data or f"{args.format}:{args.root or ''}"
+
+
+def _features_arg(text: str | None):
+    """``--features``: a dataset name (AST's statistics) or a JSON object of FeatureConfig fields."""
+    if text is None or not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--features {text!r}: not a dataset name or a JSON object ({e})") from None
+
+
+def _load_inference(args):
+    from .inference import load_inference_model
+
+    return load_inference_model(args.checkpoint, weights=args.weights, features=_features_arg(args.features),
+                                multilabel=args.multilabel, device=args.device)
+
+
+def _run_split(checkpoint: Path, split: str):
+    """The ``split`` manifest of the training run that wrote ``checkpoint``, read from its recipe."""
+    from .config import build_config
+    from .train import load_splits
+
+    run_config = (checkpoint.parent / "config.yaml") if checkpoint.is_file() else None
+    if run_config is None or not run_config.exists():
+        raise ValueError(f"{checkpoint} is not part of a training run; give the data with --data FORMAT:ROOT")
+    import yaml
+
+    cfg = build_config(yaml.safe_load(run_config.read_text()), check_files=False)
+    cfg.data.scan = False
+    splits = load_splits(cfg)
+    if split not in splits:
+        raise ValueError(f"the run {checkpoint.parent} has no {split} split (it has {', '.join(splits)})")
+    return splits[split], f"{cfg.data.format}:{os.path.normpath(cfg.data.root)} ({split}, from the run's recipe)"
+
+
+def cmd_evaluate(args) -> int:
+    from .data import AudioDataset, collate
+    from .evaluate import profile_markdown, profile_model, write_profile
+    from .inference import profile_path
+
+    im = _load_inference(args)
+    if args.data or args.format:
+        manifest, data = _manifest(args), f"{_data_label(args)} ({args.split})"
+    else:
+        manifest, data = _run_split(im.weights, args.split)
+    labels = im.model.config.labels
+    if labels is not None and tuple(manifest.classes) != tuple(labels):
+        raise ValueError(f"{data}: its {len(manifest.classes)} classes are not the model's {len(labels)} labels "
+                         f"in the same order (e.g. data {list(manifest.classes)[:3]}, model {list(labels)[:3]})")
+    if len(manifest.classes) != im.model.config.num_classes:
+        raise ValueError(f"{data}: {len(manifest.classes)} classes, the model predicts {im.model.config.num_classes}")
+    dataset = AudioDataset(manifest, im.features, on_error=args.on_error)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate,
+                                         num_workers=args.workers)
+    describe = {"checkpoint": str(im.weights), "label": args.label or None, "data": data}
+    profile = profile_model(im.model, loader, multilabel=im.multilabel, patch_sizes=args.patch_sizes,
+                            resize=args.resize, axes=args.axes, frames=im.features.target_length,
+                            precision=args.precision, latency_runs=args.latency_runs, describe=describe)
+    print(profile_markdown(profile))
+    out = Path(args.out) if args.out else im.weights.parent / f"eval-{im.weights.stem}-{args.resize}-{args.axes}"
+    paths = write_profile(profile, out)
+    print(f"wrote {paths['md']}, {paths['csv'].name}, {paths['json'].name}")
+    if not args.no_store:
+        stored = profile_path(im.weights)
+        try:
+            stored.write_text(paths["json"].read_text())
+            print(f"stored as the profile of {im.weights}: {stored} (read by flexiast predict --max-gflops/--max-ms)")
+        except OSError as e:
+            print(f"could not store the profile beside the weights ({e}); pass --profile {paths['json']} to predict",
+                  file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .evaluate import read_profile
+    from .inference import format_prediction
+
+    im = _load_inference(args)
+    if args.profile:
+        im.profile = read_profile(args.profile)
+    results = []
+    for audio in args.audio:
+        results.append(im.predict(audio, patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
+                                  resize=args.resize, top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate,
+                                  whole=args.whole, pos_grid=args.pos_grid, precision=args.precision))
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=1))
+    else:
+        print("\n".join(format_prediction(r, windows=not args.no_windows) for r in results))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import check_onnx, export_hf, export_onnx
+
+    im = _load_inference(args)
+    info = {"features": im.features.to_dict(), "multilabel": im.multilabel}
+    frames = args.frames or im.features.target_length
+    kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
+    patch = im.model.config.resolve_patch(args.patch_size)[0]
+    if args.format == "onnx":
+        path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, **kwargs)
+        print(f"wrote {path} (patch {patch[0]}x{patch[1]}, {frames} frames) and {path.with_suffix('.json')}")
+        if not args.no_check:
+            diff = check_onnx(path, im.model, patch_size=args.patch_size, resize=args.resize, pos_grid=args.pos_grid)
+            ok = diff <= args.tolerance
+            print(f"ONNX Runtime against eager PyTorch: max |difference| of logits {diff:.2e} "
+                  f"({'within' if ok else 'ABOVE'} {args.tolerance:g})")
+            if not ok:
+                return 1
+    elif args.format == "hf":
+        path = export_hf(im.model, args.dest, inference=info, **kwargs)
+        print(f"wrote {path} (Hugging Face ASTForAudioClassification, patch {patch[0]}x{patch[1]}, {frames} frames)")
+    else:
+        model = im.model if args.patch_size is None and args.frames is None else \
+            im.model.at_patch_size(args.patch_size, resize=args.resize, input_tdim=frames, pos_grid=args.pos_grid)
+        path = model.save_pretrained(args.dest, inference=info)
+        print(f"wrote {path} (flexiast, stored patch {model.config.patch_size}; any patch size at run time)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import load_inputs, plot_profiles, plot_runs, run_metric
+
+    kind, items = load_inputs(args.inputs)
+    labels = args.labels.split(",") if args.labels else None
+    if kind == "profiles":
+        out = plot_profiles([p for _, p in items], args.out, labels=labels, metric=args.metric, title=args.title)
+    else:
+        out = plot_runs(items, args.out, labels=labels, baseline=None if args.no_baseline else 0,
+                        metric=run_metric(items[0][0]), title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a training run directory, a saved model directory, or a weights file")
+    p.add_argument("--weights", choices=("best", "averaged", "last"), default="best",
+                   help="which weights of a training run (default best)")
+    p.add_argument("--features", help="feature settings where the weights carry none: a dataset name "
+                   "(audioset, esc50, speechcommands, vggsound, voxceleb) or a JSON object")
+    p.add_argument("--multilabel", action=argparse.BooleanOptionalAction, default=None,
+                   help="sigmoid (multi-label) or softmax scores, where the weights do not say")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be positive")
+        return value
+    return parse
+
+
+def _patch(text: str):
+    sizes = _sizes(text)
+    if len(sizes) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one patch size, like 16 or 16x32")
+    return sizes[0]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexiast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stats", help="dataset mean and std of AST features, as AST computes them")
     _add_data_arguments(st)
+    st.add_argument("--target-length", type=int, default=1024, help="frames after padding or cutting")
+    st.add_argument("--mel-bins", type=int, default=128)
     st.add_argument("--batch-size", type=int, default=1000, help="AST averages per-batch statistics over batches of 1000")
     st.add_argument("--workers", type=int, default=0)
     st.add_argument("--out", help="also write the recipe snippet to this file")
@@ -273,6 +440,66 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--baseline", required=True)
     sv.add_argument("--json", action="store_true")
     sv.set_defaults(func=cmd_savings)
+
+    ev = sub.add_parser("evaluate", help="metric, GFLOPs and latency at every patch size; stores the profile")
+    _add_model_arguments(ev)
+    _add_data_arguments(ev, split="test")
+    ev.add_argument("--patch-sizes", type=_sizes, default=list(PATCH_SIZES))
+    ev.add_argument("--resize", choices=("pi", "bl"), default="pi", help="how the kernel is resized (default pi)")
+    ev.add_argument("--axes", choices=("both", "time", "freq"), default="both",
+                    help="resize both axes (p x p), time only or frequency only (FlexiAST Fig. 4a)")
+    ev.add_argument("--out", help="directory for profile.md/.csv/.json (default: beside the weights)")
+    ev.add_argument("--label", help="the model's name in reports")
+    ev.add_argument("--no-store", action="store_true", help="do not store the profile beside the weights")
+    ev.add_argument("--batch-size", type=_positive(int), default=32)
+    ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                    help="an unreadable clip stops the evaluation (raise) or is left out and counted (skip)")
+    ev.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ev.add_argument("--latency-runs", type=_positive(int), default=20, help="timed batch-1 calls per size")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="labels with scores for audio files of any length")
+    _add_model_arguments(pr)
+    pr.add_argument("audio", nargs="+", help="audio files")
+    choice = pr.add_mutually_exclusive_group()
+    choice.add_argument("--patch-size", type=_patch, help="run at this size (16 or 16x32)")
+    choice.add_argument("--max-gflops", type=_positive(float), help="the most accurate profiled size within this")
+    pr.add_argument("--max-ms", type=_positive(float), help="... and/or within this profiled latency per clip")
+    pr.add_argument("--profile", help="a profile JSON to budget with, instead of the one stored with the weights")
+    pr.add_argument("--resize", choices=("pi", "bl"), help="kernel resize (default pi, or the profile's)")
+    pr.add_argument("--top-k", type=_positive(int), default=5)
+    pr.add_argument("--hop", type=_positive(float), help="seconds between windows of long audio (default half a window)")
+    pr.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="how window scores combine")
+    pr.add_argument("--whole", action="store_true", help="one pass over the whole clip instead of windows")
+    pr.add_argument("--pos-grid", choices=("cut", "resize"), default="cut",
+                    help="positional grid for another length (--whole): cut as AST, or resize")
+    pr.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    pr.add_argument("--no-windows", action="store_true", help="do not list the windows")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="ONNX (checked with ONNX Runtime), Hugging Face or flexiast at one size")
+    _add_model_arguments(ex)
+    ex.add_argument("dest", help="a .onnx file, or a directory for --format hf / flexiast")
+    ex.add_argument("--format", choices=("onnx", "hf", "flexiast"), default="onnx")
+    ex.add_argument("--patch-size", type=_patch, help="the size to export (default: the stored one)")
+    ex.add_argument("--frames", type=_positive(int), help="input length (default: the trained one)")
+    ex.add_argument("--resize", choices=("pi", "bl"), default="pi")
+    ex.add_argument("--pos-grid", choices=("cut", "resize"), default="cut")
+    ex.add_argument("--opset", type=int, default=18)
+    ex.add_argument("--tolerance", type=float, default=1e-4, help="largest ONNX-eager difference accepted")
+    ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    ex.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="figures from saved profiles or training runs")
+    rp.add_argument("inputs", nargs="+", help="profile JSON files (or dirs with profile.json), or run directories")
+    rp.add_argument("--out", required=True, help="image file (.png, .pdf, .svg)")
+    rp.add_argument("--labels", help="comma-separated names, one per input")
+    rp.add_argument("--metric", help="profiles: which metric to draw (default: the task's)")
+    rp.add_argument("--title")
+    rp.add_argument("--no-baseline", action="store_true", help="runs: the first is not a baseline")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 
@@ -280,6 +507,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, ValueError, OSError, ImportError) as e:
         print(f"flexiast {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -31,7 +31,10 @@ import torch.nn.functional as F
 
 from .resize import RESIZE_METHODS, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
 
-__all__ = ["AST", "ASTConfig", "PRESETS"]
+__all__ = ["AST", "ASTConfig", "PRESETS", "POS_GRID_POLICIES"]
+
+#: How the positional grid follows an input of another length (:meth:`AST.pos_embed_for`).
+POS_GRID_POLICIES = ("cut", "resize")
 
 #: DeiT widths (Touvron et al., 2021); every preset has 12 layers and 64-wide heads.
 PRESETS = {
@@ -302,19 +305,27 @@ class AST(nn.Module):
             raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins, the model expects "
                              f"{cfg.input_fdim} (shape is [batch, frames, mel_bins])")
 
-    def pos_embed_for(self, patch_size, stride, grid: tuple[int, int]) -> torch.Tensor:
+    def pos_embed_for(self, patch_size, stride, grid: tuple[int, int], pos_grid: str = "cut") -> torch.Tensor:
         """Positional embeddings for a call's token ``grid``.
 
-        The stored grid is resized bilinearly to the grid this patch size gives on the
-        trained input length (FlexiAST). Inputs of another length then keep the leading
-        time positions (shorter) or stretch the time axis bilinearly (longer).
+        The stored grid is first resized bilinearly to the grid this patch size gives on
+        the trained input length (FlexiAST Sec. 2.2). An input of another length then
+        needs another grid; ``pos_grid`` chooses how it is made:
+
+        * ``"cut"`` (AST, Gong et al. 2021, Sec. 2.2): a shorter input keeps the leading
+          time positions, so a frame keeps the position it had in training; a longer one,
+          which has no trained positions to cut from, stretches the time axis bilinearly;
+        * ``"resize"``: the grid is always resized bilinearly to the input's grid, so the
+          whole input spans the trained positions.
         """
+        if pos_grid not in POS_GRID_POLICIES:
+            raise ValueError(f"pos_grid={pos_grid!r} is not one of {', '.join(POS_GRID_POLICIES)}")
         cfg = self.config
         ref = grid_shape(cfg.input_size, patch_size, stride)
         pos = resize_pos_grid(self.pos_embed, cfg.grid, ref, num_prefix_tokens=cfg.prefix_tokens)
         if grid == ref:
             return pos
-        if grid[1] < ref[1]:
+        if pos_grid == "cut" and grid[0] == ref[0] and grid[1] < ref[1]:
             p, n = cfg.prefix_tokens, pos.shape[-1]
             body = pos[:, p:].reshape(1, ref[0], ref[1], n)[:, :, : grid[1]]
             return torch.cat([pos[:, :p], body.reshape(1, -1, n)], dim=1)
@@ -322,7 +333,7 @@ class AST(nn.Module):
 
     # -- forward ---------------------------------------------------------------------
     def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
-                         stride=None) -> torch.Tensor:
+                         stride=None, pos_grid: str = "cut") -> torch.Tensor:
         """Encoder output for every token, ``[batch, prefix + tokens, dim]``."""
         self._check_input(spec)
         if resize not in RESIZE_METHODS:
@@ -333,7 +344,7 @@ class AST(nn.Module):
         tokens, grid = self.patch_embed(x, patch, stride, resize)
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
         prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
-        x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid)
+        x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
         x = self.pos_drop(x)
         for block in self.blocks:
             x = block(x)
@@ -343,9 +354,38 @@ class AST(nn.Module):
         """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``)."""
         return self.head(features[:, : self.config.prefix_tokens].mean(dim=1))
 
-    def forward(self, spec: torch.Tensor, patch_size=None, resize: str = "pi", stride=None) -> torch.Tensor:
-        """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time))."""
-        return self.forward_head(self.forward_features(spec, patch_size, resize, stride))
+    def forward(self, spec: torch.Tensor, patch_size=None, resize: str = "pi", stride=None,
+                pos_grid: str = "cut") -> torch.Tensor:
+        """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time)).
+
+        ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
+        positional grid follows (:meth:`pos_embed_for`).
+        """
+        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid))
+
+    def at_patch_size(self, patch_size=None, *, resize: str = "pi", input_tdim: int | None = None,
+                      stride=None, pos_grid: str = "cut") -> "AST":
+        """A fixed-size copy: an AST that stores the kernel and grid of one call.
+
+        ``model.at_patch_size(p, input_tdim=T)(spec)`` equals ``model(spec, patch_size=p)``
+        for ``spec`` of ``T`` frames, with the kernel resized (``resize``) and the
+        positional grid made (``pos_grid``) once instead of per call: a plain ViT for
+        export (ONNX, Hugging Face) or for the fastest inference at one size.
+        """
+        cfg = self.config
+        if resize not in RESIZE_METHODS:
+            raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
+        patch, stride = cfg.resolve_patch(patch_size, stride)
+        frames = cfg.input_tdim if input_tdim is None else input_tdim
+        grid = grid_shape((cfg.input_fdim, frames), patch, stride)
+        new = dataclasses.replace(cfg, patch_size=patch, stride=stride, input_tdim=frames)
+        with torch.no_grad():
+            sd = dict(self.state_dict())
+            sd["patch_embed.proj.weight"] = resize_patch_weight(self.patch_embed.proj.weight, patch, resize)
+            sd["pos_embed"] = self.pos_embed_for(patch, stride, grid, pos_grid)
+            model = AST(config=new).to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+            model.load_state_dict({k: v.detach().clone() for k, v in sd.items()})
+        return model.train(self.training)
 
     # -- weights in and out ----------------------------------------------------------
     @classmethod
@@ -364,8 +404,12 @@ class AST(nn.Module):
 
         return load_pretrained(path, **overrides)
 
-    def save_pretrained(self, directory: str | Path, format: str = "flexiast") -> Path:
-        """Write ``config.json`` + ``model.safetensors``: flexiast's layout or Hugging Face's (``"hf"``)."""
+    def save_pretrained(self, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors``: flexiast's layout or Hugging Face's (``"hf"``).
+
+        ``inference``: ``{"features": FeatureConfig.to_dict(), "multilabel": bool}``, saved
+        with the weights so inference uses the features the model was trained on.
+        """
         from .checkpoints import save_pretrained
 
-        return save_pretrained(self, directory, format=format)
+        return save_pretrained(self, directory, format=format, inference=inference)

@@ -45,16 +45,16 @@ from .config import ConfigError, RunConfig, build_config, config_to_dict
 from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
 from .data.readers import Manifest
 from .data.samplers import BalancedSampler, ast_balanced_weights
+from .evaluate import evaluate_model
 from .flops import flops
 from .losses import distillation_loss, supervised_loss
-from .metrics import classification_metrics
 from .model import AST, ASTConfig
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
 from .resize import to_pair
 from .run_checkpoint import load_latest, save_run_checkpoint
 
-__all__ = ["Trainer", "train", "resume", "evaluate_model"]
+__all__ = ["Trainer", "train", "resume"]
 
 log = logging.getLogger(__name__)
 
@@ -104,51 +104,6 @@ def _eval_loader(dataset, batch_size: int, info: distributed.DistInfo, workers: 
     indices = list(range(info.rank, len(dataset), info.world_size))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate,
                                        num_workers=workers)
-
-
-@torch.no_grad()
-def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resize: str = "pi",
-                   info: distributed.DistInfo = distributed.DistInfo(), autocast=contextlib.nullcontext) -> dict:
-    """Metrics per patch size: ``{name: {"accuracy": ..., ...}}`` over the whole (gathered) split.
-
-    ``patches`` maps a display name to the ``(freq, time)`` patch to run. Each rank scores
-    its share; predictions are gathered by clip index so every clip counts once.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    scores = {name: [] for name in patches}
-    targets, indices, skipped = [], [], 0
-    for batch in loader:
-        skipped += batch["skipped"]
-        if batch["spec"] is None:
-            continue
-        spec = batch["spec"].to(device)
-        for name, patch in patches.items():
-            with autocast():
-                scores[name].append(model(spec, patch_size=patch, resize=resize).float().cpu())
-        targets.append(batch["target"])
-        indices.append(batch["index"])
-    model.train(was_training)
-    local = {"indices": torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
-             "targets": torch.cat(targets) if targets else None,
-             "scores": {n: torch.cat(s) if s else None for n, s in scores.items()}, "skipped": skipped}
-    parts = [p for p in distributed.gather_objects(local, info) if p["targets"] is not None]
-    if not parts:
-        raise RuntimeError("evaluation saw no readable clips")
-    idx = torch.cat([p["indices"] for p in parts])
-    order = torch.argsort(idx)
-    keep = torch.ones_like(order, dtype=torch.bool)
-    keep[1:] = idx[order][1:] != idx[order][:-1]
-    order = order[keep]
-    target = torch.cat([p["targets"] for p in parts])[order]
-    out = {}
-    for name in patches:
-        s = torch.cat([p["scores"][name] for p in parts])[order]
-        out[name] = classification_metrics(s, target, multilabel)
-    out["_clips"] = int(len(order))
-    out["_skipped"] = int(sum(p["skipped"] for p in parts))
-    return out
 
 
 # -- the engine -----------------------------------------------------------------------
@@ -332,6 +287,7 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "model_config": self.model.config.to_dict(),
             "run_config": config_to_dict(self.cfg),
+            "inference": self.inference_info(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng or [],
@@ -341,6 +297,10 @@ class Trainer:
             "best": dict(self.best),
             "extra": {"wa_sum": self.wa_sum, "wa_count": self.wa_count},
         }
+
+    def inference_info(self) -> dict:
+        """What inference needs beyond the weights: the features and how scores are read."""
+        return {"features": self.features.to_dict(), "multilabel": self.multilabel}
 
     def _restore(self, state: dict) -> None:
         self.progress.update(state["progress"])
@@ -664,7 +624,8 @@ class Trainer:
             summary["averaged_val"] = self._validate(m)
             if self.info.is_main:
                 save_run_checkpoint({"model": m.state_dict(), "model_config": m.config.to_dict(),
-                                     "run_config": config_to_dict(cfg), "progress": dict(self.progress)},
+                                     "run_config": config_to_dict(cfg), "inference": self.inference_info(),
+                                     "progress": dict(self.progress)},
                                     self.run_dir, "averaged.pt")
         if "test" in self.splits:
             summary["test"] = {name: self._validate(m, "test") for name, m in models.items()}

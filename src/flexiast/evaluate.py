@@ -1,0 +1,246 @@
+"""Accuracy and cost of one model at every patch size: the evidence for choosing one.
+
+FlexiAST (Feng et al., Interspeech 2023, Sec. 3, Table 1, Fig. 1 and 3-5) evaluates one
+model at each patch size in ``P = {8, 10, 12, 16, 20, 24, 30, 32, 40, 48}``, with the
+kernel PI-resized (or bilinearly, "BL", for standard ASTs in Fig. 5) and the positional
+grid resized bilinearly, along both axes or one (Fig. 4a). A *profile* is that table for
+one checkpoint, one data split and one resize method: per patch size, the task metric(s)
+(:func:`flexiast.metrics.classification_metrics`), forward GFLOPs per clip
+(:func:`flexiast.flops.flops`, analytic) and measured latency per clip (batch 1, median
+of ``latency_runs`` timed calls after warm-up, on the machine that ran it).
+
+Cost and latency are those of the model deployed at that size
+(:meth:`flexiast.AST.at_patch_size`): the kernel is resized once per size, not per clip,
+so neither includes the resize (its one-time cost is in ``docs/PERFORMANCE.md``).
+
+The profile is written as Markdown, CSV and JSON, and stored beside the checkpoint
+(:func:`flexiast.inference.profile_path`), where ``flexiast predict --max-gflops`` reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from . import PATCH_SIZES, distributed
+from .flops import flops
+from .metrics import classification_metrics
+from .model import AST
+from .resize import grid_shape
+
+__all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
+           "read_profile", "profile_markdown", "PROFILE_FORMAT"]
+
+PROFILE_FORMAT = "flexiast-profile"
+#: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t`` (frequency).
+AXES = ("both", "time", "freq")
+
+
+@torch.no_grad()
+def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resize: str = "pi",
+                   info: distributed.DistInfo = distributed.DistInfo(), autocast=contextlib.nullcontext) -> dict:
+    """Metrics per patch size: ``{name: {"accuracy": ..., ...}}`` over the whole (gathered) split.
+
+    ``patches`` maps a display name to the ``(freq, time)`` patch to run. Each rank scores
+    its share; predictions are gathered by clip index so every clip counts once.
+    ``"_clips"`` and ``"_skipped"`` count the clips scored and those left out as unreadable.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores = {name: [] for name in patches}
+    targets, indices, skipped = [], [], 0
+    for batch in loader:
+        skipped += batch["skipped"]
+        if batch["spec"] is None:
+            continue
+        spec = batch["spec"].to(device)
+        for name, patch in patches.items():
+            with autocast():
+                scores[name].append(model(spec, patch_size=patch, resize=resize).float().cpu())
+        targets.append(batch["target"])
+        indices.append(batch["index"])
+    model.train(was_training)
+    local = {"indices": torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+             "targets": torch.cat(targets) if targets else None,
+             "scores": {n: torch.cat(s) if s else None for n, s in scores.items()}, "skipped": skipped}
+    parts = [p for p in distributed.gather_objects(local, info) if p["targets"] is not None]
+    if not parts:
+        raise RuntimeError("evaluation saw no readable clips")
+    idx = torch.cat([p["indices"] for p in parts])
+    order = torch.argsort(idx)
+    keep = torch.ones_like(order, dtype=torch.bool)
+    keep[1:] = idx[order][1:] != idx[order][:-1]
+    order = order[keep]
+    target = torch.cat([p["targets"] for p in parts])[order]
+    out = {}
+    for name in patches:
+        s = torch.cat([p["scores"][name] for p in parts])[order]
+        out[name] = classification_metrics(s, target, multilabel)
+    out["_clips"] = int(len(order))
+    out["_skipped"] = int(sum(p["skipped"] for p in parts))
+    return out
+
+
+def axis_patch(size: int, axes: str, stored: tuple[int, int]) -> tuple[int, int]:
+    """The ``(freq, time)`` patch of ``size`` on ``axes``: ``(s, s)``, ``(f0, s)`` or ``(s, t0)``."""
+    if axes not in AXES:
+        raise ValueError(f"axes={axes!r} is not one of {', '.join(AXES)}")
+    s = int(size)
+    return {"both": (s, s), "time": (stored[0], s), "freq": (s, stored[1])}[axes]
+
+
+@torch.inference_mode()
+def measure_latency(model: AST, frames: int, patch, *, resize: str = "pi", runs: int = 20, warmup: int = 3,
+                    autocast=contextlib.nullcontext) -> dict:
+    """Seconds of ``model(spec[1, frames, bins], patch)``: median, min and max of ``runs`` calls.
+
+    The first (warm-up) calls build and cache the resize matrices, so the timed calls
+    are what a deployed model at this size costs per clip.
+    """
+    if runs < 1:
+        raise ValueError(f"runs={runs} must be at least 1")
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    spec = torch.zeros(1, frames, model.config.input_fdim, device=p.device)
+    sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    times = []
+    for i in range(warmup + runs):
+        sync()
+        start = time.perf_counter()
+        with autocast():
+            model(spec, patch_size=patch, resize=resize)
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
+
+
+def _machine(device: torch.device, precision: str) -> dict:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    return {"device": device.type, "name": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "precision": precision, "latency_batch": 1}
+
+
+def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZES, resize: str = "pi",
+                  axes: str = "both", frames: int | None = None, precision: str = "fp32", latency_runs: int = 20,
+                  describe: dict | None = None) -> dict:
+    """The accuracy/cost profile of ``model`` on ``loader`` at every size in ``patch_sizes``.
+
+    ``frames`` is the input length the loader yields (default: the model's trained
+    length); sizes whose patch does not fit it are left out and listed under ``"skipped"``.
+    ``precision`` is ``fp32`` or ``bf16`` (autocast) for both metrics and latency.
+    ``describe`` adds provenance (checkpoint, data) to the profile.
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision={precision!r} is not one of fp32, bf16")
+    cfg = model.config
+    frames = frames or cfg.input_tdim
+    device = next(model.parameters()).device
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
+        else contextlib.nullcontext
+    patches, skipped = {}, []
+    for s in patch_sizes:
+        patch = axis_patch(s, axes, cfg.patch_size)
+        try:
+            grid_shape((cfg.input_fdim, frames), patch)
+        except ValueError:
+            skipped.append(int(s))
+            continue
+        patches[str(s)] = patch
+    if not patches:
+        raise ValueError(f"no patch size in {list(patch_sizes)} fits the input ({cfg.input_fdim} mel bins x "
+                         f"{frames} frames) on axes={axes}")
+    results = evaluate_model(model, loader, patches, multilabel=multilabel, resize=resize, autocast=autocast)
+    rows = []
+    for name, patch in patches.items():
+        fixed = model.at_patch_size(patch, resize=resize, input_tdim=frames)
+        count = flops(fixed.config, (frames, cfg.input_fdim))
+        lat = measure_latency(fixed, frames, None, runs=latency_runs, autocast=autocast)
+        del fixed
+        rows.append({"size": int(name), "patch": list(patch), "tokens": count.tokens, "gflops": count.forward / 1e9,
+                     "latency_ms": 1e3 * lat["median"], "latency_ms_min": 1e3 * lat["min"],
+                     "latency_ms_max": 1e3 * lat["max"], **results[name]})
+    return {"format": PROFILE_FORMAT, "version": 1,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **(describe or {}), "metric": "mAP" if multilabel else "accuracy", "multilabel": multilabel,
+            "resize": resize, "axes": axes, "stored_patch": list(cfg.patch_size),
+            "input": {"frames": frames, "mel_bins": cfg.input_fdim}, "clips": results["_clips"],
+            "unreadable_clips": results["_skipped"], "skipped_sizes": skipped,
+            "machine": _machine(device, precision), "latency_runs": latency_runs, "rows": rows}
+
+
+def _metric_names(profile: dict) -> list[str]:
+    return ["mAP", "AUC", "d_prime", "accuracy"] if profile["multilabel"] else ["accuracy"]
+
+
+def profile_markdown(profile: dict) -> str:
+    """The profile as a Markdown table with a line of provenance."""
+    metrics = _metric_names(profile)
+    m = profile["machine"]
+    lines = [f"Profile of `{profile.get('checkpoint', 'model')}` on {profile.get('data', 'data')} "
+             f"({profile['clips']} clips): resize {profile['resize'].upper()}, axes {profile['axes']}, "
+             f"input {profile['input']['frames']} frames x {profile['input']['mel_bins']} mel bins.",
+             f"Latency: batch 1, median of {profile['latency_runs']} calls, {m['precision']}, {m['name']}, "
+             f"{m['threads']} threads, torch {m['torch']}.", "",
+             "| patch | tokens | GFLOPs/clip | ms/clip | " + " | ".join(metrics) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(metrics)]
+    for r in profile["rows"]:
+        lines.append(f"| {r['patch'][0]}x{r['patch'][1]} | {r['tokens']} | {r['gflops']:.3f} | "
+                     f"{r['latency_ms']:.2f} | " + " | ".join(f"{r[k]:.4f}" for k in metrics) + " |")
+    if profile["skipped_sizes"]:
+        lines.append(f"\nLeft out (larger than the input): {', '.join(map(str, profile['skipped_sizes']))}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``profile.md``, ``profile.csv`` and ``profile.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "profile.md", "csv": out / "profile.csv", "json": out / "profile.json"}
+    paths["md"].write_text(profile_markdown(profile))
+    metrics = _metric_names(profile)
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["size", "patch_freq", "patch_time", "tokens", "gflops", "latency_ms", "latency_ms_min",
+                    "latency_ms_max", *metrics])
+        for r in profile["rows"]:
+            w.writerow([r["size"], *r["patch"], r["tokens"], r["gflops"], r["latency_ms"], r["latency_ms_min"],
+                        r["latency_ms_max"], *(r[k] for k in metrics)])
+    paths["json"].write_text(json.dumps(profile, indent=1) + "\n")
+    return paths
+
+
+def read_profile(path: str | Path) -> dict:
+    """A profile JSON written by :func:`write_profile` (or a directory holding ``profile.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "profile.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such profile; write one with flexiast evaluate") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a profile (invalid JSON: {e})") from None
+    if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT or not data.get("rows"):
+        raise ValueError(f"{path}: not a flexiast profile (no format {PROFILE_FORMAT!r} with rows)")
+    return data

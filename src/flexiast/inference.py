@@ -1,0 +1,355 @@
+"""Deploying a model: its features, a patch size chosen by budget, audio of any length.
+
+A model is only usable with the features it was trained on. :func:`load_inference_model`
+finds them with the weights: a training run (its recipe), a directory written by
+:func:`flexiast.checkpoints.save_pretrained` (``config.json``), a Hugging Face directory
+(``preprocessor_config.json``), or, for files that carry none (official AST releases),
+the dataset statistics the caller names (``features="audioset"``).
+
+:meth:`InferenceModel.predict` scores a clip as in training (AST's log-mel, zero-padded
+or cut to the trained ``target_length`` frames, normalised). Longer audio is cut into
+overlapping windows of the trained length (hop: half a window unless given), each
+scored as a training clip, and the window scores (softmax, or sigmoid for multi-label
+models) are averaged (or max-pooled). With ``whole=True`` the clip is scored in one pass
+instead, the positional grid following its length (:meth:`flexiast.AST.pos_embed_for`).
+
+With a budget (``max_gflops``, ``max_ms``) the patch size is the most accurate row of the
+checkpoint's stored profile (:mod:`flexiast.evaluate`) whose cost fits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .audio import load_audio, resample
+from .checkpoints import CheckpointError, load_pretrained, torch_load_safe
+from .evaluate import read_profile
+from .features import DATASET_STATS, FeatureConfig, log_mel, normalize, pad_or_cut
+from .flops import flops
+from .model import AST
+from .resize import to_pair
+
+__all__ = ["InferenceModel", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
+           "window_starts", "WEIGHT_NAMES"]
+
+#: The weight files of a training run, by name.
+WEIGHT_NAMES = ("best", "averaged", "last")
+#: Datasets whose task is multi-label, for files that do not say.
+MULTILABEL_DATASETS = ("audioset",)
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / f"{n}.pt").exists() for n in WEIGHT_NAMES)
+
+
+def resolve_weights(path: str | Path, weights: str = "best") -> Path:
+    """The weights to load: ``RUN_DIR/{weights}.pt`` for a training run, else ``path`` itself."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if not _is_run(path):
+        return path
+    if weights not in WEIGHT_NAMES:
+        raise ValueError(f"weights={weights!r} is not one of {', '.join(WEIGHT_NAMES)}")
+    file = path / f"{weights}.pt"
+    if not file.exists():
+        have = [n for n in WEIGHT_NAMES if (path / f"{n}.pt").exists()]
+        raise CheckpointError(f"{path}: the run has no {file.name} (it has {', '.join(have)}); "
+                              f"choose --weights {have[0]}")
+    return file
+
+
+def profile_path(weights: str | Path) -> Path:
+    """Where a checkpoint's profile is stored: ``DIR/profile.json`` or ``X.profile.json`` beside ``X.pt``."""
+    weights = Path(weights)
+    if weights.is_dir():
+        return weights / "profile.json"
+    return weights.with_name(weights.stem + ".profile.json")
+
+
+def _info_from_training_file(path: Path) -> dict:
+    obj = torch_load_safe(path)
+    if not isinstance(obj, dict):
+        return {}
+    if isinstance(obj.get("inference"), dict):
+        return obj["inference"]
+    if isinstance(obj.get("run_config"), dict):  # runs written before checkpoints carried "inference"
+        from .config import build_config
+
+        cfg = build_config(obj["run_config"], check_files=False)
+        info = {"features": cfg.feature_config().to_dict()}
+        summary = path.parent / "summary.json"
+        if cfg.loss.name in ("bce", "ce"):
+            info["multilabel"] = cfg.loss.name == "bce"
+        elif summary.exists():
+            info["multilabel"] = json.loads(summary.read_text()).get("metric") == "mAP"
+        return info
+    return {}
+
+
+def _info_from_hf(directory: Path) -> dict:
+    info = {}
+    pre = directory / "preprocessor_config.json"
+    if pre.exists():
+        p = json.loads(pre.read_text())
+        info["features"] = {"num_mel_bins": p.get("num_mel_bins", 128), "target_length": p.get("max_length", 1024),
+                            "mean": p.get("mean", DATASET_STATS["audioset"][0]),
+                            "std": p.get("std", DATASET_STATS["audioset"][1]),
+                            "sample_rate": p.get("sampling_rate", 16000)}
+    problem = json.loads((directory / "config.json").read_text()).get("problem_type")
+    if problem:
+        info["multilabel"] = problem == "multi_label_classification"
+    return info
+
+
+def stored_inference_info(weights: Path) -> dict:
+    """``{"features": {...}, "multilabel": bool}`` as far as the weights' files say (maybe empty)."""
+    weights = Path(weights)
+    if weights.is_dir():
+        config = weights / "config.json"
+        if not config.exists():
+            return {}
+        try:
+            data = json.loads(config.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{config}: not valid JSON ({e})") from None
+        if data.get("format") == "flexiast":
+            return data.get("inference") or {}
+        return _info_from_hf(weights)
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta["flexiast_inference"]) if "flexiast_inference" in meta else {}
+    return _info_from_training_file(weights)
+
+
+def choose_patch(profile: dict, *, max_gflops: float | None = None, max_ms: float | None = None) -> dict:
+    """The most accurate profiled row whose GFLOPs and latency fit the budgets.
+
+    Ties in the metric go to the cheaper row. Raises, naming the cheapest row, when none fits.
+    """
+    if max_gflops is None and max_ms is None:
+        raise ValueError("give a budget: max_gflops or max_ms")
+    metric = profile["metric"]
+    fits = [r for r in profile["rows"]
+            if (max_gflops is None or r["gflops"] <= max_gflops) and (max_ms is None or r["latency_ms"] <= max_ms)]
+    if not fits:
+        cheapest = min(profile["rows"], key=lambda r: (r["gflops"], r["latency_ms"]))
+        budget = " and ".join(f"{name} {v:g}" for name, v in (("--max-gflops", max_gflops), ("--max-ms", max_ms))
+                              if v is not None)
+        raise ValueError(f"no profiled patch size fits {budget}: the cheapest, "
+                         f"{cheapest['patch'][0]}x{cheapest['patch'][1]}, costs {cheapest['gflops']:.3g} GFLOPs "
+                         f"and {cheapest['latency_ms']:.3g} ms per clip")
+    return max(fits, key=lambda r: (r[metric], -r["gflops"]))
+
+
+def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
+    """Sample offsets of windows ``window`` long every ``hop``, the last one ending at the end."""
+    if hop < 1:
+        raise ValueError(f"hop of {hop} samples must be positive")
+    if num_samples <= window:
+        return [0]
+    starts = list(range(0, num_samples - window + 1, hop))
+    if starts[-1] + window < num_samples:
+        starts.append(num_samples - window)
+    return starts
+
+
+@dataclass
+class InferenceModel:
+    """A model with its features, its score function and (when evaluated) its profile."""
+
+    model: AST
+    features: FeatureConfig
+    multilabel: bool
+    weights: Path
+    profile: dict | None = None
+    _fixed: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.model.config.labels or (str(i) for i in range(self.model.config.num_classes)))
+
+    @property
+    def window_samples(self) -> int:
+        """Samples of audio that make the trained ``target_length`` frames (Kaldi framing)."""
+        f = self.features
+        length = int(f.sample_rate * f.frame_length_ms / 1000)
+        shift = int(f.sample_rate * f.frame_shift_ms / 1000)
+        return length + (f.target_length - 1) * shift
+
+    def choose(self, patch_size=None, *, max_gflops: float | None = None, max_ms: float | None = None,
+               resize: str | None = None) -> dict:
+        """``{"patch", "resize", "reason", "row"}``: the size given, the budget's, or the stored one."""
+        if patch_size is not None and (max_gflops is not None or max_ms is not None):
+            raise ValueError("give a patch size or a budget, not both")
+        if max_gflops is not None or max_ms is not None:
+            if self.profile is None:
+                raise ValueError(f"{self.weights} has no stored profile ({profile_path(self.weights)}); "
+                                 f"write one with: flexiast evaluate {self.weights} --data ...")
+            if resize is not None and resize != self.profile["resize"]:
+                raise ValueError(f"the stored profile was measured with resize={self.profile['resize']}, "
+                                 f"not {resize}; evaluate with --resize {resize} to budget it")
+            row = choose_patch(self.profile, max_gflops=max_gflops, max_ms=max_ms)
+            budget = ", ".join(f"{k} {v:g}" for k, v in (("max GFLOPs", max_gflops), ("max ms", max_ms))
+                               if v is not None)
+            m = self.profile["metric"]
+            reason = (f"most accurate profiled size within {budget}: {m} {row[m]:.4f}, {row['gflops']:.3g} GFLOPs, "
+                      f"{row['latency_ms']:.3g} ms on {self.profile['machine']['name']}")
+            return {"patch": tuple(row["patch"]), "resize": self.profile["resize"], "reason": reason, "row": row}
+        patch = to_pair(patch_size, "patch_size") if patch_size is not None else self.model.config.patch_size
+        reason = "given" if patch_size is not None else "stored patch size"
+        return {"patch": patch, "resize": resize or "pi", "reason": reason, "row": None}
+
+    def at(self, patch, resize: str = "pi") -> AST:
+        """The model fixed at ``patch`` (:meth:`AST.at_patch_size`), made once per size and method."""
+        key = (tuple(to_pair(patch, "patch_size")), resize)
+        if key not in self._fixed:
+            self._fixed[key] = self.model.at_patch_size(key[0], resize=resize).eval()
+        return self._fixed[key]
+
+    def _spectrograms(self, wave: torch.Tensor, hop: int, whole: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        f = self.features
+        if whole or wave.numel() <= self.window_samples:
+            spec = log_mel(wave, f)
+            spec = pad_or_cut(spec, max(f.target_length, spec.shape[0]) if whole else f.target_length)
+            return normalize(spec, f)[None], [(0, wave.numel())]
+        starts = window_starts(wave.numel(), self.window_samples, hop)
+        specs = [normalize(pad_or_cut(log_mel(wave[s:s + self.window_samples], f), f.target_length), f)
+                 for s in starts]
+        return torch.stack(specs), [(s, s + self.window_samples) for s in starts]
+
+    @torch.inference_mode()
+    def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,
+                max_ms: float | None = None, resize: str | None = None, top_k: int = 5,
+                hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
+                pos_grid: str = "cut", batch_size: int = 32, precision: str = "fp32") -> dict:
+        """Labels with scores for one clip (a path, or a waveform at ``sample_rate``).
+
+        Returns the top ``top_k`` labels of the aggregated scores and, per window, its
+        span in seconds and its own top labels; plus the patch size used and why.
+        """
+        if aggregate not in ("mean", "max"):
+            raise ValueError(f"aggregate={aggregate!r} is not one of mean, max")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={precision!r} is not one of fp32, bf16")
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k} must be at least 1")
+        f = self.features
+        if isinstance(audio, (str, Path)):
+            source, wave = str(audio), load_audio(audio, f.sample_rate)
+        else:
+            source = "<waveform>"
+            wave = torch.as_tensor(audio, dtype=torch.float32).reshape(-1)
+            if sample_rate is not None and sample_rate != f.sample_rate:
+                wave = torch.from_numpy(resample(wave.numpy(), sample_rate, f.sample_rate))
+            if wave.numel() == 0 or not torch.isfinite(wave).all():
+                raise ValueError("the waveform is empty or holds NaN or Inf samples")
+        choice = self.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
+        shift = int(f.sample_rate * f.frame_shift_ms / 1000)
+        hop = self.window_samples // 2 if hop_seconds is None else int(round(hop_seconds * f.sample_rate))
+        if hop_seconds is not None and hop < shift:
+            raise ValueError(f"hop_seconds={hop_seconds} is shorter than one frame shift ({f.frame_shift_ms} ms)")
+        hop = max(shift, hop // shift * shift)
+        specs, spans = self._spectrograms(wave, hop, whole)
+        device = next(self.model.parameters()).device
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
+        model = self.at(choice["patch"], choice["resize"])
+        logits = []
+        with autocast:
+            for chunk in specs.split(batch_size):
+                logits.append(model(chunk.to(device), pos_grid=pos_grid).float().cpu())
+        logits = torch.cat(logits)
+        scores = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+        total = scores.mean(0) if aggregate == "mean" else scores.max(0).values
+        cost = flops(model.config, tuple(specs.shape[1:]))
+        sr = f.sample_rate
+        return {
+            "source": source, "duration_s": wave.numel() / sr, "patch_size": list(choice["patch"]),
+            "resize": choice["resize"], "choice": choice["reason"], "profile_row": choice["row"],
+            "gflops_per_window": cost.forward / 1e9, "scores": "sigmoid" if self.multilabel else "softmax",
+            "aggregate": aggregate if len(spans) > 1 else "none", "window_s": specs.shape[1] * f.frame_shift_ms / 1000,
+            "hop_s": hop / sr if len(spans) > 1 else None,
+            "top": self._top(total, top_k),
+            "windows": [{"start_s": a / sr, "end_s": min(b, wave.numel()) / sr, "top": self._top(s, top_k)}
+                        for (a, b), s in zip(spans, scores)],
+        }
+
+    def _top(self, scores: torch.Tensor, k: int) -> list[dict]:
+        values, idx = scores.topk(min(k, scores.numel()))
+        labels = self.labels
+        return [{"label": labels[i], "index": int(i), "score": float(v)} for v, i in zip(values.tolist(), idx.tolist())]
+
+
+def load_inference_model(path: str | Path, *, weights: str = "best", features: FeatureConfig | str | dict | None = None,
+                         multilabel: bool | None = None, device: str | torch.device | None = None,
+                         profile: str | Path | None = None) -> InferenceModel:
+    """Load weights with their features, score function and stored profile.
+
+    ``path``: a training run (``weights`` picks ``best.pt``, ``averaged.pt`` or ``last.pt``),
+    a saved directory, or any weights file :meth:`AST.from_pretrained` reads.
+    ``features`` overrides what the files say: a :class:`FeatureConfig`, its dict, or a
+    dataset name (AST's statistics for ``audioset``, ``esc50``, ...); required where the
+    files say nothing. ``profile`` reads a profile from elsewhere than beside the weights.
+    """
+    file = resolve_weights(path, weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the head is the file's own; nothing is re-initialised here
+        model = load_pretrained(file)
+    info = stored_inference_info(file)
+    model_cfg = model.config
+    if isinstance(features, str):
+        if multilabel is None:
+            multilabel = features in MULTILABEL_DATASETS
+        features = FeatureConfig.for_dataset(features, num_mel_bins=model_cfg.input_fdim,
+                                             target_length=model_cfg.input_tdim)
+    elif isinstance(features, dict):
+        features = FeatureConfig(**features)
+    elif features is None:
+        if "features" not in info:
+            raise ValueError(f"{file}: the file does not say which features the model was trained on; "
+                             f"name its dataset statistics (features=/--features {', '.join(DATASET_STATS)})")
+        features = FeatureConfig(**info["features"])
+    if features.num_mel_bins != model_cfg.input_fdim:
+        raise ValueError(f"{file}: the model takes {model_cfg.input_fdim} mel bins, the features give "
+                         f"{features.num_mel_bins}")
+    if features.target_length != model_cfg.input_tdim:
+        warnings.warn(f"{file}: the model was built for {model_cfg.input_tdim} frames and the features give "
+                      f"{features.target_length}; windows follow the features", stacklevel=2)
+    if multilabel is None:
+        multilabel = bool(info.get("multilabel", False))
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    stored = Path(profile) if profile is not None else profile_path(file)
+    prof = read_profile(stored) if (profile is not None or stored.exists()) else None
+    if prof is not None and prof["input"]["frames"] != features.target_length:
+        warnings.warn(f"{stored}: profiled at {prof['input']['frames']} frames, the model's windows have "
+                      f"{features.target_length}; its costs do not apply", stacklevel=2)
+    return InferenceModel(model.to(device).eval(), features, multilabel, file, prof)
+
+
+def format_prediction(result: dict, windows: bool = True) -> str:
+    """A prediction as lines of text: the choice, the top labels, and the windows."""
+    f, t = result["patch_size"]
+    lines = [f"{result['source']}: {result['duration_s']:.2f} s, patch {f}x{t} ({result['resize'].upper()}; "
+             f"{result['choice']}), {result['gflops_per_window']:.3g} GFLOPs per window"]
+    n = len(result["windows"])
+    if n > 1:
+        lines.append(f"  {n} windows of {result['window_s']:.2f} s, hop {result['hop_s']:.2f} s, "
+                     f"{result['aggregate']} of {result['scores']} scores")
+    lines += [f"  {i + 1}. {x['label']}  {x['score']:.4f}" for i, x in enumerate(result["top"])]
+    if windows and n > 1:
+        width = max(4, math.ceil(math.log10(max(result["duration_s"], 1) + 1)) + 3)
+        for w in result["windows"]:
+            best = w["top"][0]
+            lines.append(f"    [{w['start_s']:{width}.2f} - {w['end_s']:{width}.2f} s]  {best['label']}  {best['score']:.4f}")
+    return "\n".join(lines)

@@ -33,3 +33,20 @@ def fsdd_clips_16k(fsdd_dir) -> list[np.ndarray]:
         assert rate == 8000
         clips.append(soxr.resample(audio, rate, 16000).astype(np.float32))
     return clips
+
+
+SPEAKERS = ("george", "jackson")
+
+
+@pytest.fixture(scope="session")
+def fsdd_small(tmp_path_factory, fsdd_dir) -> Path:
+    """200 real FSDD clips (2 speakers x 10 digits x takes 0-9), linked into a temporary FSDD layout."""
+    root = tmp_path_factory.mktemp("fsdd_small")
+    rec = root / "recordings"
+    rec.mkdir()
+    for speaker in SPEAKERS:
+        for digit in range(10):
+            for take in range(10):
+                name = f"{digit}_{speaker}_{take}.wav"
+                (rec / name).symlink_to(fsdd_dir / name)
+    return root

@@ -24,44 +24,8 @@ from flexiast.losses import distillation_loss
 from flexiast.resize import resize_pos_grid
 from flexiast.train import Trainer, train
 
+from helpers import Exploit, tiny_recipe
 from reference_vit import pinv_resize
-
-SPEAKERS = ("george", "jackson")
-
-
-@pytest.fixture(scope="module")
-def fsdd_small(tmp_path_factory, fsdd_dir) -> Path:
-    """200 real FSDD clips (2 speakers x 10 digits x takes 0-9), linked into a temporary FSDD layout."""
-    root = tmp_path_factory.mktemp("fsdd_small")
-    rec = root / "recordings"
-    rec.mkdir()
-    for speaker in SPEAKERS:
-        for digit in range(10):
-            for take in range(10):
-                name = f"{digit}_{speaker}_{take}.wav"
-                (rec / name).symlink_to(fsdd_dir / name)
-    return root
-
-
-def tiny_recipe(root: Path, out: Path, **sections) -> dict:
-    """A 2-block, 32-wide AST on 64 mel bins x 48 frames: fast enough for several runs per test."""
-    raw = {
-        "name": "t", "seed": 0, "out": str(out),
-        "model": {"preset": None, "embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 16},
-        "features": {"num_mel_bins": 64, "target_length": 48, "mean": -3.0856, "std": 5.309},
-        "data": {"format": "fsdd", "root": str(root), "options": {"task": "digits"}, "val_fraction": 0.2,
-                 "batch_size": 8},
-        "optimizer": {"lr": 1e-3},
-        "train": {"progress": False, "tensorboard": False, "log_every": 1},
-        "phases": [{"epochs": 2}],
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return raw
-
 
 def read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
@@ -550,21 +514,13 @@ def test_cli_train_check_and_errors(fsdd_small, tmp_path, capsys):
 
 
 # -- untrusted files ------------------------------------------------------------------------------
-class _Exploit:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_pickles_that_would_run_code_are_refused_by_init_teacher_and_resume(fsdd_small, tmp_path):
     from flexiast import CheckpointError
     from flexiast.train import resume
 
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"model": {"cls_token": torch.zeros(1)}, "model_config": {}, "payload": _Exploit(marker)}, evil)
+    torch.save({"model": {"cls_token": torch.zeros(1)}, "model_config": {}, "payload": Exploit(marker)}, evil)
     for section in ({"init": {"path": str(evil)}}, {"loss": {"teacher": str(evil)}}):
         raw = tiny_recipe(fsdd_small, tmp_path / "run", **section)
         with pytest.raises(CheckpointError, match="refused to load"):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .evaluate import PROFILE_FORMAT, read_profile
 
-__all__ = ["plot_profiles", "plot_runs", "read_history", "load_inputs"]
+__all__ = ["plot_profiles", "plot_runs", "profiles_figure", "runs_figure", "read_history", "load_inputs",
+           "run_metric"]
 
 LINESTYLE = {"pi": "-", "bl": "--"}
 AXIS_MARKER = {"both": "o", "time": "s", "freq": "^"}
@@ -91,8 +92,26 @@ def _profile_labels(profiles: list[dict]) -> list[str]:
     return labels
 
 
-def plot_profiles(profiles: list[dict], out: str | Path, *, labels: list[str] | None = None,
-                  metric: str | None = None, title: str | None = None) -> Path:
+def _save(fig, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    _pyplot().close(fig)
+    return out
+
+
+def plot_profiles(profiles: list[dict], out: str | Path, **kwargs) -> Path:
+    """Draw :func:`profiles_figure` into ``out`` (.png, .pdf, .svg)."""
+    return _save(profiles_figure(profiles, **kwargs), out)
+
+
+def plot_runs(runs: list[tuple[str, list[dict]]], out: str | Path, **kwargs) -> Path:
+    """Draw :func:`runs_figure` into ``out`` (.png, .pdf, .svg)."""
+    return _save(runs_figure(runs, **kwargs), out)
+
+
+def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, metric: str | None = None,
+                    title: str | None = None):
     """Metric against patch size (left) and against GFLOPs per clip (right), one line per profile.
 
     Profiles of the same model share a colour; BL is dashed, PI solid; the marker shows
@@ -138,15 +157,11 @@ def plot_profiles(profiles: list[dict], out: str | Path, *, labels: list[str] | 
     fig.suptitle(title or f"{metric} at every patch size ({first.get('data', 'data')}, {first['clips']} clips)",
                  fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+    return fig
 
 
-def plot_runs(runs: list[tuple[str, list[dict]]], out: str | Path, *, labels: list[str] | None = None,
-              baseline: int | None = 0, metric: str = "metric", title: str | None = None) -> Path:
+def runs_figure(runs: list[tuple[str, list[dict]]], *, labels: list[str] | None = None, baseline: int | None = 0,
+                metric: str = "metric", title: str | None = None):
     """Validation metric against cumulative training TFLOPs (left) and seconds (right).
 
     The value drawn is the one that selects ``best.pt`` (``val_select``: the metric, or its
@@ -184,8 +199,4 @@ def plot_runs(runs: list[tuple[str, list[dict]]], out: str | Path, *, labels: li
     fig.suptitle(title or "validation against training cost (hollow: coarse phases; dotted: baseline's best)",
                  fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+    return fig

@@ -432,3 +432,28 @@ def test_bad_requests_fail_with_the_setting_named(run, evaluated, tmp_path, fsdd
     assert "has no averaged.pt" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="no such file"):
         load_inference_model(tmp_path / "nothing")
+    # Encoder-only weights would predict with a random head: refused.
+    headless = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    torch.save({"model": headless, "model_config": model.config.to_dict()}, tmp_path / "encoder.pt")
+    assert main(["predict", str(tmp_path / "encoder.pt"), clip, "--features", "speechcommands"]) == 2
+    assert "encoder.pt: the weights hold no classifier head" in capsys.readouterr().err
+
+
+def test_axis_wise_profiles_resize_one_axis(run, tmp_path, capsys):
+    """FlexiAST Fig. 4a: time only keeps the stored 16 bins per patch; frequency only, 16 frames."""
+    profiles = []
+    for axes in ("both", "time", "freq"):
+        out = tmp_path / axes
+        assert main(["evaluate", str(run), "--axes", axes, "--patch-sizes", "8,32,64", "--no-store",
+                     "--latency-runs", "1", "--out", str(out)]) == 0
+        profiles.append(json.loads((out / "profile.json").read_text()))
+    both, time_only, freq_only = profiles
+    assert [r["patch"] for r in both["rows"]] == [[8, 8], [32, 32]] and both["skipped_sizes"] == [64]
+    assert [r["patch"] for r in time_only["rows"]] == [[16, 8], [16, 32]]  # 64 > 48 frames: left out
+    assert [r["patch"] for r in freq_only["rows"]] == [[8, 16], [32, 16], [64, 16]]  # 64 bins fit
+    assert [r["tokens"] for r in freq_only["rows"]] == [8 * 3 + 2, 2 * 3 + 2, 1 * 3 + 2]
+    for r in both["rows"]:
+        assert set(r) >= {"accuracy", "mAP", "AUC", "d_prime"} and 0 <= r["mAP"] <= 1
+    fig = profiles_figure(profiles)
+    assert [line.get_marker() for line in fig.axes[0].lines] == ["o", "s", "^"]
+    assert [line.get_label() for line in fig.axes[0].lines][1].endswith(", time")

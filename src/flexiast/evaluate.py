@@ -149,7 +149,8 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
     ``frames`` is the input length the loader yields (default: the model's trained
     length); sizes whose patch does not fit it are left out and listed under ``"skipped"``.
     ``precision`` is ``fp32`` or ``bf16`` (autocast) for both metrics and latency.
-    ``describe`` adds provenance (checkpoint, data) to the profile.
+    ``describe`` adds provenance (checkpoint, data) to the profile. Every row has
+    accuracy, mAP, mean AUC and d'; ``"metric"`` names the task's (mAP if ``multilabel``).
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision={precision!r} is not one of fp32, bf16")
@@ -170,7 +171,8 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
     if not patches:
         raise ValueError(f"no patch size in {list(patch_sizes)} fits the input ({cfg.input_fdim} mel bins x "
                          f"{frames} frames) on axes={axes}")
-    results = evaluate_model(model, loader, patches, multilabel=multilabel, resize=resize, autocast=autocast)
+    # mAP, mean AUC and d' are well defined for one-hot targets too, so every profile has all four.
+    results = evaluate_model(model, loader, patches, multilabel=True, resize=resize, autocast=autocast)
     rows = []
     for name, patch in patches.items():
         fixed = model.at_patch_size(patch, resize=resize, input_tdim=frames)
@@ -190,7 +192,8 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
 
 
 def _metric_names(profile: dict) -> list[str]:
-    return ["mAP", "AUC", "d_prime", "accuracy"] if profile["multilabel"] else ["accuracy"]
+    """The task's metric first (mAP for multi-label, accuracy otherwise), then the others."""
+    return ["mAP", "AUC", "d_prime", "accuracy"] if profile["multilabel"] else ["accuracy", "mAP", "AUC", "d_prime"]
 
 
 def profile_markdown(profile: dict) -> str:

@@ -54,7 +54,7 @@ def export_onnx(model: AST, path: str | Path, *, patch_size=None, frames: int | 
     _need("onnx")
     _need("onnxscript")
     path = Path(path)
-    fixed = model.at_patch_size(patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().eval()
+    fixed = model.at_patch_size(patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
     cfg = fixed.config
     example = torch.zeros(2, cfg.input_tdim, cfg.input_fdim)
     batch = torch.export.Dim("batch", min=1, max=4096)

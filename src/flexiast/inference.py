@@ -303,9 +303,14 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
     files say nothing. ``profile`` reads a profile from elsewhere than beside the weights.
     """
     file = resolve_weights(path, weights)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the head is the file's own; nothing is re-initialised here
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = load_pretrained(file)
+    for w in caught:
+        if "classifier head initialised at random" in str(w.message):
+            raise CheckpointError(f"{file}: the weights hold no classifier head (an ImageNet or encoder-only "
+                                  "file?); fine-tune them before predicting")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     info = stored_inference_info(file)
     model_cfg = model.config
     if isinstance(features, str):

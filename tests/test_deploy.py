@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import shutil
 import warnings
 from pathlib import Path
@@ -125,6 +124,12 @@ def test_predict_with_a_gflops_budget_picks_the_most_accurate_size_that_fits(run
     assert main(["predict", str(run), str(clip), "--max-gflops", f"{costs[0] / 2!r}"]) == 2
     err = capsys.readouterr().err
     assert "no profiled patch size fits --max-gflops" in err and "the cheapest" in err
+    # A latency budget: the most accurate row measured within it.
+    latency = sorted(float(r["latency_ms"]) for r in table)[len(table) // 2]
+    fits = [r for r in table if float(r["latency_ms"]) <= latency]
+    best = max(fits, key=lambda r: (float(r["accuracy"]), -float(r["gflops"])))
+    assert main(["predict", str(run), str(clip), "--max-ms", f"{latency!r}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["patch_size"] == [int(best["patch_freq"]), int(best["patch_time"])]
 
 
 def test_choose_patch_by_hand():
@@ -191,11 +196,24 @@ def test_predict_on_30_seconds_reports_its_windows(run, long_wav, capsys):
     for x in result["top"]:
         assert x["score"] == pytest.approx(mean[x["index"]], abs=1e-6)
     assert [x["score"] for x in result["top"]] == sorted((x["score"] for x in result["top"]), reverse=True)
+    # Window i scores audio[i * hop : i * hop + WINDOW] (the last: the final WINDOW samples), as a training clip.
+    from flexiast.features import log_mel, normalize, pad_or_cut
+
+    im = load_inference_model(run)
+    wave = load_audio(long_wav)
+    for i, start in ((0, 0), (60, 60 * hop), (count - 1, samples - WINDOW)):
+        assert windows[i]["start_s"] == pytest.approx(start / 16000)
+        spec = normalize(pad_or_cut(log_mel(wave[start:start + WINDOW], im.features), FRAMES), im.features)
+        with torch.no_grad():
+            want = torch.softmax(im.model(spec[None]), -1)[0]
+        np.testing.assert_allclose(per_window[i], want.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="--hop"):
+        im.predict(long_wav, hop_seconds=0.6)  # longer than a window: audio would go unscored
     # Text output lists the windows too.
-    assert main(["predict", str(run), str(long_wav), "--hop", "1.0", "--patch-size", "24"]) == 0
+    assert main(["predict", str(run), str(long_wav), "--hop", "0.25", "--patch-size", "24"]) == 0
     text = capsys.readouterr().out
-    assert "31 windows of 0.48 s, hop 1.00 s" in text and "patch 24x24" in text  # at 0, 1, ..., 29 s, + the end
-    assert text.count("    [") == 31
+    assert "120 windows of 0.48 s, hop 0.25 s" in text and "patch 24x24" in text  # at 0, 0.25, ..., 29.5 s, + the end
+    assert text.count("    [") == 120
 
 
 def test_predict_on_a_short_clip_matches_the_training_pipeline(run, fsdd_small):
@@ -216,12 +234,21 @@ def test_predict_on_a_short_clip_matches_the_training_pipeline(run, fsdd_small):
 
 
 def test_predict_whole_clip_in_one_pass(run, long_wav):
+    from flexiast.features import log_mel, normalize
+
     im = load_inference_model(run)
-    for policy in ("cut", "resize"):
-        result = im.predict(long_wav, whole=True, pos_grid=policy, patch_size=16)
-        assert len(result["windows"]) == 1 and result["windows"][0]["end_s"] == pytest.approx(30.0)
-        assert math.isfinite(result["top"][0]["score"])
-        assert result["window_s"] == pytest.approx(29.98)  # 2998 frames
+    wave = load_audio(long_wav)
+    spec = normalize(log_mel(wave, im.features), im.features)  # all 2998 frames, no cut
+    assert spec.shape == (2998, BINS)
+    with torch.no_grad():
+        want = torch.softmax(im.model(spec[None], patch_size=16), -1)[0]
+    result = im.predict(long_wav, whole=True, patch_size=16, top_k=10)
+    assert len(result["windows"]) == 1 and result["windows"][0]["end_s"] == pytest.approx(30.0)
+    assert result["window_s"] == pytest.approx(30.0)
+    for x in result["top"]:
+        assert x["score"] == pytest.approx(float(want[x["index"]]), abs=1e-5)
+    with pytest.raises(ValueError, match="budgets are profiled per clip"):
+        im.predict(long_wav, whole=True, max_gflops=1.0)
 
 
 # -- the model at another length, and fixed at one size --------------------------------------
@@ -233,7 +260,7 @@ def _tiny(input_tdim: int, **kw) -> AST:
     return model
 
 
-def test_pos_grid_cut_keeps_leading_positions_and_resize_interpolates():
+def test_pos_grid_policies_for_shorter_and_longer_inputs():
     model = _tiny(64)
     d = model.config.embed_dim
     stored = model.pos_embed[:, 2:].transpose(1, 2).reshape(1, d, 4, 4)  # 64 bins x 64 frames at 16
@@ -243,28 +270,35 @@ def test_pos_grid_cut_keeps_leading_positions_and_resize_interpolates():
         return pos[:, 2:].transpose(1, 2).reshape(1, d, *grid)
 
     with torch.no_grad():
-        cut = model.pos_embed_for((16, 32), (16, 32), (4, 1), "cut")  # 32..63 frames: one column
-        assert torch.equal(body(cut, (4, 1)), ref[..., :1])
-        resized = model.pos_embed_for((16, 32), (16, 32), (4, 1), "resize")
-        want = F.interpolate(ref, size=(4, 1), mode="bilinear", align_corners=False)
-        torch.testing.assert_close(body(resized, (4, 1)), want, rtol=0, atol=1e-6)
-        for policy in ("cut", "resize"):  # longer: both stretch
+        # 32 frames at patch 16: two of the four trained time columns.
+        assert torch.equal(body(model.pos_embed_for(16, 16, (4, 2), "leading"), (4, 2)), stored[..., 0:2])
+        assert torch.equal(body(model.pos_embed_for(16, 16, (4, 2), "centre"), (4, 2)), stored[..., 1:3])  # AST
+        resized = model.pos_embed_for(16, 16, (4, 2), "resize")
+        want = F.interpolate(stored, size=(4, 2), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(body(resized, (4, 2)), want, rtol=0, atol=1e-6)
+        # At 16x32 the trained grid is first resized to 4x2 (FlexiAST); 32 frames then keep one column.
+        assert torch.equal(body(model.pos_embed_for((16, 32), (16, 32), (4, 1), "leading"), (4, 1)), ref[..., :1])
+        for policy in ("leading", "centre", "resize"):  # longer: every policy stretches
             long = model.pos_embed_for((16, 32), (16, 32), (4, 5), policy)
             want = F.interpolate(ref, size=(4, 5), mode="bilinear", align_corners=False)
             torch.testing.assert_close(body(long, (4, 5)), want, rtol=0, atol=1e-6)
             assert torch.equal(long[:, :2], model.pos_embed[:, :2])
-    with pytest.raises(ValueError, match="pos_grid='centre'"):
-        model(torch.zeros(1, 64, BINS), pos_grid="centre")
+    with pytest.raises(ValueError, match="pos_grid='middle' is not one of leading, centre, resize"):
+        model(torch.zeros(1, 32, BINS), pos_grid="middle")
 
 
 def test_a_model_trained_on_5_seconds_runs_on_1_and_30_seconds():
     model = _tiny(500)
     for frames in (100, 3000):
         for patch in (16, 32, (16, 48)):
-            for policy in ("cut", "resize"):
+            outs = []
+            for policy in ("leading", "centre", "resize"):
                 with torch.no_grad():
-                    out = model(torch.randn(1, frames, BINS), patch_size=patch, pos_grid=policy)
-                assert out.shape == (1, 5) and torch.isfinite(out).all()
+                    outs.append(model(torch.randn(1, frames, BINS, generator=torch.Generator().manual_seed(0)),
+                                      patch_size=patch, pos_grid=policy))
+                assert outs[-1].shape == (1, 5) and torch.isfinite(outs[-1]).all()
+            if frames < 500:  # shorter: the three policies place the input differently
+                assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
 
 
 def test_at_patch_size_is_the_same_model_fixed_at_one_size():
@@ -409,9 +443,13 @@ def test_bad_requests_fail_with_the_setting_named(run, evaluated, tmp_path, fsdd
     # A dataset name gives AST's statistics for it; the shape stays the model's.
     assert main(["predict", str(bare), clip, "--features", "speechcommands", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["window_s"] == pytest.approx(FRAMES / 100)
-    assert main(["predict", str(bare), clip, "--features", json.dumps(
-        {"num_mel_bins": 64, "target_length": 48, "mean": -3.0856, "std": 5.309})]) == 0
+    with pytest.warns(UserWarning, match="do not say whether the task is multi-label"):  # softmax, said so
+        assert main(["predict", str(bare), clip, "--features", '{"mean": -3.0856, "std": 5.309}']) == 0
     capsys.readouterr()
+    assert main(["predict", str(bare), clip, "--features", '{"mean": -3.0, "sd": 5.0}']) == 2
+    assert "the fields are num_mel_bins" in capsys.readouterr().err
+    assert main(["predict", str(bare), clip, "--features", '{"target_length": 96}']) == 2
+    assert "the model takes 48 frames; the features give 96" in capsys.readouterr().err
     # A budget needs a profile.
     shutil.copytree(run, tmp_path / "copy", ignore=shutil.ignore_patterns("*.profile.json", "eval-*"))
     assert main(["predict", str(tmp_path / "copy"), clip, "--max-gflops", "1"]) == 2
@@ -457,3 +495,74 @@ def test_axis_wise_profiles_resize_one_axis(run, tmp_path, capsys):
     fig = profiles_figure(profiles)
     assert [line.get_marker() for line in fig.axes[0].lines] == ["o", "s", "^"]
     assert [line.get_label() for line in fig.axes[0].lines][1].endswith(", time")
+
+
+def test_a_damaged_stored_profile_blocks_only_budgets(run, evaluated, tmp_path, fsdd_dir, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "best.profile.json").write_text('{"format": "flexiast-profile", "rows": [{"size": 8}')  # truncated
+    clip = str(fsdd_dir / "5_yweweler_1.wav")
+    assert main(["predict", str(copy), clip, "--patch-size", "16"]) == 0
+    assert main(["export", str(copy), str(tmp_path / "saved"), "--format", "flexiast"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(copy), clip, "--max-gflops", "1"]) == 2
+    assert "best.profile.json: not a profile (invalid JSON" in capsys.readouterr().err
+    (copy / "best.profile.json").write_text(json.dumps({"format": "flexiast-profile", "rows": [{"size": 8}]}))
+    assert main(["predict", str(copy), clip, "--max-gflops", "1"]) == 2
+    assert "the profile lacks metric" in capsys.readouterr().err
+    # evaluate writes it again
+    assert main(["evaluate", str(copy), "--patch-sizes", "16,32", "--latency-runs", "1"]) == 0
+    assert main(["predict", str(copy), clip, "--max-gflops", "1", "--json"]) == 0
+
+
+def test_infinite_d_prime_is_written_as_null(tmp_path):
+    from flexiast.evaluate import read_profile, store_profile
+
+    profile = {"format": "flexiast-profile", "metric": "accuracy", "multilabel": False, "resize": "pi",
+               "axes": "both", "input": {"frames": 48, "mel_bins": 64}, "machine": {"name": "x"},
+               "rows": [{"size": 16, "patch": [16, 16], "tokens": 14, "gflops": 0.1, "latency_ms": 1.0,
+                         "accuracy": 1.0, "AUC": 1.0, "d_prime": float("inf")}]}
+    path = store_profile(profile, tmp_path / "p.json")
+    assert '"d_prime": null' in path.read_text()
+    assert read_profile(path)["rows"][0]["d_prime"] is None
+
+
+def test_a_model_trained_last_on_compressed_input_is_fed_that_input(fsdd_small, tmp_path, fsdd_dir, capsys):
+    """Coarse-to-fine's compressed-only models: fshift x2 gives 24 frames of 20 ms; pooling, 24 pooled frames."""
+    for method in ("fshift", "avgpool"):
+        out = tmp_path / method
+        train(build_config(tiny_recipe(fsdd_small, out, phases=[{"epochs": 1, "compression": f"{method}:2"}])))
+        im = load_inference_model(out)
+        assert str(im.compression) == f"{method}:2" and im.model.config.input_tdim == FRAMES // 2
+        manifest = read_manifest("fsdd", root=fsdd_small, split="test", task="digits")
+        ds = AudioDataset(manifest, im.features, compression=im.compression)  # the training pipeline
+        short = [i for i, item in enumerate(manifest.items) if sf.info(item.path).frames * 2 < im.window_samples]
+        i = short[0]
+        result = im.predict(manifest.items[i].path, top_k=10)
+        with torch.no_grad():
+            ref = torch.softmax(im.model(ds[i]["spec"][None]), -1)[0]
+        for x in result["top"]:
+            assert x["score"] == pytest.approx(float(ref[x["index"]]), abs=1e-6)
+        # fshift windows span 400 + 23 * 320 samples; pooled ones 400 + 47 * 160
+        assert im.window_samples == (400 + 23 * 320 if method == "fshift" else WINDOW)
+        assert main(["evaluate", str(out), "--patch-sizes", "8,16", "--latency-runs", "1"]) == 0
+        profile = json.loads((out / "best.profile.json").read_text())
+        assert profile["input"]["frames"] == 24 and profile["compression"] == f"{method}:2"
+        capsys.readouterr()
+        assert main(["export", str(out), str(tmp_path / "hf"), "--format", "hf"]) == 2
+        assert "cannot compress time" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="the model takes 24 frames; the features give 48"):
+        load_inference_model(out, compression="none")
+
+
+def test_export_at_another_length_records_it(run, tmp_path, fsdd_dir):
+    path = tmp_path / "long.onnx"
+    assert main(["export", str(run), str(path), "--patch-size", "16", "--frames", "96"]) == 0
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["input_shape"] == ["batch", 96, BINS] and meta["features"]["target_length"] == 96
+    assert meta["pos_grid"] == "leading"
+    assert main(["export", str(run), str(tmp_path / "saved96"), "--format", "flexiast", "--frames", "96"]) == 0
+    saved = load_inference_model(tmp_path / "saved96")
+    assert saved.model.config.input_tdim == 96 and saved.features.target_length == 96
+    assert saved.window_samples == 400 + 95 * 160
+    assert len(saved.predict(fsdd_dir / "1_george_3.wav")["windows"]) == 1

@@ -18,7 +18,7 @@ from . import PATCH_SIZES
 from .checkpoints import CheckpointError, save_pretrained, save_safetensors
 from .features import FeatureConfig, log_mel, normalize, pad_or_cut
 from .flops import flops
-from .model import AST, ASTConfig, PRESETS
+from .model import AST, ASTConfig, POS_GRID_POLICIES, PRESETS
 from .resize import bilinear_resize, pi_resize, to_pair
 
 def _sizes(text: str) -> list:
@@ -83,8 +83,8 @@ def cmd_demo(args) -> int:
                   f"  {_token_error(spec, weight, p, 'pi'):>14.2e}  {_token_error(spec, weight, p, 'bl'):>14.2e}")
     print("\nToken error: relative change of the patch tokens when each 16x16 patch is resized to p x p and the\n"
           "kernel is resized with PI (FlexiAST eq. 2) or bilinearly (BL). PI is exact for p >= 16.\n"
-          "This is the core-library example. To train: flexiast train recipes/fsdd/digits_ast16.yaml "
-          "(docs/TRAINING.md).")
+          "This is the core-library example. To train: flexiast train recipes/fsdd/digits_flexiast.yaml "
+          "(docs/TRAINING.md);\nthen flexiast evaluate / predict / export the run (docs/DEPLOYMENT.md).")
     return 0
 
 
@@ -245,7 +245,8 @@ def _load_inference(args):
     from .inference import load_inference_model
 
     return load_inference_model(args.checkpoint, weights=args.weights, features=_features_arg(args.features),
-                                multilabel=args.multilabel, device=args.device)
+                                compression=args.compression, multilabel=args.multilabel, device=args.device,
+                                profile=getattr(args, "profile", None))
 
 
 def _run_split(checkpoint: Path, split: str):
@@ -268,8 +269,8 @@ def _run_split(checkpoint: Path, split: str):
 
 def cmd_evaluate(args) -> int:
     from .data import AudioDataset, collate
-    from .evaluate import profile_markdown, profile_model, write_profile
-    from .inference import profile_path
+    from .evaluate import profile_markdown, profile_model, store_profile, write_profile
+    from .inference import profile_path, weights_stat
 
     im = _load_inference(args)
     if args.data or args.format:
@@ -282,12 +283,13 @@ def cmd_evaluate(args) -> int:
                          f"in the same order (e.g. data {list(manifest.classes)[:3]}, model {list(labels)[:3]})")
     if len(manifest.classes) != im.model.config.num_classes:
         raise ValueError(f"{data}: {len(manifest.classes)} classes, the model predicts {im.model.config.num_classes}")
-    dataset = AudioDataset(manifest, im.features, on_error=args.on_error)
+    dataset = AudioDataset(manifest, im.features, compression=im.compression, on_error=args.on_error)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate,
                                          num_workers=args.workers)
-    describe = {"checkpoint": str(im.weights), "label": args.label or None, "data": data}
+    describe = {"checkpoint": str(im.weights), "weights_stat": weights_stat(im.weights), "label": args.label or None,
+                "data": data, "compression": str(im.compression)}
     profile = profile_model(im.model, loader, multilabel=im.multilabel, patch_sizes=args.patch_sizes,
-                            resize=args.resize, axes=args.axes, frames=im.features.target_length,
+                            resize=args.resize, axes=args.axes, frames=im.model.config.input_tdim,
                             precision=args.precision, latency_runs=args.latency_runs, describe=describe)
     print(profile_markdown(profile))
     out = Path(args.out) if args.out else im.weights.parent / f"eval-{im.weights.stem}-{args.resize}-{args.axes}"
@@ -296,7 +298,7 @@ def cmd_evaluate(args) -> int:
     if not args.no_store:
         stored = profile_path(im.weights)
         try:
-            stored.write_text(paths["json"].read_text())
+            store_profile(profile, stored)
             print(f"stored as the profile of {im.weights}: {stored} (read by flexiast predict --max-gflops/--max-ms)")
         except OSError as e:
             print(f"could not store the profile beside the weights ({e}); pass --profile {paths['json']} to predict",
@@ -310,7 +312,7 @@ def cmd_predict(args) -> int:
 
     im = _load_inference(args)
     if args.profile:
-        im.profile = read_profile(args.profile)
+        im.profile = read_profile(args.profile)  # a bad --profile fails here, naming the file
     results = []
     for audio in args.audio:
         results.append(im.predict(audio, patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
@@ -327,8 +329,8 @@ def cmd_export(args) -> int:
     from .export import check_onnx, export_hf, export_onnx
 
     im = _load_inference(args)
-    info = {"features": im.features.to_dict(), "multilabel": im.multilabel}
-    frames = args.frames or im.features.target_length
+    frames = args.frames or im.model.config.input_tdim
+    info = im.inference_info(frames)
     kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
     patch = im.model.config.resolve_patch(args.patch_size)[0]
     if args.format == "onnx":
@@ -347,7 +349,7 @@ def cmd_export(args) -> int:
     else:
         model = im.model if args.patch_size is None and args.frames is None else \
             im.model.at_patch_size(args.patch_size, resize=args.resize, input_tdim=frames, pos_grid=args.pos_grid)
-        path = model.save_pretrained(args.dest, inference=info)
+        path = model.save_pretrained(args.dest, inference=info if args.frames else im.inference_info())
         print(f"wrote {path} (flexiast, stored patch {model.config.patch_size}; any patch size at run time)")
     return 0
 
@@ -372,6 +374,8 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="which weights of a training run (default best)")
     p.add_argument("--features", help="feature settings where the weights carry none: a dataset name "
                    "(audioset, esc50, speechcommands, vggsound, voxceleb) or a JSON object")
+    p.add_argument("--compression", help="the input compression of the model's last phase (fshift:2, avgpool:4, ...), "
+                   "where the weights do not say")
     p.add_argument("--multilabel", action=argparse.BooleanOptionalAction, default=None,
                    help="sigmoid (multi-label) or softmax scores, where the weights do not say")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -472,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--hop", type=_positive(float), help="seconds between windows of long audio (default half a window)")
     pr.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="how window scores combine")
     pr.add_argument("--whole", action="store_true", help="one pass over the whole clip instead of windows")
-    pr.add_argument("--pos-grid", choices=("cut", "resize"), default="cut",
-                    help="positional grid for another length (--whole): cut as AST, or resize")
+    pr.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default="leading",
+                    help="positional grid for a shorter or longer input (--whole); see docs/DEPLOYMENT.md")
     pr.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     pr.add_argument("--no-windows", action="store_true", help="do not list the windows")
     pr.add_argument("--json", action="store_true", help="print JSON")
@@ -486,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--patch-size", type=_patch, help="the size to export (default: the stored one)")
     ex.add_argument("--frames", type=_positive(int), help="input length (default: the trained one)")
     ex.add_argument("--resize", choices=("pi", "bl"), default="pi")
-    ex.add_argument("--pos-grid", choices=("cut", "resize"), default="cut")
+    ex.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default="leading",
+                    help="positional grid when --frames differs from the trained length")
     ex.add_argument("--opset", type=int, default=18)
     ex.add_argument("--tolerance", type=float, default=1e-4, help="largest ONNX-eager difference accepted")
     ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")

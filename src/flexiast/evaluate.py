@@ -22,7 +22,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import io
 import json
+import math
+import os
 import platform
 import statistics
 import time
@@ -37,7 +40,7 @@ from .model import AST
 from .resize import grid_shape
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
-           "read_profile", "profile_markdown", "PROFILE_FORMAT"]
+           "store_profile", "read_profile", "profile_markdown", "PROFILE_FORMAT"]
 
 PROFILE_FORMAT = "flexiast-profile"
 #: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t`` (frequency).
@@ -51,18 +54,20 @@ def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resiz
 
     ``patches`` maps a display name to the ``(freq, time)`` patch to run. Each rank scores
     its share; predictions are gathered by clip index so every clip counts once.
-    ``"_clips"`` and ``"_skipped"`` count the clips scored and those left out as unreadable.
+    ``"_clips"`` and ``"_skipped"`` count the clips scored and those left out as unreadable;
+    ``"_frames"`` lists the input lengths this rank saw.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     scores = {name: [] for name in patches}
-    targets, indices, skipped = [], [], 0
+    targets, indices, skipped, frames = [], [], 0, set()
     for batch in loader:
         skipped += batch["skipped"]
         if batch["spec"] is None:
             continue
         spec = batch["spec"].to(device)
+        frames.add(int(spec.shape[1]))
         for name, patch in patches.items():
             with autocast():
                 scores[name].append(model(spec, patch_size=patch, resize=resize).float().cpu())
@@ -87,6 +92,7 @@ def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resiz
         out[name] = classification_metrics(s, target, multilabel)
     out["_clips"] = int(len(order))
     out["_skipped"] = int(sum(p["skipped"] for p in parts))
+    out["_frames"] = sorted(frames)
     return out
 
 
@@ -161,6 +167,9 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
         else contextlib.nullcontext
     patches, skipped = {}, []
     for s in patch_sizes:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise ValueError(f"patch size {s!r}: a profile takes single sizes (8, 16, ...) on the chosen axes; "
+                             "use axes='time' or 'freq' for one axis")
         patch = axis_patch(s, axes, cfg.patch_size)
         try:
             grid_shape((cfg.input_fdim, frames), patch)
@@ -173,6 +182,8 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
                          f"{frames} frames) on axes={axes}")
     # mAP, mean AUC and d' are well defined for one-hot targets too, so every profile has all four.
     results = evaluate_model(model, loader, patches, multilabel=True, resize=resize, autocast=autocast)
+    if results["_frames"] != [frames]:
+        raise ValueError(f"the data gave inputs of {results['_frames']} frames; the profile is for {frames}")
     rows = []
     for name, patch in patches.items():
         fixed = model.at_patch_size(patch, resize=resize, input_tdim=frames)
@@ -202,7 +213,8 @@ def profile_markdown(profile: dict) -> str:
     m = profile["machine"]
     lines = [f"Profile of `{profile.get('checkpoint', 'model')}` on {profile.get('data', 'data')} "
              f"({profile['clips']} clips): resize {profile['resize'].upper()}, axes {profile['axes']}, "
-             f"input {profile['input']['frames']} frames x {profile['input']['mel_bins']} mel bins.",
+             f"input {profile['input']['frames']} frames x {profile['input']['mel_bins']} mel bins"
+             + (f" (compression {profile['compression']})." if profile.get("compression", "none") != "none" else "."),
              f"Latency: batch 1, median of {profile['latency_runs']} calls, {m['precision']}, {m['name']}, "
              f"{m['threads']} threads, torch {m['torch']}.", "",
              "| patch | tokens | GFLOPs/clip | ms/clip | " + " | ".join(metrics) + " |",
@@ -215,22 +227,55 @@ def profile_markdown(profile: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finite(x):
+    """JSON has no infinity (d' of a perfect AUC): non-finite numbers become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def profile_json(profile: dict) -> str:
+    return json.dumps(_finite(profile), indent=1, allow_nan=False) + "\n"
+
+
+def store_profile(profile: dict, path: str | Path) -> Path:
+    """Write the profile JSON to ``path`` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    _write_atomic(path, profile_json(profile))
+    return path
+
+
 def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``profile.md``, ``profile.csv`` and ``profile.json`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "profile.md", "csv": out / "profile.csv", "json": out / "profile.json"}
-    paths["md"].write_text(profile_markdown(profile))
+    _write_atomic(paths["md"], profile_markdown(profile))
     metrics = _metric_names(profile)
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["size", "patch_freq", "patch_time", "tokens", "gflops", "latency_ms", "latency_ms_min",
-                    "latency_ms_max", *metrics])
-        for r in profile["rows"]:
-            w.writerow([r["size"], *r["patch"], r["tokens"], r["gflops"], r["latency_ms"], r["latency_ms_min"],
-                        r["latency_ms_max"], *(r[k] for k in metrics)])
-    paths["json"].write_text(json.dumps(profile, indent=1) + "\n")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["size", "patch_freq", "patch_time", "tokens", "gflops", "latency_ms", "latency_ms_min",
+                "latency_ms_max", *metrics])
+    for r in profile["rows"]:
+        w.writerow([r["size"], *r["patch"], r["tokens"], r["gflops"], r["latency_ms"], r["latency_ms_min"],
+                    r["latency_ms_max"], *(r[k] for k in metrics)])
+    _write_atomic(paths["csv"], buf.getvalue())
+    store_profile(profile, paths["json"])
     return paths
+
+
+PROFILE_KEYS = ("metric", "multilabel", "resize", "axes", "input", "machine", "rows")
+ROW_KEYS = ("size", "patch", "tokens", "gflops", "latency_ms")
 
 
 def read_profile(path: str | Path) -> dict:
@@ -242,8 +287,14 @@ def read_profile(path: str | Path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: no such profile; write one with flexiast evaluate") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not a profile (invalid JSON: {e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a profile (invalid JSON: {e}); write it again with flexiast evaluate") from None
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT or not data.get("rows"):
         raise ValueError(f"{path}: not a flexiast profile (no format {PROFILE_FORMAT!r} with rows)")
+    missing = [k for k in PROFILE_KEYS if k not in data]
+    missing += [f"rows[{i}].{k}" for i, r in enumerate(data["rows"]) for k in (*ROW_KEYS, data.get("metric"))
+                if not isinstance(r, dict) or k not in r]
+    if missing:
+        raise ValueError(f"{path}: the profile lacks {', '.join(map(str, missing[:5]))}; write it again with "
+                         "flexiast evaluate")
     return data

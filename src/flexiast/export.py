@@ -13,6 +13,7 @@ ONNX export needs the ``export`` extra (``onnx``, ``onnxscript``, ``onnxruntime`
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -45,7 +46,7 @@ class _Logits(torch.nn.Module):
 
 
 def export_onnx(model: AST, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
-                pos_grid: str = "cut", opset: int = 18, inference: dict | None = None) -> Path:
+                pos_grid: str = "leading", opset: int = 18, inference: dict | None = None) -> Path:
     """Write ``model`` at ``patch_size`` for ``frames``-frame inputs to ``path`` (ONNX).
 
     ``inference`` (features and multi-label flag) is written, with the labels and the
@@ -73,12 +74,12 @@ def export_onnx(model: AST, path: str | Path, *, patch_size=None, frames: int | 
     program.save(str(path))
     meta = {"format": "flexiast-onnx", "input": "spec", "input_shape": ["batch", cfg.input_tdim, cfg.input_fdim],
             "output": "logits", "patch_size": list(cfg.patch_size), "stride": list(cfg.stride), "resize": resize,
-            "labels": list(cfg.labels) if cfg.labels else None, **(inference or {})}
+            "pos_grid": pos_grid, "labels": list(cfg.labels) if cfg.labels else None, **(inference or {})}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     return path
 
 
-def check_onnx(path: str | Path, model: AST, *, patch_size=None, resize: str = "pi", pos_grid: str = "cut",
+def check_onnx(path: str | Path, model: AST, *, patch_size=None, resize: str = "pi", pos_grid: str = "leading",
                batch: int = 2, seed: int = 0) -> float:
     """Largest absolute difference of ONNX Runtime's logits from eager PyTorch's.
 
@@ -92,18 +93,29 @@ def check_onnx(path: str | Path, model: AST, *, patch_size=None, resize: str = "
     frames, bins = int(shape[1]), int(shape[2])
     spec = torch.randn(batch, frames, bins, generator=torch.Generator().manual_seed(seed))
     got = torch.from_numpy(session.run(None, {"spec": spec.numpy()})[0])
-    was_training = model.training
+    eager = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its dtype, device and mode
     with torch.no_grad():
-        ref = model.float().eval()(spec.to(next(model.parameters()).device), patch_size=patch_size, resize=resize,
-                                   pos_grid=pos_grid).cpu()
-    model.train(was_training)
+        ref = eager(spec, patch_size=patch_size, resize=resize, pos_grid=pos_grid)
     return float((got - ref).abs().max())
 
 
 def export_hf(model: AST, directory: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
-              pos_grid: str = "cut", inference: dict | None = None) -> Path:
-    """Hugging Face's ``ASTForAudioClassification`` layout at one (square) patch size."""
+              pos_grid: str = "leading", inference: dict | None = None) -> Path:
+    """Hugging Face's ``ASTForAudioClassification`` layout at one (square) patch size.
+
+    ``ASTFeatureExtractor`` frames audio one way only (25 ms Hanning windows every 10 ms,
+    no compression); features made otherwise are refused, naming the setting, since
+    ``transformers`` would silently compute other ones.
+    """
+    if inference is not None:
+        feats = inference.get("features", {})
+        fixed_framing = {"frame_length_ms": 25.0, "frame_shift_ms": 10.0, "window": "hanning"}
+        for key, value in fixed_framing.items():
+            if key in feats and feats[key] != value:
+                raise ValueError(f"features.{key}={feats[key]!r}: Hugging Face's ASTFeatureExtractor only "
+                                 f"computes {key}={value!r}; export to ONNX or flexiast instead")
+        if inference.get("compression", "none") != "none" and not str(inference["compression"]).startswith("patch"):
+            raise ValueError(f"compression {inference['compression']}: Hugging Face's ASTFeatureExtractor cannot "
+                             "compress time; export to ONNX or flexiast instead")
     fixed = model.at_patch_size(patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid)
-    if inference is not None and "features" in inference:
-        inference = {**inference, "features": {**inference["features"], "target_length": fixed.config.input_tdim}}
     return fixed.save_pretrained(directory, format="hf", inference=inference)

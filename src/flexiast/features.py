@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .fbank import fbank
 
 __all__ = ["Compression", "FeatureConfig", "log_mel", "pad_or_cut", "normalize", "compress_spec",
-           "DATASET_STATS"]
+           "finish_input", "DATASET_STATS"]
 
 #: (mean, std, target_length) of AST's features per dataset, from the AST code.
 DATASET_STATS = {
@@ -99,6 +99,17 @@ class FeatureConfig:
         mean, std, length = DATASET_STATS[name]
         return cls(**{"mean": mean, "std": std, "target_length": length, **overrides})
 
+    def fbank_frames(self, compression: Compression = Compression()) -> int:
+        """Frames padded or cut to before pooling: ``target_length // C`` under fshift."""
+        return self.target_length // (compression.factor if compression.method == "fshift" else 1)
+
+    def clip_samples(self, compression: Compression = Compression()) -> int:
+        """Samples of audio that fill :meth:`fbank_frames` exactly (Kaldi framing, snip_edges)."""
+        kw = self.fbank_kwargs(compression)
+        length = int(self.sample_rate * kw["frame_length_ms"] / 1000)
+        shift = int(self.sample_rate * kw["frame_shift_ms"] / 1000)
+        return length + (self.fbank_frames(compression) - 1) * shift
+
     def frames(self, compression: Compression = Compression()) -> int:
         """Frames of the model's input: ``target_length // C`` under fshift or pooling."""
         frames = self.target_length // compression.input_factor
@@ -132,6 +143,15 @@ def pad_or_cut(spec: torch.Tensor, frames: int) -> torch.Tensor:
 def normalize(spec: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """``(x - mean) / (2 std)``, AST's normalisation."""
     return (spec - cfg.mean) / (2 * cfg.std)
+
+
+def finish_input(spec: torch.Tensor, cfg: FeatureConfig, compression: Compression = Compression()) -> torch.Tensor:
+    """A clip's log-mel ``[T, F]`` made into the model's input, as for evaluation in training.
+
+    Zero-pad or cut to :meth:`FeatureConfig.fbank_frames`, normalise, then pool (avgpool /
+    maxpool): the model sees ``cfg.frames(compression)`` frames.
+    """
+    return compress_spec(normalize(pad_or_cut(spec, cfg.fbank_frames(compression)), cfg), compression)
 
 
 def compress_spec(spec: torch.Tensor, compression: Compression) -> torch.Tensor:

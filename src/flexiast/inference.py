@@ -31,13 +31,13 @@ import torch
 from .audio import load_audio, resample
 from .checkpoints import CheckpointError, load_pretrained, torch_load_safe
 from .evaluate import read_profile
-from .features import DATASET_STATS, FeatureConfig, log_mel, normalize, pad_or_cut
+from .features import DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize
 from .flops import flops
 from .model import AST
 from .resize import to_pair
 
 __all__ = ["InferenceModel", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
-           "window_starts", "WEIGHT_NAMES"]
+           "window_starts", "weights_stat", "WEIGHT_NAMES"]
 
 #: The weight files of a training run, by name.
 WEIGHT_NAMES = ("best", "averaged", "last")
@@ -74,6 +74,16 @@ def profile_path(weights: str | Path) -> Path:
     return weights.with_name(weights.stem + ".profile.json")
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
 def _info_from_training_file(path: Path) -> dict:
     obj = torch_load_safe(path)
     if not isinstance(obj, dict):
@@ -84,7 +94,8 @@ def _info_from_training_file(path: Path) -> dict:
         from .config import build_config
 
         cfg = build_config(obj["run_config"], check_files=False)
-        info = {"features": cfg.feature_config().to_dict()}
+        phase = min(int(obj.get("progress", {}).get("phase", len(cfg.phases) - 1)), len(cfg.phases) - 1)
+        info = {"features": cfg.feature_config().to_dict(), "compression": str(cfg.phase_compression(phase))}
         summary = path.parent / "summary.json"
         if cfg.loss.name in ("bce", "ce"):
             info["multilabel"] = cfg.loss.name == "bce"
@@ -98,12 +109,12 @@ def _info_from_hf(directory: Path) -> dict:
     info = {}
     pre = directory / "preprocessor_config.json"
     if pre.exists():
-        p = json.loads(pre.read_text())
+        p = _read_json(pre)
         info["features"] = {"num_mel_bins": p.get("num_mel_bins", 128), "target_length": p.get("max_length", 1024),
                             "mean": p.get("mean", DATASET_STATS["audioset"][0]),
                             "std": p.get("std", DATASET_STATS["audioset"][1]),
                             "sample_rate": p.get("sampling_rate", 16000)}
-    problem = json.loads((directory / "config.json").read_text()).get("problem_type")
+    problem = _read_json(directory / "config.json").get("problem_type")
     if problem:
         info["multilabel"] = problem == "multi_label_classification"
     return info
@@ -116,10 +127,7 @@ def stored_inference_info(weights: Path) -> dict:
         config = weights / "config.json"
         if not config.exists():
             return {}
-        try:
-            data = json.loads(config.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{config}: not valid JSON ({e})") from None
+        data = _read_json(config)
         if data.get("format") == "flexiast":
             return data.get("inference") or {}
         return _info_from_hf(weights)
@@ -128,7 +136,12 @@ def stored_inference_info(weights: Path) -> dict:
 
         with safe_open(str(weights), "pt") as f:
             meta = f.metadata() or {}
-        return json.loads(meta["flexiast_inference"]) if "flexiast_inference" in meta else {}
+        if "flexiast_inference" not in meta:
+            return {}
+        try:
+            return json.loads(meta["flexiast_inference"])
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{weights}: its flexiast_inference metadata is not valid JSON ({e})") from None
     return _info_from_training_file(weights)
 
 
@@ -164,16 +177,47 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+def weights_stat(weights: Path) -> dict:
+    """Size and modification time of the weights, so a profile can tell it is stale."""
+    weights = Path(weights)
+    file = weights / "model.safetensors" if weights.is_dir() else weights
+    st = file.stat()
+    return {"file": file.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _machine_name() -> str:
+    from .evaluate import _machine
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return _machine(device, "fp32")["name"]
+
+
 @dataclass
 class InferenceModel:
-    """A model with its features, its score function and (when evaluated) its profile."""
+    """A model with its features, its input compression, its score function and its profile.
+
+    The profile (:mod:`flexiast.evaluate`) is read from ``profile_file`` when a budget
+    first needs it, so a damaged profile never blocks anything else.
+    """
 
     model: AST
     features: FeatureConfig
     multilabel: bool
     weights: Path
-    profile: dict | None = None
+    compression: Compression = Compression()
+    profile_file: Path | None = None
+    _profile: dict | None = field(default=None, repr=False)
     _fixed: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def profile(self) -> dict | None:
+        if self._profile is None and self.profile_file is not None and Path(self.profile_file).exists():
+            self._profile = read_profile(self.profile_file)
+        return self._profile
+
+    @profile.setter
+    def profile(self, value: dict | None) -> None:
+        self._profile = value
 
     @property
     def labels(self) -> list[str]:
@@ -181,31 +225,53 @@ class InferenceModel:
 
     @property
     def window_samples(self) -> int:
-        """Samples of audio that make the trained ``target_length`` frames (Kaldi framing)."""
-        f = self.features
-        length = int(f.sample_rate * f.frame_length_ms / 1000)
-        shift = int(f.sample_rate * f.frame_shift_ms / 1000)
-        return length + (f.target_length - 1) * shift
+        """Samples of audio that make one trained clip (``target_length`` frames, compressed)."""
+        return self.features.clip_samples(self.compression)
+
+    def inference_info(self, frames: int | None = None) -> dict:
+        """What to save with exported weights, for inputs of ``frames`` model frames (default: trained)."""
+        features = self.features.to_dict()
+        if frames is not None:
+            features["target_length"] = frames * self.compression.input_factor
+        return {"features": features, "compression": str(self.compression), "multilabel": self.multilabel}
+
+    def _checked_profile(self, max_ms: float | None) -> dict:
+        profile = self.profile
+        if profile is None:
+            raise ValueError(f"{self.weights} has no stored profile ({profile_path(self.weights)}); "
+                             f"write one with: flexiast evaluate {self.weights}")
+        if profile["input"]["frames"] != self.model.config.input_tdim:
+            raise ValueError(f"the profile was measured on {profile['input']['frames']}-frame inputs; this model "
+                             f"takes {self.model.config.input_tdim}; evaluate it again")
+        stat = profile.get("weights_stat")
+        if stat is not None and stat != weights_stat(self.weights):
+            warnings.warn(f"the profile of {self.weights} was measured on other weights (their size or time "
+                          "differs); evaluate again to budget these", stacklevel=3)
+        if max_ms is not None and profile["machine"]["name"] != _machine_name():
+            warnings.warn(f"latencies in the profile were measured on {profile['machine']['name']}, not on this "
+                          f"machine ({_machine_name()}); --max-ms budgets follow that machine", stacklevel=3)
+        return profile
 
     def choose(self, patch_size=None, *, max_gflops: float | None = None, max_ms: float | None = None,
                resize: str | None = None) -> dict:
-        """``{"patch", "resize", "reason", "row"}``: the size given, the budget's, or the stored one."""
+        """``{"patch", "resize", "reason", "row"}``: the size given, the budget's, or the stored one.
+
+        Budgets are per clip of the trained length (one window), as profiled.
+        """
         if patch_size is not None and (max_gflops is not None or max_ms is not None):
             raise ValueError("give a patch size or a budget, not both")
         if max_gflops is not None or max_ms is not None:
-            if self.profile is None:
-                raise ValueError(f"{self.weights} has no stored profile ({profile_path(self.weights)}); "
-                                 f"write one with: flexiast evaluate {self.weights} --data ...")
-            if resize is not None and resize != self.profile["resize"]:
-                raise ValueError(f"the stored profile was measured with resize={self.profile['resize']}, "
+            profile = self._checked_profile(max_ms)
+            if resize is not None and resize != profile["resize"]:
+                raise ValueError(f"the stored profile was measured with resize={profile['resize']}, "
                                  f"not {resize}; evaluate with --resize {resize} to budget it")
-            row = choose_patch(self.profile, max_gflops=max_gflops, max_ms=max_ms)
+            row = choose_patch(profile, max_gflops=max_gflops, max_ms=max_ms)
             budget = ", ".join(f"{k} {v:g}" for k, v in (("max GFLOPs", max_gflops), ("max ms", max_ms))
                                if v is not None)
-            m = self.profile["metric"]
-            reason = (f"most accurate profiled size within {budget}: {m} {row[m]:.4f}, {row['gflops']:.3g} GFLOPs, "
-                      f"{row['latency_ms']:.3g} ms on {self.profile['machine']['name']}")
-            return {"patch": tuple(row["patch"]), "resize": self.profile["resize"], "reason": reason, "row": row}
+            m = profile["metric"]
+            reason = (f"most accurate profiled size within {budget}: {m} {row[m]:.4f} on {profile.get('data')}, "
+                      f"{row['gflops']:.3g} GFLOPs, {row['latency_ms']:.3g} ms on {profile['machine']['name']}")
+            return {"patch": tuple(row["patch"]), "resize": profile["resize"], "reason": reason, "row": row}
         patch = to_pair(patch_size, "patch_size") if patch_size is not None else self.model.config.patch_size
         reason = "given" if patch_size is not None else "stored patch size"
         return {"patch": patch, "resize": resize or "pi", "reason": reason, "row": None}
@@ -218,25 +284,25 @@ class InferenceModel:
         return self._fixed[key]
 
     def _spectrograms(self, wave: torch.Tensor, hop: int, whole: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        f = self.features
-        if whole or wave.numel() <= self.window_samples:
-            spec = log_mel(wave, f)
-            spec = pad_or_cut(spec, max(f.target_length, spec.shape[0]) if whole else f.target_length)
-            return normalize(spec, f)[None], [(0, wave.numel())]
+        f, c = self.features, self.compression
+        if whole and wave.numel() > self.window_samples:  # the whole clip, at its own length
+            return compress_spec(normalize(log_mel(wave, f, c), f), c)[None], [(0, wave.numel())]
+        if wave.numel() <= self.window_samples:  # one clip, padded as in training
+            return finish_input(log_mel(wave, f, c), f, c)[None], [(0, wave.numel())]
         starts = window_starts(wave.numel(), self.window_samples, hop)
-        specs = [normalize(pad_or_cut(log_mel(wave[s:s + self.window_samples], f), f.target_length), f)
-                 for s in starts]
+        specs = [finish_input(log_mel(wave[s:s + self.window_samples], f, c), f, c) for s in starts]
         return torch.stack(specs), [(s, s + self.window_samples) for s in starts]
 
     @torch.inference_mode()
     def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,
                 max_ms: float | None = None, resize: str | None = None, top_k: int = 5,
                 hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
-                pos_grid: str = "cut", batch_size: int = 32, precision: str = "fp32") -> dict:
+                pos_grid: str = "leading", batch_size: int = 32, precision: str = "fp32") -> dict:
         """Labels with scores for one clip (a path, or a waveform at ``sample_rate``).
 
         Returns the top ``top_k`` labels of the aggregated scores and, per window, its
-        span in seconds and its own top labels; plus the patch size used and why.
+        span in seconds and its own top labels; plus the patch size used, why, and the
+        GFLOPs per window and in all.
         """
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate={aggregate!r} is not one of mean, max")
@@ -244,6 +310,9 @@ class InferenceModel:
             raise ValueError(f"precision={precision!r} is not one of fp32, bf16")
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be at least 1")
+        if whole and (max_gflops is not None or max_ms is not None):
+            raise ValueError("budgets are profiled per clip of the trained length; with whole=True (--whole) the "
+                             "cost grows with the clip: give a patch size instead")
         f = self.features
         if isinstance(audio, (str, Path)):
             source, wave = str(audio), load_audio(audio, f.sample_rate)
@@ -255,11 +324,16 @@ class InferenceModel:
             if wave.numel() == 0 or not torch.isfinite(wave).all():
                 raise ValueError("the waveform is empty or holds NaN or Inf samples")
         choice = self.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
-        shift = int(f.sample_rate * f.frame_shift_ms / 1000)
-        hop = self.window_samples // 2 if hop_seconds is None else int(round(hop_seconds * f.sample_rate))
-        if hop_seconds is not None and hop < shift:
-            raise ValueError(f"hop_seconds={hop_seconds} is shorter than one frame shift ({f.frame_shift_ms} ms)")
-        hop = max(shift, hop // shift * shift)
+        shift_ms = f.fbank_kwargs(self.compression)["frame_shift_ms"]
+        shift = int(f.sample_rate * shift_ms / 1000)
+        if hop_seconds is None:
+            hop = max(shift, self.window_samples // 2 // shift * shift)
+        else:
+            hop = int(round(hop_seconds * f.sample_rate)) // shift * shift
+            if not shift <= hop <= self.window_samples:
+                raise ValueError(f"hop_seconds={hop_seconds} (--hop) must lie between one frame shift "
+                                 f"({shift_ms:g} ms) and one window ({self.window_samples / f.sample_rate:g} s), "
+                                 "or audio between windows would go unscored")
         specs, spans = self._spectrograms(wave, hop, whole)
         device = next(self.model.parameters()).device
         autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
@@ -272,13 +346,15 @@ class InferenceModel:
         logits = torch.cat(logits)
         scores = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
         total = scores.mean(0) if aggregate == "mean" else scores.max(0).values
-        cost = flops(model.config, tuple(specs.shape[1:]))
+        per_window = flops(model.config, tuple(specs.shape[1:])).forward / 1e9
         sr = f.sample_rate
         return {
             "source": source, "duration_s": wave.numel() / sr, "patch_size": list(choice["patch"]),
             "resize": choice["resize"], "choice": choice["reason"], "profile_row": choice["row"],
-            "gflops_per_window": cost.forward / 1e9, "scores": "sigmoid" if self.multilabel else "softmax",
-            "aggregate": aggregate if len(spans) > 1 else "none", "window_s": specs.shape[1] * f.frame_shift_ms / 1000,
+            "compression": str(self.compression), "gflops_per_window": per_window,
+            "gflops_total": per_window * len(spans), "scores": "sigmoid" if self.multilabel else "softmax",
+            "aggregate": aggregate if len(spans) > 1 else "none",
+            "window_s": wave.numel() / sr if whole else f.target_length * f.frame_shift_ms / 1000,
             "hop_s": hop / sr if len(spans) > 1 else None,
             "top": self._top(total, top_k),
             "windows": [{"start_s": a / sr, "end_s": min(b, wave.numel()) / sr, "top": self._top(s, top_k)}
@@ -291,16 +367,36 @@ class InferenceModel:
         return [{"label": labels[i], "index": int(i), "score": float(v)} for v, i in zip(values.tolist(), idx.tolist())]
 
 
+def _features(given, info: dict, model: AST, file: Path) -> FeatureConfig:
+    cfg = model.config
+    shape = {"num_mel_bins": cfg.input_fdim, "target_length": cfg.input_tdim}
+    if isinstance(given, str):
+        return FeatureConfig.for_dataset(given, **shape)
+    if isinstance(given, FeatureConfig):
+        return given
+    if given is None and "features" not in info:
+        raise ValueError(f"{file}: the file does not say which features the model was trained on; "
+                         f"name its dataset statistics (features=/--features {', '.join(DATASET_STATS)}, "
+                         "or a JSON object of FeatureConfig fields)")
+    try:
+        return FeatureConfig(**(info["features"] if given is None else {**shape, **given}))
+    except TypeError as e:
+        raise ValueError(f"features {given if given is not None else info['features']}: {e}; the fields are "
+                         f"{', '.join(FeatureConfig.__dataclass_fields__)}") from None
+
+
 def load_inference_model(path: str | Path, *, weights: str = "best", features: FeatureConfig | str | dict | None = None,
-                         multilabel: bool | None = None, device: str | torch.device | None = None,
-                         profile: str | Path | None = None) -> InferenceModel:
+                         compression: str | None = None, multilabel: bool | None = None,
+                         device: str | torch.device | None = None, profile: str | Path | None = None) -> InferenceModel:
     """Load weights with their features, score function and stored profile.
 
     ``path``: a training run (``weights`` picks ``best.pt``, ``averaged.pt`` or ``last.pt``),
     a saved directory, or any weights file :meth:`AST.from_pretrained` reads.
-    ``features`` overrides what the files say: a :class:`FeatureConfig`, its dict, or a
-    dataset name (AST's statistics for ``audioset``, ``esc50``, ...); required where the
-    files say nothing. ``profile`` reads a profile from elsewhere than beside the weights.
+    ``features`` overrides what the files say: a :class:`FeatureConfig`, a dict of its
+    fields (the model's mel bins and frames unless given), or a dataset name (AST's
+    statistics for ``audioset``, ``esc50``, ...); required where the files say nothing.
+    ``compression`` (``fshift:2``, ...) likewise, for models whose last phase was
+    compressed. ``profile`` reads a profile from elsewhere than beside the weights.
     """
     file = resolve_weights(path, weights)
     with warnings.catch_warnings(record=True) as caught:
@@ -312,34 +408,24 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
                                   "file?); fine-tune them before predicting")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     info = stored_inference_info(file)
-    model_cfg = model.config
-    if isinstance(features, str):
-        if multilabel is None:
-            multilabel = features in MULTILABEL_DATASETS
-        features = FeatureConfig.for_dataset(features, num_mel_bins=model_cfg.input_fdim,
-                                             target_length=model_cfg.input_tdim)
-    elif isinstance(features, dict):
-        features = FeatureConfig(**features)
-    elif features is None:
-        if "features" not in info:
-            raise ValueError(f"{file}: the file does not say which features the model was trained on; "
-                             f"name its dataset statistics (features=/--features {', '.join(DATASET_STATS)})")
-        features = FeatureConfig(**info["features"])
-    if features.num_mel_bins != model_cfg.input_fdim:
-        raise ValueError(f"{file}: the model takes {model_cfg.input_fdim} mel bins, the features give "
-                         f"{features.num_mel_bins}")
-    if features.target_length != model_cfg.input_tdim:
-        warnings.warn(f"{file}: the model was built for {model_cfg.input_tdim} frames and the features give "
-                      f"{features.target_length}; windows follow the features", stacklevel=2)
+    if multilabel is None and isinstance(features, str):
+        multilabel = features in MULTILABEL_DATASETS
+    feats = _features(features, info, model, file)
+    comp = Compression.parse(compression if compression is not None else info.get("compression"))
+    cfg = model.config
+    if feats.num_mel_bins != cfg.input_fdim:
+        raise ValueError(f"{file}: the model takes {cfg.input_fdim} mel bins, the features give {feats.num_mel_bins}")
+    if feats.frames(comp) != cfg.input_tdim:
+        raise ValueError(f"{file}: the model takes {cfg.input_tdim} frames; the features give {feats.frames(comp)} "
+                         f"(target_length {feats.target_length}, compression {comp}); give the model's features")
     if multilabel is None:
+        if "multilabel" not in info:
+            warnings.warn(f"{file}: the files do not say whether the task is multi-label; scores are softmax "
+                          "(pass multilabel=True / --multilabel for sigmoid)", stacklevel=2)
         multilabel = bool(info.get("multilabel", False))
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    stored = Path(profile) if profile is not None else profile_path(file)
-    prof = read_profile(stored) if (profile is not None or stored.exists()) else None
-    if prof is not None and prof["input"]["frames"] != features.target_length:
-        warnings.warn(f"{stored}: profiled at {prof['input']['frames']} frames, the model's windows have "
-                      f"{features.target_length}; its costs do not apply", stacklevel=2)
-    return InferenceModel(model.to(device).eval(), features, multilabel, file, prof)
+    return InferenceModel(model.to(device).eval(), feats, multilabel, file, comp,
+                          Path(profile) if profile is not None else profile_path(file))
 
 
 def format_prediction(result: dict, windows: bool = True) -> str:
@@ -350,7 +436,7 @@ def format_prediction(result: dict, windows: bool = True) -> str:
     n = len(result["windows"])
     if n > 1:
         lines.append(f"  {n} windows of {result['window_s']:.2f} s, hop {result['hop_s']:.2f} s, "
-                     f"{result['aggregate']} of {result['scores']} scores")
+                     f"{result['aggregate']} of {result['scores']} scores; {result['gflops_total']:.3g} GFLOPs in all")
     lines += [f"  {i + 1}. {x['label']}  {x['score']:.4f}" for i, x in enumerate(result["top"])]
     if windows and n > 1:
         width = max(4, math.ceil(math.log10(max(result["duration_s"], 1) + 1)) + 3)

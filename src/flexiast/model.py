@@ -29,12 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .resize import RESIZE_METHODS, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
+from .resize import RESIZE_METHODS, ast_adapt_pos_grid, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
 
 __all__ = ["AST", "ASTConfig", "PRESETS", "POS_GRID_POLICIES"]
 
 #: How the positional grid follows an input of another length (:meth:`AST.pos_embed_for`).
-POS_GRID_POLICIES = ("cut", "resize")
+POS_GRID_POLICIES = ("leading", "centre", "resize")
 
 #: DeiT widths (Touvron et al., 2021); every preset has 12 layers and 64-wide heads.
 PRESETS = {
@@ -305,18 +305,22 @@ class AST(nn.Module):
             raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins, the model expects "
                              f"{cfg.input_fdim} (shape is [batch, frames, mel_bins])")
 
-    def pos_embed_for(self, patch_size, stride, grid: tuple[int, int], pos_grid: str = "cut") -> torch.Tensor:
+    def pos_embed_for(self, patch_size, stride, grid: tuple[int, int], pos_grid: str = "leading") -> torch.Tensor:
         """Positional embeddings for a call's token ``grid``.
 
         The stored grid is first resized bilinearly to the grid this patch size gives on
         the trained input length (FlexiAST Sec. 2.2). An input of another length then
-        needs another grid; ``pos_grid`` chooses how it is made:
+        needs another grid; ``pos_grid`` chooses how it is made from that one:
 
-        * ``"cut"`` (AST, Gong et al. 2021, Sec. 2.2): a shorter input keeps the leading
-          time positions, so a frame keeps the position it had in training; a longer one,
-          which has no trained positions to cut from, stretches the time axis bilinearly;
-        * ``"resize"``: the grid is always resized bilinearly to the input's grid, so the
-          whole input spans the trained positions.
+        * ``"leading"``: a shorter input keeps the leading time positions, the ones a
+          clip shorter than the trained length occupied in training (clips are
+          zero-padded at the end), so each frame keeps its training position;
+        * ``"centre"``: AST's cut (Gong et al. 2021, Sec. 2.2; :func:`ast_adapt_pos_grid`),
+          the centre time positions, as AST adapts a grid to a shorter dataset;
+        * ``"resize"``: bilinear resize to the input's grid, so the input spans them all.
+
+        A longer input has no trained positions to cut from: every policy stretches the
+        time axis bilinearly.
         """
         if pos_grid not in POS_GRID_POLICIES:
             raise ValueError(f"pos_grid={pos_grid!r} is not one of {', '.join(POS_GRID_POLICIES)}")
@@ -325,15 +329,18 @@ class AST(nn.Module):
         pos = resize_pos_grid(self.pos_embed, cfg.grid, ref, num_prefix_tokens=cfg.prefix_tokens)
         if grid == ref:
             return pos
-        if pos_grid == "cut" and grid[0] == ref[0] and grid[1] < ref[1]:
+        shorter = grid[0] == ref[0] and grid[1] < ref[1]
+        if shorter and pos_grid == "leading":
             p, n = cfg.prefix_tokens, pos.shape[-1]
             body = pos[:, p:].reshape(1, ref[0], ref[1], n)[:, :, : grid[1]]
             return torch.cat([pos[:, :p], body.reshape(1, -1, n)], dim=1)
+        if shorter and pos_grid == "centre":
+            return ast_adapt_pos_grid(pos, ref, grid, num_prefix_tokens=cfg.prefix_tokens)
         return resize_pos_grid(pos, ref, grid, num_prefix_tokens=cfg.prefix_tokens, antialias=False)
 
     # -- forward ---------------------------------------------------------------------
     def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
-                         stride=None, pos_grid: str = "cut") -> torch.Tensor:
+                         stride=None, pos_grid: str = "leading") -> torch.Tensor:
         """Encoder output for every token, ``[batch, prefix + tokens, dim]``."""
         self._check_input(spec)
         if resize not in RESIZE_METHODS:
@@ -355,7 +362,7 @@ class AST(nn.Module):
         return self.head(features[:, : self.config.prefix_tokens].mean(dim=1))
 
     def forward(self, spec: torch.Tensor, patch_size=None, resize: str = "pi", stride=None,
-                pos_grid: str = "cut") -> torch.Tensor:
+                pos_grid: str = "leading") -> torch.Tensor:
         """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time)).
 
         ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
@@ -364,7 +371,7 @@ class AST(nn.Module):
         return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid))
 
     def at_patch_size(self, patch_size=None, *, resize: str = "pi", input_tdim: int | None = None,
-                      stride=None, pos_grid: str = "cut") -> "AST":
+                      stride=None, pos_grid: str = "leading") -> "AST":
         """A fixed-size copy: an AST that stores the kernel and grid of one call.
 
         ``model.at_patch_size(p, input_tdim=T)(spec)`` equals ``model(spec, patch_size=p)``

@@ -299,8 +299,11 @@ class Trainer:
         }
 
     def inference_info(self) -> dict:
-        """What inference needs beyond the weights: the features and how scores are read."""
-        return {"features": self.features.to_dict(), "multilabel": self.multilabel}
+        """What inference needs beyond the weights: the features, the current phase's
+        compression (a model trained last on fshift or pooled input takes that input) and
+        how scores are read."""
+        compression = self.cfg.phase_compression(getattr(self, "phase", 0))
+        return {"features": self.features.to_dict(), "compression": str(compression), "multilabel": self.multilabel}
 
     def _restore(self, state: dict) -> None:
         self.progress.update(state["progress"])

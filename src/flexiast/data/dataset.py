@@ -24,7 +24,7 @@ import soundfile as sf
 import torch
 
 from ..audio import AudioError, load_audio
-from ..features import Compression, FeatureConfig, compress_spec, log_mel, normalize, pad_or_cut
+from ..features import Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize, pad_or_cut
 from .augment import AugmentConfig, add_noise_and_roll, apply_gain, spec_augment
 from .cache import FeatureCache
 from .readers import DataError, Manifest
@@ -110,12 +110,12 @@ class AudioDataset(torch.utils.data.Dataset):
             spec, target = self.log_mel(index), self._target(index)
         if rng is not None and aug.gain_db:
             spec = apply_gain(spec, aug.gain_db, rng)
+        if rng is None:
+            return {"spec": finish_input(spec, cfg, self.compression), "target": target, "index": index}
         shift = self.compression.factor if self.compression.method == "fshift" else 1
-        spec = pad_or_cut(spec, cfg.target_length // shift)
-        if rng is not None:
-            spec = spec_augment(spec, aug.freqm, aug.timem // shift, rng)
+        spec = spec_augment(pad_or_cut(spec, cfg.fbank_frames(self.compression)), aug.freqm, aug.timem // shift, rng)
         spec = normalize(spec, cfg)
-        if rng is not None and aug.noise:
+        if aug.noise:
             spec = add_noise_and_roll(spec, rng, max_roll=10 // shift)
         return {"spec": compress_spec(spec, self.compression), "target": target, "index": index}
 

@@ -125,8 +125,8 @@ def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, me
                              f"{', '.join(k for k in p['rows'][0] if k not in ('size', 'patch'))}")
     if labels is not None and len(labels) != len(profiles):
         raise ValueError(f"{len(labels)} labels for {len(profiles)} profiles")
-    # One colour per model: the caller's labels, else the profiles' own names.
-    keys = labels or [str(p.get("label") or p.get("checkpoint")) for p in profiles]
+    # One colour per model (the profile's own name, else its checkpoint); labels only rename lines.
+    keys = [str(p.get("label") or p.get("checkpoint")) for p in profiles]
     labels = labels or _profile_labels(profiles)
     models = list(dict.fromkeys(keys))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -349,7 +349,7 @@ def cmd_export(args) -> int:
     else:
         model = im.model if args.patch_size is None and args.frames is None else \
             im.model.at_patch_size(args.patch_size, resize=args.resize, input_tdim=frames, pos_grid=args.pos_grid)
-        path = model.save_pretrained(args.dest, inference=info if args.frames else im.inference_info())
+        path = model.save_pretrained(args.dest, inference=info)
         print(f"wrote {path} (flexiast, stored patch {model.config.patch_size}; any patch size at run time)")
     return 0
 

@@ -40,7 +40,7 @@ from .model import AST
 from .resize import grid_shape
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
-           "store_profile", "read_profile", "profile_markdown", "PROFILE_FORMAT"]
+           "store_profile", "read_profile", "profile_markdown", "machine_info", "PROFILE_FORMAT"]
 
 PROFILE_FORMAT = "flexiast-profile"
 #: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t`` (frequency).
@@ -132,7 +132,8 @@ def measure_latency(model: AST, frames: int, patch, *, resize: str = "pi", runs:
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
 
 
-def _machine(device: torch.device, precision: str) -> dict:
+def machine_info(device: torch.device, precision: str) -> dict:
+    """The machine a profile's latencies belong to: device, its name, threads, torch, precision."""
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -199,7 +200,7 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
             "resize": resize, "axes": axes, "stored_patch": list(cfg.patch_size),
             "input": {"frames": frames, "mel_bins": cfg.input_fdim}, "clips": results["_clips"],
             "unreadable_clips": results["_skipped"], "skipped_sizes": skipped,
-            "machine": _machine(device, precision), "latency_runs": latency_runs, "rows": rows}
+            "machine": machine_info(device, precision), "latency_runs": latency_runs, "rows": rows}
 
 
 def _metric_names(profile: dict) -> list[str]:

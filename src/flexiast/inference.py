@@ -6,8 +6,9 @@ finds them with the weights: a training run (its recipe), a directory written by
 (``preprocessor_config.json``), or, for files that carry none (official AST releases),
 the dataset statistics the caller names (``features="audioset"``).
 
-:meth:`InferenceModel.predict` scores a clip as in training (AST's log-mel, zero-padded
-or cut to the trained ``target_length`` frames, normalised). Longer audio is cut into
+:meth:`InferenceModel.predict` scores a clip as training evaluates one
+(:func:`flexiast.features.finish_input`: AST's log-mel, zero-padded or cut to the trained
+length, normalised, pooled where the model was trained on pooled input). Longer audio is cut into
 overlapping windows of the trained length (hop: half a window unless given), each
 scored as a training clip, and the window scores (softmax, or sigmoid for multi-label
 models) are averaged (or max-pooled). With ``whole=True`` the clip is scored in one pass
@@ -30,7 +31,7 @@ import torch
 
 from .audio import load_audio, resample
 from .checkpoints import CheckpointError, load_pretrained, torch_load_safe
-from .evaluate import read_profile
+from .evaluate import machine_info, read_profile
 from .features import DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize
 from .flops import flops
 from .model import AST
@@ -186,10 +187,8 @@ def weights_stat(weights: Path) -> dict:
 
 
 def _machine_name() -> str:
-    from .evaluate import _machine
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return _machine(device, "fp32")["name"]
+    return machine_info(device, "fp32")["name"]
 
 
 @dataclass

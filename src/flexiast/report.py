@@ -36,12 +36,6 @@ def _pyplot():
     return plt
 
 
-def matplotlib_ticker():
-    import matplotlib.ticker
-
-    return matplotlib.ticker
-
-
 def read_history(run_dir: str | Path) -> list[dict]:
     """The epoch records of a training run (``history.json``)."""
     path = Path(run_dir) / "history.json"
@@ -144,7 +138,8 @@ def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, me
     left.set_xticks(sorted(sizes))
     left.set_xlabel("patch size (along the resized axes)")
     right.set_xscale("log")
-    ticker = matplotlib_ticker()
+    import matplotlib.ticker as ticker
+
     right.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     right.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     right.xaxis.set_minor_formatter(ticker.NullFormatter())

@@ -151,3 +151,14 @@ def test_override_syntax_errors():
     with pytest.raises(ConfigError, match="not an index"):
         apply_overrides({"phases": [{}]}, ["phases.3.epochs=1"])
     assert apply_overrides({"phases": [{"epochs": 1}]}, ["phases.0.epochs=4"]) == {"phases": [{"epochs": 4}]}
+
+
+def test_fold_placeholder_needs_kfold_and_every_folds_weights(tmp_path, base):
+    with pytest.raises(ConfigError, match=r"init.path: .*names a \{fold\}, but data.kfold is off"):
+        load(tmp_path, base, f"init.path={tmp_path}/ast/fold{{fold}}/best.pt")
+    esc = base.replace("format: fsdd", "format: esc50")
+    for k in (1, 2, 3, 4):  # fold 5's weights are missing
+        (tmp_path / "ast" / f"fold{k}").mkdir(parents=True)
+        (tmp_path / "ast" / f"fold{k}" / "best.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"init.path: initial weights .*fold5/best.pt does not exist"):
+        load(tmp_path, esc, "data.kfold=5", f"init.path={tmp_path}/ast/fold{{fold}}/best.pt")

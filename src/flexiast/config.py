@@ -505,6 +505,16 @@ def _check_schedule(s: ScheduleConfig, key: str):
         raise ConfigError(f"{key}.milestones: {s.milestones} must be epochs >= 1")
 
 
+def fold_paths(path: str | None, kfold: int, key: str) -> list[str | None]:
+    """``path`` once, or with ``{fold}`` filled in for every fold of a k-fold run (fold k's
+    FlexiAST starts from fold k's AST: a model trained on another fold has seen this test fold)."""
+    if path is None or "{fold}" not in path:
+        return [path]
+    if not kfold:
+        raise ConfigError(f"{key}: {path} names a {{fold}}, but data.kfold is off")
+    return [path.replace("{fold}", str(k)) for k in range(1, kfold + 1)]
+
+
 def _exists(path: str | None, key: str, what: str):
     if path is not None and not Path(path).exists():
         raise ConfigError(f"{key}: {what} {path} does not exist")
@@ -669,7 +679,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
                               f"{last.epochs} epochs")
     if check_files:
         _exists(d.root, "data.root", "data folder")
-        _exists(cfg.init.path, "init.path", "initial weights")
-        _exists(loss.teacher, "loss.teacher", "teacher checkpoint")
+        for key, path, what in (("init.path", cfg.init.path, "initial weights"),
+                                ("loss.teacher", loss.teacher, "teacher checkpoint")):
+            for one in fold_paths(path, d.kfold, key):
+                _exists(one, key, what)
         _exists(d.cache_dir and str(Path(d.cache_dir).parent), "data.cache_dir", "parent folder")
         _writable(cfg.out_dir, "out")

@@ -2,7 +2,8 @@
 
 Fold ``k`` (1-based) of ``K`` tests on fold ``k``, validates on fold ``k mod K + 1`` (the
 best epoch is chosen there, not on the test fold as the AST code does), and trains on
-the remaining ``K - 2`` folds. The reader must accept ``folds=[...]`` (``esc50`` does).
+the remaining ``K - 2`` folds. ``{fold}`` in ``init.path`` or ``loss.teacher`` becomes ``k``
+(a FlexiAST fold starts from the same fold's AST). The reader must accept ``folds=[...]`` (``esc50`` does).
 Each fold is a complete run in ``OUT/fold{k}``; ``OUT/kfold.json`` and ``OUT/kfold.md``
 hold the table. Running the same recipe again resumes: finished folds return their
 summaries, an interrupted fold continues from its checkpoint.
@@ -28,6 +29,10 @@ def fold_config(cfg: RunConfig, k: int, out: Path) -> RunConfig:
     fold.data.train = {"folds": [j for j in range(1, K + 1) if j not in (k, val)]}
     fold.data.val = {"folds": [val]}
     fold.data.test = {"folds": [k]}
+    if fold.init.path:
+        fold.init.path = fold.init.path.replace("{fold}", str(k))
+    if fold.loss.teacher:
+        fold.loss.teacher = fold.loss.teacher.replace("{fold}", str(k))
     fold.name = f"{cfg.name}-fold{k}"
     fold.out = str(out / f"fold{k}")
     return fold

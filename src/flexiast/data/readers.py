@@ -69,8 +69,16 @@ def _resolve(base: Path, p: str) -> Path:
     return q if q.is_absolute() else base / q
 
 
-def read_ast_json(datafile: str | Path, label_csv: str | Path, **_) -> Manifest:
-    datafile, label_csv = _need(Path(datafile), "AST datafile"), _need(Path(label_csv), "label CSV")
+def _under(root, path: str | Path) -> Path:
+    """``path`` as given when absolute or without a ``root``; else relative to ``root`` (a recipe's ``data.root``)."""
+    path = Path(path)
+    return path if root is None or path.is_absolute() else Path(root) / path
+
+
+def read_ast_json(datafile: str | Path, label_csv: str | Path, root: str | Path | None = None, **_) -> Manifest:
+    """AST's datafile and label CSV; relative names are taken under ``root`` when it is given."""
+    datafile = _need(_under(root, datafile), "AST datafile")
+    label_csv = _need(_under(root, label_csv), "label CSV")
     mids, names = {}, []
     with open(label_csv, newline="") as f:
         for n, row in enumerate(csv.DictReader(f), start=2):
@@ -187,8 +195,10 @@ def read_folder(root: str | Path, split: str | None = None, **_) -> Manifest:
     return Manifest(items, classes, name=root.name)
 
 
-def read_csv_manifest(csv_path: str | Path, split: str | None = None, classes=None, **_) -> Manifest:
-    csv_path = _need(Path(csv_path), "CSV manifest")
+def read_csv_manifest(csv_path: str | Path, split: str | None = None, classes=None, root: str | Path | None = None,
+                      **_) -> Manifest:
+    """Columns ``path,labels[,split]`` (labels joined by ``;``); a relative ``csv_path`` is under ``root``."""
+    csv_path = _need(_under(root, csv_path), "CSV manifest")
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         label_col = "labels" if "labels" in (reader.fieldnames or []) else "label"

@@ -1,0 +1,333 @@
+"""Reproduce both papers on FSDD (issue 6): train, evaluate, tabulate.
+
+    python scripts/reproduce_fsdd.py                       # everything, seeds 0-2, 2 jobs of 1 thread
+    python scripts/reproduce_fsdd.py --only flex --seeds 0 # one study
+    python scripts/reproduce_fsdd.py --tables-only         # rewrite the tables from finished runs
+
+Studies (recipes in ``recipes/fsdd/``):
+
+* ``flex``  FlexiAST Table 1, Fig. 1 and 5: standard ASTs at 8, 16, 32 and FlexiASTs
+  (initialised from AST-8, distilled, from scratch), each evaluated at every size in P
+  with PI and BL;
+* ``axes``  Fig. 4a: speaker identification, FlexiAST resizing both axes, time or frequency;
+* ``c2f``   coarse-to-fine Tables 2-5: the AST-16 baseline against Fshift, avg pool, max
+  pool, Patch-BL and Patch-PI as 2->1 and 4->1 (every seed) and 4->2->1 (seed 0).
+
+Each run lives in ``RUNS/<recipe name>-s<seed>``. A finished run (``summary.json``) is not
+trained again and a started one is resumed, so the command can be killed and rerun. Runs
+go ``--jobs`` at a time with ``--threads`` each; wall times of runs that shared the CPU
+are comparable only with each other (the tables say so). The tables are written to
+``docs/results/fsdd/`` with the profiles they were drawn from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "recipes"))
+from generate import METHOD_NAMES, METHODS  # noqa: E402
+
+PY = [sys.executable, "-m", "flexiast"]
+
+
+@dataclass
+class Job:
+    recipe: str                   # file name in recipes/fsdd
+    seed: int
+    study: str
+    after: list[str] = field(default_factory=list)       # run names this one initialises from
+    evals: list[tuple[str, str]] = field(default_factory=list)  # (resize, axes)
+
+    @property
+    def base(self) -> str:
+        return "fsdd-" + self.recipe.removesuffix(".yaml").replace("_", "-")
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}-s{self.seed}"
+
+
+def jobs(seeds: list[int], only: set[str]) -> list[Job]:
+    out = []
+    both = [("pi", "both"), ("bl", "both")]
+    for s in seeds:
+        if "flex" in only or "c2f" in only:
+            out.append(Job("digits_ast16.yaml", s, "flex", evals=both if "flex" in only else []))
+        if "flex" in only and s == seeds[0]:
+            out += [Job("digits_ast8.yaml", s, "flex", evals=both), Job("digits_ast32.yaml", s, "flex", evals=both)]
+            ast8 = f"fsdd-digits-ast8-s{s}"
+            out += [Job("digits_flexiast.yaml", s, "flex", after=[ast8], evals=both),
+                    Job("digits_flexiast_kd.yaml", s, "flex", after=[ast8], evals=both),
+                    Job("digits_flexiast_scratch.yaml", s, "flex", evals=both)]
+        if "c2f" in only:
+            for sched in ("2-1", "4-1") + (("4-2-1",) if s == seeds[0] else ()):
+                for m in METHODS:
+                    if sched == "4-2-1" and m != "fshift":
+                        continue
+                    out.append(Job(f"digits_c2f_{m}_{sched}.yaml", s, "c2f"))
+        if "axes" in only and s == seeds[0]:
+            axes = [("pi", a) for a in ("both", "time", "freq")]
+            out.append(Job("speakers_ast16.yaml", s, "axes", evals=axes))
+            out += [Job(f"speakers_flexiast_{a}.yaml", s, "axes", after=[f"fsdd-speakers-ast16-s{s}"], evals=axes)
+                    for a in ("both", "time", "freq")]
+    return out
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    if code:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code}); see {log}")
+
+
+def execute(job: Job, runs: Path, threads: int) -> str:
+    run_dir = runs / job.name
+    log = runs / f"{job.name}.log"
+    if not (run_dir / "summary.json").exists():
+        if (run_dir / "last.pt").exists() or (run_dir / "last.prev.pt").exists():
+            run(PY + ["train", "--resume", str(run_dir)], log)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)  # a run killed before its first checkpoint
+            overrides = [f"seed={job.seed}", f"out={run_dir}", f"train.threads={threads}", "train.progress=false",
+                         "train.tensorboard=false"]
+            for dep in job.after:
+                overrides.append(f"init.path={runs / dep / 'best.pt'}")
+                if "kd" in job.recipe:
+                    overrides.append(f"loss.teacher={runs / dep / 'best.pt'}")
+            run(PY + ["train", f"recipes/fsdd/{job.recipe}"] + overrides, log)
+    for resize, axes in job.evals:
+        out = run_dir / f"eval-{resize}-{axes}"
+        if not (out / "profile.json").exists():
+            run(PY + ["evaluate", str(run_dir), "--resize", resize, "--axes", axes, "--out", str(out),
+                      "--no-store", "--latency-runs", "3", "--label", f"{job.base} ({resize.upper()}, {axes})"],
+                log)
+    return job.name
+
+
+def schedule(all_jobs: list[Job], runs: Path, parallel: int, threads: int) -> list[str]:
+    pending, done, failed = list(all_jobs), set(), []
+    env_threads = str(threads)
+    os.environ.update(OMP_NUM_THREADS=env_threads, MKL_NUM_THREADS=env_threads)
+    with ThreadPoolExecutor(parallel) as pool:
+        active = {}
+        while pending or active:
+            for job in list(pending):
+                if len(active) >= parallel:
+                    break
+                if any(d in failed for d in job.after):
+                    pending.remove(job)
+                    failed.append(job.name)
+                    print(f"skip {job.name}: what it starts from failed", flush=True)
+                elif all(d in done for d in job.after):
+                    pending.remove(job)
+                    print(f"{time.strftime('%H:%M:%S')} start {job.name}", flush=True)
+                    active[pool.submit(execute, job, runs, threads)] = job
+            if not active:
+                break
+            finished, _ = wait(active, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = active.pop(fut)
+                try:
+                    fut.result()
+                    done.add(job.name)
+                    print(f"{time.strftime('%H:%M:%S')} done  {job.name}", flush=True)
+                except Exception as e:  # noqa: BLE001 - report and go on with the others
+                    failed.append(job.name)
+                    print(f"{time.strftime('%H:%M:%S')} FAIL  {job.name}: {e}", flush=True)
+    return failed
+
+
+# -- tables ---------------------------------------------------------------------------------
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _spread(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _pct(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{100 * values[0]:+.0f}%"
+    return f"{100 * statistics.mean(values):+.0f}% ± {100 * statistics.stdev(values):.0f}"
+
+
+def flex_table(runs: Path, seed: int, dest: Path) -> str:
+    models = [("digits_ast8", "AST-8"), ("digits_ast16", "AST-16"), ("digits_ast32", "AST-32"),
+              ("digits_flexiast", "FlexiAST"), ("digits_flexiast_kd", "FlexiAST KD"),
+              ("digits_flexiast_scratch", "FlexiAST scratch")]
+    cols, profiles = [], {}
+    for key, label in models:
+        run_dir = runs / f"fsdd-{key.replace('_', '-')}-s{seed}"
+        for resize in ("pi", "bl"):
+            prof = _load(run_dir / f"eval-{resize}-both" / "profile.json")
+            if prof:
+                cols.append((f"{label} {resize.upper()}", prof))
+                profiles[f"{key}-{resize}"] = prof
+    if not cols:
+        return ""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, prof in profiles.items():
+        (dest / f"{name}.json").write_text(json.dumps(prof, indent=1))
+    sizes = [r["size"] for r in cols[0][1]["rows"]]
+    lines = ["| patch | tokens | GFLOPs/clip | " + " | ".join(c for c, _ in cols) + " |",
+             "|---|---:|---:|" + "---:|" * len(cols)]
+    for i, size in enumerate(sizes):
+        row = cols[0][1]["rows"][i]
+        vals = [f"{p['rows'][i]['accuracy']:.3f}" for _, p in cols]
+        lines.append(f"| {size} | {row['tokens']} | {row['gflops']:.3f} | " + " | ".join(vals) + " |")
+    means = [statistics.mean(r["accuracy"] for r in p["rows"]) for _, p in cols]
+    lines.append("| mean | | | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    return "\n".join(lines)
+
+
+def axes_table(runs: Path, seed: int, dest: Path) -> str:
+    models = [("speakers_ast16", "AST-16"), ("speakers_flexiast_both", "FlexiAST both"),
+              ("speakers_flexiast_time", "FlexiAST time"), ("speakers_flexiast_freq", "FlexiAST freq")]
+    cols = []
+    for key, label in models:
+        for axes in ("both", "time", "freq"):
+            prof = _load(runs / f"fsdd-{key.replace('_', '-')}-s{seed}" / f"eval-pi-{axes}" / "profile.json")
+            if prof:
+                cols.append((f"{label}, eval {axes}", prof))
+                dest.mkdir(parents=True, exist_ok=True)
+                (dest / f"{key}-{axes}.json").write_text(json.dumps(prof, indent=1))
+    if not cols:
+        return ""
+    sizes = [r["size"] for r in cols[0][1]["rows"]]
+    lines = ["| p | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for i, size in enumerate(sizes):
+        lines.append(f"| {size} | " + " | ".join(f"{p['rows'][i]['accuracy']:.3f}" for _, p in cols) + " |")
+    means = [statistics.mean(r["accuracy"] for r in p["rows"]) for _, p in cols]
+    lines.append("| mean | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    return "\n".join(lines)
+
+
+def c2f_table(runs: Path, seeds: list[int]) -> str:
+    from flexiast.accounting import savings
+
+    def summary(name):
+        return _load(runs / name / "summary.json")
+
+    lines = ["| run | seeds | best val | test acc (best) | FLOPs saved | time saved | reached baseline | "
+             "training TFLOPs (all epochs) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    base = [summary(f"fsdd-digits-ast16-s{s}") for s in seeds]
+    have = [(s, b) for s, b in zip(seeds, base) if b]
+    if not have:
+        return ""
+    lines.append(f"| baseline AST-16 | {len(have)} | {_spread([b['best_val'] for _, b in have])} | "
+                 f"{_spread([b['test']['best']['16']['accuracy'] for _, b in have])} | - | - | - | "
+                 f"{_spread([b['train_flops'] / 1e12 for _, b in have], 2)} |")
+    for sched in ("2-1", "4-1", "4-2-1"):
+        for m in METHODS:
+            rows = []
+            for s, _ in have:
+                name = f"fsdd-digits-c2f-{m}-{sched}-s{s}"
+                summ = summary(name)
+                if summ:
+                    rows.append((summ, savings(runs / name, runs / f"fsdd-digits-ast16-s{s}")))
+            if not rows:
+                continue
+            flops = [sv["flops_saved"] for _, sv in rows if sv["reached"]]
+            secs = [sv["time_saved"] for _, sv in rows if sv["reached"]]
+            lines.append(
+                f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {len(rows)} | "
+                f"{_spread([s['best_val'] for s, _ in rows])} | "
+                f"{_spread([s['test']['best']['16']['accuracy'] for s, _ in rows])} | {_pct(flops)} | {_pct(secs)} | "
+                f"{sum(sv['reached'] for _, sv in rows)}/{len(rows)} | "
+                f"{_spread([s['train_flops'] / 1e12 for s, _ in rows], 2)} |")
+    return "\n".join(lines)
+
+
+def per_seed_c2f(runs: Path, seeds: list[int]) -> str:
+    from flexiast.accounting import savings
+
+    lines = ["| run | seed | reached at epoch | its val | FLOPs saved | time saved |", "|---|---:|---:|---:|---:|---:|"]
+    for sched in ("2-1", "4-1", "4-2-1"):
+        for m in METHODS:
+            for s in seeds:
+                name = f"fsdd-digits-c2f-{m}-{sched}-s{s}"
+                if not (runs / name / "summary.json").exists():
+                    continue
+                sv = savings(runs / name, runs / f"fsdd-digits-ast16-s{s}")
+                if sv["reached"]:
+                    lines.append(f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {s} | {sv['run_epoch']} | "
+                                 f"{sv['run_value']:.3f} | {100 * sv['flops_saved']:+.0f}% | "
+                                 f"{100 * sv['time_saved']:+.0f}% |")
+                else:
+                    lines.append(f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {s} | never | "
+                                 f"{sv['run_best']:.3f} | - | - |")
+    return "\n".join(lines)
+
+
+def walltimes(runs: Path) -> str:
+    lines = ["| run | training s | validation s | TFLOPs |", "|---|---:|---:|---:|"]
+    for d in sorted(runs.iterdir()):
+        summ = _load(d / "summary.json") if d.is_dir() else None
+        if summ:
+            val = sum(p.get("val_seconds", 0) for p in summ["phases"])
+            lines.append(f"| {d.name} | {summ['train_seconds']:.0f} | {val:.0f} | {summ['train_flops'] / 1e12:.2f} |")
+    return "\n".join(lines)
+
+
+def tables(runs: Path, seeds: list[int], out: Path) -> Path:
+    parts = ["# FSDD reproduction tables", "",
+             f"Written by `python scripts/reproduce_fsdd.py` from the runs in `{runs}`; seeds {seeds}.", ""]
+    for title, body in (("Flexibility (seed %d): test accuracy, 300 clips" % seeds[0],
+                         flex_table(runs, seeds[0], out / "flex")),
+                        ("Axes (seed %d): speaker identification test accuracy (PI)" % seeds[0],
+                         axes_table(runs, seeds[0], out / "axes")),
+                        ("Coarse-to-fine: mean ± standard deviation over seeds", c2f_table(runs, seeds)),
+                        ("Coarse-to-fine per seed", per_seed_c2f(runs, seeds)),
+                        ("Wall time of every run", walltimes(runs))):
+        if body:
+            parts += [f"## {title}", "", body, ""]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "tables.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "fsdd"), help="where the runs go (default runs/fsdd)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--only", default="flex,axes,c2f", help="studies: flex, axes, c2f")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--tables", default=str(ROOT / "docs" / "results" / "fsdd"), help="where tables go")
+    ap.add_argument("--tables-only", action="store_true")
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = Path(args.runs).resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    failed = []
+    if not args.tables_only:
+        failed = schedule(jobs(seeds, set(args.only.split(","))), runs, args.jobs, args.threads)
+    print(f"tables: {tables(runs, seeds, Path(args.tables))}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

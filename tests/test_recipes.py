@@ -1,0 +1,281 @@
+"""Every recipe in ``recipes/`` loads and trains two steps per phase on small data in its layout.
+
+The fixtures write a few synthetic clips in each dataset's published layout (AST JSON +
+label CSV for AudioSet, a path/labels/split CSV for VGGSound and Kinetics-Sounds, the
+ESC-50 repository, the Speech Commands release, VoxCeleb1's iden_split.txt) and link real
+FSDD clips for the FSDD recipes. Each recipe then runs as written except for the model's
+widths (32 wide, one block), the batch (2) and the phases' length (one epoch of two
+steps): data format, features, augmentation, loss, sampler, phases, compression,
+transfer, weight averaging, initialisation and distillation are the recipe's own.
+Initial weights named under ``runs/`` are produced by running the recipe that writes them
+first; ImageNet DeiT weights are a tiny file in timm's layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from flexiast import AST
+from flexiast.config import load_config
+from flexiast.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
+P = [8, 10, 12, 16, 20, 24, 30, 32, 40, 48]
+WIDTH = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"]
+
+
+def _tone(freq: float, seconds: float, rate: int, seed: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(seed).standard_normal(t.size) * 0.01
+    return (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def _write(path: Path, freq: float, seed: int, rate: int = 16000, seconds: float = 1.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, _tone(freq, seconds, rate, seed), rate)
+
+
+def _audioset(root: Path) -> None:
+    mids = ["/m/a", "/m/b", "/m/c"]
+    with open(root / "class_labels_indices.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "mid", "display_name"])
+        w.writerows([[i, m, f"class {i}"] for i, m in enumerate(mids)])
+    for split, n in (("audioset_2m_train", 5), ("audioset_eval", 2)):
+        data = []
+        for i in range(n):
+            _write(root / "audio" / f"{split}_{i}.wav", 300 + 200 * i, i)
+            data.append({"wav": f"audio/{split}_{i}.wav", "labels": ",".join(mids[: 1 + i % 2])})
+        (root / f"{split}.json").write_text(json.dumps({"data": data}))
+
+
+def _csv_layout(name: str):
+    def make(root: Path) -> None:
+        with open(root / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "labels", "split"])
+            for i in range(7):
+                label = ["dog", "rain"][i % 2]
+                _write(root / "audio" / f"{i}.wav", 400 + 300 * (i % 2), i)
+                w.writerow([f"audio/{i}.wav", label, "train" if i < 5 else "test"])
+    return make
+
+
+def _esc50(root: Path) -> None:
+    (root / "meta").mkdir(parents=True)
+    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        for fold in range(1, 6):
+            for j in range(2):  # three training folds: six clips, three steps
+                name = f"{fold}-{j}-A-{j}.wav"
+                _write(root / "audio" / name, 500 + 400 * j, fold * 10 + j, rate=44100)
+                w.writerow([name, fold, j, ["dog", "rain"][j], "True", f"{fold}{j}", "A"])
+
+
+def _speechcommands(root: Path) -> None:
+    lists = {"validation": [], "testing": []}
+    for w_i, word in enumerate(("no", "yes")):
+        for i in range(4):
+            _write(root / word / f"{i}_nohash_0.wav", 300 + 500 * w_i, 10 * w_i + i)
+        lists["validation"].append(f"{word}/2_nohash_0.wav")
+        lists["testing"].append(f"{word}/3_nohash_0.wav")
+    _write(root / "_background_noise_" / "white.wav", 1000, 99)
+    for name, rows in lists.items():
+        (root / f"{name}_list.txt").write_text("\n".join(rows) + "\n")
+
+
+def _voxceleb(root: Path) -> None:
+    rows = []
+    for s, speaker in enumerate(("id10001", "id10002")):
+        for i, code in enumerate((1, 1, 2, 3)):
+            rel = f"{speaker}/vid{i}/00001.wav"
+            _write(root / "wav" / rel, 200 + 300 * s, 10 * s + i)
+            rows.append(f"{code} {rel}")
+    (root / "iden_split.txt").write_text("\n".join(rows) + "\n")
+
+
+def _fsdd(fsdd_dir: Path):
+    def make(root: Path) -> None:
+        rec = root / "recordings"
+        rec.mkdir()
+        for name in ["0_george_5", "1_george_6", "0_jackson_7", "1_jackson_8", "0_george_9",  # train + val
+                     "0_george_0", "1_jackson_1"]:                                          # test
+            (rec / f"{name}.wav").symlink_to(fsdd_dir / f"{name}.wav")
+    return make
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory, fsdd_dir) -> dict[str, Path]:
+    makers = {"audioset": _audioset, "vggsound": _csv_layout("vggsound"),
+              "kinetics_sounds": _csv_layout("kinetics_sounds"), "esc50": _esc50,
+              "speechcommands": _speechcommands, "voxceleb": _voxceleb, "fsdd": _fsdd(fsdd_dir)}
+    out = {}
+    for key, make in makers.items():
+        out[key] = tmp_path_factory.mktemp(key)
+        make(out[key])
+    return out
+
+
+@pytest.fixture(scope="module")
+def imagenet_deit(tmp_path_factory) -> Path:
+    """A 32-wide, one-block DeiT in timm's layout (RGB kernel, 24x24 grid, two prefix tokens)."""
+    g = torch.Generator().manual_seed(0)
+    D = 32
+    sd = {"cls_token": torch.randn(1, 1, D, generator=g), "dist_token": torch.randn(1, 1, D, generator=g),
+          "pos_embed": torch.randn(1, 2 + 24 * 24, D, generator=g),
+          "patch_embed.proj.weight": torch.randn(D, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.zeros(D),
+          "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
+          "head.weight": torch.randn(1000, D, generator=g), "head.bias": torch.zeros(1000)}
+    for k, v in AST(10, embed_dim=D, depth=1, num_heads=2).state_dict().items():
+        if k.startswith("blocks."):
+            sd[k] = torch.randn(v.shape, generator=g) * 0.02
+    path = tmp_path_factory.mktemp("weights") / "deit.pth"
+    torch.save({"model": sd}, path)
+    return path
+
+
+def _raw(recipe: str) -> dict:
+    return yaml.safe_load((ROOT / "recipes" / recipe).read_text())
+
+
+PRODUCERS = {_raw(r)["out"].replace("{name}", _raw(r)["name"]): r for r in RECIPES}
+
+
+class Runner:
+    """Runs recipes in a scratch ``runs/`` folder, first the runs a recipe starts from."""
+
+    def __init__(self, base: Path, layouts: dict, deit: Path):
+        self.base, self.layouts, self.deit, self.done = base, layouts, deit, {}
+
+    def weights(self, path: str) -> str:
+        if path.startswith("weights/"):
+            return str(self.deit)
+        run = "/".join(path.split("/")[:2])  # runs/NAME[/fold{fold}]/best.pt
+        self.run(PRODUCERS[run])
+        return str(self.base / path)
+
+    def run(self, recipe: str) -> tuple[dict, Path]:
+        if recipe in self.done:
+            return self.done[recipe]
+        raw = _raw(recipe)
+        out = self.base / raw["out"].replace("{name}", raw["name"])
+        overrides = WIDTH + [f"data.root={self.layouts[recipe.split('/')[0]]}", f"out={out}", "data.batch_size=2",
+                             "data.num_workers=0", "train.progress=false", "train.tensorboard=false", "train.log_every=1"]
+        overrides += [f"phases.{i}.epochs=1" for i in range(len(raw["phases"]))]
+        if raw.get("init", {}).get("path"):
+            overrides.append(f"init.path={self.weights(raw['init']['path'])}")
+        if raw.get("loss", {}).get("teacher"):
+            overrides.append(f"loss.teacher={self.weights(raw['loss']['teacher'])}")
+        cfg = load_config(ROOT / "recipes" / recipe, overrides)
+        summary = train(cfg)
+        self.done[recipe] = (summary, out)
+        return self.done[recipe]
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory, layouts, imagenet_deit) -> Runner:
+    return Runner(tmp_path_factory.mktemp("runs"), layouts, imagenet_deit)
+
+
+def test_every_paper_experiment_has_a_recipe():
+    """Both papers' experiment grid, written out here from the papers rather than read from the generator."""
+    want = set()
+    for ds in ("audioset", "vggsound", "esc50", "speechcommands", "voxceleb"):
+        want |= {f"{ds}/ast_b8.yaml", f"{ds}/ast_b16.yaml", f"{ds}/ast_b32.yaml", f"{ds}/flexiast.yaml",
+                 f"{ds}/flexiast_kd.yaml"}
+    for ds in ("audioset", "vggsound", "voxceleb", "kinetics_sounds"):
+        want.add(f"{ds}/c2f_baseline.yaml")
+        for m in ("fshift", "avgpool", "maxpool", "patchbl", "patchpi"):
+            want |= {f"{ds}/c2f_{m}_{s}.yaml" for s in ("2-1", "4-1", "4-2-1")}
+    for name in ("digits_ast8", "digits_ast16", "digits_ast32", "digits_flexiast", "speakers_ast16",
+                 "speakers_flexiast_both", "speakers_flexiast_time", "speakers_flexiast_freq"):
+        want.add(f"fsdd/{name}.yaml")
+    assert want <= set(RECIPES), sorted(want - set(RECIPES))
+
+
+def test_recipes_are_what_their_generator_writes():
+    """recipes/generate.py is the one source of the shared constants; a hand edit of a file must go there too."""
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "generate.py"), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_hyper_parameters_follow_the_papers_and_ast():
+    """Spot checks against anchors.md and the papers' text, value by value."""
+    esc = _raw("esc50/ast_b16.yaml")
+    assert (esc["optimizer"]["lr"], esc["phases"][0]["epochs"], esc["data"]["batch_size"]) == (1e-5, 25, 48)
+    assert (esc["augment"]["freqm"], esc["augment"]["timem"], esc["data"]["kfold"]) == (24, 96, 5)
+    assert esc["schedule"] == {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85}
+    sc = _raw("speechcommands/ast_b32.yaml")
+    assert (sc["optimizer"]["lr"], sc["phases"][0]["epochs"], sc["data"]["batch_size"]) == (2.5e-4, 30, 128)
+    assert sc["augment"] == {"freqm": 48, "timem": 48, "noise": True} and sc["loss"]["name"] == "bce"
+    assert sc["init"]["path"] == "runs/audioset-ast-b32/best.pt"  # FlexiAST Sec. 3: from AudioSet ASTs
+    base = _raw("audioset/c2f_baseline.yaml")  # the official AST AudioSet configuration
+    assert (base["optimizer"]["lr"], base["phases"][0]["epochs"], base["data"]["batch_size"]) == (1e-5, 5, 12)
+    assert base["augment"] == {"freqm": 48, "timem": 192, "mixup": 0.5} and base["data"]["balanced"]
+    assert base["train"]["weight_averaging"] and base["schedule"]["warmup_steps"] == 1000
+    assert base["model"]["stride"] == 16  # non-overlapping (c2f Sec. 3.1)
+    for ds, epochs, coarse in (("audioset", 5, 1), ("vggsound", 20, 5), ("voxceleb", 20, 5), ("kinetics_sounds", 20, 5)):
+        for m, compression, transfer in (("fshift", "fshift", None), ("avgpool", "avgpool", None),
+                                         ("maxpool", "maxpool", None), ("patchbl", "patch", "bl"),
+                                         ("patchpi", "patch", "pi")):
+            for sched, cs in (("2-1", [2]), ("4-1", [4]), ("4-2-1", [4, 2])):
+                r = _raw(f"{ds}/c2f_{m}_{sched}.yaml")
+                phases = r["phases"]
+                assert [p.get("compression") for p in phases] == [f"{compression}:{c}" for c in cs] + [None]
+                assert all(p.get("transfer") == transfer for p in phases[:-1])
+                assert phases[-1]["epochs"] == epochs and "mixup" not in r["augment"] or ds == "audioset"
+                if sched != "4-2-1":  # 25% of the baseline's epochs (c2f Sec. 3.2)
+                    assert phases[0]["epochs"] == coarse
+                else:  # 30% over the two coarse phases: 3 + 3 of 20 (Sec. 3.4); 1 + 1 of 5
+                    assert [p["epochs"] for p in phases[:2]] == ([3, 3] if epochs == 20 else [1, 1])
+    for ds in ("audioset", "vggsound", "esc50", "speechcommands", "voxceleb"):
+        source = 16 if ds == "voxceleb" else 8  # FlexiAST Sec. 3: from AST-B/8, B/16 for VoxCeleb
+        flexi, kd = _raw(f"{ds}/flexiast.yaml"), _raw(f"{ds}/flexiast_kd.yaml")
+        fold = "fold{fold}/" if ds == "esc50" else ""  # fold k from fold k's AST: no test fold seen
+        assert flexi["init"]["path"] == kd["init"]["path"] == kd["loss"]["teacher"] == \
+            f"runs/{ds}-ast-b{source}/{fold}best.pt"
+        assert "teacher" not in flexi.get("loss", {}) and kd["loss"]["kd_weight"] == 1.0
+        sampler = flexi["phases"][0]["patch"]
+        assert sampler["sampler"] == "uniform" and sampler["sizes"] == P and flexi["model"]["patch_size"] == 16
+        assert sampler.get("axes", "both") == ("time" if ds == "voxceleb" else "both")
+        assert "mixup" not in flexi["augment"] and not flexi["train"].get("weight_averaging")
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
+    raw = _raw(recipe)
+    summary, out = runner.run(recipe)
+    if raw["data"].get("kfold"):
+        folds = json.loads((out / "kfold.json").read_text())
+        assert len(folds["folds"]) == raw["data"]["kfold"]
+        fold_summary = json.loads((out / "fold1" / "summary.json").read_text())
+        assert [p["steps"] for p in fold_summary["phases"]] == [3] * len(raw["phases"])
+        if "{fold}" in raw.get("init", {}).get("path", ""):  # fold 3 starts from fold 3's AST, nobody else's
+            resolved = yaml.safe_load((out / "fold3" / "config.yaml").read_text())
+            assert resolved["init"]["path"].endswith("-ast-b8/fold3/best.pt")
+        return
+    assert [p["name"] for p in summary["phases"]] == [p["name"] for p in raw["phases"]]
+    assert [p["compression"] for p in summary["phases"]] == [p.get("compression", "none") for p in raw["phases"]]
+    assert all(p["steps"] == 2 for p in summary["phases"]), summary["phases"]
+    sizes = raw["train"]["eval_patch_sizes"]
+    assert set(summary["test"]["best"]) - {"_clips", "_skipped", "_frames"} == {str(s) for s in sizes}
+    model = AST.from_pretrained(out / "best.pt")
+    assert model.config.embed_dim == 32 and model.config.patch_size == (raw["model"]["patch_size"],) * 2
+    if raw["phases"][0]["patch"]["sampler"] == "uniform":
+        steps = list(csv.DictReader(open(out / "steps.csv")))
+        assert len(steps) == 2 and all(int(v) in P for row in steps for v in row["patch"].split("x"))
+    if raw.get("train", {}).get("weight_averaging"):
+        assert (out / "averaged.pt").exists() and "averaged" in summary["test"]

@@ -1,4 +1,4 @@
-"""The flexiast command: demo, flops, convert, and its errors."""
+"""The flexiast command: flops, convert, and its errors (the demo: tests/test_demo.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,8 @@ import sys
 import pytest
 import torch
 
-from flexiast import AST, PATCH_SIZES
+from flexiast import AST
 from flexiast.cli import main
-
-
-def test_demo_prints_every_patch_size_and_pi_is_exact_when_upsampling(capsys):
-    assert main(["demo", "--frames", "256"]) == 0
-    rows = {}
-    for line in capsys.readouterr().out.splitlines():
-        parts = line.split()
-        if len(parts) == 6 and parts[0].isdigit():
-            rows[int(parts[0])] = [float(v) for v in parts[1:]]
-    assert sorted(rows) == sorted(PATCH_SIZES)
-    for p, (tokens, gflops, ms, err_pi, err_bl) in rows.items():
-        assert tokens == 2 + (128 // p) * (256 // p)
-        if p > 16:
-            assert err_pi < 1e-5 < err_bl  # FlexiAST eq. (2): PI keeps the tokens, BL does not
 
 
 def test_flops_json_by_hand(capsys):

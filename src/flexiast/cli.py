@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import PATCH_SIZES
 from .checkpoints import CheckpointError, save_pretrained, save_safetensors
-from .features import FeatureConfig, log_mel, normalize, pad_or_cut
+from .features import FeatureConfig
 from .flops import flops
 from .model import AST, ASTConfig, POS_GRID_POLICIES, PRESETS
-from .resize import bilinear_resize, pi_resize, to_pair
+from .resize import to_pair
 
 def _sizes(text: str) -> list:
     """``"8,16,8x32"`` -> ``[8, 16, (8, 32)]``."""
@@ -33,58 +29,12 @@ def _sizes(text: str) -> list:
     return out
 
 
-def _synthetic_clip(seconds: float, sample_rate: int = 16000) -> torch.Tensor:
-    """A deterministic test sound: a rising chirp, a 440 Hz tone burst and faint noise."""
-    t = torch.arange(int(seconds * sample_rate), dtype=torch.float64) / sample_rate
-    chirp = torch.sin(2 * math.pi * (200 * t + 600 * t**2))
-    burst = torch.sin(2 * math.pi * 440 * t) * ((t % 1.0) < 0.3)
-    noise = 0.01 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return (0.4 * chirp + 0.3 * burst + noise).float()
-
-
-def _token_error(spec: torch.Tensor, weight: torch.Tensor, p: int, method: str) -> float:
-    """Relative change of the patch tokens when every 16x16 patch is resized to p x p.
-
-    FlexiAST eq. (2): with the kernel PI-resized, ``<resize(x), w_hat> = <x, w>`` exactly
-    when p >= 16 and in the least-squares sense when p < 16.
-    """
-    base = weight.shape[-1]
-    x = spec.T[None, None]
-    patches = F.unfold(x, base, stride=base).transpose(1, 2).reshape(-1, 1, base, base)
-    ref = patches.flatten(1) @ weight.flatten(1).T
-    resized = F.interpolate(patches, size=(p, p), mode="bilinear", align_corners=False)
-    w_hat = pi_resize(weight, p) if method == "pi" else bilinear_resize(weight, p)
-    got = resized.flatten(1) @ w_hat.flatten(1).T
-    return float((got - ref).norm() / ref.norm())
-
-
 def cmd_demo(args) -> int:
-    """Core-library tour: features, one model at every patch size, cost and resize fidelity."""
-    torch.manual_seed(args.seed)
-    frames = args.frames
-    wave = _synthetic_clip(frames / 100 + 0.015)
-    features = FeatureConfig.for_dataset("audioset", target_length=frames)
-    spec = normalize(pad_or_cut(log_mel(wave, features), frames), features)
-    model = AST.preset("tiny", num_classes=10, input_tdim=frames).eval()
-    print(f"features: {tuple(spec.shape)} (frames, mel bins) from {wave.numel() / 16000:.2f} s of audio")
-    print(f"model: AST-tiny, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
-          f"stored patch {model.config.patch_size}, grid {model.config.grid}\n")
-    print("patch  tokens  GFLOPs/clip  ms/clip  token error PI  token error BL")
-    weight = model.patch_embed.proj.weight.detach()
-    with torch.inference_mode():
-        for p in PATCH_SIZES:
-            count = flops(model, spec.shape, p)
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                model(spec[None], patch_size=p)
-                times.append(time.perf_counter() - start)
-            print(f"{p:>5}  {count.tokens:>6}  {count.gflops_per_clip:>11.3f}  {1e3 * statistics.median(times):>7.1f}"
-                  f"  {_token_error(spec, weight, p, 'pi'):>14.2e}  {_token_error(spec, weight, p, 'bl'):>14.2e}")
-    print("\nToken error: relative change of the patch tokens when each 16x16 patch is resized to p x p and the\n"
-          "kernel is resized with PI (FlexiAST eq. 2) or bilinearly (BL). PI is exact for p >= 16.\n"
-          "This is the core-library example. To train: flexiast train recipes/fsdd/digits_flexiast.yaml "
-          "(docs/TRAINING.md);\nthen flexiast evaluate / predict / export the run (docs/DEPLOYMENT.md).")
+    """Built-in data, a standard AST-16 and a FlexiAST, every patch size with PI and BL, a report."""
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, train_per_class=args.train_per_class,
+             test_per_class=args.test_per_class)
     return 0
 
 
@@ -401,9 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flexiast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the example: features, one model at every patch size")
-    demo.add_argument("--frames", type=int, default=512)
+    demo = sub.add_parser("demo", help="built-in data: train an AST-16 and a FlexiAST, evaluate every patch size, "
+                                        "write a report and a figure")
+    demo.add_argument("--out", default="flexiast-demo", help="output folder (default ./flexiast-demo)")
+    demo.add_argument("--epochs", type=_positive(int), default=25)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--train-per-class", type=_positive(int), default=80)
+    demo.add_argument("--test-per-class", type=_positive(int), default=25)
     demo.set_defaults(func=cmd_demo)
 
     fl = sub.add_parser("flops", help="forward and training FLOPs per clip at each patch size")

@@ -11,7 +11,8 @@ Studies (recipes in ``recipes/fsdd/``):
   with PI and BL;
 * ``axes``  Fig. 4a: speaker identification, FlexiAST resizing both axes, time or frequency;
 * ``c2f``   coarse-to-fine Tables 2-5: the AST-16 baseline against Fshift, avg pool, max
-  pool, Patch-BL and Patch-PI as 2->1 and 4->1 (every seed) and 4->2->1 (seed 0).
+  pool, Patch-BL and Patch-PI as 2->1 (every seed) and 4->1 (seed 0; Fshift and Patch-PI
+  every seed), and Fshift 4->2->1 (seed 0).
 
 Each run lives in ``RUNS/<recipe name>-s<seed>``. A finished run (``summary.json``) is not
 trained again and a started one is resumed, so the command can be killed and rerun. Runs
@@ -59,28 +60,35 @@ class Job:
 
 
 def jobs(seeds: list[int], only: set[str]) -> list[Job]:
-    out = []
+    """The queue, most informative first (a run that was cut short is resumed on the next call):
+    seed 0 of every study, then the further seeds of the coarse-to-fine 2->1 comparison, then
+    of Fshift and Patch-PI 4->1, then the distilled FlexiAST."""
+    s0, rest = seeds[0], seeds[1:]
     both = [("pi", "both"), ("bl", "both")]
-    for s in seeds:
-        if "flex" in only or "c2f" in only:
-            out.append(Job("digits_ast16.yaml", s, "flex", evals=both if "flex" in only else []))
-        if "flex" in only and s == seeds[0]:
-            out += [Job("digits_ast8.yaml", s, "flex", evals=both), Job("digits_ast32.yaml", s, "flex", evals=both)]
-            ast8 = f"fsdd-digits-ast8-s{s}"
-            out += [Job("digits_flexiast.yaml", s, "flex", after=[ast8], evals=both),
-                    Job("digits_flexiast_kd.yaml", s, "flex", after=[ast8], evals=both),
-                    Job("digits_flexiast_scratch.yaml", s, "flex", evals=both)]
-        if "c2f" in only:
-            for sched in ("2-1", "4-1") + (("4-2-1",) if s == seeds[0] else ()):
-                for m in METHODS:
-                    if sched == "4-2-1" and m != "fshift":
-                        continue
-                    out.append(Job(f"digits_c2f_{m}_{sched}.yaml", s, "c2f"))
-        if "axes" in only and s == seeds[0]:
-            axes = [("pi", a) for a in ("both", "time", "freq")]
-            out.append(Job("speakers_ast16.yaml", s, "axes", evals=axes))
-            out += [Job(f"speakers_flexiast_{a}.yaml", s, "axes", after=[f"fsdd-speakers-ast16-s{s}"], evals=axes)
-                    for a in ("both", "time", "freq")]
+    out = []
+    if "flex" in only:
+        ast8 = f"fsdd-digits-ast8-s{s0}"
+        out += [Job("digits_ast16.yaml", s0, "flex", evals=both), Job("digits_ast8.yaml", s0, "flex", evals=both),
+                Job("digits_ast32.yaml", s0, "flex", evals=both),
+                Job("digits_flexiast_scratch.yaml", s0, "flex", evals=both),
+                Job("digits_flexiast.yaml", s0, "flex", after=[ast8], evals=both)]
+    if "c2f" in only:
+        if "flex" not in only:
+            out.append(Job("digits_ast16.yaml", s0, "c2f"))
+        out += [Job(f"digits_c2f_{m}_{sched}.yaml", s0, "c2f") for sched in ("2-1", "4-1") for m in METHODS]
+        out.append(Job("digits_c2f_fshift_4-2-1.yaml", s0, "c2f"))
+    if "axes" in only:
+        axes = [("pi", a) for a in ("both", "time", "freq")]
+        out.append(Job("speakers_ast16.yaml", s0, "axes", evals=axes))
+        out += [Job(f"speakers_flexiast_{a}.yaml", s0, "axes", after=[f"fsdd-speakers-ast16-s{s0}"], evals=axes)
+                for a in ("both", "time", "freq")]
+    if "c2f" in only:
+        for s in rest:
+            out.append(Job("digits_ast16.yaml", s, "c2f"))
+            out += [Job(f"digits_c2f_{m}_2-1.yaml", s, "c2f") for m in METHODS]
+        out += [Job(f"digits_c2f_{m}_4-1.yaml", s, "c2f") for s in rest for m in ("fshift", "patchpi")]
+    if "flex" in only:
+        out.append(Job("digits_flexiast_kd.yaml", s0, "flex", after=[f"fsdd-digits-ast8-s{s0}"], evals=both))
     return out
 
 

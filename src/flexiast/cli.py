@@ -354,9 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="built-in data: train an AST-16 and a FlexiAST, evaluate every patch size, "
                                         "write a report and a figure")
     demo.add_argument("--out", default="flexiast-demo", help="output folder (default ./flexiast-demo)")
-    demo.add_argument("--epochs", type=_positive(int), default=25)
+    demo.add_argument("--epochs", type=_positive(int), default=30)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--train-per-class", type=_positive(int), default=80)
+    demo.add_argument("--train-per-class", type=_positive(int), default=150)
     demo.add_argument("--test-per-class", type=_positive(int), default=25)
     demo.set_defaults(func=cmd_demo)
 

@@ -1,9 +1,11 @@
-"""Helpers shared by the tests: a tiny training recipe and a pickle that would run code."""
+"""Helpers shared by the tests: a tiny training recipe, tiny ImageNet DeiT weights and a pickle that would run code."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import torch
 
 
 def tiny_recipe(root: Path, out: Path, **sections) -> dict:
@@ -34,3 +36,21 @@ class Exploit:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def tiny_deit(width: int = 32, depth: int = 2, grid: int = 14, scale: float = 1.0) -> dict:
+    """A DeiT state dict in timm's layout (RGB 16x16 kernel, ``grid`` x ``grid`` positions, cls and
+    dist tokens, a 1000-class head), ``width`` wide and ``depth`` blocks deep, seeded."""
+    from flexiast import AST
+
+    g = torch.Generator().manual_seed(0)
+    D = width
+    sd = {"cls_token": torch.randn(1, 1, D, generator=g), "dist_token": torch.randn(1, 1, D, generator=g),
+          "pos_embed": torch.randn(1, 2 + grid * grid, D, generator=g),
+          "patch_embed.proj.weight": torch.randn(D, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.zeros(D),
+          "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
+          "head.weight": torch.randn(1000, D, generator=g), "head.bias": torch.zeros(1000)}
+    for k, v in AST(10, embed_dim=D, depth=depth, num_heads=2).state_dict().items():
+        if k.startswith("blocks."):
+            sd[k] = torch.randn(v.shape, generator=g) * scale
+    return sd

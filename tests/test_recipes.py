@@ -28,6 +28,7 @@ import yaml
 from flexiast import AST
 from flexiast.config import load_config
 from flexiast.train import train
+from helpers import tiny_deit
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
@@ -131,16 +132,7 @@ def layouts(tmp_path_factory, fsdd_dir) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def imagenet_deit(tmp_path_factory) -> Path:
     """A 32-wide, one-block DeiT in timm's layout (RGB kernel, 24x24 grid, two prefix tokens)."""
-    g = torch.Generator().manual_seed(0)
-    D = 32
-    sd = {"cls_token": torch.randn(1, 1, D, generator=g), "dist_token": torch.randn(1, 1, D, generator=g),
-          "pos_embed": torch.randn(1, 2 + 24 * 24, D, generator=g),
-          "patch_embed.proj.weight": torch.randn(D, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.zeros(D),
-          "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
-          "head.weight": torch.randn(1000, D, generator=g), "head.bias": torch.zeros(1000)}
-    for k, v in AST(10, embed_dim=D, depth=1, num_heads=2).state_dict().items():
-        if k.startswith("blocks."):
-            sd[k] = torch.randn(v.shape, generator=g) * 0.02
+    sd = tiny_deit(width=32, depth=1, grid=24, scale=0.02)
     path = tmp_path_factory.mktemp("weights") / "deit.pth"
     torch.save({"model": sd}, path)
     return path

@@ -24,7 +24,7 @@ from flexiast.losses import distillation_loss
 from flexiast.resize import resize_pos_grid
 from flexiast.train import Trainer, train
 
-from helpers import Exploit, tiny_recipe
+from helpers import Exploit, tiny_deit, tiny_recipe
 from reference_vit import pinv_resize
 
 def read_csv(path: Path) -> list[dict]:
@@ -466,17 +466,7 @@ def test_multilabel_data_trains_with_bce_and_reports_map(fsdd_small, tmp_path):
 
 
 def test_init_from_imagenet_deit_and_from_a_run(fsdd_small, tmp_path):
-    g = torch.Generator().manual_seed(0)
-    D = 32
-    sd = {"cls_token": torch.randn(1, 1, D, generator=g), "dist_token": torch.randn(1, 1, D, generator=g),
-          "pos_embed": torch.randn(1, 2 + 14 * 14, D, generator=g),
-          "patch_embed.proj.weight": torch.randn(D, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.randn(D),
-          "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
-          "head.weight": torch.randn(1000, D), "head.bias": torch.zeros(1000)}
-    ref = AST(10, embed_dim=D, depth=2, num_heads=2)
-    for k, v in ref.state_dict().items():
-        if k.startswith("blocks."):
-            sd[k] = torch.randn(v.shape, generator=g)
+    sd = tiny_deit(width=32, depth=2, grid=14)
     torch.save({"model": sd}, tmp_path / "deit.pth")
     raw = tiny_recipe(fsdd_small, tmp_path / "run", init={"path": str(tmp_path / "deit.pth")}, phases=[{"steps": 2}])
     with pytest.warns(UserWarning, match="head initialised at random"):

@@ -219,8 +219,10 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
         for resize in ("pi", "bl"):
             dest = out / "eval" / f"{key}-{resize}"
             with contextlib.redirect_stdout(io.StringIO()):
-                cli(["evaluate", str(out / "runs" / key), "--resize", resize, "--out", str(dest), "--no-store",
-                     "--latency-runs", "5", "--label", f"{label} ({resize.upper()})"])
+                code = cli(["evaluate", str(out / "runs" / key), "--resize", resize, "--out", str(dest), "--no-store",
+                            "--latency-runs", "5", "--label", f"{label} ({resize.upper()})"])
+            if code:
+                raise RuntimeError(f"evaluating {out / 'runs' / key} with {resize} failed (the error is above)")
             profiles[f"{label} {resize.upper()}"] = json.loads((dest / "profile.json").read_text())
     figure = plot_profiles(list(profiles.values()), out / "patch_sizes.png", labels=list(profiles),
                            title="flexiast demo: test accuracy at every patch size")

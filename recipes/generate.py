@@ -4,7 +4,7 @@
     python recipes/generate.py --check    # exit 1 if a committed recipe differs from this table
 
 The recipes are plain, self-contained YAML files (users read, copy and edit them); this
-script exists so that some hundred files share one source of truth for the constants they
+script exists so that 114 files share one source of truth for the constants they
 have in common, and ``tests/test_recipes.py`` checks the files against it and runs two
 steps of each.
 
@@ -187,9 +187,8 @@ class Dataset:
     loss: dict = field(default_factory=dict)
 
 
-def _many(epochs: int) -> dict:
-    """AST's balanced-AudioSet schedule, which the c2f paper's 20-epoch datasets adopt: x0.5 every 5 epochs from 10."""
-    return {"name": "multistep", "decay_from": 10, "decay_every": 5, "gamma": 0.5} if epochs >= 20 else {}
+#: AST's balanced-AudioSet schedule, which the c2f paper's 20-epoch datasets adopt: x0.5 every 5 epochs from 10.
+BALANCED_SCHEDULE = {"name": "multistep", "decay_from": 10, "decay_every": 5, "gamma": 0.5}
 
 
 AUDIOSET = Dataset(
@@ -211,7 +210,7 @@ VGGSOUND = Dataset(
     "#   pick the best epoch.",
     {"format": "csv", "root": "/data/vggsound", "options": {"csv_path": "vggsound.csv"}, "train": {"split": "train"},
      "test": {"split": "test"}, "val_fraction": 0.05, "num_workers": 8},
-    {"dataset": "vggsound"}, {"freqm": 48, "timem": 192}, 5e-5, 20, 12, _many(20),
+    {"dataset": "vggsound"}, {"freqm": 48, "timem": 192}, 5e-5, 20, 12, BALANCED_SCHEDULE,
     "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"})
 KINETICS = Dataset(
     "kinetics_sounds", "Kinetics-Sounds (32 classes, accuracy)",
@@ -221,14 +220,14 @@ KINETICS = Dataset(
     {"format": "csv", "root": "/data/kinetics_sounds", "options": {"csv_path": "kinetics_sounds.csv"},
      "train": {"split": "train"}, "test": {"split": "test"}, "val_fraction": 0.05, "num_workers": 8},
     {"target_length": 1024, "mean": -4.2677393, "std": 4.5689974}, {"freqm": 48, "timem": 192}, 5e-5, 20, 12,
-    _many(20), "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"})
+    BALANCED_SCHEDULE, "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"})
 VOXCELEB = Dataset(
     "voxceleb", "VoxCeleb1 speaker identification (1251 speakers, accuracy)",
     "# Layout: ROOT/iden_split.txt ('<1|2|3> idXXXXX/video/00001.wav': 1 train, 2 validation, 3 test) and the\n"
     "#   audio under ROOT/wav/ (or ROOT/). Cut or padded to 1024 frames (10.24 s), as in the papers' AST pipeline.",
     {"format": "voxceleb1", "root": "/data/voxceleb1", "train": {"split": "train"}, "val": {"split": "validation"},
      "test": {"split": "test"}, "num_workers": 8},
-    {"dataset": "voxceleb"}, {"freqm": 48, "timem": 192}, 5e-5, 20, 12, _many(20),
+    {"dataset": "voxceleb"}, {"freqm": 48, "timem": 192}, 5e-5, 20, 12, BALANCED_SCHEDULE,
     "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"})
 ESC50 = Dataset(
     "esc50", "ESC-50 (50 classes, 5-fold accuracy)",

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import torch
 
-from common import machine, summary, timed
+from common import summary, timed
 from flexiast import AST
+from flexiast.config import OptimizerConfig
+from flexiast.optim import build_optimizer
 from flexiast.data import AudioDataset, AugmentConfig, FeatureCache, ShardedSampler, collate, read_manifest
 from flexiast.features import FeatureConfig
 
@@ -34,13 +36,13 @@ def loader_rate(manifest, cfg, workers: int, cache, batches: int, batch: int) ->
         for k, _ in enumerate(loader):
             if k + 1 == batches:
                 break
-    return timed(run, repeats=3, warmup=0)
+    return timed(run, repeats=1 if batches < 5 else 3, warmup=0)
 
 
 def train_rate(batch: int, dtype) -> list[float]:
     torch.manual_seed(0)
     model = AST.preset("tiny", num_classes=10, input_tdim=128)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = build_optimizer(model.parameters(), OptimizerConfig())
     spec, target = torch.randn(batch, 128, 128), torch.randint(0, 10, (batch,))
 
     def step():
@@ -52,38 +54,56 @@ def train_rate(batch: int, dtype) -> list[float]:
     return timed(step, repeats=10, warmup=3)
 
 
-def main() -> str:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--fsdd", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
-    parser.add_argument("--batches", type=int, default=20)
-    args, _ = parser.parse_known_args()
-    batch = 64
-    manifest = read_manifest("fsdd", root=args.fsdd, split="train")
+def measure(fsdd: str, batches: int, quick: bool = False) -> list:
+    batch = 8 if quick else 64
+    manifest = read_manifest("fsdd", root=fsdd, split="train")
+    if quick:
+        manifest.items = manifest.items[:64]
     cfg = FeatureConfig(target_length=128)
     rows = []
     for workers in (0, 2):
         rows.append((f"cold (decode + resample + fbank), {workers} workers",
-                     summary(loader_rate(manifest, cfg, workers, None, args.batches, batch), args.batches * batch)))
+                     summary(loader_rate(manifest, cfg, workers, None, batches, batch), batches * batch)))
     tmp = Path(tempfile.mkdtemp(prefix="flexiast-cache-"))
     try:
         cache = FeatureCache(tmp)
         loader_rate(manifest, cfg, 2, cache, len(manifest) // batch + 1, batch)  # fill the cache
         for workers in (0, 2):
             rows.append((f"cached, {workers} workers",
-                         summary(loader_rate(manifest, cfg, workers, cache, args.batches, batch), args.batches * batch)))
+                         summary(loader_rate(manifest, cfg, workers, cache, batches, batch), batches * batch)))
     finally:
         shutil.rmtree(tmp)
     for dtype in ("fp32", "bf16"):
         rows.append((f"training step, AST-tiny patch 16, {dtype} (consumer)", summary(train_rate(batch, dtype), batch)))
-    lines = ["## Data loading (issue 3)", "", f"`python benchmarks/bench_data.py` on {machine()}.", "",
-             "FSDD training split, 128 frames x 128 bins, SpecAugment on, batch 64; "
-             f"{args.batches} batches per run, 3 runs (training step: 10 steps after 3 warm-up).", "",
+    return rows
+
+
+def section(rows: list, batches: int, batch: int = 64) -> str:
+    lines = ["## Data loading", "", "`python benchmarks/bench_data.py`.", "",
+             f"FSDD training split, 128 frames x 128 bins, SpecAugment on, batch {batch}; "
+             f"{batches} batches per run, 3 runs (training step: 10 steps after 3 warm-up).", "",
              "| what | clips/s (median) | min | max |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {name} | {med:,.0f} | {lo:,.0f} | {hi:,.0f} |" for name, (med, lo, hi) in rows]
     step = rows[-1][1][0]
     lines += ["", f"The cached loader with 2 workers supplies {rows[3][1][0] / step:.1f}x what the bf16 "
               f"training step consumes; the cold loader with 2 workers {rows[1][1][0] / step:.1f}x."]
     return "\n".join(lines) + "\n"
+
+
+def arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fsdd", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--quick", action="store_true")
+    args, _ = parser.parse_known_args(argv)
+    if args.quick:
+        args.batches = 2
+    return args
+
+
+def main(argv=None) -> str:
+    args = arguments(argv)
+    return section(measure(args.fsdd, args.batches, args.quick), args.batches, 8 if args.quick else 64)
 
 
 if __name__ == "__main__":

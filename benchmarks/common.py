@@ -1,4 +1,9 @@
-"""Shared helpers for the benchmark scripts: timing with spread, machine description."""
+"""Shared helpers for the benchmark scripts: timing with spread, machine description, tables.
+
+Every comparison is timed *interleaved*: one call of each contender per round, rounds
+repeated, so a slow spell of this (shared, virtual) machine hits all contenders alike.
+Reported figures are the median over rounds, with the minimum and maximum.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,27 @@ import torch
 
 
 def timed(fn, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Seconds per call of ``fn`` over ``repeats`` calls after ``warmup`` untimed ones."""
+    return interleaved({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each of ``fns``, called in turn, ``repeats`` rounds."""
     for _ in range(warmup):
-        fn()
-    out = []
+        for fn in fns.values():
+            fn()
+    out = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - start)
     return out
+
+
+def spread(seconds: list[float]) -> tuple[float, float, float]:
+    """(median, min, max) of a list of timings."""
+    return statistics.median(seconds), min(seconds), max(seconds)
 
 
 def summary(seconds: list[float], work: float) -> tuple[float, float, float]:
@@ -27,12 +45,33 @@ def summary(seconds: list[float], work: float) -> tuple[float, float, float]:
     return statistics.median(rates), rates[0], rates[-1]
 
 
-def machine() -> str:
+def ratio_spread(slow: list[float], fast: list[float]) -> tuple[float, float, float]:
+    """Median, min and max of the per-round ratio ``slow / fast`` (interleaved rounds)."""
+    r = sorted(a / b for a, b in zip(slow, fast))
+    return statistics.median(r), r[0], r[-1]
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """A Markdown table; the first column left-aligned, the rest right-aligned."""
+    out = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f}"
+
+
+def cpu_name() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+    return cpu
+
+
+def machine() -> str:
+    return (f"{cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} intra-op threads, Python {platform.python_version()}")

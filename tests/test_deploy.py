@@ -57,11 +57,16 @@ def _csv(path: Path) -> list[dict]:
 
 
 def _forward_gflops(d: int, layers: int, classes: int, patch: tuple[int, int]) -> float:
-    """ViT forward FLOPs by hand: patch GEMM, per layer qkv + attention + proj + MLP (4x), head."""
+    """ViT forward FLOPs by hand: patch GEMM, per layer qkv + attention + proj + MLP (4x), head.
+
+    The last layer serves only the 2 prefix tokens the head reads: their queries,
+    attention rows, projections and MLPs, but keys and values for all ``s`` tokens.
+    """
     n = (BINS // patch[0]) * (FRAMES // patch[1])
     s = n + 2
     per_layer = 2 * s * d * 3 * d + 4 * s * s * d + 2 * s * d * d + 2 * 2 * s * d * 4 * d
-    return (2 * n * patch[0] * patch[1] * d + layers * per_layer + 2 * d * classes) / 1e9
+    last = 2 * (2 * s + 2) * d * d + 4 * 2 * s * d + 2 * 2 * d * d + 2 * 2 * 2 * d * 4 * d
+    return (2 * n * patch[0] * patch[1] * d + (layers - 1) * per_layer + last + 2 * d * classes) / 1e9
 
 
 def _test_clips(root: Path) -> list[tuple[Path, int]]:

@@ -51,13 +51,18 @@ def test_training_flops_match_flop_counter(model, kw):
 
 
 def test_components_by_hand():
-    """AST-B/16 on 1024 x 128: 8 x 64 = 512 patches + 2 prefix tokens."""
+    """AST-B/16 on 1024 x 128: 8 x 64 = 512 patches + 2 prefix tokens.
+
+    Eleven layers for all 514 tokens; the last for the 2 prefix tokens, but its keys and
+    values for all 514.
+    """
     c = flops(AST.preset("base", num_classes=527).config, (1024, 128))
     s, d = 514, 768
     assert c.tokens == s and c.grid == (8, 64)
     assert c.patch_embed == 2 * 512 * 256 * d
-    assert c.attention == 4 * s * s * d * 12
-    assert c.mlp == 4 * s * d * 3072 * 12
+    assert c.qkv == 2 * s * d * 3 * d * 11 + 2 * (2 * s + 2) * d * d
+    assert c.attention == 4 * s * s * d * 11 + 4 * 2 * s * d
+    assert c.mlp == 4 * s * d * 3072 * 11 + 4 * 2 * d * 3072
     assert c.patch_resize == 0 and c.head == 2 * d * 527
     assert flops(AST.preset("base").config, (1024, 128), 32).patch_resize == 2 * d * 256 * 1024
 

@@ -418,3 +418,47 @@ def test_malformed_configuration_names_the_file(tmp_path):
     (tmp_path / "m" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
         AST.from_pretrained(tmp_path / "m")
+
+
+def test_forward_runs_the_last_layer_for_the_prefix_only_and_gives_the_full_models_logits():
+    """``forward`` skips the last layer's work for patch tokens; the head sees the same numbers."""
+    torch.manual_seed(0)
+    model = AST(num_classes=5, input_tdim=100, embed_dim=64, depth=3, num_heads=4, drop_path_rate=0.0).eval()
+    spec = _spec(100)
+    with torch.no_grad():
+        full = model.forward_features(spec, patch_size=(8, 20))
+        trimmed = model.forward_features(spec, patch_size=(8, 20), prefix_only=True)
+        logits = model(spec, patch_size=(8, 20))
+    assert full.shape[1] == 2 + 16 * 5 and trimmed.shape[1] == 2
+    torch.testing.assert_close(trimmed, full[:, :2], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, model.head(full[:, :2].mean(1)), rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_attention_on_cpu_matches_float32_attention():
+    """The explicit bf16 path (CPU) against PyTorch's float64 attention, values and gradients."""
+    from flexiast.model import attend
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 66, 64, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    ref.square().sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    out = attend(*(t.to(torch.bfloat16) for t in (q, k, v)))
+    assert out.dtype == torch.bfloat16
+    out.double().square().sum().backward()
+    torch.testing.assert_close(out.double(), ref, rtol=0.03, atol=0.03)
+    for got, want in zip((q.grad, k.grad, v.grad), grads):
+        assert float((got - want).norm() / want.norm()) < 0.03
+
+
+def test_bf16_autocast_logits_follow_float32():
+    torch.manual_seed(0)
+    model = AST(num_classes=5, input_tdim=128, embed_dim=64, depth=2, num_heads=2).eval()
+    spec = _spec(128)
+    with torch.no_grad():
+        ref = model(spec, patch_size=16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(spec, patch_size=16)
+    assert float((low.float() - ref).norm() / ref.norm()) < 0.05

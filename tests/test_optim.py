@@ -67,3 +67,27 @@ def test_weighted_and_fixed_samplers():
     assert {f(s) for s in range(10)} == {(16, 64)}
     with pytest.raises(ValueError, match="weights"):
         PatchSampler([(16, 16), (32, 32)], "weighted", weights=[1])
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_built_optimizer_takes_torchs_reference_steps(name):
+    """The fused kernel build_optimizer picks computes torch's single-tensor Adam/AdamW update."""
+    from flexiast.config import OptimizerConfig
+    from flexiast.optim import build_optimizer
+
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(7, 5)), torch.nn.Parameter(torch.randn(5))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    cfg = OptimizerConfig(name=name, lr=1e-2, weight_decay=0.05)
+    opt = build_optimizer(ours, cfg)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    ref_opt = cls(ref, lr=1e-2, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=0.05, foreach=False)
+    assert opt.defaults.get("fused") is True  # this torch has the CPU kernel
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in ours]
+        for params, optimizer in ((ours, opt), (ref, ref_opt)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            optimizer.step()
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -3,25 +3,28 @@
 Counted as ``torch.utils.flop_counter.FlopCounterMode`` counts: 2 FLOPs per
 multiply-accumulate of every matrix product and convolution; normalisations,
 activations, softmax, interpolation and bias additions are not counted. With ``B`` clips,
-``N = gf * gt`` patch tokens (``gf, gt = floor((n - p) / s) + 1`` per axis), ``S = N + prefix``
-tokens, width ``D``, MLP width ``M``, ``L`` layers, patch area ``K = pf * pt`` and ``C`` classes:
+``N = gf * gt`` patch tokens (``gf, gt = floor((n - p) / s) + 1`` per axis), ``S = N + P``
+tokens of which ``P`` are prefix tokens, width ``D``, MLP width ``M``, ``L`` layers, patch
+area ``K = pf * pt`` and ``C`` classes:
 
-====================  ====================  =============================================
-component             forward               backward
-====================  ====================  =============================================
-patch_resize (PI)     ``2 D K0 K``          ``2 D K0 K`` (the kernel's gradient only)
-patch_embed           ``2 B N K D``         ``2 B N K D`` (no gradient for the input)
-qkv                   ``2 B S D 3D L``      twice forward
-attention             ``4 B S^2 D L``       twice forward (``q k^T`` and ``a v``)
-proj                  ``2 B S D^2 L``       twice forward
-mlp                   ``4 B S D M L``       twice forward
-head                  ``2 B D C``           twice forward
-====================  ====================  =============================================
+====================  ==============================================  ===============================
+component             forward                                         backward
+====================  ==============================================  ===============================
+patch_resize (PI)     ``2 D K0 K``                                    ``2 D K0 K`` (kernel gradient)
+patch_embed           ``2 B N K D``                                   ``2 B N K D`` (no input gradient)
+qkv                   ``2 B D^2 (3 S (L - 1) + 2 S + P)``             twice forward
+attention             ``4 B S D (S (L - 1) + P)``                     twice forward (``q k^T``, ``a v``)
+proj                  ``2 B D^2 (S (L - 1) + P)``                     twice forward
+mlp                   ``4 B D M (S (L - 1) + P)``                     twice forward
+head                  ``2 B D C``                                     twice forward
+====================  ==============================================  ===============================
 
-``K0`` is the stored kernel's area; PI-resize costs nothing at the stored size, and BL
-resizing (interpolation) is not counted. Backward assumes attention does not recompute
-its scores; a flash-attention backward recomputes ``q k^T`` and so costs another
-``2 B S^2 D L``. Training FLOPs are forward + backward, which is about 3x forward.
+The last layer runs only for the ``P`` prefix tokens the head reads, keys and values
+excepted (:meth:`AST.forward_features` with ``prefix_only``). ``K0`` is the stored
+kernel's area; PI-resize costs nothing at the stored size, and BL resizing
+(interpolation) is not counted. Backward assumes attention does not recompute its
+scores; a flash-attention backward recomputes ``q k^T`` and so costs another
+``2 B S^2 D (L - 1)``. Training FLOPs are forward + backward, about 3x forward.
 """
 
 from __future__ import annotations
@@ -95,18 +98,20 @@ def flops(config: ASTConfig | AST | dict, input_shape, patch_size=None, *, strid
     patch, stride = config.resolve_patch(patch_size, stride)
     gf, gt = grid_shape((bins, frames), patch, stride)
     n = gf * gt
-    s = n + config.prefix_tokens
+    p = config.prefix_tokens
+    s = n + p
     d, layers, m = config.embed_dim, config.depth, config.mlp_dim
+    rows = s * (layers - 1) + p  # tokens through each per-token product, summed over layers
     k = patch[0] * patch[1]
     k0 = config.patch_size[0] * config.patch_size[1]
     resized = patch != config.patch_size and resize == "pi"
     return FlopCount(
         patch_resize=2 * d * k0 * k if resized else 0,
         patch_embed=2 * batch * n * k * d,
-        qkv=2 * batch * s * d * 3 * d * layers,
-        attention=4 * batch * s * s * d * layers,
-        proj=2 * batch * s * d * d * layers,
-        mlp=4 * batch * s * d * m * layers,
+        qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + p),
+        attention=4 * batch * s * d * rows,
+        proj=2 * batch * d * d * rows,
+        mlp=4 * batch * d * m * rows,
         head=2 * batch * d * config.num_classes,
         tokens=s,
         grid=(gf, gt),

@@ -147,12 +147,31 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d_head)) v`` over ``[batch, heads, tokens, d_head]``.
+
+    ``scaled_dot_product_attention`` (flash or memory-efficient kernels) everywhere except
+    reduced precision on CPU, where PyTorch's flash kernel is slow: its bf16 backward took
+    7x as long as the two matrix products below on a 66-token AST-tiny layer and 1.6x on a
+    602-token AST-base layer (``benchmarks/bench_attention.py``). There the scores are
+    formed explicitly, with the softmax in float32; they cost ``batch * heads * tokens^2``
+    memory, which at CPU batch sizes is small.
+    """
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
+    weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
+    if dropout_p:
+        weights = F.dropout(weights, dropout_p)
+    return torch.matmul(weights, v)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention, ``softmax(q k^T / sqrt(d_head)) v``, fused qkv.
 
     The qkv weight stacks q, k, v (each ``[dim, dim]``) as in timm and AST checkpoints.
-    The product itself is ``scaled_dot_product_attention`` (flash or memory-efficient
-    kernels where available).
+    With ``queries=n`` only the first ``n`` tokens attend (to all tokens), and only their
+    queries are projected: the output is those ``n`` rows of the full attention.
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, drop: float):
@@ -162,11 +181,19 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.drop = drop
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.drop if self.training else 0.0)
-        return self.proj(x.transpose(1, 2).reshape(b, n, d))
+        h = self.num_heads
+        if queries is None:
+            q, k, v = self.qkv(x).reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        else:
+            w, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :queries], w[:d], None if bias is None else bias[:d])
+            q = q.reshape(b, queries, h, d // h).transpose(1, 2)
+            k, v = F.linear(x, w[d:], None if bias is None else bias[d:]).reshape(b, n, 2, h, d // h).permute(
+                2, 0, 3, 1, 4)
+        x = attend(q, k, v, self.drop if self.training else 0.0)
+        return self.proj(x.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class Mlp(nn.Module):
@@ -183,7 +210,11 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer layer: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+    """Pre-norm transformer layer: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+
+    Every operation but attention acts on each token alone, so the layer's output for
+    the first ``n`` tokens needs only their queries, projections and MLPs.
+    """
 
     def __init__(self, cfg: ASTConfig, drop_path: float):
         super().__init__()
@@ -193,8 +224,10 @@ class Block(nn.Module):
         self.mlp = Mlp(cfg.embed_dim, cfg.mlp_dim, cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+        """The layer for every token, or with ``queries=n`` for the first ``n`` only."""
+        out = self.drop_path(self.attn(self.norm1(x), queries))
+        x = (x if queries is None else x[:, :queries]) + out
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -340,8 +373,14 @@ class AST(nn.Module):
 
     # -- forward ---------------------------------------------------------------------
     def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
-                         stride=None, pos_grid: str = "leading") -> torch.Tensor:
-        """Encoder output for every token, ``[batch, prefix + tokens, dim]``."""
+                         stride=None, pos_grid: str = "leading", prefix_only: bool = False) -> torch.Tensor:
+        """Encoder output for every token, ``[batch, prefix + tokens, dim]``.
+
+        ``prefix_only``: the output for the prefix tokens only, ``[batch, prefix, dim]``,
+        all the head reads. The last layer then runs its queries, projection and MLP for
+        those tokens alone, which saves ``(S - prefix) / S`` of its work but the key and
+        value projections: about 1/L - 1/(6L) of an L-layer model (``flexiast.flops``).
+        """
         self._check_input(spec)
         if resize not in RESIZE_METHODS:
             raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
@@ -353,8 +392,9 @@ class AST(nn.Module):
         prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
         x = self.pos_drop(x)
-        for block in self.blocks:
-            x = block(x)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.config.prefix_tokens if prefix_only and i == last else None)
         return self.norm(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -368,7 +408,7 @@ class AST(nn.Module):
         ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
         positional grid follows (:meth:`pos_embed_for`).
         """
-        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid))
+        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid, prefix_only=True))
 
     def at_patch_size(self, patch_size=None, *, resize: str = "pi", input_tdim: int | None = None,
                       stride=None, pos_grid: str = "leading") -> "AST":

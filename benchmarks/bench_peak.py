@@ -1,0 +1,52 @@
+"""The machine's matrix-multiply peak per dtype: the yardstick for utilisation.
+
+The peak is the best median rate over square products (512-3072) and the products an
+AST layer makes (tokens x width x 3 width, and so on), each timed several times: a
+product a model could not beat, measured on the same machine in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import interleaved, machine, spread, table
+
+SHAPES = [(512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (3072, 3072, 3072),
+          (2112, 192, 576), (2112, 768, 192), (2408, 768, 2304), (2408, 3072, 768)]
+QUICK_SHAPES = [(256, 256, 256), (512, 512, 512)]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def peaks(quick: bool = False) -> dict[str, tuple[float, tuple[int, int, int]]]:
+    """``{dtype: (GFLOP/s, shape)}``: the best of the shapes' median rates."""
+    out = {}
+    for name, dtype in DTYPES.items():
+        best = (0.0, None)
+        for m, k, n in QUICK_SHAPES if quick else SHAPES:
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            med = spread(interleaved({"mm": lambda: a @ b}, repeats=3 if quick else 9, warmup=2)["mm"])[0]
+            best = max(best, (2 * m * k * n / med / 1e9, (m, k, n)), key=lambda t: t[0])
+        out[name] = best
+    return out
+
+
+def section(result: dict) -> str:
+    rows = [[name, f"{rate:,.0f}", "x".join(map(str, shape))] for name, (rate, shape) in result.items()]
+    lines = ["## Matrix-multiply peak", "",
+             "`torch.matmul` on this machine, the best median over square and AST-layer shapes "
+             "(`benchmarks/bench_peak.py`); the denominator of every utilisation below.", ""]
+    return "\n".join(lines + table(["dtype", "GFLOP/s", "best shape (m x k x n)"], rows)) + "\n"
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args, _ = parser.parse_known_args(argv)
+    return section(peaks(args.quick))
+
+
+if __name__ == "__main__":
+    print(f"Machine: {machine()}\n")
+    print(main())

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 
+import bench_attention  # noqa: E402
 import bench_data  # noqa: E402
 import bench_fbank  # noqa: E402
 import bench_latency  # noqa: E402
@@ -25,7 +26,7 @@ import bench_train  # noqa: E402
 from common import machine, ratio_spread, spread, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("peak", "train", "fbank", "scaling", "data", "latency")
+SECTIONS = ("peak", "train", "attention", "fbank", "scaling", "data", "latency")
 
 HEADER = """# Performance
 
@@ -103,6 +104,9 @@ def main(argv=None) -> None:
             res[name] = bench_train.measure(q, peak)
             r = res[name]
             text[name] = bench_train.section(r["results"], r["optimizer"], r["peak"])
+        elif name == "attention":
+            res[name] = bench_attention.measure(q)
+            text[name] = bench_attention.section(res[name])
         elif name == "fbank":
             clips, seconds, repeats = (2, 1.0, 2) if q else (32, 10.0, 7)
             res[name] = bench_fbank.measure(clips, seconds, repeats)

@@ -22,7 +22,7 @@ def test_quick_benchmark_run_writes_every_section(tmp_path, fsdd_dir):
                            "--fsdd", str(fsdd_dir.parent)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    for heading in ("## Targets", "## Matrix-multiply peak", "## Training step against Hugging Face's AST",
+    for heading in ("## Targets", "## Matrix-multiply peak", "## Training step against Hugging Face's AST", "## Attention kernels on CPU",
                     "## Feature extraction", "## Scaling across patch sizes and compression", "## PI-resize cost",
                     "## Data loading", "## Inference latency"):
         assert heading in text, heading

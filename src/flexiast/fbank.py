@@ -18,7 +18,12 @@ here, following Kaldi's ``FbankComputer`` step by step. For each frame ``x`` of
    between ``low_freq`` and ``high_freq``; the Nyquist bin gets no weight;
 7. ``log(max(E_m, eps))`` with ``eps = 1.1920929e-07`` (float32 machine epsilon).
 
-Batched over any leading dimensions, runs on any device, and differentiable. The
+Batched over any leading dimensions, runs on any device, and differentiable. Two
+choices make it fast on CPU (``benchmarks/bench_fbank.py``): the power spectrum is
+``re^2 + im^2`` of two strided views, since a sum over the size-2 axis was several
+times slower; and the mel product uses, for each group of adjacent filters, only the FFT
+bins they touch, about a quarter of the dense product. Together with working clip by
+clip they made a batch of 10 s clips about 5x faster than whole-batch dense steps. The
 coarse-to-fine paper's *Fshift* compression (Feng et al., ICASSP 2024, Sec. 2.3) is this
 function with ``frame_shift_ms`` multiplied by the compression factor C.
 """
@@ -122,11 +127,24 @@ def mel_filterbank(num_mel_bins: int, fft_size: int, sample_rate: float,
 @tensor_cache(64)
 def _constants(window: str, window_size: int, num_mel_bins: int, fft_size: int,
                sample_rate: float, low_freq: float, high_freq: float,
-               device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Window and mel matrix, built once per setting, device and dtype."""
+               device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, list]:
+    """Window and mel blocks, built once per setting, device and dtype.
+
+    The mel matrix is almost all zeros (each FFT bin feeds at most two filters). It is
+    cut into up to four groups of adjacent filters, each kept with only the FFT bins
+    its filters touch: ``(first bin, last bin + 1, weights)``. The product with the
+    blocks is the product with the whole matrix at about a quarter of the work.
+    """
     win = _window(window, window_size).to(device=device, dtype=dtype)
     mel = mel_filterbank(num_mel_bins, fft_size, sample_rate, low_freq, high_freq)
-    return win, mel.to(device=device, dtype=dtype)
+    groups = max(1, min(4, num_mel_bins // 16))
+    blocks = []
+    for g in range(groups):
+        cols = mel[:, g * num_mel_bins // groups:(g + 1) * num_mel_bins // groups]
+        used = cols.ne(0).any(dim=1).nonzero()
+        lo, hi = (int(used.min()), int(used.max()) + 1) if len(used) else (0, 1)
+        blocks.append((lo, hi, cols[lo:hi].to(device=device, dtype=dtype).contiguous()))
+    return win, blocks
 
 
 def _frames(x: torch.Tensor, window: int, shift: int, snip_edges: bool) -> torch.Tensor:
@@ -204,42 +222,70 @@ def fbank(
     out_dtype = waveform.dtype
     dtype = out_dtype if out_dtype in (torch.float32, torch.float64) else torch.float32
     x = waveform.to(dtype)
-    win, mel = _constants(window, win_len, num_mel_bins, fft_size, float(sample_rate),
-                          float(low_freq), float(high_freq), x.device, dtype)
+    win, mel_blocks = _constants(window, win_len, num_mel_bins, fft_size, float(sample_rate),
+                                 float(low_freq), float(high_freq), x.device, dtype)
 
     frames = _frames(x, win_len, shift, snip_edges)
     if frames.shape[-2] == 0:
         width = num_mel_bins + (1 if use_energy else 0)
         return x.new_zeros(*x.shape[:-1], 0, width).to(out_dtype)
+    noise = None
     if dither != 0.0:
-        noise = torch.randn(frames.shape, generator=generator, dtype=dtype, device="cpu")
-        frames = frames + dither * noise.to(frames.device)
-    if remove_dc_offset:
-        frames = frames - frames.mean(dim=-1, keepdim=True)
+        noise = torch.randn(frames.shape, generator=generator, dtype=dtype, device="cpu").to(frames.device)
+    steps = dict(noise=noise, dither=dither, remove_dc_offset=remove_dc_offset, preemphasis=preemphasis,
+                 win=win, fft_size=fft_size, use_power=use_power, use_energy=use_energy, raw_energy=raw_energy,
+                 energy_floor=energy_floor)
+    lead, count = frames.shape[:-2], frames.shape[-2]
+    frames = frames.reshape(-1, count, win_len)  # a view for batched contiguous input
+    if noise is not None:
+        steps["noise"] = noise.reshape(-1, count, win_len)
+    rows = max(1, CHUNK_FLOATS // fft_size)
+    feats = frames.new_empty(frames.shape[0], count, num_mel_bins)
+    energies = []
+    for b in range(frames.shape[0]):
+        for i in range(0, count, rows):
+            power, energy = _frame_power(frames[b, i:i + rows], b, i, steps)
+            col = 0
+            for lo, hi, block in mel_blocks:
+                feats[b, i:i + len(power), col:col + block.shape[1]] = torch.matmul(power[:, lo:hi], block)
+                col += block.shape[1]
+            energies.append(energy)
+    if use_log_fbank:
+        feats = feats.clamp_min(KALDI_LOG_FLOOR).log()
+    if use_energy:
+        e = torch.cat(energies).reshape(frames.shape[0], count, 1)
+        feats = torch.cat([feats, e] if htk_compat else [e, feats], dim=-1)
+    return feats.reshape(*lead, count, feats.shape[-1]).to(out_dtype)
+
+
+#: Frames go through steps 1-5 a block at a time, at most ``CHUNK_FLOATS / fft_size``
+#: frames (1024 for AST's 512-point FFT): the temporaries stay a few MiB however long the
+#: recording. The speed does not depend on it (64 frames to a whole 10 s clip timed alike).
+CHUNK_FLOATS = 1 << 19
+
+
+def _frame_power(frames: torch.Tensor, clip: int, first: int, st: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Steps 1-5 of :func:`fbank` for ``frames[n, W]``, frames ``first..`` of clip ``clip``:
+    the power (or magnitude) spectrum ``[n, N / 2 + 1]`` and the log energy if asked for."""
     log_floor = KALDI_LOG_FLOOR
+    if st["noise"] is not None:
+        frames = frames + st["dither"] * st["noise"][clip, first:first + frames.shape[0]]
+    if st["remove_dc_offset"]:
+        frames = frames - frames.mean(dim=-1, keepdim=True)
 
     def log_energy(f: torch.Tensor) -> torch.Tensor:
         e = f.pow(2).sum(dim=-1).clamp_min(log_floor).log()
-        if energy_floor > 0.0:
-            e = e.clamp_min(math.log(energy_floor))
+        if st["energy_floor"] > 0.0:
+            e = e.clamp_min(math.log(st["energy_floor"]))
         return e
 
-    energy = log_energy(frames) if use_energy and raw_energy else None
-    if preemphasis != 0.0:
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-        frames = frames - preemphasis * previous
-    frames = frames * win
-    if use_energy and not raw_energy:
+    energy = log_energy(frames) if st["use_energy"] and st["raw_energy"] else None
+    k = st["preemphasis"]
+    if k != 0.0:
+        frames = frames - k * torch.cat([frames[:, :1], frames[:, :-1]], dim=-1)
+    frames = frames * st["win"]
+    if st["use_energy"] and not st["raw_energy"]:
         energy = log_energy(frames)
-
-    spectrum = torch.view_as_real(torch.fft.rfft(frames, n=fft_size, dim=-1))
-    power = spectrum.pow(2).sum(dim=-1)
-    if not use_power:
-        power = power.sqrt()
-    feats = torch.matmul(power, mel)
-    if use_log_fbank:
-        feats = feats.clamp_min(log_floor).log()
-    if energy is not None:
-        e = energy.unsqueeze(-1)
-        feats = torch.cat([feats, e] if htk_compat else [e, feats], dim=-1)
-    return feats.to(out_dtype)
+    parts = torch.view_as_real(torch.fft.rfft(frames, n=st["fft_size"], dim=-1)).square()
+    power = parts[..., 0] + parts[..., 1]  # a sum over the size-2 axis is several times slower
+    return (power if st["use_power"] else power.sqrt()), energy

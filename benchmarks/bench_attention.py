@@ -1,11 +1,12 @@
 """Attention on CPU: PyTorch's fused kernel against the explicit product, fp32 and bf16.
 
 Forward and backward of one attention layer's core, ``softmax(q k^T / sqrt(d)) v``, on
-``[batch, heads, tokens, 64]``: an AST-tiny layer at 128 frames (66 tokens, batch 32)
-and an AST-base layer at 512 frames (602 tokens, batch 4). "fused" is
-``scaled_dot_product_attention`` (its flash kernel on CPU); "explicit" is
-``flexiast.model.attend``'s bf16 path, two matrix products and a float32 softmax. This
-is why ``attend`` takes the explicit path for bf16 on CPU and the fused one otherwise.
+``[batch, heads, tokens, 64]``: AST-tiny layers (3 heads) at 128 frames (66 tokens,
+batch 32) and at 1024 frames with patch 32, 16 and 8 (130, 514 and 2,050 tokens, batch
+8). "fused" is ``scaled_dot_product_attention`` (its flash kernel on CPU); "explicit" is
+two matrix products and a float32 softmax. ``flexiast.model.attend`` takes the explicit
+path for bf16 on CPU up to ``EXPLICIT_ATTENTION_MAX_TOKENS`` tokens, the fused one
+otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 
 from common import interleaved, machine, ms, ratio_spread, spread, table
 
-CASES = {"AST-tiny layer, 66 tokens, batch 32, 3 heads": (32, 3, 66), "AST-base layer, 602 tokens, batch 4, 12 heads": (4, 12, 602)}
+CASES = {"66 tokens, batch 32": (32, 3, 66), "130 tokens, batch 8": (8, 3, 130), "514 tokens, batch 8": (8, 3, 514),
+         "2,050 tokens, batch 8": (8, 3, 2050)}
 QUICK = {"2 heads, 34 tokens, batch 2": (2, 2, 34)}
 
 

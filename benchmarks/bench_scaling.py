@@ -8,8 +8,9 @@ Compression C feeds ``1024 / C`` frames at patch 16 to a model built for them, w
 
 PI-resize per step: forward and backward of the kernel resize and the positional-grid
 resize alone, with the pseudo-inverse cached (as from the second step at a size on),
-over the step at that size. One-time cost: computing and caching the pseudo-inverse of
-a size not seen before (float64 SVD of the ``(p^2, 256)`` bilinear matrix).
+over the step at that size. One-time cost: the first resize to a size not seen before,
+which computes and caches the pseudo-inverses (float64 SVDs of the two 1-D ``(p, 16)``
+interpolation matrices).
 """
 
 from __future__ import annotations
@@ -63,13 +64,13 @@ def resize_fn(model: AST, frames: int, patch: int):
 
 
 def one_time_costs(sizes) -> dict[int, float]:
-    """Seconds to build and cache ``pinv(B^T)`` for each size, caches emptied first."""
-    for fn in (resize_mod._pinv64, resize_mod._pinv_cached, resize_mod._bilinear_matrix64):
+    """Seconds of the first PI-resize to each size, the resize caches emptied first."""
+    for fn in (resize_mod._pinv64, resize_mod._axis_cached, resize_mod._axis_matrix64, resize_mod._pi_kron):
         fn.__wrapped__.cache_clear()
     out = {}
     for p in sizes:
         start = time.perf_counter()
-        resize_mod.pi_resize_matrix((16, 16), (p, p))
+        resize_mod.pi_resize(torch.zeros(1, 1, 16, 16), (p, p))
         out[p] = time.perf_counter() - start
     return out
 

@@ -25,6 +25,7 @@ def hf_model(model: AST, attn: str = "sdpa"):
     from transformers.utils import logging
 
     logging.set_verbosity_error()
+    logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save_pretrained(tmp, format="hf")

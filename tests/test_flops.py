@@ -63,8 +63,10 @@ def test_components_by_hand():
     assert c.qkv == 2 * s * d * 3 * d * 11 + 2 * (2 * s + 2) * d * d
     assert c.attention == 4 * s * s * d * 11 + 4 * 2 * s * d
     assert c.mlp == 4 * s * d * 3072 * 11 + 4 * 2 * d * 3072
-    assert c.patch_resize == 0 and c.head == 2 * d * 527
-    assert flops(AST.preset("base").config, (1024, 128), 32).patch_resize == 2 * d * 256 * 1024
+    assert c.patch_resize == c.pos_resize == 0 and c.head == 2 * d * 527
+    c32 = flops(AST.preset("base").config, (1024, 128), 32)
+    assert c32.patch_resize == 2 * d * (32 * 16 * 16 + 32 * 16 * 32)  # rows 16 -> 32, then columns 16 -> 32
+    assert c32.pos_resize == 2 * d * (4 * 8 * 64 + 4 * 64 * 32)  # grid 8 x 64 -> 4 x 32
 
 
 def test_bad_shapes_are_refused(model):

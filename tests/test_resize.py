@@ -167,3 +167,27 @@ def test_ill_conditioned_sizes_still_resize():
     x_hat = F.interpolate(x, size=(39, 39), mode="bilinear", align_corners=False)
     w_hat = pi_resize(w, (39, 39))
     torch.testing.assert_close(x_hat.flatten(1) @ w_hat.flatten(1).T, x.flatten(1) @ w.flatten(1).T)
+
+
+@pytest.mark.parametrize("old,new", [((8, 64), (2, 21)), ((8, 64), (16, 128)), ((12, 101), (12, 40)), ((3, 5), (7, 2))])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_pos_grid_equals_torch_interpolate(old, new, antialias):
+    """The separable matrices carry F.interpolate's weights, antialiasing included, and its gradient."""
+    torch.manual_seed(0)
+    pos = torch.randn(1, 2 + old[0] * old[1], 5, dtype=torch.float64, requires_grad=True)
+    grid = pos[:, 2:].transpose(1, 2).reshape(1, 5, *old)
+    ref = F.interpolate(grid, size=new, mode="bilinear", align_corners=False, antialias=antialias)
+    ref = torch.cat([pos[:, :2], ref.flatten(2).transpose(1, 2)], dim=1)
+    got = resize_pos_grid(pos, old, new, num_prefix_tokens=2, antialias=antialias)
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+    g = torch.randn_like(ref)
+    (want,) = torch.autograd.grad(ref, pos, g)
+    (have,) = torch.autograd.grad(got, pos, g)
+    torch.testing.assert_close(have, want, atol=1e-12, rtol=0)
+
+
+def test_pi_matrix_is_the_pseudo_inverse_of_the_whole_bilinear_matrix():
+    """pinv(B_f^T) (x) pinv(B_t^T) against NumPy's pinv of the full hand-written B^T."""
+    for old, new in (((16, 16), (48, 48)), ((16, 16), (8, 24)), ((16, 16), (30, 12))):
+        expected = np.linalg.pinv(reference_B(old, new).T)
+        np.testing.assert_allclose(pi_resize_matrix(old, new, dtype=torch.float64).numpy(), expected, atol=1e-10)

@@ -10,7 +10,8 @@ area ``K = pf * pt`` and ``C`` classes:
 ====================  ==============================================  ===============================
 component             forward                                         backward
 ====================  ==============================================  ===============================
-patch_resize (PI)     ``2 D K0 K``                                    ``2 D K0 K`` (kernel gradient)
+patch_resize (PI)     ``2 D (pf h0 w0 + pf w0 pt)``                   same (kernel gradient)
+pos_resize            ``2 D (gf' gf0 gt0 + gf' gt0 gt')``             same (grid gradient)
 patch_embed           ``2 B N K D``                                   ``2 B N K D`` (no input gradient)
 qkv                   ``2 B D^2 (3 S (L - 1) + 2 S + P)``             twice forward
 attention             ``4 B S D (S (L - 1) + P)``                     twice forward (``q k^T``, ``a v``)
@@ -20,9 +21,12 @@ head                  ``2 B D C``                                     twice forw
 ====================  ==============================================  ===============================
 
 The last layer runs only for the ``P`` prefix tokens the head reads, keys and values
-excepted (:meth:`AST.forward_features` with ``prefix_only``). ``K0`` is the stored
-kernel's area; PI-resize costs nothing at the stored size, and BL resizing
-(interpolation) is not counted. Backward assumes attention does not recompute its
+excepted (:meth:`AST.forward_features` with ``prefix_only``). Both resizes are two
+matrix products (:mod:`flexiast.resize`): the stored ``h0 x w0`` kernel to ``pf x pt``,
+and the stored ``gf0 x gt0`` positional grid to the ``gf' x gt'`` grid of this patch
+size on the trained input length; each costs nothing at the stored size. BL resizing
+of the kernel (interpolation), and the cut or resize of the grid to another input
+length, are not counted. Backward assumes attention does not recompute its
 scores; a flash-attention backward recomputes ``q k^T`` and so costs another
 ``2 B S^2 D (L - 1)``. Training FLOPs are forward + backward, about 3x forward.
 """
@@ -42,6 +46,7 @@ class FlopCount:
     """FLOPs of one forward pass (``B`` clips at once) per component, and its backward."""
 
     patch_resize: int
+    pos_resize: int
     patch_embed: int
     qkv: int
     attention: int
@@ -64,8 +69,8 @@ class FlopCount:
     def backward(self) -> int:
         """Gradient of every weight; the input spectrogram gets none."""
         c = self.components()
-        return c["patch_resize"] + c["patch_embed"] + 2 * sum(
-            v for k, v in c.items() if k not in ("patch_resize", "patch_embed"))
+        once = ("patch_resize", "pos_resize", "patch_embed")
+        return sum(c[k] for k in once) + 2 * sum(v for k, v in c.items() if k not in once)
 
     @property
     def training(self) -> int:
@@ -103,10 +108,12 @@ def flops(config: ASTConfig | AST | dict, input_shape, patch_size=None, *, strid
     d, layers, m = config.embed_dim, config.depth, config.mlp_dim
     rows = s * (layers - 1) + p  # tokens through each per-token product, summed over layers
     k = patch[0] * patch[1]
-    k0 = config.patch_size[0] * config.patch_size[1]
+    (h0, w0), (pf, pt) = config.patch_size, patch
     resized = patch != config.patch_size and resize == "pi"
+    (gf0, gt0), (rf, rt) = config.grid, grid_shape(config.input_size, patch, stride)
     return FlopCount(
-        patch_resize=2 * d * k0 * k if resized else 0,
+        patch_resize=2 * d * (pf * h0 * w0 + pf * w0 * pt) if resized else 0,
+        pos_resize=2 * d * (rf * gf0 * gt0 + rf * gt0 * rt) if (rf, rt) != (gf0, gt0) else 0,
         patch_embed=2 * batch * n * k * d,
         qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + p),
         attention=4 * batch * s * d * rows,

@@ -147,17 +147,22 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
+#: Longest key sequence for which :func:`attend` forms the scores explicitly on CPU in bf16.
+EXPLICIT_ATTENTION_MAX_TOKENS = 256
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d_head)) v`` over ``[batch, heads, tokens, d_head]``.
 
     ``scaled_dot_product_attention`` (flash or memory-efficient kernels) everywhere except
-    reduced precision on CPU, where PyTorch's flash kernel is slow: its bf16 backward took
-    7x as long as the two matrix products below on a 66-token AST-tiny layer and 1.6x on a
-    602-token AST-base layer (``benchmarks/bench_attention.py``). There the scores are
-    formed explicitly, with the softmax in float32; they cost ``batch * heads * tokens^2``
-    memory, which at CPU batch sizes is small.
+    short sequences in reduced precision on CPU, where PyTorch's flash kernel is slow:
+    forward and backward of a 66-token AST-tiny layer (128 frames, batch 32) took it 5x as
+    long as the two matrix products below, and 2x at 130 tokens; from about 256 tokens on
+    the two are even and then flash wins, 3x at 2,050 (``benchmarks/bench_attention.py``).
+    There the scores are formed explicitly, with the softmax in float32.
     """
-    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+    if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16)
+            or k.shape[-2] > EXPLICIT_ATTENTION_MAX_TOKENS):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
     weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)

@@ -80,13 +80,31 @@ def compare(name: str, case: dict, dtype: str, peak: float, compile_: bool) -> d
         compile_s = time.perf_counter() - start
     times = interleaved(fns, repeats=case["repeats"], warmup=1)
     peer = min(("HF sdpa", "HF eager"), key=lambda k: spread(times[k])[0])
+    share = {k: matrix_share(fns[k], 1 if case["batch"] <= 4 else 2) for k in ("flexiast", peer)}
     ours_flops = flops(model, spec.shape).training
     peer_flops = full_last_layer_flops(model, spec.shape)
     return dict(name=name, dtype=dtype, times=times, peer=peer, batch=case["batch"], compile_s=compile_s, peak=peak,
+                share=share,
                 ours_util=ours_flops / spread(times["flexiast"])[0] / 1e9 / peak,
                 peer_util=peer_flops / spread(times[peer])[0] / 1e9 / peak,
                 compiled_util=(ours_flops / spread(times["flexiast compiled"])[0] / 1e9 / peak) if compile_ else None,
                 ours_flops=ours_flops, peer_flops=peer_flops)
+
+
+MATRIX_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+              "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
+def matrix_share(step, steps: int = 2) -> float:
+    """Share of a step's self CPU time (torch.profiler) spent in matrix products and fused attention."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in MATRIX_OPS) / total
 
 
 def optimizer_rows(quick: bool) -> list[list]:
@@ -126,12 +144,16 @@ def section(results: list[dict], opt_rows: list[list], peak: dict) -> str:
             cm, clo, chi = ratio_spread(t[r["peer"]], t["flexiast compiled"])
             comp = f"{cm:.2f}x ({clo:.2f}-{chi:.2f}), {r['compiled_util']:.0%} of peak, {r['compile_s']:.0f} s to compile"
         bound = spread(t[r["peer"]])[0] / (r["ours_flops"] / 1e9 / r["peak"])
+        shares = f"{r['share']['flexiast']:.0%} / {r['share'][r['peer']]:.0%}"
         rows.append([r["name"], r["dtype"], r["peer"], f"{med:.2f}x ({lo:.2f}-{hi:.2f})", f"{bound:.2f}x", util,
-                     f"{r['peer_util']:.0%}", comp])
+                     f"{r['peer_util']:.0%}", shares, comp])
     lines += table(["model", "dtype", "peer", "flexiast eager vs peer", "bound", "flexiast util.", "peer util.",
-                    "flexiast compiled vs peer"], rows)
+                    "matrix share, flexiast / peer", "flexiast compiled vs peer"], rows)
     lines += ["", "*bound*: the speed-up over the peer of a step that did flexiast's matrix-product FLOPs at "
-              "the measured peak and nothing else; no implementation of this model can exceed it here."]
+              "the measured peak and nothing else; no implementation of this model can exceed it here. "
+              "*matrix share*: the part of each step's CPU time (torch.profiler, self time) spent in matrix "
+              "products and fused attention; the rest is normalisation, GELU, softmax, casts, residual "
+              "additions and the optimizer, element-wise work that eager PyTorch runs one operation at a time."]
     lines += ["", f"Peaks: fp32 {peak['fp32']:,.0f} GFLOP/s, bf16 {peak['bf16']:,.0f} GFLOP/s.", "",
               "Adam's step alone on AST-base's parameters (86 M), one step, ms:", ""]
     lines += table(["Adam", "median", "min", "max", "speed-up"], opt_rows)

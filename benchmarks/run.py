@@ -124,7 +124,9 @@ def main(argv=None) -> None:
         took[name] = time.perf_counter() - start
         print(text[name], flush=True)
     when = time.strftime("%Y-%m-%d") + ", " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in took.items())
-    body = HEADER.format(when=when, machine=machine()) + targets(res) + "\n" + "\n".join(text[k] for k in text)
+    findings = (Path(__file__).parent / "findings.md").read_text()
+    body = (HEADER.format(when=when, machine=machine()) + targets(res) + "\n" + findings + "\n"
+            + "\n".join(text[k] for k in text))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)

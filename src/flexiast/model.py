@@ -147,22 +147,26 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
-#: Longest key sequence for which :func:`attend` forms the scores explicitly on CPU in bf16.
-EXPLICIT_ATTENTION_MAX_TOKENS = 256
+#: Most attention scores (batch x heads x queries x keys) for which :func:`attend` forms
+#: them explicitly on CPU in bf16: 2^23, 32 MiB of float32 softmax.
+EXPLICIT_ATTENTION_MAX_SCORES = 1 << 23
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d_head)) v`` over ``[batch, heads, tokens, d_head]``.
 
     ``scaled_dot_product_attention`` (flash or memory-efficient kernels) everywhere except
-    short sequences in reduced precision on CPU, where PyTorch's flash kernel is slow:
-    forward and backward of a 66-token AST-tiny layer (128 frames, batch 32) took it 5x as
-    long as the two matrix products below, and 2x at 130 tokens; from about 256 tokens on
-    the two are even and then flash wins, 3x at 2,050 (``benchmarks/bench_attention.py``).
-    There the scores are formed explicitly, with the softmax in float32.
+    small score matrices in reduced precision on CPU, where PyTorch's flash kernel is slow.
+    Forward and backward of AST-tiny layers took it 4.4x as long as the two matrix
+    products below at 66 tokens (batch 32), 3.6x at 130 and 2x at 514 (batch 8). At 2,050
+    tokens the fused kernel was 3x faster, and a 602-token AST-base layer (batch 4, 12
+    heads) went either way between runs (``benchmarks/bench_attention.py``). So the
+    scores are formed explicitly, with the softmax in float32, while they number at most
+    ``EXPLICIT_ATTENTION_MAX_SCORES``.
     """
+    b, h, n, _ = q.shape
     if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16)
-            or k.shape[-2] > EXPLICIT_ATTENTION_MAX_TOKENS):
+            or b * h * n * k.shape[-2] > EXPLICIT_ATTENTION_MAX_SCORES):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
     weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)

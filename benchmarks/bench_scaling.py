@@ -96,6 +96,12 @@ def measure(quick: bool) -> dict:
                 comp_tokens={c: flops(build(quick, frames // c), (frames // c, 128)).tokens for c in (1, 2, 4)})
 
 
+def flexiast_share(r: dict) -> float:
+    """Resize time over step time when every size is drawn equally often (FlexiAST, Sec. 2.3)."""
+    return (sum(spread(r["resize"][p])[0] for p in r["sizes"] if p != 16)
+            / sum(spread(r["step"][p])[0] for p in r["sizes"]))
+
+
 def section(r: dict) -> str:
     doc = __doc__.split("\n\n", 1)[1].split("\n\n")
     lines = ["## Scaling across patch sizes and compression", "", "`python benchmarks/bench_scaling.py`. " +
@@ -128,6 +134,8 @@ def section(r: dict) -> str:
         rows.append([p, f"{med * 1e3:.3f}", f"{lo * 1e3:.3f}-{hi * 1e3:.3f}", f"{med / spread(r['step'][p])[0]:.3%}",
                      ms(r["first"][p])])
     lines += table(["patch", "ms per step (median)", "min-max", "share of the step", "first use, ms"], rows)
+    lines += ["", f"Over FlexiAST's uniform draw of these sizes the resizes take {flexiast_share(r):.3%} of the "
+              "training time (sum of the resize medians over the sum of the step medians)."]
     return "\n".join(lines) + "\n"
 
 

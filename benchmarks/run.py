@@ -63,8 +63,11 @@ def targets(res: dict) -> str:
             add(f"fbank vs {r['name']}, one thread each", f">= {goal}x", f"{med:.1f}x", med >= goal)
     if "scaling" in res:
         s = res["scaling"]
-        share = max(spread(s["resize"][p])[0] / spread(s["step"][p])[0] for p in s["sizes"] if p != 16)
-        add("PI-resize per step, cached, worst size", "< 1% of the step", f"{share:.2%}", share < 0.01)
+        share = bench_scaling.flexiast_share(s)
+        add("PI-resize per step, cached, over FlexiAST's sizes", "< 1% of the step", f"{share:.2%}", share < 0.01)
+        worst = max(s["sizes"], key=lambda p: spread(s["resize"][p])[0] / spread(s["step"][p])[0] if p != 16 else 0)
+        share = spread(s["resize"][worst])[0] / spread(s["step"][worst])[0]
+        add(f"PI-resize per step, cached, worst size ({worst})", "< 1% of the step", f"{share:.2%}", share < 0.01)
         if 32 in s["step"]:
             x = spread(s["step"][16])[0] / spread(s["step"][32])[0]
             add("patch 32 vs patch 16 step", ">= 3.5x", f"{x:.2f}x", x >= 3.5)

@@ -65,8 +65,8 @@ def test_components_by_hand():
     assert c.mlp == 4 * s * d * 3072 * 11 + 4 * 2 * d * 3072
     assert c.patch_resize == c.pos_resize == 0 and c.head == 2 * d * 527
     c32 = flops(AST.preset("base").config, (1024, 128), 32)
-    assert c32.patch_resize == 2 * d * (32 * 16 * 16 + 32 * 16 * 32)  # rows 16 -> 32, then columns 16 -> 32
-    assert c32.pos_resize == 2 * d * (4 * 8 * 64 + 4 * 64 * 32)  # grid 8 x 64 -> 4 x 32
+    assert c32.patch_resize == 2 * d * (16 * 16 * 32 + 32 * 16 * 32)  # columns 16 -> 32, then rows 16 -> 32
+    assert c32.pos_resize == 2 * d * (8 * 64 * 32 + 4 * 8 * 32)  # grid 8 x 64: time to 32, then frequency to 4
 
 
 def test_bad_shapes_are_refused(model):

@@ -10,8 +10,8 @@ area ``K = pf * pt`` and ``C`` classes:
 ====================  ==============================================  ===============================
 component             forward                                         backward
 ====================  ==============================================  ===============================
-patch_resize (PI)     ``2 D (pf h0 w0 + pf w0 pt)``                   same (kernel gradient)
-pos_resize            ``2 D (gf' gf0 gt0 + gf' gt0 gt')``             same (grid gradient)
+patch_resize (PI)     ``2 D (h0 w0 pt + pf h0 pt)``                   same (kernel gradient)
+pos_resize            ``2 D (gf0 gt0 gt' + gf' gf0 gt')``             same (grid gradient)
 patch_embed           ``2 B N K D``                                   ``2 B N K D`` (no input gradient)
 qkv                   ``2 B D^2 (3 S (L - 1) + 2 S + P)``             twice forward
 attention             ``4 B S D (S (L - 1) + P)``                     twice forward (``q k^T``, ``a v``)
@@ -112,8 +112,8 @@ def flops(config: ASTConfig | AST | dict, input_shape, patch_size=None, *, strid
     resized = patch != config.patch_size and resize == "pi"
     (gf0, gt0), (rf, rt) = config.grid, grid_shape(config.input_size, patch, stride)
     return FlopCount(
-        patch_resize=2 * d * (pf * h0 * w0 + pf * w0 * pt) if resized else 0,
-        pos_resize=2 * d * (rf * gf0 * gt0 + rf * gt0 * rt) if (rf, rt) != (gf0, gt0) else 0,
+        patch_resize=2 * d * (h0 * w0 * pt + pf * h0 * pt) if resized else 0,
+        pos_resize=2 * d * (gf0 * gt0 * rt + rf * gf0 * rt) if (rf, rt) != (gf0, gt0) else 0,
         patch_embed=2 * batch * n * k * d,
         qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + p),
         attention=4 * batch * s * d * rows,

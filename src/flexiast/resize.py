@@ -153,9 +153,16 @@ def _pi_kron(old: tuple[int, int], new: tuple[int, int], device: torch.device, d
     return torch.kron(_pinv64(old[0], new[0]), _pinv64(old[1], new[1])).to(device=device, dtype=dtype)
 
 
-def _separable(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``rows @ x @ cols^T`` over the last two axes of ``x``."""
-    return torch.matmul(torch.matmul(rows, x), cols.T)
+def _two_axes(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``rows @ x[k] @ cols^T`` for every ``k`` of ``x[k, h, w]``, as two plain matrix products.
+
+    A broadcast ``torch.matmul`` would run one small product per ``k`` (a loop on CPU);
+    moving the axis being resized to the front makes each step one GEMM.
+    """
+    k, h, w = x.shape
+    y = x.reshape(k * h, w) @ cols.T  # [k * h, w']
+    y = rows @ y.reshape(k, h, -1).transpose(0, 1).reshape(h, -1)  # [h', k * w']
+    return y.reshape(rows.shape[0], k, -1).transpose(0, 1)  # [k, h', w']
 
 
 def _check_kernel(weight: torch.Tensor) -> None:
@@ -180,8 +187,8 @@ def pi_resize(weight: torch.Tensor, new_size) -> torch.Tensor:
     pf = _axis_cached("pi", old[0], new[0], weight.device, dtype)
     pt = _axis_cached("pi", old[1], new[1], weight.device, dtype)
     with torch.autocast(device_type=weight.device.type, enabled=False):
-        resized = _separable(weight.to(dtype), pf, pt)
-    return resized.to(weight.dtype)
+        resized = _two_axes(weight.to(dtype).flatten(0, 1), pf, pt)
+    return resized.reshape(*weight.shape[:2], *new).to(weight.dtype)
 
 
 def bilinear_resize(weight: torch.Tensor, new_size, *, antialias: bool = True) -> torch.Tensor:
@@ -209,7 +216,7 @@ def resize_patch_weight(weight: torch.Tensor, new_size, method: str = "pi") -> t
     raise ValueError(f"resize={method!r} is not one of {', '.join(RESIZE_METHODS)}")
 
 
-def _split(pos_embed: torch.Tensor, old_grid: tuple[int, int], num_prefix_tokens: int):
+def _check_tokens(pos_embed: torch.Tensor, old_grid: tuple[int, int], num_prefix_tokens: int) -> None:
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
         raise ValueError(f"expected positional embeddings [1, tokens, dim], got {tuple(pos_embed.shape)}")
     expected = num_prefix_tokens + old_grid[0] * old_grid[1]
@@ -217,6 +224,10 @@ def _split(pos_embed: torch.Tensor, old_grid: tuple[int, int], num_prefix_tokens
         raise ValueError(f"positional embeddings have {pos_embed.shape[1]} tokens; a "
                          f"{old_grid[0]}x{old_grid[1]} grid with {num_prefix_tokens} prefix "
                          f"tokens needs {expected}")
+
+
+def _split(pos_embed: torch.Tensor, old_grid: tuple[int, int], num_prefix_tokens: int):
+    _check_tokens(pos_embed, old_grid, num_prefix_tokens)
     prefix = pos_embed[:, :num_prefix_tokens]
     grid = pos_embed[:, num_prefix_tokens:].transpose(1, 2).reshape(1, -1, *old_grid)
     return prefix, grid
@@ -237,17 +248,19 @@ def resize_pos_grid(pos_embed: torch.Tensor, old_grid, new_grid, *, num_prefix_t
     included).
     """
     old, new = to_pair(old_grid, "old_grid"), to_pair(new_grid, "new_grid")
+    _check_tokens(pos_embed, old, num_prefix_tokens)
     if old == new:
-        _split(pos_embed, old, num_prefix_tokens)
         return pos_embed
-    prefix, grid = _split(pos_embed, old, num_prefix_tokens)
     kind = "aa" if antialias else "bl"
-    dtype = torch.float64 if grid.dtype == torch.float64 else torch.float32
-    rows = _axis_cached(kind, old[0], new[0], grid.device, dtype)
-    cols = _axis_cached(kind, old[1], new[1], grid.device, dtype)
+    dtype = torch.float64 if pos_embed.dtype == torch.float64 else torch.float32
+    rows = _axis_cached(kind, old[0], new[0], pos_embed.device, dtype)
+    cols = _axis_cached(kind, old[1], new[1], pos_embed.device, dtype)
+    p, d = num_prefix_tokens, pos_embed.shape[-1]
     with torch.autocast(device_type=pos_embed.device.type, enabled=False):
-        grid = _separable(grid.to(dtype), rows, cols).to(pos_embed.dtype)
-    return _join(prefix, grid)
+        grid = pos_embed[0, p:].to(dtype).reshape(old[0], old[1], d).permute(2, 0, 1)  # [d, f, t]
+        grid = _two_axes(grid, rows, cols)  # [d, f', t']
+    body = grid.permute(1, 2, 0).reshape(1, new[0] * new[1], d).to(pos_embed.dtype)
+    return torch.cat([pos_embed[:, :p], body], dim=1)
 
 
 def ast_adapt_pos_grid(pos_embed: torch.Tensor, old_grid, new_grid, *,

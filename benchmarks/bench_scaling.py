@@ -106,7 +106,7 @@ def section(r: dict) -> str:
     doc = __doc__.split("\n\n", 1)[1].split("\n\n")
     lines = ["## Scaling across patch sizes and compression", "", "`python benchmarks/bench_scaling.py`. " +
              doc[0].replace("\n", " ").replace("batch 8", f"batch {r['batch']}").replace(
-                 "10 s clips (1024 frames", f"clips of {r['frames']} frames (").replace("1024 / C", f"{r['frames']} / C"),
+                 "10 s clips (1024 frames x 128 bins)", f"clips of {r['frames']} frames x 128 bins").replace("1024 / C", f"{r['frames']} / C"),
              ""]
     ref = spread(r["step"][16])[0]
     rows = []

@@ -157,12 +157,14 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
 
     ``scaled_dot_product_attention`` (flash or memory-efficient kernels) everywhere except
     small score matrices in reduced precision on CPU, where PyTorch's flash kernel is slow.
-    Forward and backward of AST-tiny layers took it 4.4x as long as the two matrix
-    products below at 66 tokens (batch 32), 3.6x at 130 and 2x at 514 (batch 8). At 2,050
-    tokens the fused kernel was 3x faster, and a 602-token AST-base layer (batch 4, 12
-    heads) went either way between runs (``benchmarks/bench_attention.py``). So the
-    scores are formed explicitly, with the softmax in float32, while they number at most
-    ``EXPLICIT_ATTENTION_MAX_SCORES``.
+    Forward and backward of AST-tiny layers took it 5x as long as the two matrix products
+    below at 66 tokens (batch 32), 3x at 130 and 2x at 514 (batch 8); at 2,050 tokens it
+    was 2.4x faster (``benchmarks/bench_attention.py``). So the scores are formed
+    explicitly, with the softmax in float32, while they number at most
+    ``EXPLICIT_ATTENTION_MAX_SCORES``: 32 MiB of float32, glibc's largest heap allocation.
+    Beyond it every call maps and faults in fresh pages, and the outcome depends on the
+    process: a 602-token AST-base layer (batch 4, 12 heads, 17 M scores) ran 2.1x faster
+    explicitly inside the benchmark suite and 1.5x slower in a fresh process.
     """
     b, h, n, _ = q.shape
     if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16)

@@ -12,12 +12,11 @@ fused one otherwise.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 import torch.nn.functional as F
 
-from common import interleaved, machine, ms, ratio_spread, spread, table
+from common import interleaved, ms, ratio_spread, run_script, spread, table
 
 CASES = {"66 tokens, batch 32": (32, 3, 66), "130 tokens, batch 8": (8, 3, 130), "514 tokens, batch 8": (8, 3, 514),
          "AST-base, 602 tokens, batch 4": (4, 12, 602), "2,050 tokens, batch 8": (8, 3, 2050)}
@@ -60,13 +59,5 @@ def section(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args, _ = parser.parse_known_args(argv)
-    return section(measure(args.quick))
-
-
 if __name__ == "__main__":
-    print(f"Machine: {machine()}\n")
-    print(main())
+    run_script(__doc__, measure, section)

@@ -10,7 +10,6 @@ threads as torch. Each path's logits are checked against eager fp32 before timin
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import interleaved, machine, ms, spread, table
+from common import interleaved, ms, run_script, spread, table
 from flexiast import AST, flops
 from flexiast.export import export_onnx
 
@@ -102,13 +101,5 @@ def section(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args, _ = parser.parse_known_args(argv)
-    return section(measure(args.quick))
-
-
 if __name__ == "__main__":
-    print(f"Machine: {machine()}\n")
-    print(main())
+    run_script(__doc__, measure, section)

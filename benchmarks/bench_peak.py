@@ -7,11 +7,10 @@ product a model could not beat, measured on the same machine in the same run.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 
-from common import interleaved, machine, spread, table
+from common import interleaved, run_script, spread, table
 
 SHAPES = [(512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (3072, 3072, 3072),
           (2112, 192, 576), (2112, 768, 192), (2408, 768, 2304), (2408, 3072, 768)]
@@ -40,13 +39,5 @@ def section(result: dict) -> str:
     return "\n".join(lines + table(["dtype", "GFLOP/s", "best shape (m x k x n)"], rows)) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args, _ = parser.parse_known_args(argv)
-    return section(peaks(args.quick))
-
-
 if __name__ == "__main__":
-    print(f"Machine: {machine()}\n")
-    print(main())
+    run_script(__doc__, peaks, section)

@@ -15,13 +15,12 @@ interpolation matrices).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
-from common import interleaved, machine, ms, spread, table
+from common import interleaved, ms, run_script, spread, table
 from flexiast import AST, flops
 from flexiast import resize as resize_mod
 from flexiast.resize import grid_shape, resize_patch_weight
@@ -139,13 +138,5 @@ def section(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args, _ = parser.parse_known_args(argv)
-    return section(measure(args.quick))
-
-
 if __name__ == "__main__":
-    print(f"Machine: {machine()}\n")
-    print(main())
+    run_script(__doc__, measure, section)

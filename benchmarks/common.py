@@ -7,6 +7,7 @@ Reported figures are the median over rounds, with the minimum and maximum.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -75,3 +76,12 @@ def cpu_name() -> str:
 def machine() -> str:
     return (f"{cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} intra-op threads, Python {platform.python_version()}")
+
+
+def run_script(doc: str, measure, section) -> None:
+    """Command line of a benchmark module: ``--quick``, then print its section."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, two repeats: checks the script runs")
+    args = parser.parse_args()
+    print(f"Machine: {machine()}\n")
+    print(section(measure(args.quick)))

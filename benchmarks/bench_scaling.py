@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from common import interleaved, ms, run_script, spread, table
 from flexiast import AST, flops
+from flexiast.config import OptimizerConfig
+from flexiast.optim import build_optimizer
 from flexiast import resize as resize_mod
 from flexiast.resize import grid_shape, resize_patch_weight
 
@@ -37,7 +39,7 @@ def build(quick: bool, frames: int) -> AST:
 
 def step_fn(model: AST, frames: int, batch: int, patch: int):
     spec, target = torch.randn(batch, frames, 128), torch.randint(0, 527, (batch,))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    opt = build_optimizer(model.parameters(), OptimizerConfig())
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16):

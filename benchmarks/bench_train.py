@@ -6,8 +6,8 @@ the same weights, with the same optimizer (AST's Adam, built by
 of its attention implementations ("sdpa", "eager") and the faster one is the peer.
 bf16 means ``torch.autocast("cpu", torch.bfloat16)`` around the forward for both.
 Utilisation is ``flexiast.flops(...).training`` per second over the measured peak
-(``bench_peak``) of the same dtype; the peer's is computed from its own FLOPs (it runs the
-whole last layer, :mod:`flexiast.flops` counts it once more).
+(``bench_peak``) of the same dtype; the peer's is
+computed from its own FLOPs, its whole last layer included.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ def section(results: list[dict], opt_rows: list[list], peak: dict) -> str:
               "products and fused attention; the rest is normalisation, GELU, softmax, casts, residual "
               "additions and the optimizer, element-wise work that eager PyTorch runs one operation at a time."]
     lines += ["", f"Peaks: fp32 {peak['fp32']:,.0f} GFLOP/s, bf16 {peak['bf16']:,.0f} GFLOP/s.", "",
-              "Adam's step alone on AST-base's parameters (86 M), one step, ms:", ""]
+              "Adam's step alone on AST-base's parameters (86 M), one step, ms (flexiast uses the default; "
+              "see the findings):", ""]
     lines += table(["Adam", "median", "min", "max", "speed-up"], opt_rows)
     return "\n".join(lines) + "\n"
 

@@ -71,7 +71,7 @@ def test_weighted_and_fixed_samplers():
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_built_optimizer_takes_torchs_reference_steps(name):
-    """The fused kernel build_optimizer picks computes torch's single-tensor Adam/AdamW update."""
+    """build_optimizer's optimizer takes torch's single-tensor Adam/AdamW steps with the recipe's settings."""
     from flexiast.config import OptimizerConfig
     from flexiast.optim import build_optimizer
 
@@ -82,7 +82,6 @@ def test_built_optimizer_takes_torchs_reference_steps(name):
     opt = build_optimizer(ours, cfg)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
     ref_opt = cls(ref, lr=1e-2, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=0.05, foreach=False)
-    assert opt.defaults.get("fused") is True  # this torch has the CPU kernel
     for step in range(5):
         grads = [torch.randn_like(p) for p in ours]
         for params, optimizer in ((ours, opt), (ref, ref_opt)):

@@ -356,7 +356,16 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path):
     wa = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
     for k in wa:
-        torch.testing.assert_close(wb[k], wa[k], atol=2e-5, rtol=1e-4)
+        a, b = wa[k], wb[k]
+        if k.endswith("attn.qkv.bias"):
+            # The key bias gets no gradient in exact arithmetic (softmax ignores a shift shared
+            # by all of a query's scores), only rounding noise, which differs with the
+            # all-reduce's order and which Adam scales up: it must stay near its zero start in
+            # both runs, and the query and value biases must agree.
+            d = a.shape[0] // 3
+            assert a[d:2 * d].abs().max() < 1e-4 and b[d:2 * d].abs().max() < 1e-4
+            a, b = torch.cat([a[:d], a[2 * d:]]), torch.cat([b[:d], b[2 * d:]])
+        torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4)
 
 
 # -- k-fold -----------------------------------------------------------------------------------------

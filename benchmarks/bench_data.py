@@ -16,10 +16,8 @@ from pathlib import Path
 
 import torch
 
-from common import summary, timed
+from common import summary, timed, train_step
 from flexiast import AST
-from flexiast.config import OptimizerConfig
-from flexiast.optim import build_optimizer
 from flexiast.data import AudioDataset, AugmentConfig, FeatureCache, ShardedSampler, collate, read_manifest
 from flexiast.features import FeatureConfig
 
@@ -42,16 +40,8 @@ def loader_rate(manifest, cfg, workers: int, cache, batches: int, batch: int) ->
 def train_rate(batch: int, dtype) -> list[float]:
     torch.manual_seed(0)
     model = AST.preset("tiny", num_classes=10, input_tdim=128)
-    opt = build_optimizer(model.parameters(), OptimizerConfig())
     spec, target = torch.randn(batch, 128, 128), torch.randint(0, 10, (batch,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = torch.nn.functional.cross_entropy(model(spec), target)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return timed(step, repeats=10, warmup=3)
+    return timed(train_step(model, model, spec, target, dtype), repeats=10, warmup=3)
 
 
 def measure(fsdd: str, batches: int, quick: bool = False) -> list:

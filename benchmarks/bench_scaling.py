@@ -18,12 +18,9 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 
-from common import interleaved, ms, run_script, spread, table
+from common import interleaved, ms, run_script, spread, table, train_step
 from flexiast import AST, flops
-from flexiast.config import OptimizerConfig
-from flexiast.optim import build_optimizer
 from flexiast import resize as resize_mod
 from flexiast.resize import grid_shape, resize_patch_weight
 
@@ -39,15 +36,7 @@ def build(quick: bool, frames: int) -> AST:
 
 def step_fn(model: AST, frames: int, batch: int, patch: int):
     spec, target = torch.randn(batch, frames, 128), torch.randint(0, 527, (batch,))
-    opt = build_optimizer(model.parameters(), OptimizerConfig())
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(spec, patch_size=patch).float(), target)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
+    return train_step(model, lambda x: model(x, patch_size=patch), spec, target, "bf16")
 
 
 def resize_fn(model: AST, frames: int, patch: int):

@@ -16,31 +16,16 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
 from bench_peak import peaks
-from common import interleaved, machine, ms, ratio_spread, spread, table
+from common import interleaved, machine, ms, ratio_spread, spread, table, train_step
 from flexiast import AST, flops
-from flexiast.config import OptimizerConfig
-from flexiast.optim import build_optimizer
 from peers import hf_logits, hf_model
 
 CASES = {"AST-tiny, 128 frames, batch 32": dict(preset="tiny", frames=128, batch=32, repeats=9),
          "AST-base, 512 frames, batch 4": dict(preset="base", frames=512, batch=4, repeats=5)}
 QUICK = {"2-layer 64-wide, 128 frames, batch 2": dict(dims=dict(embed_dim=64, depth=2, num_heads=2), frames=128,
                                                       batch=2, repeats=2)}
-
-
-def make_step(model, forward, spec, target, dtype: str):
-    opt = build_optimizer(model.parameters(), OptimizerConfig())
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = F.cross_entropy(forward(spec).float(), target)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
 
 
 def build(case: dict) -> AST:
@@ -66,15 +51,15 @@ def compare(name: str, case: dict, dtype: str, peak: float, compile_: bool) -> d
     model = build(case)
     spec = torch.randn(case["batch"], case["frames"], 128)
     target = torch.randint(0, 527, (case["batch"],))
-    fns = {"flexiast": make_step(model, model, spec, target, dtype)}
+    fns = {"flexiast": train_step(model, model, spec, target, dtype)}
     for attn in ("sdpa", "eager"):
         hf = hf_model(model, attn)
-        fns[f"HF {attn}"] = make_step(hf, lambda x, hf=hf: hf_logits(hf, x), spec, target, dtype)
+        fns[f"HF {attn}"] = train_step(hf, lambda x, hf=hf: hf_logits(hf, x), spec, target, dtype)
     compile_s = None
     if compile_:
         twin = build(case)
         compiled = torch.compile(twin, dynamic=False)
-        fns["flexiast compiled"] = make_step(twin, compiled, spec, target, dtype)
+        fns["flexiast compiled"] = train_step(twin, compiled, spec, target, dtype)
         start = time.perf_counter()
         fns["flexiast compiled"]()
         compile_s = time.perf_counter() - start

@@ -14,6 +14,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 
 def timed(fn, repeats: int = 5, warmup: int = 1) -> list[float]:
@@ -85,3 +86,22 @@ def run_script(doc: str, measure, section) -> None:
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
     print(section(measure(args.quick)))
+
+
+def train_step(model, forward, spec: torch.Tensor, target: torch.Tensor, dtype: str):
+    """One training step as flexiast's trainer takes it: forward (bf16 autocast if
+    ``dtype == "bf16"``), cross-entropy, backward, the optimizer ``build_optimizer`` makes
+    for AST's recipe (Adam), zeroed gradients. ``forward(spec)`` gives logits; ``model``
+    owns the parameters."""
+    from flexiast.config import OptimizerConfig
+    from flexiast.optim import build_optimizer
+
+    opt = build_optimizer(model.parameters(), OptimizerConfig())
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            loss = F.cross_entropy(forward(spec).float(), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step

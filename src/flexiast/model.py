@@ -162,9 +162,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
     was 2.4x faster (``benchmarks/bench_attention.py``). So the scores are formed
     explicitly, with the softmax in float32, while they number at most
     ``EXPLICIT_ATTENTION_MAX_SCORES``: 32 MiB of float32, glibc's largest heap allocation.
-    Beyond it every call maps and faults in fresh pages, and the outcome depends on the
-    process: a 602-token AST-base layer (batch 4, 12 heads, 17 M scores) ran 2.1x faster
-    explicitly inside the benchmark suite and 1.5x slower in a fresh process.
+    Near that size the outcome depends on the process's allocator state: inside the full
+    benchmark suite (a long-running process, like training) the explicit path was 2.1x
+    faster at 514 and at 602 tokens; ``python benchmarks/bench_attention.py`` alone, a
+    fresh process, measures it 0.9x and 0.7x there, and still 2.7-3.2x at 66-130 tokens.
     """
     b, h, n, _ = q.shape
     if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16)

@@ -127,7 +127,7 @@ def fsdd_recipes() -> dict[str, tuple[str, dict]]:
             f"# 2-core CPU: 128 wide, 4 blocks, 4 heads, 128 mel bins x 64 frames (0.64 s)."
             + ("\n# Also the coarse-to-fine baseline (the c2f recipes' reference for savings)." if p == 16 else ""),
             fsdd(f"fsdd-digits-ast{p}", "digits", [_phase("full", FSDD_EPOCHS, fixed(p))], [p], patch=p))
-    ast8 = "runs/fsdd-digits-ast8/best.pt"
+    ast8 = "runs/fsdd-digits-ast8/best.safetensors"
     out["fsdd/digits_flexiast.yaml"] = (
         "FlexiAST on FSDD digits as the paper trains it (Sec. 3): initialised from the standard AST-8\n"
         "# (run recipes/fsdd/digits_ast8.yaml first; its 8x8 kernel is PI-resized into the stored 16x16),\n"
@@ -151,7 +151,7 @@ def fsdd_recipes() -> dict[str, tuple[str, dict]]:
             f"FlexiAST for FSDD speaker identification resizing {what}; FlexiAST Fig. 4a.\n"
             "# Initialised from recipes/fsdd/speakers_ast16.yaml's run; evaluate with --axes " + axes + ".",
             fsdd(f"fsdd-speakers-flexiast-{axes}", "speakers", [_phase("flexible", 16, flexible(axes))], flexi_eval,
-                 init="runs/fsdd-speakers-ast16/best.pt"))
+                 init="runs/fsdd-speakers-ast16/best.safetensors"))
     for method in METHODS:
         for sched in SCHEDULES:
             coarse = FSDD_COARSE[sched]
@@ -237,7 +237,7 @@ ESC50 = Dataset(
     {"format": "esc50", "root": "/data/ESC-50", "kfold": 5},
     {"dataset": "esc50"}, {"freqm": 24, "timem": 96}, 1e-5, 25, 48,
     {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
-    "runs/audioset-ast-b{p}/best.pt", loss={"name": "ce"})
+    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "ce"})
 SPEECHCOMMANDS = Dataset(
     "speechcommands", "Speech Commands V2 (35 words, accuracy)",
     "# Layout (the release): ROOT/<word>/*.wav, ROOT/validation_list.txt, ROOT/testing_list.txt;\n"
@@ -246,7 +246,7 @@ SPEECHCOMMANDS = Dataset(
      "val": {"split": "validation"}, "test": {"split": "test"}, "num_workers": 8},
     {"dataset": "speechcommands"}, {"freqm": 48, "timem": 48, "noise": True}, 2.5e-4, 30, 128,
     {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
-    "runs/audioset-ast-b{p}/best.pt", loss={"name": "bce"})
+    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "bce"})
 
 FLEXIAST_DATASETS = [AUDIOSET, VGGSOUND, ESC50, SPEECHCOMMANDS, VOXCELEB]
 C2F_DATASETS = [AUDIOSET, VGGSOUND, VOXCELEB, KINETICS]
@@ -284,7 +284,7 @@ def flexiast_recipes() -> dict[str, tuple[str, dict]]:
                       phases=[_phase("full", ds.epochs, fixed(p))], eval_sizes=[p]))
         source = 16 if time_only else 8
         fold = "fold{fold}/" if ds.data.get("kfold") else ""  # each fold from the same fold's AST
-        teacher = f"runs/{ds.key}-ast-b{source}/{fold}best.pt"
+        teacher = f"runs/{ds.key}-ast-b{source}/{fold}best.safetensors"
         axes = "time" if time_only else "both"
         sizes = "16 x p, time axis only (FlexiAST Sec. 4, VoxCeleb)" if time_only else "p x p"
         for kd in (False, True):

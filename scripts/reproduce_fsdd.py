@@ -112,9 +112,9 @@ def execute(job: Job, runs: Path, threads: int) -> str:
             overrides = [f"seed={job.seed}", f"out={run_dir}", f"train.threads={threads}", "train.progress=false",
                          "train.tensorboard=false"]
             for dep in job.after:
-                overrides.append(f"init.path={runs / dep / 'best.pt'}")
+                overrides.append(f"init.path={runs / dep / 'best.safetensors'}")
                 if "kd" in job.recipe:
-                    overrides.append(f"loss.teacher={runs / dep / 'best.pt'}")
+                    overrides.append(f"loss.teacher={runs / dep / 'best.safetensors'}")
             run(PY + ["train", f"recipes/fsdd/{job.recipe}"] + overrides, log)
     for resize, axes in job.evals:
         out = run_dir / f"eval-{resize}-{axes}"

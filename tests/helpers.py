@@ -1,8 +1,12 @@
-"""Helpers shared by the tests: a tiny training recipe, tiny ImageNet DeiT weights and a pickle that would run code."""
+"""Helpers shared by the tests: a tiny training recipe, the CLI in a subprocess, tiny ImageNet
+DeiT weights and a pickle that would run code."""
 
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -26,6 +30,24 @@ def tiny_recipe(root: Path, out: Path, **sections) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+def train_cli(*args, env=None, **kw) -> subprocess.Popen:
+    """``python -m flexiast train ARGS`` in a subprocess, stdout and stderr together."""
+    return subprocess.Popen([sys.executable, "-m", "flexiast", "train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, **kw)
+
+
+def one_thread_env(**extra) -> dict:
+    """The environment for subprocess runs that must agree bit for bit: one thread, fixed hashes."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0", **extra)
+    return env
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 class Exploit:

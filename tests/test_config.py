@@ -155,10 +155,10 @@ def test_override_syntax_errors():
 
 def test_fold_placeholder_needs_kfold_and_every_folds_weights(tmp_path, base):
     with pytest.raises(ConfigError, match=r"init.path: .*names a \{fold\}, but data.kfold is off"):
-        load(tmp_path, base, f"init.path={tmp_path}/ast/fold{{fold}}/best.pt")
+        load(tmp_path, base, f"init.path={tmp_path}/ast/fold{{fold}}/best.safetensors")
     esc = base.replace("format: fsdd", "format: esc50")
     for k in (1, 2, 3, 4):  # fold 5's weights are missing
         (tmp_path / "ast" / f"fold{k}").mkdir(parents=True)
-        (tmp_path / "ast" / f"fold{k}" / "best.pt").write_bytes(b"")
-    with pytest.raises(ConfigError, match=r"init.path: initial weights .*fold5/best.pt does not exist"):
-        load(tmp_path, esc, "data.kfold=5", f"init.path={tmp_path}/ast/fold{{fold}}/best.pt")
+        (tmp_path / "ast" / f"fold{k}" / "best.safetensors").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"init.path: initial weights .*fold5/best.safetensors does not exist"):
+        load(tmp_path, esc, "data.kfold=5", f"init.path={tmp_path}/ast/fold{{fold}}/best.safetensors")

@@ -156,7 +156,7 @@ class Runner:
     def weights(self, path: str) -> str:
         if path.startswith("weights/"):
             return str(self.deit)
-        run = "/".join(path.split("/")[:2])  # runs/NAME[/fold{fold}]/best.pt
+        run = "/".join(path.split("/")[:2])  # runs/NAME[/fold{fold}]/best.safetensors
         self.run(PRODUCERS[run])
         return str(self.base / path)
 
@@ -215,7 +215,7 @@ def test_hyper_parameters_follow_the_papers_and_ast():
     sc = _raw("speechcommands/ast_b32.yaml")
     assert (sc["optimizer"]["lr"], sc["phases"][0]["epochs"], sc["data"]["batch_size"]) == (2.5e-4, 30, 128)
     assert sc["augment"] == {"freqm": 48, "timem": 48, "noise": True} and sc["loss"]["name"] == "bce"
-    assert sc["init"]["path"] == "runs/audioset-ast-b32/best.pt"  # FlexiAST Sec. 3: from AudioSet ASTs
+    assert sc["init"]["path"] == "runs/audioset-ast-b32/best.safetensors"  # FlexiAST Sec. 3: from AudioSet ASTs
     base = _raw("audioset/c2f_baseline.yaml")  # the official AST AudioSet configuration
     assert (base["optimizer"]["lr"], base["phases"][0]["epochs"], base["data"]["batch_size"]) == (1e-5, 5, 12)
     assert base["augment"] == {"freqm": 48, "timem": 192, "mixup": 0.5} and base["data"]["balanced"]
@@ -241,7 +241,7 @@ def test_hyper_parameters_follow_the_papers_and_ast():
         flexi, kd = _raw(f"{ds}/flexiast.yaml"), _raw(f"{ds}/flexiast_kd.yaml")
         fold = "fold{fold}/" if ds == "esc50" else ""  # fold k from fold k's AST: no test fold seen
         assert flexi["init"]["path"] == kd["init"]["path"] == kd["loss"]["teacher"] == \
-            f"runs/{ds}-ast-b{source}/{fold}best.pt"
+            f"runs/{ds}-ast-b{source}/{fold}best.safetensors"
         assert "teacher" not in flexi.get("loss", {}) and kd["loss"]["kd_weight"] == 1.0
         sampler = flexi["phases"][0]["patch"]
         assert sampler["sampler"] == "uniform" and sampler["sizes"] == P and flexi["model"]["patch_size"] == 16
@@ -260,17 +260,17 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
         assert [p["steps"] for p in fold_summary["phases"]] == [3] * len(raw["phases"])
         if "{fold}" in raw.get("init", {}).get("path", ""):  # fold 3 starts from fold 3's AST, nobody else's
             resolved = yaml.safe_load((out / "fold3" / "config.yaml").read_text())
-            assert resolved["init"]["path"].endswith("-ast-b8/fold3/best.pt")
+            assert resolved["init"]["path"].endswith("-ast-b8/fold3/best.safetensors")
         return
     assert [p["name"] for p in summary["phases"]] == [p["name"] for p in raw["phases"]]
     assert [p["compression"] for p in summary["phases"]] == [p.get("compression", "none") for p in raw["phases"]]
     assert all(p["steps"] == 2 for p in summary["phases"]), summary["phases"]
     sizes = raw["train"]["eval_patch_sizes"]
     assert set(summary["test"]["best"]) - {"_clips", "_skipped", "_frames"} == {str(s) for s in sizes}
-    model = AST.from_pretrained(out / "best.pt")
+    model = AST.from_pretrained(out / "best.safetensors")
     assert model.config.embed_dim == 32 and model.config.patch_size == (raw["model"]["patch_size"],) * 2
     if raw["phases"][0]["patch"]["sampler"] == "uniform":
         steps = list(csv.DictReader(open(out / "steps.csv")))
         assert len(steps) == 2 and all(int(v) in P for row in steps for v in row["patch"].split("x"))
     if raw.get("train", {}).get("weight_averaging"):
-        assert (out / "averaged.pt").exists() and "averaged" in summary["test"]
+        assert (out / "averaged.safetensors").exists() and "averaged" in summary["test"]

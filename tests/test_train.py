@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 import yaml
@@ -24,13 +21,8 @@ from flexiast.losses import distillation_loss
 from flexiast.resize import resize_pos_grid
 from flexiast.train import Trainer, train
 
-from helpers import Exploit, tiny_deit, tiny_recipe
+from helpers import one_thread_env, read_csv, tiny_deit, tiny_recipe, train_cli
 from reference_vit import pinv_resize
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
 
 # -- learning ------------------------------------------------------------------------
 def test_tiny_ast_learns_fsdd_digits(fsdd_dir, tmp_path):
@@ -241,65 +233,6 @@ def test_savings_as_table_2(tmp_path):
 
 
 # -- resume ------------------------------------------------------------------------------------
-def _cli(*args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "flexiast", "train", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, **kw)
-
-
-def _thread_env():
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    return env
-
-
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fsdd_small, tmp_path):
-    raw = tiny_recipe(fsdd_small, tmp_path / "unused",
-                      model={"drop_path_rate": 0.1, "drop_rate": 0.1},  # the torch RNG matters
-                      augment={"freqm": 8, "timem": 8, "mixup": 0.5, "noise": True},
-                      schedule={"name": "cosine", "warmup_steps": 5},
-                      train={"checkpoint_every": 3, "threads": 1},
-                      phases=[{"epochs": 2, "compression": "avgpool:2", "patch": {"sizes": [8]}},
-                              {"epochs": 3, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}])
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(raw))
-    env = _thread_env()
-    full = _cli(recipe, f"out={tmp_path / 'full'}", env=env)
-    assert full.wait(timeout=300) == 0, full.stdout.read().decode()
-
-    killed = _cli(recipe, f"out={tmp_path / 'killed'}", env=env)
-    steps = tmp_path / "killed" / "steps.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill in the middle of the second phase's first epoch
-        if steps.exists() and sum(1 for _ in open(steps)) > 26:
-            break
-        time.sleep(0.005)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it was killed"
-    state = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)
-    assert 0 < state["progress"]["step"] < 50
-    resumed = subprocess.run([sys.executable, "-m", "flexiast", "train", "--resume", str(tmp_path / "killed")],
-                             capture_output=True, env=env, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
-
-    a = json.loads((tmp_path / "full" / "summary.json").read_text())
-    b = json.loads((tmp_path / "killed" / "summary.json").read_text())
-    for key in ("best_val", "best_epoch", "test", "final_val"):
-        assert a[key] == b[key], key
-    assert [p["train_flops"] for p in a["phases"]] == [p["train_flops"] for p in b["phases"]]
-    ha = json.loads((tmp_path / "full" / "history.json").read_text())
-    hb = json.loads((tmp_path / "killed" / "history.json").read_text())
-    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
-    wa = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
-    wb = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["model"]
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    # The logs carry each step and epoch once, with the same values.
-    steps_a, steps_b = read_csv(tmp_path / "full" / "steps.csv"), read_csv(tmp_path / "killed" / "steps.csv")
-    assert [(r["step"], r["loss"], r["patch"]) for r in steps_a] == [(r["step"], r["loss"], r["patch"]) for r in steps_b]
-    assert [r["epoch"] for r in read_csv(tmp_path / "killed" / "metrics.csv")] == [str(e) for e in range(1, 6)]
-
-
 def test_resume_refuses_to_overwrite_and_finished_run_returns_its_summary(fsdd_small, tmp_path):
     raw = tiny_recipe(fsdd_small, tmp_path / "run", phases=[{"steps": 3}])
     first = train(build_config(raw))
@@ -323,8 +256,8 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path):
                       train={"threads": 1})
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(raw))
-    env = _thread_env()
-    one = _cli(recipe, f"out={tmp_path / 'one'}", env=env)
+    env = one_thread_env()
+    one = train_cli(recipe, f"out={tmp_path / 'one'}", env=env)
     two = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                             "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
                             "-m", "flexiast", "train", str(recipe), f"out={tmp_path / 'two'}"],
@@ -452,7 +385,7 @@ def test_weight_averaging_is_the_mean_of_the_chosen_epochs(fsdd_small, tmp_path)
             super()._end_epoch(out)
 
     summary = Keep(build_config(raw), tmp_path / "run").fit()
-    averaged = torch.load(tmp_path / "run" / "averaged.pt", weights_only=True)["model"]
+    averaged = safetensors.torch.load_file(tmp_path / "run" / "averaged.safetensors")
     for k in averaged:
         torch.testing.assert_close(averaged[k], (states[1][k] + states[2][k]) / 2)
     assert set(summary["test"]) == {"best", "averaged"} and "averaged_val" in summary
@@ -486,11 +419,11 @@ def test_init_from_imagenet_deit_and_from_a_run(fsdd_small, tmp_path):
     torch.testing.assert_close(t.model.blocks[1].attn.qkv.weight, sd["blocks.1.attn.qkv.weight"])
     assert t.model.config.num_classes == 10 and t.model.config.grid == (4, 3)
     t.fit()
-    # A finished run's best.pt initialises the next run as it is.
-    raw2 = tiny_recipe(fsdd_small, tmp_path / "run2", init={"path": str(tmp_path / "run" / "best.pt")},
+    # A finished run's best.safetensors initialises the next run as it is.
+    raw2 = tiny_recipe(fsdd_small, tmp_path / "run2", init={"path": str(tmp_path / "run" / "best.safetensors")},
                        phases=[{"steps": 1}])
     t2 = Trainer(build_config(raw2), tmp_path / "run2")
-    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    best = safetensors.torch.load_file(tmp_path / "run" / "best.safetensors")
     for k, v in t2.model.state_dict().items():
         torch.testing.assert_close(v, best[k])
 
@@ -510,34 +443,3 @@ def test_cli_train_check_and_errors(fsdd_small, tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing started
-
-
-# -- untrusted files ------------------------------------------------------------------------------
-def test_pickles_that_would_run_code_are_refused_by_init_teacher_and_resume(fsdd_small, tmp_path):
-    from flexiast import CheckpointError
-    from flexiast.train import resume
-
-    marker = tmp_path / "pwned"
-    evil = tmp_path / "evil.pt"
-    torch.save({"model": {"cls_token": torch.zeros(1)}, "model_config": {}, "payload": Exploit(marker)}, evil)
-    for section in ({"init": {"path": str(evil)}}, {"loss": {"teacher": str(evil)}}):
-        raw = tiny_recipe(fsdd_small, tmp_path / "run", **section)
-        with pytest.raises(CheckpointError, match="refused to load"):
-            Trainer(build_config(raw), tmp_path / "run")
-    (tmp_path / "victim").mkdir()
-    evil.rename(tmp_path / "victim" / "last.pt")
-    with pytest.raises(CheckpointError, match="refused to load"):
-        resume(tmp_path / "victim")
-    assert not marker.exists()
-
-
-def test_resume_falls_back_to_the_previous_checkpoint_when_the_last_is_damaged(fsdd_small, tmp_path):
-    raw = tiny_recipe(fsdd_small, tmp_path / "run", phases=[{"epochs": 2}])
-    done = train(build_config(raw))
-    last = tmp_path / "run" / "last.pt"
-    last.write_bytes(last.read_bytes()[:1000])  # truncated
-    from flexiast.train import resume
-
-    with pytest.warns(UserWarning, match="last.prev.pt: the newer checkpoint is unreadable"):
-        again = resume(tmp_path / "run")
-    assert again["best_val"] == done["best_val"] and again["test"] == done["test"]

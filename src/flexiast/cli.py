@@ -159,6 +159,10 @@ def cmd_train(args) -> int:
     if "folds" not in summary:
         print(f"best validation {summary['metric']} {summary['best_val']:.4f} at epoch {summary['best_epoch']}; "
               f"{summary['train_flops'] / 1e12:.3f} training TFLOPs in {summary['train_seconds']:.1f} s")
+        bad = summary.get("unreadable", {})
+        if bad.get("files"):
+            print(f"left out {len(bad['files'])} unreadable files ({sum(bad['left_out_at_scan'].values())} at the "
+                  f"scan, {bad['skipped_reads']} reads skipped); they are listed in summary.json under 'unreadable'")
     return 0
 
 
@@ -211,7 +215,7 @@ def _run_split(checkpoint: Path, split: str):
 
     cfg = build_config(yaml.safe_load(run_config.read_text()), check_files=False)
     cfg.data.scan = False
-    splits = load_splits(cfg)
+    splits, _ = load_splits(cfg)
     if split not in splits:
         raise ValueError(f"the run {checkpoint.parent} has no {split} split (it has {', '.join(splits)})")
     return splits[split], f"{cfg.data.format}:{os.path.normpath(cfg.data.root)} ({split}, from the run's recipe)"

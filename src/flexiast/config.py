@@ -197,7 +197,7 @@ class PhaseConfig:
 class TrainSection:
     """The loop. ``precision``: fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a scaler).
     ``eval_patch_sizes``: validation sizes (None = the last phase's sampler sizes);
-    ``select``: the validation number that picks ``best.pt``, ``mean`` over those sizes or
+    ``select``: the validation number that picks ``best.safetensors``, ``mean`` over those sizes or
     one size. ``checkpoint_every``: also checkpoint every N optimizer steps.
     ``weight_averaging``: AST's average of the final phase's epoch weights from ``wa_start``
     to ``wa_end`` (1-based, inclusive; None = last)."""
@@ -299,7 +299,7 @@ class RunConfig:
         """``{name: (freq, time)}`` of the validation sizes that fit phase ``i``'s input.
 
         Coarse phases validate at the sizes their shorter input allows; the final phase
-        (which picks ``best.pt``) at all of them (validation refuses a recipe otherwise).
+        (which picks ``best.safetensors``) at all of them (validation refuses a recipe otherwise).
         """
         features = features or self.feature_config()
         frames = features.frames(self.phase_compression(i))
@@ -658,7 +658,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         if ph.schedule is not None:
             _check_schedule(ph.schedule, f"{key}.schedule")
     last_frames = features.frames(cfg.phase_compression(len(cfg.phases) - 1))
-    for size in cfg.eval_sizes():  # all of them must fit the final phase, which picks best.pt
+    for size in cfg.eval_sizes():  # all of them must fit the final phase, which picks best.safetensors
         pf, pt = cfg.patch_pair(size, len(cfg.phases) - 1)
         if pf > features.num_mel_bins or pt > last_frames:
             raise ConfigError(f"train.eval_patch_sizes: patch {pf}x{pt} is larger than the input "

@@ -25,7 +25,6 @@ import datetime
 import io
 import json
 import math
-import os
 import platform
 import statistics
 import time
@@ -33,11 +32,12 @@ from pathlib import Path
 
 import torch
 
-from . import PATCH_SIZES, distributed
+from . import PATCH_SIZES, distributed, faults
 from .flops import flops
 from .metrics import classification_metrics
 from .model import AST
 from .resize import grid_shape
+from .atomic import write_text_atomic
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
            "store_profile", "read_profile", "profile_markdown", "machine_info", "PROFILE_FORMAT"]
@@ -54,16 +54,17 @@ def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resiz
 
     ``patches`` maps a display name to the ``(freq, time)`` patch to run. Each rank scores
     its share; predictions are gathered by clip index so every clip counts once.
-    ``"_clips"`` and ``"_skipped"`` count the clips scored and those left out as unreadable;
+    ``"_clips"`` and ``"_skipped"`` count the clips scored and those left out as unreadable
+    (under ``on_error="skip"``), and ``"_unreadable"`` lists the latter's errors (file, reason);
     ``"_frames"`` lists the input lengths this rank saw.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     scores = {name: [] for name in patches}
-    targets, indices, skipped, frames = [], [], 0, set()
+    targets, indices, errors, frames = [], [], [], set()
     for batch in loader:
-        skipped += batch["skipped"]
+        errors += batch["errors"]
         if batch["spec"] is None:
             continue
         spec = batch["spec"].to(device)
@@ -73,13 +74,16 @@ def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resiz
                 scores[name].append(model(spec, patch_size=patch, resize=resize).float().cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
+        faults.point("validation")
     model.train(was_training)
     local = {"indices": torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
              "targets": torch.cat(targets) if targets else None,
-             "scores": {n: torch.cat(s) if s else None for n, s in scores.items()}, "skipped": skipped}
-    parts = [p for p in distributed.gather_objects(local, info) if p["targets"] is not None]
+             "scores": {n: torch.cat(s) if s else None for n, s in scores.items()}, "errors": errors}
+    gathered = distributed.gather_objects(local, info)
+    parts = [p for p in gathered if p["targets"] is not None]
+    errors = sorted(e for p in gathered for e in p["errors"])
     if not parts:
-        raise RuntimeError("evaluation saw no readable clips")
+        raise RuntimeError(f"evaluation saw no readable clips ({len(errors)} unreadable, e.g. {errors[:1]})")
     idx = torch.cat([p["indices"] for p in parts])
     order = torch.argsort(idx)
     keep = torch.ones_like(order, dtype=torch.bool)
@@ -91,7 +95,8 @@ def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resiz
         s = torch.cat([p["scores"][name] for p in parts])[order]
         out[name] = classification_metrics(s, target, multilabel)
     out["_clips"] = int(len(order))
-    out["_skipped"] = int(sum(p["skipped"] for p in parts))
+    out["_skipped"] = len(errors)
+    out["_unreadable"] = errors
     out["_frames"] = sorted(frames)
     return out
 
@@ -239,12 +244,6 @@ def _finite(x):
     return x
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def profile_json(profile: dict) -> str:
     return json.dumps(_finite(profile), indent=1, allow_nan=False) + "\n"
 
@@ -252,7 +251,7 @@ def profile_json(profile: dict) -> str:
 def store_profile(profile: dict, path: str | Path) -> Path:
     """Write the profile JSON to ``path`` atomically (a reader never sees half a file)."""
     path = Path(path)
-    _write_atomic(path, profile_json(profile))
+    write_text_atomic(path, profile_json(profile))
     return path
 
 
@@ -261,7 +260,7 @@ def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "profile.md", "csv": out / "profile.csv", "json": out / "profile.json"}
-    _write_atomic(paths["md"], profile_markdown(profile))
+    write_text_atomic(paths["md"], profile_markdown(profile))
     metrics = _metric_names(profile)
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -270,7 +269,7 @@ def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
     for r in profile["rows"]:
         w.writerow([r["size"], *r["patch"], r["tokens"], r["gflops"], r["latency_ms"], r["latency_ms_min"],
                     r["latency_ms_max"], *(r[k] for k in metrics)])
-    _write_atomic(paths["csv"], buf.getvalue())
+    write_text_atomic(paths["csv"], buf.getvalue())
     store_profile(profile, paths["json"])
     return paths
 

@@ -40,18 +40,29 @@ from .resize import to_pair
 __all__ = ["InferenceModel", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
            "window_starts", "weights_stat", "WEIGHT_NAMES"]
 
-#: The weight files of a training run, by name.
-WEIGHT_NAMES = ("best", "averaged", "last")
+#: The weight files of a training run, by name: safetensors for the weights a run keeps,
+#: ``last.pt`` for the training state (loaded with ``weights_only=True``).
+WEIGHT_FILES = {"best": "best.safetensors", "averaged": "averaged.safetensors", "last": "last.pt"}
+WEIGHT_NAMES = tuple(WEIGHT_FILES)
 #: Datasets whose task is multi-label, for files that do not say.
 MULTILABEL_DATASETS = ("audioset",)
 
 
+def _run_file(run: Path, name: str) -> Path | None:
+    """``run``'s weights called ``name``, or None; runs written before safetensors have ``NAME.pt``."""
+    for file in (run / WEIGHT_FILES[name], run / f"{name}.pt"):
+        if file.exists():
+            return file
+    return None
+
+
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and any((path / f"{n}.pt").exists() for n in WEIGHT_NAMES)
+    return path.is_dir() and any(_run_file(path, n) for n in WEIGHT_NAMES)
 
 
 def resolve_weights(path: str | Path, weights: str = "best") -> Path:
-    """The weights to load: ``RUN_DIR/{weights}.pt`` for a training run, else ``path`` itself."""
+    """The weights to load: ``RUN_DIR/best.safetensors`` (or ``averaged``, ``last``) for a
+    training run, else ``path`` itself."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
@@ -59,16 +70,16 @@ def resolve_weights(path: str | Path, weights: str = "best") -> Path:
         return path
     if weights not in WEIGHT_NAMES:
         raise ValueError(f"weights={weights!r} is not one of {', '.join(WEIGHT_NAMES)}")
-    file = path / f"{weights}.pt"
-    if not file.exists():
-        have = [n for n in WEIGHT_NAMES if (path / f"{n}.pt").exists()]
-        raise CheckpointError(f"{path}: the run has no {file.name} (it has {', '.join(have)}); "
+    file = _run_file(path, weights)
+    if file is None:
+        have = [n for n in WEIGHT_NAMES if _run_file(path, n)]
+        raise CheckpointError(f"{path}: the run has no {WEIGHT_FILES[weights]} (it has {', '.join(have)}); "
                               f"choose --weights {have[0]}")
     return file
 
 
 def profile_path(weights: str | Path) -> Path:
-    """Where a checkpoint's profile is stored: ``DIR/profile.json`` or ``X.profile.json`` beside ``X.pt``."""
+    """Where a checkpoint's profile is stored: ``DIR/profile.json`` or ``X.profile.json`` beside ``X.safetensors`` or ``X.pt``."""
     weights = Path(weights)
     if weights.is_dir():
         return weights / "profile.json"
@@ -389,7 +400,7 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
                          device: str | torch.device | None = None, profile: str | Path | None = None) -> InferenceModel:
     """Load weights with their features, score function and stored profile.
 
-    ``path``: a training run (``weights`` picks ``best.pt``, ``averaged.pt`` or ``last.pt``),
+    ``path``: a training run (``weights`` picks ``best.safetensors``, ``averaged.safetensors`` or ``last.pt``),
     a saved directory, or any weights file :meth:`AST.from_pretrained` reads.
     ``features`` overrides what the files say: a :class:`FeatureConfig`, a dict of its
     fields (the model's mel bins and frames unless given), or a dataset name (AST's

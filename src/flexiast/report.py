@@ -159,7 +159,7 @@ def runs_figure(runs: list[tuple[str, list[dict]]], *, labels: list[str] | None 
                 metric: str = "metric", title: str | None = None):
     """Validation metric against cumulative training TFLOPs (left) and seconds (right).
 
-    The value drawn is the one that selects ``best.pt`` (``val_select``: the metric, or its
+    The value drawn is the one that selects ``best.safetensors`` (``val_select``: the metric, or its
     mean over the validation patch sizes).
     ``runs`` are ``(name, history)``; epochs of coarse phases are drawn hollow. The run
     at index ``baseline`` (None: none) sets the dotted line at its best validation value.

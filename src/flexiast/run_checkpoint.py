@@ -8,8 +8,8 @@ within the epoch), ``accounting``, ``history`` and ``extra`` (the weight-averagi
 Nothing in it needs unpickling beyond ``weights_only=True``.
 
 Writes go to ``NAME.tmp``, are flushed and fsynced, and replace ``NAME`` with
-``os.replace`` (atomic on POSIX): a kill at any moment leaves either the old or the new
-file. Before ``last.pt`` is replaced, the previous one is kept as ``last.prev.pt`` (a hard
+``os.replace`` (:func:`flexiast.atomic.write_atomic`): a kill at any moment leaves either
+the old or the new file. Before ``last.pt`` is replaced, the previous one is kept as ``last.prev.pt`` (a hard
 link, so ``last.pt`` never goes missing);
 :func:`load_latest` falls back to it, with a warning naming the file, when ``last.pt``
 is unreadable.
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_atomic
 from .checkpoints import CheckpointError, torch_load_safe
 
 __all__ = ["save_atomic", "save_run_checkpoint", "load_latest", "load_run_checkpoint"]
@@ -31,18 +32,8 @@ REQUIRED = ("model", "model_config", "run_config", "optimizer", "progress")
 
 
 def save_atomic(obj, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """``torch.save(obj)`` to ``path`` through :func:`write_atomic`."""
+    write_atomic(path, lambda f: torch.save(obj, f), failpoint="checkpoint-write")
 
 
 def save_run_checkpoint(state: dict, run_dir: Path, name: str = "last.pt") -> Path:

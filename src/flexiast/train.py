@@ -12,7 +12,7 @@ a patch size per optimizer step; the size of step ``s`` depends only on ``(seed,
 One optimizer step = ``accum_steps`` micro-batches of ``batch_size / (world * accum)``
 clips on each rank. Training epochs drop the last incomplete batch, so every step has
 the same shape and FLOP count. Validation runs at the end of every epoch on the
-validation split at ``train.eval_patch_sizes``; ``best.pt`` is the final phase's best
+validation split at ``train.eval_patch_sizes``; ``best.safetensors`` is the final phase's best
 epoch on validation (never on test); the test split is evaluated once, at the end, with
 the best (and, with weight averaging, the averaged) weights.
 
@@ -39,8 +39,8 @@ import numpy as np
 import torch
 import yaml
 
-from . import distributed
-from .checkpoints import _adapt, load_pretrained, load_state_dict, torch_load_safe
+from . import distributed, faults
+from .checkpoints import _adapt, load_pretrained, load_state_dict, save_safetensors
 from .config import ConfigError, RunConfig, build_config, config_to_dict
 from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
 from .data.readers import Manifest
@@ -52,6 +52,7 @@ from .model import AST, ASTConfig
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
 from .resize import to_pair
+from .atomic import write_text_atomic
 from .run_checkpoint import load_latest, save_run_checkpoint
 
 __all__ = ["Trainer", "train", "resume"]
@@ -72,8 +73,9 @@ def _holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Manifest, 
     return train, val
 
 
-def load_splits(cfg: RunConfig) -> dict[str, Manifest]:
-    """The train, val and test manifests of a run, checked for matching classes and scanned."""
+def load_splits(cfg: RunConfig) -> tuple[dict[str, Manifest], dict[str, list[str]]]:
+    """The train, val and test manifests of a run, checked for matching classes and scanned,
+    and per split the clips the scan left out under ``on_error: skip`` ("file: reason")."""
     d = cfg.data
     common = dict(d.options)
     if d.root is not None:
@@ -90,13 +92,15 @@ def load_splits(cfg: RunConfig) -> dict[str, Manifest]:
         if m.classes != classes:
             raise ConfigError(f"data.{name}: its classes differ from the training split's "
                               f"({len(m.classes)} against {len(classes)}); give the reader the same classes")
+    left_out = {name: [] for name in splits}
     if d.scan:
         for name in splits:
             splits[name], report = scan(splits[name], on_error=d.on_error, max_bad_fraction=d.max_bad_fraction)
+            left_out[name] = [f"{msg} (entry {entry})" for entry, msg in report.problems]
             if report.problems:
                 log.warning("data.%s: left out %d unreadable clips, e.g. %s", name, len(report.problems),
                             report.problems[0][1])
-    return splits
+    return splits, left_out
 
 
 def _eval_loader(dataset, batch_size: int, info: distributed.DistInfo, workers: int):
@@ -129,7 +133,7 @@ class Trainer:
         teacher = load_pretrained(cfg.loss.teacher) if cfg.loss.teacher else None
         if cfg.init.path is not None and resume_state is None:
             load_state_dict(cfg.init.path)
-        self.splits = load_splits(cfg)
+        self.splits, self.left_out = load_splits(cfg)
         train = self.splits["train"]
         self.multilabel = train.multilabel
         self.loss_kind = cfg.loss.name if cfg.loss.name != "auto" else ("bce" if self.multilabel else "ce")
@@ -141,7 +145,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = {"phase": 0, "step": 0, "phase_step": 0, "epoch": 0, "phase_epoch": 0, "batch": 0,
                          "done": False, "entered": -1,
-                         "loss_sum": 0.0, "loss_clips": 0}  # this epoch's so far, for its mean loss
+                         "loss_sum": 0.0, "loss_clips": 0,  # this epoch's so far, for its mean loss
+                         "skipped": 0, "unreadable": []}  # this epoch's unreadable clip reads (all ranks)
         self.accounting = [{"train_flops": 0, "train_seconds": 0.0, "val_seconds": 0.0, "steps": 0, "clips": 0}
                            for _ in cfg.phases]
         self.history: list[dict] = []
@@ -150,6 +155,7 @@ class Trainer:
         self._flop_cache: dict = {}
         self._writer = None
         if resume_state is None:
+            self._trim_logs()  # rows of an earlier attempt killed before its first checkpoint
             torch.manual_seed(cfg.seed)
             self.model = self._initial_model()
             if self.info.enabled:  # own dropout / drop-path masks per rank (weights come from rank 0)
@@ -335,7 +341,8 @@ class Trainer:
         return self.run_dir / ("steps.csv" if self.info.is_main else f"steps.rank{self.info.rank}.csv")
 
     def _trim_logs(self) -> None:
-        """Drop log rows written after the checkpoint being resumed, so none appears twice."""
+        """Drop log rows written after the checkpoint being resumed (all of them for a fresh
+        start), so none appears twice."""
         step, epoch = self.progress["step"], len(self.history)
         logs = [(self._steps_log(), "step", step)]
         if self.info.is_main:
@@ -343,11 +350,13 @@ class Trainer:
         for path, key, last in logs:
             if path.exists():
                 rows = [r for r in _read_csv(path) if int(r[key]) <= last]
+                if not rows:
+                    path.unlink()
+                    continue
                 with open(path, "w", newline="") as f:
-                    if rows:
-                        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                        w.writeheader()
-                        w.writerows(rows)
+                    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                    w.writeheader()
+                    w.writerows(rows)
 
     # -- one optimizer step --------------------------------------------------------
     def _step_flops(self, batch: int, frames: int, patch) -> int:
@@ -382,15 +391,25 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        total, clips, skipped, step_flops = 0.0, 0, 0, 0  # this rank's
+        total, clips, step_flops = 0.0, 0, 0  # this rank's
         accum = len(micro_batches)
+        errors = [e for batch in micro_batches for e in batch["errors"]]
+        # Each clip's loss weighs 1 / (clips kept in the step over all ranks), as in one process
+        # with the whole batch: micro-batch j's mean loss is scaled by weight / accum with
+        # weight = n_j * world * accum / kept (DDP averages over ranks, hence world). Without
+        # unreadable clips kept = world * accum * n_j, so weight is exactly 1.
+        kept = sum(len(batch["spec"]) for batch in micro_batches if batch["spec"] is not None)
+        global_kept = kept
+        if self.info.enabled and cfg.data.on_error == "skip":
+            t = torch.tensor([kept], dtype=torch.float64, device=self.info.device)
+            torch.distributed.all_reduce(t)
+            global_kept = int(t[0])
         for j, batch in enumerate(micro_batches):
-            skipped += batch["skipped"]
-            weight = 1.0
-            if batch["spec"] is None:  # every clip of this micro-batch was unreadable (on_error: skip)
-                if not self.info.enabled:
-                    continue
-                # The other ranks wait in the gradient all-reduce: join it with a zero-weighted clip.
+            if batch["spec"] is not None:
+                weight = len(batch["spec"]) * self.info.world_size * accum / global_kept
+            elif not self.info.enabled:
+                continue  # every clip of this micro-batch was unreadable (on_error: skip)
+            else:  # all unreadable, and the other ranks wait in the gradient all-reduce: join with a zero weight
                 batch = {"spec": torch.zeros(1, self.features.frames(self.cfg.phase_compression(self.phase)),
                                              self.features.num_mel_bins),
                          "target": torch.zeros(1, self.num_classes)}
@@ -406,17 +425,21 @@ class Trainer:
                 total += float(loss.detach()) * len(spec)
                 clips += len(spec)
                 step_flops += self._step_flops(len(spec), spec.shape[1], patch)
+        faults.point("step")
         if cfg.train.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        skipped = len(errors)
         if self.info.enabled:  # the step's loss and counts over all ranks
             t = torch.tensor([total, clips, skipped], dtype=torch.float64, device=self.info.device)
             torch.distributed.all_reduce(t)
             total, clips, skipped = float(t[0]), int(t[1]), int(t[2])
-        return {"loss": total / max(clips, 1), "clips": clips, "skipped": skipped, "lr": lr, "patch": patch,
-                "flops": step_flops * self.info.world_size}
+            if skipped:  # every rank learns which clips (a collective only in steps that skipped some)
+                errors = [e for part in distributed.gather_objects(errors, self.info) for e in part]
+        return {"loss": total / max(clips, 1), "clips": clips, "skipped": skipped, "errors": sorted(set(errors)),
+                "lr": lr, "patch": patch, "flops": step_flops * self.info.world_size}
 
     # -- epochs --------------------------------------------------------------------
     def _train_loader(self):
@@ -462,6 +485,9 @@ class Trainer:
             acc["train_seconds"] += seconds
             p["loss_sum"] += out["loss"] * out["clips"]
             p["loss_clips"] += out["clips"]
+            if out["skipped"]:
+                p["skipped"] += out["skipped"]
+                p["unreadable"] = sorted(set(p["unreadable"]) | set(out["errors"]))
             rate = out["clips"] / max(seconds, 1e-9)
             if bar is not None:
                 bar.update(1)
@@ -481,7 +507,8 @@ class Trainer:
     def _log_step(self, out: dict, rate: float) -> None:
         p = self.progress
         row = {"step": p["step"], "phase": self.phase, "epoch": p["epoch"], "loss": out["loss"], "lr": out["lr"],
-               "patch": f"{out['patch'][0]}x{out['patch'][1]}", "clips_per_s": round(rate, 2)}
+               "patch": f"{out['patch'][0]}x{out['patch'][1]}", "clips_per_s": round(rate, 2),
+               "skipped": out["skipped"]}
         # Every rank logs its own draws (steps.rank1.csv, ...), so agreement can be checked.
         _append_csv(self._steps_log(), row)
         if self._tb() is not None:
@@ -528,15 +555,15 @@ class Trainer:
                   "phase_epoch": p["phase_epoch"] + 1, "step": p["step"], "final_phase": final, **train_out,
                   "train_flops_cum": sum(a["train_flops"] for a in self.accounting),
                   "train_seconds_cum": sum(a["train_seconds"] for a in self.accounting),
-                  "val": val, "val_select": self._select(val)}
+                  "val": val, "val_select": self._select(val),
+                  "unreadable": {"train_skipped": p["skipped"], "val_skipped": val["_skipped"],
+                                 "files": sorted(set(p["unreadable"]) | set(val["_unreadable"]))}}
+        p.update(skipped=0, unreadable=[])
         self.history.append(record)
         if final and record["val_select"] > self.best["value"]:
             self.best = {"value": record["val_select"], "epoch": record["epoch"]}
             if self.info.is_main:
-                best = self.state()
-                for k in ("optimizer", "scaler", "extra", "rng"):
-                    best.pop(k)
-                save_run_checkpoint(best, self.run_dir, "best.pt")
+                save_safetensors(self.model, self.run_dir / "best.safetensors", inference=self.inference_info())
         if final and cfg.train.weight_averaging:
             end = cfg.train.wa_end or cfg.phases[-1].epochs
             if cfg.train.wa_start <= p["phase_epoch"] + 1 <= end:
@@ -558,7 +585,7 @@ class Trainer:
             for m, v in metrics.items():
                 row[f"val_{m}@{name}"] = v
         _append_csv(self.run_dir / "metrics.csv", row)
-        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        write_text_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=1))
         msg = (f"phase {record['phase']} epoch {record['phase_epoch']} (global {record['epoch']}): "
                f"loss {record['train_loss']:.4f}, val {self.metric} {record['val_select']:.4f}, "
                f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s")
@@ -572,7 +599,7 @@ class Trainer:
         if p["done"]:
             return json.loads((self.run_dir / "summary.json").read_text())
         if self.info.is_main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         while p["phase"] < len(cfg.phases):
             i = p["phase"]
             if p["entered"] != i:
@@ -613,8 +640,8 @@ class Trainer:
                    "train_seconds": sum(a["train_seconds"] for a in self.accounting)}
         summary["final_val"] = self.history[-1]["val"] if self.history else None
         models = {}
-        best_path = self.run_dir / "best.pt"
-        best = torch_load_safe(best_path)["model"] if self.info.is_main and best_path.exists() else None
+        best_path = self.run_dir / "best.safetensors"
+        best = load_state_dict(best_path)[0] if self.info.is_main and best_path.exists() else None
         best = distributed.broadcast_object(best, self.info)
         if best is not None:
             m = AST(config=self.model.config).to(self.info.device)
@@ -626,17 +653,32 @@ class Trainer:
             models["averaged"] = m
             summary["averaged_val"] = self._validate(m)
             if self.info.is_main:
-                save_run_checkpoint({"model": m.state_dict(), "model_config": m.config.to_dict(),
-                                     "run_config": config_to_dict(cfg), "inference": self.inference_info(),
-                                     "progress": dict(self.progress)},
-                                    self.run_dir, "averaged.pt")
+                save_safetensors(m, self.run_dir / "averaged.safetensors", inference=self.inference_info())
         if "test" in self.splits:
             summary["test"] = {name: self._validate(m, "test") for name, m in models.items()}
+        summary["unreadable"] = self._unreadable(summary)
         if self.info.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
             if self._writer:
                 self._writer.close()
         return summary
+
+
+    def _unreadable(self, summary: dict) -> dict:
+        """The run's unreadable clips under ``on_error: skip``: those the scan left out, the
+        reads skipped in training, validation and test (a clip read in 3 epochs counts 3
+        times), and every file involved once, with its reason."""
+        epochs = [h.get("unreadable", {"train_skipped": 0, "val_skipped": 0, "files": []}) for h in self.history]
+        files = {m for msgs in self.left_out.values() for m in msgs}
+        files |= {f for u in epochs for f in u["files"]}
+        tests = list(summary.get("test", {}).values())[:1]  # the test split is read once per model; count once
+        files |= {f for t in tests for f in t["_unreadable"]}
+        train = sum(u["train_skipped"] for u in epochs)
+        val = sum(u["val_skipped"] for u in epochs)
+        test = sum(t["_skipped"] for t in tests)
+        return {"left_out_at_scan": {k: len(v) for k, v in self.left_out.items()},
+                "skipped_reads": train + val + test, "skipped_in_training": train, "skipped_in_validation": val,
+                "skipped_in_test": test, "files": sorted(files)}
 
 
 def _read_csv(path: Path) -> list[dict]:

@@ -11,7 +11,7 @@ For clip ``i`` the pipeline is AST's (its dataloader), in this order:
 Targets are probability vectors (one-hot, multi-hot, or mixed), which both
 cross-entropy and BCE take. Bad files follow ``on_error``: ``"raise"`` stops with the
 file and manifest entry named; ``"skip"`` drops the clip (``__getitem__`` returns
-``None``, :func:`collate` counts it). :func:`scan` checks every file's header before
+``{"error": message}``, :func:`collate` counts and lists it). :func:`scan` checks every file's header before
 training so most problems surface before the first step.
 """
 
@@ -93,12 +93,12 @@ class AudioDataset(torch.utils.data.Dataset):
         spec = log_mel(lam * a + (1 - lam) * b, self.features, self.compression)
         return spec, lam * self._target(index) + (1 - lam) * self._target(other)
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, index: int) -> dict:
         try:
             return self._item(index)
-        except AudioError:
+        except AudioError as e:
             if self.on_error == "skip":
-                return None
+                return {"error": str(e), "index": index}
             raise
 
     def _item(self, index: int) -> dict:
@@ -120,14 +120,16 @@ class AudioDataset(torch.utils.data.Dataset):
         return {"spec": compress_spec(spec, self.compression), "target": target, "index": index}
 
 
-def collate(batch: list[dict | None]) -> dict:
-    """Stack clips; clips skipped under ``on_error="skip"`` are counted in ``"skipped"``."""
-    kept = [b for b in batch if b is not None]
-    skipped = len(batch) - len(kept)
+def collate(batch: list[dict]) -> dict:
+    """Stack clips; clips skipped under ``on_error="skip"`` are counted in ``"skipped"`` and
+    their errors (file and reason) listed in ``"errors"``. ``"spec"`` is None when all were."""
+    kept = [b for b in batch if "error" not in b]
+    errors = [b["error"] for b in batch if "error" in b]
+    out = {"skipped": len(errors), "errors": errors}
     if not kept:
-        return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), "skipped": skipped}
+        return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), **out}
     return {"spec": torch.stack([b["spec"] for b in kept]), "target": torch.stack([b["target"] for b in kept]),
-            "index": torch.tensor([b["index"] for b in kept]), "skipped": skipped}
+            "index": torch.tensor([b["index"] for b in kept]), **out}
 
 
 @dataclass

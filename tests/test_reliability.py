@@ -1,0 +1,254 @@
+"""Faults survived, damaged checkpoints recovered from, untrusted files inert.
+
+Every case here is a row of docs/RELIABILITY.md. Runs that are killed are real
+subprocesses killed with SIGKILL, either from outside at a moment the test picks or from
+inside at a named failpoint (:mod:`flexiast.faults`): mid-step, mid-validation, mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from flexiast import AST, CheckpointError
+from flexiast.cli import main
+from flexiast.run_checkpoint import load_run_checkpoint
+
+from helpers import Exploit, one_thread_env, read_csv, tiny_recipe, train_cli
+
+# A run in which every source of randomness matters: dropout and drop-path (torch RNG),
+# SpecAugment, mixup and noise (per-clip seeds), a cosine schedule, a compressed first
+# phase and a FlexiAST phase drawing patch sizes. 6 epochs of 10 steps; a checkpoint
+# every 3 steps and at every epoch's end.
+EPOCHS, STEPS = 6, 60
+CRASH_RECIPE = dict(
+    model={"drop_path_rate": 0.1, "drop_rate": 0.1},
+    augment={"freqm": 8, "timem": 8, "mixup": 0.5, "noise": True},
+    schedule={"name": "cosine", "warmup_steps": 5},
+    train={"checkpoint_every": 3, "threads": 1},
+    phases=[{"epochs": 2, "compression": "avgpool:2", "patch": {"sizes": [8]}},
+            {"epochs": 4, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}])
+
+
+@pytest.fixture(scope="module")
+def crash_recipe(fsdd_small, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("crash") / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(fsdd_small, path.parent / "unused", **CRASH_RECIPE)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(crash_recipe) -> Path:
+    out = crash_recipe.parent / "full"
+    proc = train_cli(crash_recipe, f"out={out}", env=one_thread_env())
+    assert proc.wait(timeout=300) == 0, proc.stdout.read().decode()
+    return out
+
+
+def resume_cli(run: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flexiast", "train", "--resume", str(run)],
+                          capture_output=True, env=one_thread_env(**env), timeout=300)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Run ``b`` ended where the uninterrupted run ``a`` did: metrics, losses, weights, logs."""
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    for key in ("best_val", "best_epoch", "test", "final_val"):
+        assert sa[key] == sb[key], key
+    assert [p["train_flops"] for p in sa["phases"]] == [p["train_flops"] for p in sb["phases"]]
+    ha, hb = (json.loads((r / "history.json").read_text()) for r in (a, b))
+    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+    assert [h["val"] for h in ha] == [h["val"] for h in hb]
+    wa, wb = (load_run_checkpoint(r / "last.pt")["model"] for r in (a, b))
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # The logs carry each step and epoch once, with the same values.
+    rows = [[(r["step"], r["loss"], r["patch"]) for r in read_csv(run / "steps.csv")] for run in (a, b)]
+    assert rows[0] == rows[1]
+    assert [r["epoch"] for r in read_csv(b / "metrics.csv")] == [str(e) for e in range(1, EPOCHS + 1)]
+
+
+def assert_checkpoints_whole(run: Path) -> None:
+    """Every checkpoint on disk loads and passes its CRC check; only ``*.tmp`` may be partial."""
+    for path in run.glob("*.pt"):
+        load_run_checkpoint(path)
+    for path in run.glob("*.safetensors"):
+        AST.from_pretrained(path)
+
+
+# -- crashes --------------------------------------------------------------------------------------
+def test_sigkill_at_a_moment_chosen_from_outside_then_resume(crash_recipe, uninterrupted, tmp_path):
+    run = tmp_path / "killed"
+    killed = train_cli(crash_recipe, f"out={run}", env=one_thread_env())
+    steps = run / "steps.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill in the middle of the second phase's first epoch
+        if steps.exists() and sum(1 for _ in open(steps)) > 26:
+            break
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (run / "summary.json").exists(), "the run finished before it was killed"
+    assert 0 < load_run_checkpoint(run / "last.pt")["progress"]["step"] < STEPS
+    resumed = resume_cli(run)
+    assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
+    assert_same_run(uninterrupted, run)
+
+
+#: How far into a process each failpoint may fire (a step kill within 12 steps, a validation
+#: kill within 4 batches, at most the second epoch's validation, a write kill within 6
+#: checkpoint writes), so that six kills in a row end well inside the run.
+FAILPOINT_RANGE = {"step": 12, "validation": 4, "checkpoint-write": 6}
+
+
+def test_six_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(crash_recipe, uninterrupted, tmp_path):
+    rng = random.Random(20261122)
+    points = list(FAILPOINT_RANGE) * 2
+    rng.shuffle(points)
+    run = tmp_path / "killed"
+    steps_done, trace = [], []
+    for trial, name in enumerate(points):
+        n = rng.randint(1, FAILPOINT_RANGE[name])
+        # Killed before its first checkpoint, a run is started again; otherwise resumed.
+        args = ("--resume", run) if (run / "last.pt").exists() else (crash_recipe, f"out={run}")
+        proc = train_cli(*args, env=one_thread_env(FLEXIAST_FAILPOINT=f"{name}:{n}"))
+        out = proc.communicate(timeout=300)[0].decode()
+        trace.append(f"{name}:{n}")
+        assert proc.returncode == -signal.SIGKILL, f"trial {trial} ({trace}) was not killed:\n{out}"
+        assert not (run / "summary.json").exists()
+        assert_checkpoints_whole(run)
+        if name == "checkpoint-write":  # the kill cut a write short: the partial file is a .tmp
+            partial = list(run.glob("*.tmp"))
+            assert partial, "no write was in progress"
+            for path in partial:
+                with pytest.raises(CheckpointError):
+                    load_run_checkpoint(path)
+        if (run / "last.pt").exists():
+            steps_done.append(load_run_checkpoint(run / "last.pt")["progress"]["step"])
+    assert steps_done == sorted(steps_done) and 0 < steps_done[-1] < STEPS, (trace, steps_done)
+    resumed = resume_cli(run)
+    assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
+    assert not list(run.glob("*.tmp"))
+    assert_same_run(uninterrupted, run)
+
+
+# -- damaged checkpoints --------------------------------------------------------------------------
+def _flip_a_byte_in_the_weights(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor data: torch.load alone would not notice
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "one flipped byte": _flip_a_byte_in_the_weights,
+    "empty": lambda p: p.write_bytes(b""),
+    "not a checkpoint": lambda p: p.write_text("<html>503 Service Unavailable</html>"),
+}
+
+
+@pytest.fixture(scope="module")
+def killed_run(crash_recipe) -> Path:
+    """The crash recipe killed in its third epoch, after several checkpoints."""
+    run = crash_recipe.parent / "killed-once"
+    proc = train_cli(crash_recipe, f"out={run}", env=one_thread_env(FLEXIAST_FAILPOINT="step:24"))
+    assert proc.wait(timeout=300) == -signal.SIGKILL
+    assert (run / "last.prev.pt").exists()
+    return run
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(killed_run, uninterrupted, tmp_path, damage):
+    run = tmp_path / "run"
+    shutil.copytree(killed_run, run)
+    DAMAGE[damage](run / "last.pt")
+    resumed = resume_cli(run, PYTHONWARNINGS="default")
+    err = resumed.stderr.decode()
+    assert resumed.returncode == 0, resumed.stdout.decode() + err
+    assert f"resuming from {run / 'last.prev.pt'}: the newer checkpoint is unreadable ({run / 'last.pt'}" in err
+    assert_same_run(uninterrupted, run)
+
+
+def test_both_checkpoints_damaged_is_refused_naming_both(killed_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(killed_run, run)
+    DAMAGE["one flipped byte"](run / "last.pt")
+    DAMAGE["truncated"](run / "last.prev.pt")
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint to resume from" in err and f"{run / 'last.pt'}: damaged" in err
+    assert f"{run / 'last.prev.pt'}: not a readable PyTorch checkpoint" in err
+
+
+# -- untrusted files --------------------------------------------------------------------------------
+@pytest.fixture
+def evil(tmp_path) -> tuple[Path, Path]:
+    """A checkpoint in our training layout whose unpickling would ``touch`` a marker file."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"cls_token": torch.zeros(1)}, "model_config": {}, "run_config": {}, "optimizer": {},
+                "progress": {}, "payload": Exploit(marker)}, path)
+    return path, marker
+
+
+def test_the_exploit_runs_code_when_unpickled_without_weights_only(evil):
+    """The file really is malicious: the refusals below are not vacuous."""
+    path, marker = evil
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def _hf_dir(evil_path: Path) -> Path:
+    """A Hugging Face model directory whose ``pytorch_model.bin`` is the exploit."""
+    d = evil_path.parent / "hf"
+    d.mkdir()
+    shutil.copy(evil_path, d / "pytorch_model.bin")
+    (d / "config.json").write_text(json.dumps({"model_type": "audio-spectrogram-transformer"}))
+    return d
+
+
+def _run_dir(evil_path: Path) -> Path:
+    d = evil_path.parent / "victim"
+    d.mkdir()
+    shutil.copy(evil_path, d / "last.pt")
+    return d
+
+
+LOADERS = {
+    "from_pretrained": lambda e, r, c, o: AST.from_pretrained(e),
+    "from_pretrained (HF directory)": lambda e, r, c, o: AST.from_pretrained(_hf_dir(e)),
+    "train init.path": lambda e, r, c, o: main(["train", str(r), f"init.path={e}", f"out={o}"]),
+    "train loss.teacher": lambda e, r, c, o: main(["train", str(r), f"loss.teacher={e}", f"out={o}"]),
+    "train --resume": lambda e, r, c, o: main(["train", "--resume", str(_run_dir(e))]),
+    "evaluate": lambda e, r, c, o: main(["evaluate", str(e), "--data", "fsdd:x"]),
+    "predict": lambda e, r, c, o: main(["predict", str(e), c]),
+    "export": lambda e, r, c, o: main(["export", str(e), str(o / "x.onnx")]),
+    "convert": lambda e, r, c, o: main(["convert", str(e), str(o / "x.safetensors")]),
+}
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_a_pickle_that_would_run_code_is_refused_by_every_loading_path(evil, loader, fsdd_small, fsdd_dir, capsys):
+    path, marker = evil
+    recipe = path.parent / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(fsdd_small, path.parent / "out")))
+    try:
+        code = LOADERS[loader](path, recipe, str(fsdd_dir / "0_theo_0.wav"), path.parent / "out")
+    except CheckpointError as e:
+        assert "refused to load" in str(e)
+    else:
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "refused to load" in err and str(path.parent) in err
+    assert not marker.exists()
+    assert not (path.parent / "out" / "summary.json").exists()

@@ -69,6 +69,16 @@ def test_matches_kaldi_native_fbank_at_80_bins(fsdd_clips_16k, window, snip_edge
         np.testing.assert_allclose(ours, ref, atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("samples", [80, 81, 119, 125, 139, 300])
+def test_clips_shorter_than_the_reflection_match_kaldi_native_fbank(samples):
+    """snip_edges=False reflects a clip as often as a frame needs (Kaldi's ExtractWindow)."""
+    wave = _noise(1.0, seed=samples)[:samples]
+    ours = fbank(torch.from_numpy(wave), num_mel_bins=80, window="povey", snip_edges=False).numpy()
+    ref = _knf_fbank(wave, snip_edges=False)
+    assert ours.shape == ref.shape == (num_frames(samples, snip_edges=False), 80)
+    np.testing.assert_allclose(ours, ref, atol=1e-3, rtol=0)
+
+
 @pytest.mark.parametrize("htk_compat", [False, True])
 def test_energy_column_matches_kaldi_native_fbank(fsdd_clips_16k, htk_compat):
     wave = fsdd_clips_16k[1]

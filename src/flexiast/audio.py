@@ -3,7 +3,8 @@
 Decoding is soundfile's (WAV, FLAC, OGG, MP3 and anything libsndfile reads, at any bit
 depth); resampling is soxr's (high quality, linear phase). Channels are averaged to mono.
 Every failure names the file: a file that does not decode, holds no samples, or holds
-NaN or Inf raises :class:`AudioError` rather than reaching the model.
+NaN, Inf or absurdly large samples (:data:`MAX_PEAK`) raises :class:`AudioError` rather
+than reaching the model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import torch
 __all__ = ["AudioError", "load_audio", "resample", "SAMPLE_RATE"]
 
 SAMPLE_RATE = 16000
+#: The largest sample magnitude accepted. Float WAVs may exceed full scale (1.0), and some
+#: tools store integer-scaled floats (32768), but 1e6 is 120 dB above full scale: such
+#: values are corrupt data, and from about 1e18 up fbank's float32 power overflows to NaN.
+MAX_PEAK = 1e6
 
 
 class AudioError(ValueError):
@@ -50,6 +55,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
         raise AudioError(path, "holds no samples")
     if not np.isfinite(audio).all():
         raise AudioError(path, "holds NaN or Inf samples")
+    peak = float(np.abs(audio).max())
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"samples reach {peak:.3g}, far beyond full scale (1.0, or 32768 for "
+                               f"integer-scaled floats): corrupt data? (limit {MAX_PEAK:.0e})")
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
     mono = resample(np.ascontiguousarray(mono), rate, sample_rate)
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))

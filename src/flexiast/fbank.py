@@ -157,16 +157,13 @@ def _frames(x: torch.Tensor, window: int, shift: int, snip_edges: bool) -> torch
     count = (length + shift // 2) // shift
     if count == 0:
         return x.new_zeros(*x.shape[:-1], 0, window)
-    # Kaldi reflects the signal at both ends so frame i is centred on i * S + S / 2.
-    pad = window // 2 - shift // 2
-    flipped = x.flip(-1)
-    if pad > 0:
-        if pad > length:
-            raise ValueError(f"snip_edges=False needs at least {pad} samples; got {length}")
-        x = torch.cat([flipped[..., length - pad:], x, flipped], dim=-1)
-    else:
-        x = torch.cat([x[..., -pad:], flipped], dim=-1)
-    return x.unfold(-1, window, shift)[..., :count, :]
+    # Kaldi's FirstSampleOfFrame: frame i starts at i * S + S // 2 - W // 2, so it is centred
+    # on i * S + S / 2; samples outside [0, L) are read by reflection (-1 -> 0, L -> L - 1),
+    # repeated as often as a clip shorter than the padding needs (ExtractWindow).
+    start = shift // 2 - window // 2
+    idx = torch.arange(start, start + (count - 1) * shift + window, device=x.device).remainder(2 * length)
+    idx = torch.where(idx >= length, 2 * length - 1 - idx, idx)
+    return x[..., idx].unfold(-1, window, shift)
 
 
 def fbank(
@@ -198,8 +195,9 @@ def fbank(
     with Kaldi's defaults elsewhere. The waveform's scale is kept as given: AST feeds
     floats in [-1, 1]. Returns ``[..., frames, num_mel_bins]`` (one more column, the log
     energy, with ``use_energy``: last with ``htk_compat``, else first), in the input's
-    dtype (float32 or float64; other floating types are computed in float32). A clip
-    shorter than one window gives zero frames.
+    dtype (float32 or float64; other floating types are computed in float32). With
+    ``snip_edges`` a clip shorter than one window gives zero frames; without, a clip gives
+    ``round(samples / shift)`` frames however short (Kaldi reflects it as often as needed).
     """
     if not isinstance(waveform, torch.Tensor):
         raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
@@ -226,9 +224,9 @@ def fbank(
                                  float(low_freq), float(high_freq), x.device, dtype)
 
     frames = _frames(x, win_len, shift, snip_edges)
-    if frames.shape[-2] == 0:
+    if frames.numel() == 0:  # no frames, or an empty batch
         width = num_mel_bins + (1 if use_energy else 0)
-        return x.new_zeros(*x.shape[:-1], 0, width).to(out_dtype)
+        return x.new_zeros(*frames.shape[:-1], width).to(out_dtype)
     noise = None
     if dither != 0.0:
         noise = torch.randn(frames.shape, generator=generator, dtype=dtype, device="cpu").to(frames.device)

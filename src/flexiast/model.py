@@ -354,7 +354,9 @@ class AST(nn.Module):
         """Positional embeddings for a call's token ``grid``.
 
         The stored grid is first resized bilinearly to the grid this patch size gives on
-        the trained input length (FlexiAST Sec. 2.2). An input of another length then
+        the trained input length (FlexiAST Sec. 2.2; a patch longer than the trained input
+        gives one position on that axis, as the trained input padded to one patch would).
+        An input of another length then
         needs another grid; ``pos_grid`` chooses how it is made from that one:
 
         * ``"leading"``: a shorter input keeps the leading time positions, the ones a
@@ -370,7 +372,8 @@ class AST(nn.Module):
         if pos_grid not in POS_GRID_POLICIES:
             raise ValueError(f"pos_grid={pos_grid!r} is not one of {', '.join(POS_GRID_POLICIES)}")
         cfg = self.config
-        ref = grid_shape(cfg.input_size, patch_size, stride)
+        patch = to_pair(patch_size, "patch_size")
+        ref = grid_shape(tuple(max(n, q) for n, q in zip(cfg.input_size, patch)), patch, stride)
         pos = resize_pos_grid(self.pos_embed, cfg.grid, ref, num_prefix_tokens=cfg.prefix_tokens)
         if grid == ref:
             return pos

@@ -103,7 +103,8 @@ def _axis_matrix64(old: int, new: int, antialias: bool) -> torch.Tensor:
     """
     eye = torch.eye(old, dtype=torch.float64).reshape(old, 1, 1, old)
     out = F.interpolate(eye, size=(1, new), mode="bilinear", align_corners=False, antialias=antialias)
-    return out.reshape(old, new).T.contiguous()
+    # clone, not contiguous(): an (n, 1) result would keep strides torch.kron cannot view
+    return out.reshape(old, new).T.clone(memory_format=torch.contiguous_format)
 
 
 def bilinear_matrix(old_size, new_size, *, antialias: bool = False) -> torch.Tensor:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -30,6 +31,13 @@ def tiny_recipe(root: Path, out: Path, **sections) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+def sine(rate: int, seconds: float, freq: float = 1000.0, amp: float = 0.5, channels: int = 1) -> np.ndarray:
+    """A sine of ``freq`` Hz and peak ``amp``, ``[samples]`` or ``[samples, channels]``."""
+    t = np.arange(int(rate * seconds)) / rate
+    x = amp * np.sin(2 * np.pi * freq * t)
+    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
 
 
 def train_cli(*args, env=None, **kw) -> subprocess.Popen:

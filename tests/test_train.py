@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 import yaml
@@ -250,8 +252,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path):
-    raw = tiny_recipe(fsdd_small, tmp_path / "unused", data={"batch_size": 8},
+@pytest.mark.parametrize("bad_clip", [False, True], ids=["clean", "a NaN clip under skip"])
+def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip):
+    """Two ranks train as one process does. With an unreadable training clip (NaN samples pass
+    the header scan) under ``on_error: skip``, one rank reads it each epoch and the other does
+    not: no hang, every rank logs the same skipped counts, and each step's loss still weighs
+    every kept clip equally, so the weights match one process's."""
+    root, data = fsdd_small, {"batch_size": 8}
+    if bad_clip:
+        root = tmp_path / "fsdd"
+        (root / "recordings").mkdir(parents=True)
+        for clip in (fsdd_small / "recordings").iterdir():
+            (root / "recordings" / clip.name).symlink_to(clip.resolve())
+        bad = root / "recordings" / "3_case_55.wav"  # take 55: a training clip
+        sf.write(bad, np.array([0.1, np.nan, 0.2] * 3000), 16000, subtype="FLOAT")
+        data.update(on_error="skip", max_bad_fraction=0.05)
+    raw = tiny_recipe(root, tmp_path / "unused", data=data,
                       phases=[{"epochs": 2, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}],
                       train={"threads": 1})
     recipe = tmp_path / "r.yaml"
@@ -278,14 +294,24 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path):
     for x, y in zip(ha, hb):
         assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-4)
         assert y["val_select"] == pytest.approx(x["val_select"], abs=1e-9)
-        assert y["val"]["_clips"] == x["val"]["_clips"] == 20  # every validation clip once
+        assert y["val"]["_clips"] == x["val"]["_clips"]
+        assert x["val"]["_clips"] + x["val"]["_skipped"] == 20  # every validation clip once
+        assert y["unreadable"] == x["unreadable"]
+    skipped = [[int(r["skipped"]) for r in rows] for rows in (single, r0, r1)]
+    assert skipped[0] == skipped[1] == skipped[2]  # the same clip, skipped at the same step, known to all
+    if bad_clip:
+        for s in (a, b):
+            assert [f.split(": ")[0] for f in s["unreadable"]["files"]] == [str(bad)]
+            assert s["unreadable"]["skipped_in_training"] == sum(skipped[0]) > 0
     # FLOPs: each rank runs its half batch and its own PI-resize of the kernel.
     from flexiast import ASTConfig
 
     mc = ASTConfig.from_dict(torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model_config"])
     sizes = [int(r["patch"].split("x")[0]) for r in single]
-    assert a["train_flops"] == sum(flops(mc, (8, 48, 64), p).training for p in sizes)
-    assert b["train_flops"] == sum(2 * flops(mc, (4, 48, 64), p).training for p in sizes)
+    # (A step that skipped a clip ran 7 clips in one process, 4 + 3 on two ranks.)
+    train_flops = lambda clips, p: flops(mc, (clips, 48, 64), p).training  # noqa: E731
+    assert a["train_flops"] == sum(train_flops(8 - k, p) for p, k in zip(sizes, skipped[0]))
+    assert b["train_flops"] == sum(train_flops(4, p) + train_flops(4 - k, p) for p, k in zip(sizes, skipped[0]))
     wa = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
     for k in wa:

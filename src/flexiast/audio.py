@@ -16,7 +16,7 @@ import soundfile as sf
 import soxr
 import torch
 
-__all__ = ["AudioError", "load_audio", "resample", "SAMPLE_RATE"]
+__all__ = ["AudioError", "load_audio", "read_header", "resample", "SAMPLE_RATE", "MAX_PEAK"]
 
 SAMPLE_RATE = 16000
 #: The largest sample magnitude accepted. Float WAVs may exceed full scale (1.0), and some
@@ -41,16 +41,33 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     return soxr.resample(audio, rate, target, quality="HQ")
 
 
+#: What libsndfile raises for a missing, unreadable or undecodable file.
+_DECODE_ERRORS = (sf.LibsndfileError, OSError, RuntimeError, TypeError, ValueError)
+
+
+def _decode_error(path, e: Exception) -> AudioError:
+    if isinstance(e, FileNotFoundError) or not Path(path).exists():
+        return AudioError(path, "no such file")
+    return AudioError(path, f"cannot decode audio ({e})")
+
+
+def read_header(path: str | Path) -> sf._SoundFileInfo:
+    """``path``'s header (rate, channels, frames), refused as :func:`load_audio` would refuse it."""
+    try:
+        info = sf.info(str(path))
+    except _DECODE_ERRORS as e:
+        raise _decode_error(path, e) from None
+    if info.frames == 0:
+        raise AudioError(path, "holds no samples")
+    return info
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Decode ``path`` to a mono float32 waveform ``[samples]`` at ``sample_rate``."""
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(path, "no such file") from None
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        if not Path(path).exists():
-            raise AudioError(path, "no such file") from None
-        raise AudioError(path, f"cannot decode audio ({e})") from None
+    except _DECODE_ERRORS as e:
+        raise _decode_error(path, e) from None
     if audio.shape[0] == 0:
         raise AudioError(path, "holds no samples")
     if not np.isfinite(audio).all():

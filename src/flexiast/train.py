@@ -399,7 +399,7 @@ class Trainer:
         # weight = n_j * world * accum / kept (DDP averages over ranks, hence world). Without
         # unreadable clips kept = world * accum * n_j, so weight is exactly 1.
         kept = sum(len(batch["spec"]) for batch in micro_batches if batch["spec"] is not None)
-        global_kept = kept
+        global_kept = kept * self.info.world_size  # every rank's batch is whole unless clips can be skipped
         if self.info.enabled and cfg.data.on_error == "skip":
             t = torch.tensor([kept], dtype=torch.float64, device=self.info.device)
             torch.distributed.all_reduce(t)
@@ -432,14 +432,14 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         skipped = len(errors)
-        if self.info.enabled:  # the step's loss and counts over all ranks
-            t = torch.tensor([total, clips, skipped], dtype=torch.float64, device=self.info.device)
+        if self.info.enabled:  # the step's loss, counts and FLOPs over all ranks
+            t = torch.tensor([total, clips, skipped, step_flops], dtype=torch.float64, device=self.info.device)
             torch.distributed.all_reduce(t)
-            total, clips, skipped = float(t[0]), int(t[1]), int(t[2])
+            total, clips, skipped, step_flops = float(t[0]), int(t[1]), int(t[2]), int(t[3])
             if skipped:  # every rank learns which clips (a collective only in steps that skipped some)
                 errors = [e for part in distributed.gather_objects(errors, self.info) for e in part]
         return {"loss": total / max(clips, 1), "clips": clips, "skipped": skipped, "errors": sorted(set(errors)),
-                "lr": lr, "patch": patch, "flops": step_flops * self.info.world_size}
+                "lr": lr, "patch": patch, "flops": step_flops}
 
     # -- epochs --------------------------------------------------------------------
     def _train_loader(self):

@@ -20,10 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from ..audio import AudioError, load_audio
+from ..audio import AudioError, load_audio, read_header
 from ..features import Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize, pad_or_cut
 from .augment import AugmentConfig, add_noise_and_roll, apply_gain, spec_augment
 from .cache import FeatureCache
@@ -156,17 +155,12 @@ def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float
     good = []
     for item in manifest.items:
         try:
-            info = sf.info(str(item.path))
-            if info.frames == 0:
-                raise ValueError("holds no samples")
+            read_header(item.path)
             if decode:
                 load_audio(item.path)
             good.append(item)
         except AudioError as e:
-            report.problems.append((item.source, f"{item.path}: {e.reason}"))
-        except Exception as e:  # noqa: BLE001 (libsndfile raises several types)
-            reason = "no such file" if not item.path.exists() else str(e).strip().splitlines()[0]
-            report.problems.append((item.source, f"{item.path}: {reason}"))
+            report.problems.append((item.source, str(e)))
     if report.problems:
         listing = "\n  ".join(msg + f" (entry {src})" for src, msg in report.problems[:10])
         more = f"\n  ... and {len(report.problems) - 10} more" if len(report.problems) > 10 else ""

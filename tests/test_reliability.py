@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -252,3 +253,36 @@ def test_a_pickle_that_would_run_code_is_refused_by_every_loading_path(evil, loa
         assert "refused to load" in err and str(path.parent) in err
     assert not marker.exists()
     assert not (path.parent / "out" / "summary.json").exists()
+
+
+# -- bad settings -----------------------------------------------------------------------------------
+def _blocked(tmp: Path) -> str:
+    """An output path under a regular file: unwritable even for root (CI runs as root)."""
+    (tmp / "a_file").write_text("x")
+    return f"out={tmp / 'a_file' / 'run'}"
+
+
+BAD_SETTINGS = {
+    "data root that does not exist": (lambda t: ["data.root=/nonexistent/fsdd"], "data.root: data folder"),
+    "data file that does not exist": (lambda t: ["data.format=ast_json", f"data.train={{datafile: {t}/no.json}}",
+                                                 f"data.options={{label_csv: {t}/labels.csv}}", "data.root=null"],
+                                      r"data.train: {t}/no.json: AST datafile not found"),
+    "unwritable output directory": (lambda t: [_blocked(t)], "out: cannot write the output directory"),
+    "patch larger than the compressed input": (lambda t: ["phases.0.compression=fshift:2", "phases.0.patch.sizes=[32]"],
+                                               r"phases\[0\].patch.sizes: patch 32x32 .* 24 frames"),
+    "negative learning rate": (lambda t: ["optimizer.lr=-1"], "optimizer.lr: -1.0 must be non-negative"),
+    "unknown key": (lambda t: ["train.epohcs=3"], "train.epohcs"),
+    "teacher that does not exist": (lambda t: [f"loss.teacher={t}/teacher.safetensors"],
+                                    "loss.teacher: teacher checkpoint .* does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_a_bad_setting_fails_before_training_naming_it(case, fsdd_small, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(fsdd_small, tmp_path / "run")))
+    overrides, message = BAD_SETTINGS[case]
+    assert main(["train", str(recipe), *overrides(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message.replace("{t}", re.escape(str(tmp_path))), err), err
+    assert not (tmp_path / "run").exists()  # nothing started

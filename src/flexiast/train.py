@@ -43,7 +43,7 @@ from . import distributed, faults
 from .checkpoints import _adapt, load_pretrained, load_state_dict, save_safetensors
 from .config import ConfigError, RunConfig, build_config, config_to_dict
 from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
-from .data.readers import Manifest
+from .data.readers import DataError, Manifest
 from .data.samplers import BalancedSampler, ast_balanced_weights
 from .evaluate import evaluate_model
 from .flops import flops
@@ -80,13 +80,20 @@ def load_splits(cfg: RunConfig) -> tuple[dict[str, Manifest], dict[str, list[str
     common = dict(d.options)
     if d.root is not None:
         common["root"] = d.root
-    splits = {"train": read_manifest(d.format, **{**common, **d.train})}
+
+    def read(name: str, options: dict) -> Manifest:
+        try:
+            return read_manifest(d.format, **{**common, **options})
+        except DataError as e:  # a missing file or a wrong option: name the setting too
+            raise ConfigError(f"data.{name}: {e}") from None
+
+    splits = {"train": read("train", d.train)}
     if d.val is not None:
-        splits["val"] = read_manifest(d.format, **{**common, **d.val})
+        splits["val"] = read("val", d.val)
     else:
         splits["train"], splits["val"] = _holdout(splits["train"], d.val_fraction, cfg.seed)
     if d.test is not None:
-        splits["test"] = read_manifest(d.format, **{**common, **d.test})
+        splits["test"] = read("test", d.test)
     classes = splits["train"].classes
     for name, m in splits.items():
         if m.classes != classes:

@@ -266,7 +266,7 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
     assert [p["compression"] for p in summary["phases"]] == [p.get("compression", "none") for p in raw["phases"]]
     assert all(p["steps"] == 2 for p in summary["phases"]), summary["phases"]
     sizes = raw["train"]["eval_patch_sizes"]
-    assert set(summary["test"]["best"]) - {"_clips", "_skipped", "_frames"} == {str(s) for s in sizes}
+    assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {str(s) for s in sizes}
     model = AST.from_pretrained(out / "best.safetensors")
     assert model.config.embed_dim == 32 and model.config.patch_size == (raw["model"]["patch_size"],) * 2
     if raw["phases"][0]["patch"]["sampler"] == "uniform":

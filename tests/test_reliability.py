@@ -191,6 +191,20 @@ def test_both_checkpoints_damaged_is_refused_naming_both(killed_run, tmp_path, c
     assert f"{run / 'last.prev.pt'}: not a readable PyTorch checkpoint" in err
 
 
+@pytest.mark.parametrize("write", ["save_safetensors", "save_pretrained"])
+def test_a_flipped_byte_in_our_safetensors_is_refused(tmp_path, write):
+    """Safetensors checks its header, not its data: our files carry a CRC-32 of the tensors."""
+    from flexiast.checkpoints import save_pretrained, save_safetensors
+
+    model = AST(10, embed_dim=32, depth=1, num_heads=2, input_tdim=64)
+    path = save_safetensors(model, tmp_path / "w.safetensors") if write == "save_safetensors" else \
+        save_pretrained(model, tmp_path / "dir") / "model.safetensors"
+    AST.from_pretrained(path.parent if write == "save_pretrained" else path)  # whole: loads
+    _flip_a_byte_in_the_weights(path)
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(path))}: damaged: the tensors' CRC-32"):
+        AST.from_pretrained(path.parent if write == "save_pretrained" else path)
+
+
 # -- untrusted files --------------------------------------------------------------------------------
 @pytest.fixture
 def evil(tmp_path) -> tuple[Path, Path]:

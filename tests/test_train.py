@@ -252,13 +252,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("bad_clip", [False, True], ids=["clean", "a NaN clip under skip"])
-def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip):
+@pytest.mark.parametrize("bad_clip, batch", [(False, 8), (True, 8), (True, 2)],
+                         ids=["clean", "a NaN clip under skip", "a whole micro-batch unreadable"])
+def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip, batch):
     """Two ranks train as one process does. With an unreadable training clip (NaN samples pass
     the header scan) under ``on_error: skip``, one rank reads it each epoch and the other does
     not: no hang, every rank logs the same skipped counts, and each step's loss still weighs
-    every kept clip equally, so the weights match one process's."""
-    root, data = fsdd_small, {"batch_size": 8}
+    every kept clip equally, so the weights match one process's. At batch 2 (one clip per
+    rank) the rank with the bad clip has nothing left and joins the all-reduce with a
+    zero-weighted clip."""
+    root, data = fsdd_small, {"batch_size": batch}
     if bad_clip:
         root = tmp_path / "fsdd"
         (root / "recordings").mkdir(parents=True)
@@ -308,10 +311,12 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip
 
     mc = ASTConfig.from_dict(torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model_config"])
     sizes = [int(r["patch"].split("x")[0]) for r in single]
-    # (A step that skipped a clip ran 7 clips in one process, 4 + 3 on two ranks.)
-    train_flops = lambda clips, p: flops(mc, (clips, 48, 64), p).training  # noqa: E731
-    assert a["train_flops"] == sum(train_flops(8 - k, p) for p, k in zip(sizes, skipped[0]))
-    assert b["train_flops"] == sum(train_flops(4, p) + train_flops(4 - k, p) for p, k in zip(sizes, skipped[0]))
+    # (A step that skipped a clip ran 7 clips in one process, 4 + 3 on two ranks; at batch 2,
+    # 1 clip, and 1 + the zero-weighted stand-in, which is not counted.)
+    train_flops = lambda clips, p: flops(mc, (clips, 48, 64), p).training if clips else 0  # noqa: E731
+    half = batch // 2
+    assert a["train_flops"] == sum(train_flops(batch - k, p) for p, k in zip(sizes, skipped[0]))
+    assert b["train_flops"] == sum(train_flops(half, p) + train_flops(half - k, p) for p, k in zip(sizes, skipped[0]))
     wa = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
     for k in wa:

@@ -17,7 +17,9 @@ Formats recognised by their keys (after stripping DataParallel's ``module.``):
   the positional grid cut or interpolated per axis as AST does; the head is new.
 
 Every file is read with safetensors or ``torch.load(weights_only=True)``: a pickle that
-would construct arbitrary objects is refused before anything in it runs.
+would construct arbitrary objects is refused before anything in it runs. A damaged file
+is refused too: torch zip files are checked against their records' CRC-32s
+(:func:`verify_zip`), our safetensors against the CRC-32 in their metadata.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pickle
 import re
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -95,13 +98,32 @@ def torch_load_safe(path: Path):
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
 
+#: Metadata key of the CRC-32 of a safetensors file's tensors, which we write and check.
+CRC_KEY = "flexiast_crc32"
+
+
+def tensor_crc32(sd: dict) -> str:
+    """CRC-32 of the tensors' bytes in key order (zlib's, as a zip record's).
+
+    Safetensors checks that its header and offsets are consistent, not the data: a flipped
+    byte would load as a wrong weight. Our files carry this in their metadata."""
+    crc = 0
+    for k in sorted(sd):
+        crc = zlib.crc32(sd[k].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
+
+
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        return load_file(str(path)), meta
+        sd = load_file(str(path))
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if CRC_KEY in meta and tensor_crc32(sd) != meta[CRC_KEY]:
+        raise CheckpointError(f"{path}: damaged: the tensors' CRC-32 does not match the one stored when it was "
+                              "written (the file was corrupted after it was written)")
+    return sd, meta
 
 
 def _json(text: str, where) -> dict:
@@ -459,18 +481,20 @@ def _contiguous(sd: dict) -> dict:
 
 
 def save_safetensors(model: AST, path: str | Path, inference: dict | None = None) -> Path:
-    """One ``.safetensors`` file with the configuration (and ``inference``) in its metadata,
-    written atomically (:func:`flexiast.atomic.write_atomic`).
+    """One ``.safetensors`` file with the configuration (and ``inference``) and the tensors'
+    CRC-32 (:func:`tensor_crc32`) in its metadata, written atomically
+    (:func:`flexiast.atomic.write_atomic`).
 
     ``inference`` is ``{"features": FeatureConfig.to_dict(), "multilabel": bool}``: what
     :func:`flexiast.inference.load_inference_model` needs besides the weights.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": "flexiast", "flexiast_config": json.dumps(model.config.to_dict())}
+    sd = _contiguous(model.state_dict())
+    metadata = {"format": "flexiast", "flexiast_config": json.dumps(model.config.to_dict()), CRC_KEY: tensor_crc32(sd)}
     if inference is not None:
         metadata["flexiast_inference"] = json.dumps(inference)
-    data = safetensors_bytes(_contiguous(model.state_dict()), metadata=metadata)
+    data = safetensors_bytes(sd, metadata=metadata)
     write_atomic(path, lambda f: f.write(data), failpoint="checkpoint-write")
     return path
 
@@ -550,7 +574,8 @@ def save_pretrained(model: AST, directory: str | Path, format: str = "flexiast",
     else:
         raise ValueError(f"format={format!r} is not one of flexiast, hf")
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(_contiguous(sd), str(directory / "model.safetensors"), metadata=metadata)
+    sd = _contiguous(sd)
+    save_file(sd, str(directory / "model.safetensors"), metadata={**metadata, CRC_KEY: tensor_crc32(sd)})
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if format == "hf" and inference is not None and "features" in inference:
         (directory / "preprocessor_config.json").write_text(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,17 @@ def sine(rate: int, seconds: float, freq: float = 1000.0, amp: float = 0.5, chan
 def train_cli(*args, env=None, **kw) -> subprocess.Popen:
     """``python -m flexiast train ARGS`` in a subprocess, stdout and stderr together."""
     return subprocess.Popen([sys.executable, "-m", "flexiast", "train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, **kw)
+
+
+def torchrun_cli(*args, nproc: int = 2, env=None, **kw) -> subprocess.Popen:
+    """``torchrun --nproc-per-node N -m flexiast train ARGS`` on a free local port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+                             "--master-addr", "127.0.0.1", "--master-port", str(port),
+                             "-m", "flexiast", "train", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, **kw)
 
 

@@ -25,7 +25,7 @@ from flexiast import AST, CheckpointError
 from flexiast.cli import main
 from flexiast.run_checkpoint import load_run_checkpoint
 
-from helpers import Exploit, one_thread_env, read_csv, tiny_recipe, train_cli
+from helpers import Exploit, one_thread_env, read_csv, tiny_recipe, torchrun_cli, train_cli
 
 # A run in which every source of randomness matters: dropout and drop-path (torch RNG),
 # SpecAugment, mixup and noise (per-clip seeds), a cosine schedule, a compressed first
@@ -141,6 +141,35 @@ def test_six_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(crash_
     assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
     assert not list(run.glob("*.tmp"))
     assert_same_run(uninterrupted, run)
+
+
+def test_a_two_process_run_killed_mid_step_resumes_to_the_same_run(fsdd_small, tmp_path):
+    """torchrun, both ranks killed at their 13th step (after the checkpoint at step 12), then
+    ``torchrun ... --resume``: every rank restores its own RNG state and trims its own step
+    log, and the run ends bit-identical to an uninterrupted two-process run."""
+    raw = tiny_recipe(fsdd_small, tmp_path / "unused", model={"drop_path_rate": 0.1, "drop_rate": 0.1},
+                      augment={"freqm": 8, "timem": 8}, train={"checkpoint_every": 3, "threads": 1},
+                      phases=[{"epochs": 3, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    full = torchrun_cli(recipe, f"out={tmp_path / 'full'}", env=one_thread_env())
+    assert full.wait(timeout=300) == 0, full.stdout.read().decode()
+    run = tmp_path / "killed"
+    killed = torchrun_cli(recipe, f"out={run}", env=one_thread_env(FLEXIAST_FAILPOINT="step:13"))
+    out = killed.communicate(timeout=300)[0].decode()
+    assert killed.returncode != 0 and not (run / "summary.json").exists(), out
+    assert load_run_checkpoint(run / "last.pt")["progress"]["step"] == 12
+    resumed = torchrun_cli("--resume", run, env=one_thread_env())
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (tmp_path / "full", run))
+    for key in ("best_val", "best_epoch", "test", "final_val", "train_flops", "world_size"):
+        assert sa[key] == sb[key], key
+    wa, wb = (load_run_checkpoint(r / "last.pt")["model"] for r in (tmp_path / "full", run))
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    for log in ("steps.csv", "steps.rank1.csv"):
+        rows = [[(r["step"], r["loss"], r["patch"]) for r in read_csv(d / log)] for d in (tmp_path / "full", run)]
+        assert rows[0] == rows[1], log
 
 
 # -- damaged checkpoints --------------------------------------------------------------------------

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from flexiast.losses import distillation_loss
 from flexiast.resize import resize_pos_grid
 from flexiast.train import Trainer, train
 
-from helpers import one_thread_env, read_csv, tiny_deit, tiny_recipe, train_cli
+from helpers import one_thread_env, read_csv, tiny_deit, tiny_recipe, torchrun_cli, train_cli
 from reference_vit import pinv_resize
 
 # -- learning ------------------------------------------------------------------------
@@ -246,12 +243,6 @@ def test_resume_refuses_to_overwrite_and_finished_run_returns_its_summary(fsdd_s
 
 
 # -- distributed ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("bad_clip, batch", [(False, 8), (True, 8), (True, 2)],
                          ids=["clean", "a NaN clip under skip", "a whole micro-batch unreadable"])
 def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip, batch):
@@ -269,6 +260,9 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip
             (root / "recordings" / clip.name).symlink_to(clip.resolve())
         bad = root / "recordings" / "3_case_55.wav"  # take 55: a training clip
         sf.write(bad, np.array([0.1, np.nan, 0.2] * 3000), 16000, subtype="FLOAT")
+        # and one more good clip: an even count of training clips gives one process and two
+        # ranks the same number of steps at batch 2 (the sampler pads ranks to equal shares)
+        (root / "recordings" / "4_case_56.wav").symlink_to((fsdd_small / "recordings" / "4_george_5.wav").resolve())
         data.update(on_error="skip", max_bad_fraction=0.05)
     raw = tiny_recipe(root, tmp_path / "unused", data=data,
                       phases=[{"epochs": 2, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}],
@@ -277,10 +271,7 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip
     recipe.write_text(yaml.safe_dump(raw))
     env = one_thread_env()
     one = train_cli(recipe, f"out={tmp_path / 'one'}", env=env)
-    two = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                            "-m", "flexiast", "train", str(recipe), f"out={tmp_path / 'two'}"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    two = torchrun_cli(recipe, f"out={tmp_path / 'two'}", env=env)
     assert one.wait(timeout=300) == 0, one.stdout.read().decode()
     assert two.wait(timeout=300) == 0, two.stdout.read().decode()
     a = json.loads((tmp_path / "one" / "summary.json").read_text())
@@ -325,9 +316,10 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip
             # The key bias gets no gradient in exact arithmetic (softmax ignores a shift shared
             # by all of a query's scores), only rounding noise, which differs with the
             # all-reduce's order and which Adam scales up: it must stay near its zero start in
-            # both runs, and the query and value biases must agree.
+            # both runs (80 steps of lr 1e-3 could move a bias with a real gradient by 0.08;
+            # the noise moved it 1.8e-4 at most), and the query and value biases must agree.
             d = a.shape[0] // 3
-            assert a[d:2 * d].abs().max() < 1e-4 and b[d:2 * d].abs().max() < 1e-4
+            assert a[d:2 * d].abs().max() < 5e-4 and b[d:2 * d].abs().max() < 5e-4
             a, b = torch.cat([a[:d], a[2 * d:]]), torch.cat([b[:d], b[2 * d:]])
         torch.testing.assert_close(b, a, atol=2e-5, rtol=1e-4)
 

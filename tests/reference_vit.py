@@ -1,4 +1,6 @@
-"""An independent AST/FlexiAST forward in plain tensor operations, for layouts HF cannot hold.
+"""Hand-written references: FlexiAST's bilinear matrix B and PI-resize as the official code
+builds them, and an independent AST/FlexiAST forward in plain tensor operations, for
+layouts HF cannot hold.
 
 Reads an official-layout state dict (``v.*``, ``mlp_head.*``; ``module.`` stripped) and
 follows the AST/FlexiAST code path literally: conv patch embedding on ``[B, 1, F, T]``,
@@ -11,6 +13,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def bilinear_axis_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """1-D bilinear resize (half-pixel centres, no antialiasing) by hand, ``(n_out, n_in)``."""
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
+        lo = int(np.floor(src))
+        hi = min(lo + 1, n_in - 1)
+        m[i, lo] += 1 - (src - lo)
+        m[i, hi] += src - lo
+    return m
+
+
+def reference_B(old, new) -> np.ndarray:
+    """FlexiAST eq. (1): ``vec(resize(x)) = B vec(x)`` for a row-major ``old`` image resized to
+    ``new``: ``kron(A_rows, A_cols)``, float64."""
+    return np.kron(bilinear_axis_matrix(old[0], new[0]), bilinear_axis_matrix(old[1], new[1]))
 
 
 def pinv_resize(weight: torch.Tensor, new) -> torch.Tensor:

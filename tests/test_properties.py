@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,8 @@ from flexiast.fbank import KALDI_LOG_FLOOR, WINDOWS
 from flexiast.features import Compression, FeatureConfig, compress_spec, finish_input, log_mel
 from flexiast.resize import ast_adapt_pos_grid, bilinear_matrix, resize_patch_weight
 
+from reference_vit import reference_B
+
 side = st.integers(min_value=1, max_value=40)
 small_side = st.integers(min_value=1, max_value=12)
 float_dtypes = st.sampled_from([torch.float32, torch.float64])
@@ -32,21 +33,8 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _axis_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """1-D bilinear resize (half-pixel centres, no antialiasing) by hand, ``(n_out, n_in)``."""
-    m = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
-        lo = int(np.floor(src))
-        hi = min(lo + 1, n_in - 1)
-        m[i, lo] += 1 - (src - lo)
-        m[i, hi] += src - lo
-    return m
-
-
 def _reference_B(old, new) -> torch.Tensor:
-    """FlexiAST eq. (1): ``vec(resize(x)) = B vec(x)`` for row-major ``vec``, float64."""
-    return torch.from_numpy(np.kron(_axis_matrix(old[0], new[0]), _axis_matrix(old[1], new[1])))
+    return torch.from_numpy(reference_B(old, new))
 
 
 # -- patch-kernel resizing ------------------------------------------------------------

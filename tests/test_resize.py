@@ -15,22 +15,7 @@ import torch.nn.functional as F
 from flexiast import bilinear_resize, grid_shape, pi_resize, pi_resize_matrix, resize_pos_grid
 from flexiast.resize import ast_adapt_pos_grid, bilinear_matrix
 
-
-def _axis_matrix(n_in: int, n_out: int) -> np.ndarray:
-    m = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        src = max((i + 0.5) * n_in / n_out - 0.5, 0.0)
-        lo = int(np.floor(src))
-        hi = min(lo + 1, n_in - 1)
-        frac = src - lo
-        m[i, lo] += 1 - frac
-        m[i, hi] += frac
-    return m
-
-
-def reference_B(old, new) -> np.ndarray:
-    """Bilinear resize of a row-major ``old`` image to ``new``: ``kron(A_rows, A_cols)``."""
-    return np.kron(_axis_matrix(old[0], new[0]), _axis_matrix(old[1], new[1]))
+from reference_vit import reference_B
 
 
 @pytest.mark.parametrize("old,new", [((16, 16), (24, 24)), ((16, 16), (8, 8)), ((16, 16), (16, 48)), ((5, 7), (3, 11))])

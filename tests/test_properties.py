@@ -251,7 +251,6 @@ def test_fbank_short_clips(rate, frame_length, shift, bins, window, dtype, scale
        htk=st.booleans(), dtype=float_dtypes)
 def test_fbank_empty_batch(rate, lead, length, bins, snip, use_energy, htk, dtype):
     """``waveform[..., samples]`` with a leading dimension of 0: an empty ``[*lead, frames, width]``."""
-    assume(snip or length >= int(rate * 0.025))  # snip_edges=False under a window: test_fbank_short_clips
     out = fbank(torch.zeros(*lead, length, dtype=dtype), rate, num_mel_bins=bins, snip_edges=snip,
                 use_energy=use_energy, htk_compat=htk)
     assert out.shape == (*lead, num_frames(length, rate, snip_edges=snip), bins + use_energy)

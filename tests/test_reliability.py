@@ -112,14 +112,14 @@ def test_sigkill_at_a_moment_chosen_from_outside_then_resume(crash_recipe, unint
 FAILPOINT_RANGE = {"step": 12, "validation": 4, "checkpoint-write": 6}
 
 
-def test_six_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(crash_recipe, uninterrupted, tmp_path):
+def test_seven_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(crash_recipe, uninterrupted, tmp_path):
     rng = random.Random(20261122)
     points = list(FAILPOINT_RANGE) * 2
     rng.shuffle(points)
+    trials = [("step", 2)] + [(name, rng.randint(1, FAILPOINT_RANGE[name])) for name in points]
     run = tmp_path / "killed"
     steps_done, trace = [], []
-    for trial, name in enumerate(points):
-        n = rng.randint(1, FAILPOINT_RANGE[name])
+    for trial, (name, n) in enumerate(trials):
         # Killed before its first checkpoint, a run is started again; otherwise resumed.
         args = ("--resume", run) if (run / "last.pt").exists() else (crash_recipe, f"out={run}")
         proc = train_cli(*args, env=one_thread_env(FLEXIAST_FAILPOINT=f"{name}:{n}"))
@@ -134,7 +134,9 @@ def test_six_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(crash_
             for path in partial:
                 with pytest.raises(CheckpointError):
                     load_run_checkpoint(path)
-        if (run / "last.pt").exists():
+        if trial == 0:  # killed before the first checkpoint (step 3), with a logged step to clear
+            assert not (run / "last.pt").exists() and len(read_csv(run / "steps.csv")) == 1
+        else:
             steps_done.append(load_run_checkpoint(run / "last.pt")["progress"]["step"])
     assert steps_done == sorted(steps_done) and 0 < steps_done[-1] < STEPS, (trace, steps_done)
     resumed = resume_cli(run)
@@ -199,13 +201,20 @@ def killed_run(crash_recipe) -> Path:
 
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(killed_run, uninterrupted, tmp_path, damage):
+    """The fallback warns naming the file and moves it aside; the resumed run is killed again
+    in its first write (which must not rotate the damaged file over the good one), and the
+    next resume still ends where the uninterrupted run did."""
     run = tmp_path / "run"
     shutil.copytree(killed_run, run)
     DAMAGE[damage](run / "last.pt")
-    resumed = resume_cli(run, PYTHONWARNINGS="default")
+    resumed = resume_cli(run, PYTHONWARNINGS="default", FLEXIAST_FAILPOINT="checkpoint-write:1")
     err = resumed.stderr.decode()
-    assert resumed.returncode == 0, resumed.stdout.decode() + err
+    assert resumed.returncode == -signal.SIGKILL, resumed.stdout.decode() + err
     assert f"resuming from {run / 'last.prev.pt'}: the newer checkpoint is unreadable ({run / 'last.pt'}" in err
+    assert f"it was moved to {run / 'last.pt.damaged'}" in err and (run / "last.pt.damaged").exists()
+    load_run_checkpoint(run / "last.prev.pt")
+    again = resume_cli(run)
+    assert again.returncode == 0, again.stdout.decode() + again.stderr.decode()
     assert_same_run(uninterrupted, run)
 
 
@@ -328,4 +337,19 @@ def test_a_bad_setting_fails_before_training_naming_it(case, fsdd_small, tmp_pat
     assert main(["train", str(recipe), *overrides(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert re.search(message.replace("{t}", re.escape(str(tmp_path))), err), err
-    assert not (tmp_path / "run").exists()  # nothing started
+    outs = [o[len("out="):] for o in overrides(tmp_path) if o.startswith("out=")] or [tmp_path / "run"]
+    assert not Path(outs[0]).exists()  # nothing started
+
+
+def test_runs_written_before_safetensors_still_resolve_to_their_best_pt(tmp_path):
+    """Run directories from before the weights were safetensors hold ``best.pt``."""
+    from flexiast.inference import resolve_weights
+
+    model = AST(10, embed_dim=32, depth=1, num_heads=2, input_tdim=64)
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict()}, tmp_path / "best.pt")
+    assert resolve_weights(tmp_path) == tmp_path / "best.pt"
+    loaded = AST.from_pretrained(resolve_weights(tmp_path))
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    with pytest.raises(CheckpointError, match=r"has no averaged.safetensors \(it has best\)"):
+        resolve_weights(tmp_path, "averaged")

@@ -292,11 +292,14 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip
         assert x["val"]["_clips"] + x["val"]["_skipped"] == 20  # every validation clip once
         assert y["unreadable"] == x["unreadable"]
     skipped = [[int(r["skipped"]) for r in rows] for rows in (single, r0, r1)]
-    assert skipped[0] == skipped[1] == skipped[2]  # the same clip, skipped at the same step, known to all
+    assert skipped[0] == skipped[1] == skipped[2]  # the same clip, skipped at the same step
+    # Each rank logs the files it knows were skipped: the rank that did not read the clip too.
+    assert [r["unreadable"] for r in r0] == [r["unreadable"] for r in r1] == [r["unreadable"] for r in single]
     if bad_clip:
         for s in (a, b):
             assert [f.split(": ")[0] for f in s["unreadable"]["files"]] == [str(bad)]
             assert s["unreadable"]["skipped_in_training"] == sum(skipped[0]) > 0
+        assert {r["unreadable"].split(": ")[0] for r in r1 if r["skipped"] != "0"} == {str(bad)}
     # FLOPs: each rank runs its half batch and its own PI-resize of the kernel.
     from flexiast import ASTConfig
 

@@ -70,9 +70,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
         raise _decode_error(path, e) from None
     if audio.shape[0] == 0:
         raise AudioError(path, "holds no samples")
-    if not np.isfinite(audio).all():
+    peak = float(np.abs(audio).max())  # NaN if any sample is NaN, inf if any is infinite
+    if not np.isfinite(peak):
         raise AudioError(path, "holds NaN or Inf samples")
-    peak = float(np.abs(audio).max())
     if peak > MAX_PEAK:
         raise AudioError(path, f"samples reach {peak:.3g}, far beyond full scale (1.0, or 32768 for "
                                f"integer-scaled floats): corrupt data? (limit {MAX_PEAK:.0e})")

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .atomic import write_atomic
+from .atomic import write_atomic, write_text_atomic
 from .model import AST, ASTConfig
 from .resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, to_pair
 
@@ -490,13 +490,18 @@ def save_safetensors(model: AST, path: str | Path, inference: dict | None = None
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = _contiguous(model.state_dict())
-    metadata = {"format": "flexiast", "flexiast_config": json.dumps(model.config.to_dict()), CRC_KEY: tensor_crc32(sd)}
+    metadata = {"format": "flexiast", "flexiast_config": json.dumps(model.config.to_dict())}
     if inference is not None:
         metadata["flexiast_inference"] = json.dumps(inference)
-    data = safetensors_bytes(sd, metadata=metadata)
-    write_atomic(path, lambda f: f.write(data), failpoint="checkpoint-write")
+    _write_safetensors(model.state_dict(), path, metadata)
     return path
+
+
+def _write_safetensors(sd: dict, path: Path, metadata: dict) -> None:
+    """``sd`` as safetensors with ``metadata`` and the tensors' CRC-32, written atomically."""
+    sd = _contiguous(sd)
+    data = safetensors_bytes(sd, metadata={**metadata, CRC_KEY: tensor_crc32(sd)})
+    write_atomic(path, lambda f: f.write(data), failpoint="checkpoint-write")
 
 
 def to_hf(model: AST) -> tuple[dict, dict]:
@@ -574,10 +579,9 @@ def save_pretrained(model: AST, directory: str | Path, format: str = "flexiast",
     else:
         raise ValueError(f"format={format!r} is not one of flexiast, hf")
     directory.mkdir(parents=True, exist_ok=True)
-    sd = _contiguous(sd)
-    save_file(sd, str(directory / "model.safetensors"), metadata={**metadata, CRC_KEY: tensor_crc32(sd)})
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    _write_safetensors(sd, directory / "model.safetensors", metadata)
+    write_text_atomic(directory / "config.json", json.dumps(config, indent=2) + "\n")
     if format == "hf" and inference is not None and "features" in inference:
-        (directory / "preprocessor_config.json").write_text(
-            json.dumps(hf_preprocessor_config(inference["features"]), indent=2) + "\n")
+        write_text_atomic(directory / "preprocessor_config.json",
+                          json.dumps(hf_preprocessor_config(inference["features"]), indent=2) + "\n")
     return directory

@@ -36,28 +36,18 @@ from .features import DATASET_STATS, Compression, FeatureConfig, compress_spec, 
 from .flops import flops
 from .model import AST
 from .resize import to_pair
+from .run_checkpoint import WEIGHT_FILES, run_weights
 
 __all__ = ["InferenceModel", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
            "window_starts", "weights_stat", "WEIGHT_NAMES"]
 
-#: The weight files of a training run, by name: safetensors for the weights a run keeps,
-#: ``last.pt`` for the training state (loaded with ``weights_only=True``).
-WEIGHT_FILES = {"best": "best.safetensors", "averaged": "averaged.safetensors", "last": "last.pt"}
 WEIGHT_NAMES = tuple(WEIGHT_FILES)
 #: Datasets whose task is multi-label, for files that do not say.
 MULTILABEL_DATASETS = ("audioset",)
 
 
-def _run_file(run: Path, name: str) -> Path | None:
-    """``run``'s weights called ``name``, or None; runs written before safetensors have ``NAME.pt``."""
-    for file in (run / WEIGHT_FILES[name], run / f"{name}.pt"):
-        if file.exists():
-            return file
-    return None
-
-
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and any(_run_file(path, n) for n in WEIGHT_NAMES)
+    return path.is_dir() and any(run_weights(path, n) for n in WEIGHT_NAMES)
 
 
 def resolve_weights(path: str | Path, weights: str = "best") -> Path:
@@ -70,9 +60,9 @@ def resolve_weights(path: str | Path, weights: str = "best") -> Path:
         return path
     if weights not in WEIGHT_NAMES:
         raise ValueError(f"weights={weights!r} is not one of {', '.join(WEIGHT_NAMES)}")
-    file = _run_file(path, weights)
+    file = run_weights(path, weights)
     if file is None:
-        have = [n for n in WEIGHT_NAMES if _run_file(path, n)]
+        have = [n for n in WEIGHT_NAMES if run_weights(path, n)]
         raise CheckpointError(f"{path}: the run has no {WEIGHT_FILES[weights]} (it has {', '.join(have)}); "
                               f"choose --weights {have[0]}")
     return file

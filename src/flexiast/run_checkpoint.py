@@ -9,10 +9,13 @@ Nothing in it needs unpickling beyond ``weights_only=True``.
 
 Writes go to ``NAME.tmp``, are flushed and fsynced, and replace ``NAME`` with
 ``os.replace`` (:func:`flexiast.atomic.write_atomic`): a kill at any moment leaves either
-the old or the new file. Before ``last.pt`` is replaced, the previous one is kept as ``last.prev.pt`` (a hard
-link, so ``last.pt`` never goes missing);
-:func:`load_latest` falls back to it, with a warning naming the file, when ``last.pt``
-is unreadable.
+the old or the new file. Before ``last.pt`` is replaced, the previous one is kept as
+``last.prev.pt`` (a hard link, so ``last.pt`` never goes missing); :func:`load_latest`
+falls back to it, with a warning naming the file, when ``last.pt`` is unreadable, and
+moves the unreadable file aside so the next save cannot rotate it over the good one.
+
+A run's weights (:data:`WEIGHT_FILES`) are safetensors, written by
+:func:`flexiast.checkpoints.save_safetensors`; :func:`run_weights` finds them.
 """
 
 from __future__ import annotations
@@ -26,9 +29,22 @@ import torch
 from .atomic import write_atomic
 from .checkpoints import CheckpointError, torch_load_safe
 
-__all__ = ["save_atomic", "save_run_checkpoint", "load_latest", "load_run_checkpoint"]
+__all__ = ["save_atomic", "save_run_checkpoint", "load_latest", "load_run_checkpoint", "run_weights",
+           "WEIGHT_FILES"]
 
 REQUIRED = ("model", "model_config", "run_config", "optimizer", "progress")
+#: The weight files of a training run, by name: safetensors for the weights a run keeps,
+#: ``last.pt`` for the training state (loaded with ``weights_only=True``).
+WEIGHT_FILES = {"best": "best.safetensors", "averaged": "averaged.safetensors", "last": "last.pt"}
+
+
+def run_weights(run_dir: Path, name: str) -> Path | None:
+    """``run_dir``'s weights called ``name`` (see :data:`WEIGHT_FILES`), or None; runs written
+    before the weights were safetensors have ``NAME.pt``."""
+    for file in (Path(run_dir) / WEIGHT_FILES[name], Path(run_dir) / f"{name}.pt"):
+        if file.exists():
+            return file
+    return None
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -58,7 +74,12 @@ def load_run_checkpoint(path: Path) -> dict:
 
 
 def load_latest(run_dir: Path) -> tuple[dict, Path]:
-    """The newest readable checkpoint of a run: ``last.pt``, else ``last.prev.pt`` (warned)."""
+    """The newest readable checkpoint of a run: ``last.pt``, else ``last.prev.pt`` (warned).
+
+    On a fallback the unreadable ``last.pt`` is renamed ``last.pt.damaged`` (kept for
+    inspection): the next save would otherwise rotate it over ``last.prev.pt``, and a kill
+    during that save would leave no readable checkpoint at all.
+    """
     run_dir = Path(run_dir)
     errors = []
     for name in ("last.pt", "last.prev.pt"):
@@ -71,7 +92,13 @@ def load_latest(run_dir: Path) -> tuple[dict, Path]:
             errors.append(str(e))
             continue
         if errors:
-            warnings.warn(f"resuming from {path}: the newer checkpoint is unreadable ({errors[0]})", stacklevel=2)
+            damaged = run_dir / "last.pt.damaged"
+            try:
+                os.replace(run_dir / "last.pt", damaged)
+            except FileNotFoundError:
+                pass  # another rank of the same run moved it first
+            warnings.warn(f"resuming from {path}: the newer checkpoint is unreadable ({errors[0]}); "
+                          f"it was moved to {damaged}", stacklevel=2)
         return state, path
     detail = f": {'; '.join(errors)}" if errors else ""
     raise CheckpointError(f"{run_dir}: no checkpoint to resume from (last.pt, last.prev.pt){detail}")

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import csv
 import gc
+import io
 import json
 import logging
 import math
@@ -53,7 +54,7 @@ from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
 from .resize import to_pair
 from .atomic import write_text_atomic
-from .run_checkpoint import load_latest, save_run_checkpoint
+from .run_checkpoint import WEIGHT_FILES, load_latest, run_weights, save_run_checkpoint
 
 __all__ = ["Trainer", "train", "resume"]
 
@@ -140,7 +141,7 @@ class Trainer:
         teacher = load_pretrained(cfg.loss.teacher) if cfg.loss.teacher else None
         if cfg.init.path is not None and resume_state is None:
             load_state_dict(cfg.init.path)
-        self.splits, self.left_out = load_splits(cfg)
+        self.splits, self.left_out = self._load_splits()
         train = self.splits["train"]
         self.multilabel = train.multilabel
         self.loss_kind = cfg.loss.name if cfg.loss.name != "auto" else ("bce" if self.multilabel else "ce")
@@ -171,6 +172,23 @@ class Trainer:
             self._restore(resume_state)
 
     # -- setup ---------------------------------------------------------------------
+    def _load_splits(self) -> tuple[dict, dict]:
+        """:func:`load_splits` on rank 0, its result (or its error) broadcast to every rank:
+        ranks that scanned on their own could disagree (a file that vanishes between two
+        scans) and then shard different manifests."""
+        if not self.info.enabled:
+            return load_splits(self.cfg)
+        result = None
+        if self.info.is_main:
+            try:
+                result = ("ok", load_splits(self.cfg))
+            except ValueError as e:  # ConfigError, DataError: every rank raises it
+                result = ("error", e)
+        kind, value = distributed.broadcast_object(result, self.info)
+        if kind == "error":
+            raise value
+        return value
+
     def base_model_config(self) -> ASTConfig:
         cfg, f = self.cfg, self.features
         return ASTConfig(num_classes=self.num_classes, input_fdim=f.num_mel_bins, input_tdim=f.target_length,
@@ -360,10 +378,11 @@ class Trainer:
                 if not rows:
                     path.unlink()
                     continue
-                with open(path, "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                    w.writeheader()
-                    w.writerows(rows)
+                buf = io.StringIO(newline="")
+                w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+                write_text_atomic(path, buf.getvalue())
 
     # -- one optimizer step --------------------------------------------------------
     def _step_flops(self, batch: int, frames: int, patch) -> int:
@@ -433,11 +452,12 @@ class Trainer:
                 clips += len(spec)
                 step_flops += self._step_flops(len(spec), spec.shape[1], patch)
         faults.point("step")
-        if cfg.train.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if global_kept:  # a step with no readable clip on any rank leaves the weights and moments alone
+            if cfg.train.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.train.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         skipped = len(errors)
         if self.info.enabled:  # the step's loss, counts and FLOPs over all ranks
             t = torch.tensor([total, clips, skipped, step_flops], dtype=torch.float64, device=self.info.device)
@@ -515,7 +535,7 @@ class Trainer:
         p = self.progress
         row = {"step": p["step"], "phase": self.phase, "epoch": p["epoch"], "loss": out["loss"], "lr": out["lr"],
                "patch": f"{out['patch'][0]}x{out['patch'][1]}", "clips_per_s": round(rate, 2),
-               "skipped": out["skipped"]}
+               "skipped": out["skipped"], "unreadable": " | ".join(out["errors"])}
         # Every rank logs its own draws (steps.rank1.csv, ...), so agreement can be checked.
         _append_csv(self._steps_log(), row)
         if self._tb() is not None:
@@ -570,7 +590,7 @@ class Trainer:
         if final and record["val_select"] > self.best["value"]:
             self.best = {"value": record["val_select"], "epoch": record["epoch"]}
             if self.info.is_main:
-                save_safetensors(self.model, self.run_dir / "best.safetensors", inference=self.inference_info())
+                save_safetensors(self.model, self.run_dir / WEIGHT_FILES["best"], inference=self.inference_info())
         if final and cfg.train.weight_averaging:
             end = cfg.train.wa_end or cfg.phases[-1].epochs
             if cfg.train.wa_start <= p["phase_epoch"] + 1 <= end:
@@ -647,8 +667,8 @@ class Trainer:
                    "train_seconds": sum(a["train_seconds"] for a in self.accounting)}
         summary["final_val"] = self.history[-1]["val"] if self.history else None
         models = {}
-        best_path = self.run_dir / "best.safetensors"
-        best = load_state_dict(best_path)[0] if self.info.is_main and best_path.exists() else None
+        best_path = run_weights(self.run_dir, "best")
+        best = load_state_dict(best_path)[0] if self.info.is_main and best_path is not None else None
         best = distributed.broadcast_object(best, self.info)
         if best is not None:
             m = AST(config=self.model.config).to(self.info.device)
@@ -660,7 +680,7 @@ class Trainer:
             models["averaged"] = m
             summary["averaged_val"] = self._validate(m)
             if self.info.is_main:
-                save_safetensors(m, self.run_dir / "averaged.safetensors", inference=self.inference_info())
+                save_safetensors(m, self.run_dir / WEIGHT_FILES["averaged"], inference=self.inference_info())
         if "test" in self.splits:
             summary["test"] = {name: self._validate(m, "test") for name, m in models.items()}
         summary["unreadable"] = self._unreadable(summary)
@@ -669,7 +689,6 @@ class Trainer:
             if self._writer:
                 self._writer.close()
         return summary
-
 
     def _unreadable(self, summary: dict) -> dict:
         """The run's unreadable clips under ``on_error: skip``: those the scan left out, the

@@ -41,6 +41,7 @@ import torch
 import yaml
 
 from . import distributed, faults
+from .atomic import write_text_atomic
 from .checkpoints import _adapt, load_pretrained, load_state_dict, save_safetensors
 from .config import ConfigError, RunConfig, build_config, config_to_dict
 from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
@@ -53,7 +54,6 @@ from .model import AST, ASTConfig
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
 from .resize import to_pair
-from .atomic import write_text_atomic
 from .run_checkpoint import WEIGHT_FILES, load_latest, run_weights, save_run_checkpoint
 
 __all__ = ["Trainer", "train", "resume"]

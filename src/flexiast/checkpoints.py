@@ -60,8 +60,8 @@ def verify_zip(path: Path) -> None:
     """Check every record of a zip-format ``torch.save`` file against its stored CRC-32.
 
     ``torch.load`` does not: a flipped byte in tensor data loads as a wrong weight, and
-    only a cut through the zip directory is noticed. Reading the file once more costs
-    about 0.1 s per 400 MB (zlib's CRC). Records whose CRC field is 0 (written with
+    only a cut through the zip directory is noticed. This reads the file once more,
+    through zlib's CRC. Records whose CRC field is 0 (written with
     ``torch.serialization.set_crc32_options(False)``) carry no checksum and are not checked.
     """
     try:

@@ -52,10 +52,10 @@ def save_atomic(obj, path: Path) -> None:
     write_atomic(path, lambda f: torch.save(obj, f), failpoint="checkpoint-write")
 
 
-def save_run_checkpoint(state: dict, run_dir: Path, name: str = "last.pt") -> Path:
-    """Write ``run_dir/name`` atomically; ``last.pt`` rotates the previous one to ``last.prev.pt``."""
-    path = Path(run_dir) / name
-    if name == "last.pt" and path.exists():
+def save_run_checkpoint(state: dict, run_dir: Path) -> Path:
+    """Write ``run_dir/last.pt`` atomically, keeping the previous one as ``last.prev.pt``."""
+    path = Path(run_dir) / "last.pt"
+    if path.exists():
         # Hard-link the current file as the previous one: last.pt exists at every moment.
         link = path.with_name("last.prev.pt.tmp")
         link.unlink(missing_ok=True)

@@ -357,10 +357,10 @@ class Trainer:
             torch.cuda.set_rng_state(mine["cuda"], self.info.device)
         self._trim_logs()
 
-    def _save(self, name: str = "last.pt") -> None:
+    def _save(self) -> None:
         rng = self._rng_states()
         if self.info.is_main:
-            save_run_checkpoint(self.state(rng), self.run_dir, name)
+            save_run_checkpoint(self.state(rng), self.run_dir)
 
     def _steps_log(self) -> Path:
         return self.run_dir / ("steps.csv" if self.info.is_main else f"steps.rank{self.info.rank}.csv")

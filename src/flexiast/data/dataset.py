@@ -11,7 +11,7 @@ For clip ``i`` the pipeline is AST's (its dataloader), in this order:
 Targets are probability vectors (one-hot, multi-hot, or mixed), which both
 cross-entropy and BCE take. Bad files follow ``on_error``: ``"raise"`` stops with the
 file and manifest entry named; ``"skip"`` drops the clip (``__getitem__`` returns
-``{"error": message}``, :func:`collate` counts and lists it). :func:`scan` checks every file's header before
+``{"error": message}``, :func:`collate` lists it). :func:`scan` checks every file's header before
 training so most problems surface before the first step.
 """
 
@@ -120,15 +120,14 @@ class AudioDataset(torch.utils.data.Dataset):
 
 
 def collate(batch: list[dict]) -> dict:
-    """Stack clips; clips skipped under ``on_error="skip"`` are counted in ``"skipped"`` and
-    their errors (file and reason) listed in ``"errors"``. ``"spec"`` is None when all were."""
+    """Stack clips; clips skipped under ``on_error="skip"`` are listed in ``"errors"`` (file
+    and reason). ``"spec"`` is None when all were."""
     kept = [b for b in batch if "error" not in b]
     errors = [b["error"] for b in batch if "error" in b]
-    out = {"skipped": len(errors), "errors": errors}
     if not kept:
-        return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), **out}
+        return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), "errors": errors}
     return {"spec": torch.stack([b["spec"] for b in kept]), "target": torch.stack([b["target"] for b in kept]),
-            "index": torch.tensor([b["index"] for b in kept]), **out}
+            "index": torch.tensor([b["index"] for b in kept]), "errors": errors}
 
 
 @dataclass

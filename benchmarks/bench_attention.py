@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common import interleaved, ms, ratio_spread, run_script, spread, table
+from common import dtypes, interleaved, ms, ratio_spread, run_script, spread, table
 
 CASES = {"66 tokens, batch 32": (32, 3, 66), "130 tokens, batch 8": (8, 3, 130), "514 tokens, batch 8": (8, 3, 514),
          "AST-base, 602 tokens, batch 4": (4, 12, 602), "2,050 tokens, batch 8": (8, 3, 2050)}
@@ -40,7 +40,8 @@ def fwd_bwd(fn, shape, dtype):
 def measure(quick: bool) -> list[dict]:
     out = []
     for name, shape in (QUICK if quick else CASES).items():
-        for dname, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for dname in dtypes():
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dname]
             fns = {"fused": fwd_bwd(F.scaled_dot_product_attention, shape, dtype),
                    "explicit": fwd_bwd(explicit, shape, dtype)}
             out.append(dict(name=name, dtype=dname, times=interleaved(fns, repeats=2 if quick else 9, warmup=1)))

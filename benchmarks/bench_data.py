@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from common import summary, timed, train_step
+from common import auto_dtype, dtypes, summary, timed, train_step
 from flexiast import AST
 from flexiast.data import AudioDataset, AugmentConfig, FeatureCache, ShardedSampler, collate, read_manifest
 from flexiast.features import FeatureConfig
@@ -63,9 +63,14 @@ def measure(fsdd: str, batches: int, quick: bool = False) -> list:
                          summary(loader_rate(manifest, cfg, workers, cache, batches, batch), batches * batch)))
     finally:
         shutil.rmtree(tmp)
-    for dtype in ("fp32", "bf16"):
+    for dtype in dtypes():
         rows.append((f"training step, AST-tiny patch 16, {dtype} (consumer)", summary(train_rate(batch, dtype), batch)))
     return rows
+
+
+def consumer() -> str:
+    """The name of the row of the step that ``precision: auto`` takes here."""
+    return f"training step, AST-tiny patch 16, {auto_dtype()} (consumer)"
 
 
 def section(rows: list, batches: int, batch: int = 64) -> str:
@@ -74,9 +79,10 @@ def section(rows: list, batches: int, batch: int = 64) -> str:
              f"{batches} batches per run, 3 runs (training step: 10 steps after 3 warm-up).", "",
              "| what | clips/s (median) | min | max |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {name} | {med:,.0f} | {lo:,.0f} | {hi:,.0f} |" for name, (med, lo, hi) in rows]
-    step = rows[-1][1][0]
-    lines += ["", f"The cached loader with 2 workers supplies {rows[3][1][0] / step:.1f}x what the bf16 "
-              f"training step consumes; the cold loader with 2 workers {rows[1][1][0] / step:.1f}x."]
+    step = dict(rows)[consumer()][0]
+    lines += ["", f"The cached loader with 2 workers supplies {rows[3][1][0] / step:.1f}x what the {auto_dtype()} "
+              f"training step (what `precision: auto` trains in here) consumes; the cold loader with 2 workers "
+              f"{rows[1][1][0] / step:.1f}x."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,6 @@
 """Step time across patch sizes and compression factors, and what PI-resize costs a step.
 
-AST-tiny on 10 s clips (1024 frames x 128 bins), bf16 autocast (how this CPU trains),
+AST-tiny on 10 s clips (1024 frames x 128 bins), in the precision ``auto`` trains in here,
 batch 8, Adam; the model called with ``patch_size=p`` as FlexiAST training calls it: the
 stored 16 x 16 kernel is PI-resized and the positional grid resized on every call.
 Compression C feeds ``1024 / C`` frames at patch 16 to a model built for them, what each coarse-to-fine method
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from common import interleaved, ms, run_script, spread, table, train_step
+from common import auto_dtype, interleaved, ms, run_script, spread, table, train_step
 from flexiast import AST, flops
 from flexiast import resize as resize_mod
 from flexiast.resize import grid_shape, resize_patch_weight
@@ -36,7 +36,7 @@ def build(quick: bool, frames: int) -> AST:
 
 def step_fn(model: AST, frames: int, batch: int, patch: int):
     spec, target = torch.randn(batch, frames, 128), torch.randint(0, 527, (batch,))
-    return train_step(model, lambda x: model(x, patch_size=patch), spec, target, "bf16")
+    return train_step(model, lambda x: model(x, patch_size=patch), spec, target, auto_dtype())
 
 
 def resize_fn(model: AST, frames: int, patch: int):
@@ -45,7 +45,7 @@ def resize_fn(model: AST, frames: int, patch: int):
     kernel, pos = model.patch_embed.proj.weight, model.pos_embed
 
     def run():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=auto_dtype() == "bf16"):
             w = resize_patch_weight(kernel, patch, "pi")
             p = model.pos_embed_for((patch, patch), (patch, patch), grid)
         (w.float().sum() + p.float().sum()).backward()

@@ -4,7 +4,8 @@ One step is forward, cross-entropy, backward and the optimizer, on the same batc
 the same weights, with the same optimizer (AST's Adam, built by
 ``flexiast.optim.build_optimizer`` for both). Hugging Face's model is timed with each
 of its attention implementations ("sdpa", "eager") and the faster one is the peer.
-bf16 means ``torch.autocast("cpu", torch.bfloat16)`` around the forward for both.
+bf16 means ``torch.autocast("cpu", torch.bfloat16)`` around the forward for both, timed
+only where the CPU computes bf16 natively.
 Utilisation is ``flexiast.flops(...).training`` per second over the measured peak
 (``bench_peak``) of the same dtype; the peer's is
 computed from its own FLOPs, its whole last layer included.
@@ -18,7 +19,7 @@ import time
 import torch
 
 from bench_peak import peaks
-from common import interleaved, machine, ms, ratio_spread, spread, table, train_step
+from common import dtypes, interleaved, machine, ms, ratio_spread, spread, table, train_step
 from flexiast import AST, flops
 from peers import hf_logits, hf_model
 
@@ -139,7 +140,7 @@ def section(results: list[dict], opt_rows: list[list], peak: dict) -> str:
               "*matrix share*: the part of each step's CPU time (torch.profiler, self time) spent in matrix "
               "products and fused attention; the rest is normalisation, GELU, softmax, casts, residual "
               "additions and the optimizer, element-wise work that eager PyTorch runs one operation at a time."]
-    lines += ["", f"Peaks: fp32 {peak['fp32']:,.0f} GFLOP/s, bf16 {peak['bf16']:,.0f} GFLOP/s.", "",
+    lines += ["", "Peaks: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items()) + ".", "",
               "Adam's step alone on AST-base's parameters (86 M), one step, ms (flexiast uses the default; "
               "see the findings):", ""]
     lines += table(["Adam", "median", "min", "max", "speed-up"], opt_rows)
@@ -150,7 +151,7 @@ def measure(quick: bool, peak: dict | None = None, compile_: bool = True) -> dic
     peak = peak or {k: v[0] for k, v in peaks(quick).items()}
     results = []
     for name, case in (QUICK if quick else CASES).items():
-        for dtype in ("fp32", "bf16"):
+        for dtype in dtypes():
             results.append(compare(name, case, dtype, peak[dtype], compile_ and not quick and case.get("preset") == "tiny"))
     return dict(results=results, optimizer=optimizer_rows(quick), peak=peak)
 

@@ -8,13 +8,14 @@ Reported figures are the median over rounds, with the minimum and maximum.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+
+from flexiast.hardware import cpu_capability, describe_capability, native_bf16, resolve_precision
 
 
 def timed(fn, repeats: int = 5, warmup: int = 1) -> list[float]:
@@ -64,19 +65,26 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.1f}"
 
 
-def cpu_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return cpu
-
-
 def machine() -> str:
-    return (f"{cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} intra-op threads, Python {platform.python_version()}")
+    """The capability line: CPU, ISA level, native bf16 or not, cores, threads, versions."""
+    return (f"{describe_capability(cpu_capability())}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def kind() -> str:
+    """Which section of docs/PERFORMANCE.md this machine's figures belong to."""
+    return "cpu-native-bf16" if native_bf16("cpu") else "cpu-no-bf16"
+
+
+def dtypes() -> tuple[str, ...]:
+    """The precisions worth timing here: bf16 only where the CPU computes it natively (an
+    emulated bf16 product is tens of times slower than fp32; ``bench_peak`` shows by how much)."""
+    return ("fp32", "bf16") if native_bf16("cpu") else ("fp32",)
+
+
+def auto_dtype() -> str:
+    """What ``precision: auto`` trains in on this CPU."""
+    return resolve_precision("auto", "cpu").name
 
 
 def run_script(doc: str, measure, section) -> None:

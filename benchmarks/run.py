@@ -1,8 +1,12 @@
-"""Run every benchmark and write docs/PERFORMANCE.md: ``python benchmarks/run.py``.
+"""Run every benchmark and write this machine's section of docs/PERFORMANCE.md: ``python benchmarks/run.py``.
 
+docs/PERFORMANCE.md holds one section per kind of machine (a CPU with native bf16, one
+without, a GPU); a run replaces its own kind's section and keeps the others. The kind
+and the contenders follow the machine's capability (:mod:`flexiast.hardware`): on a CPU
+without native bf16, bf16 is left out and the fp32 comparisons are the headline.
 ``--quick`` runs each on tiny shapes with two repeats and writes to ``--out`` (it checks
 the scripts, its numbers mean nothing); ``--only train,fbank`` runs some sections.
-The full run takes about 11 minutes on a 2-core machine; run it on an idle one.
+The full run takes about 15 minutes on a 2-core machine; run it on an idle one.
 """
 
 from __future__ import annotations
@@ -17,29 +21,57 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 
 import bench_attention  # noqa: E402
+import bench_compile  # noqa: E402
 import bench_data  # noqa: E402
+import bench_epochs  # noqa: E402
 import bench_fbank  # noqa: E402
 import bench_latency  # noqa: E402
 import bench_peak  # noqa: E402
 import bench_scaling  # noqa: E402
 import bench_train  # noqa: E402
-from common import machine, ratio_spread, spread, table  # noqa: E402
+from common import auto_dtype, kind, machine, ratio_spread, spread, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("peak", "train", "attention", "fbank", "scaling", "data", "latency")
+SECTIONS = ("peak", "train", "compile", "attention", "fbank", "scaling", "data", "epochs", "latency")
+
+KINDS = {"cpu-no-bf16": "CPU without native bf16 (AVX2: most laptops, CI runners and cloud CPUs)",
+         "cpu-native-bf16": "CPU with native bf16 (AVX512-BF16 or AMX)",
+         "cuda": "GPU"}
+BEGIN, END = "<!-- machine kind: {} -->", "<!-- end of machine kind -->"
 
 HEADER = """# Performance
 
-Written by `python benchmarks/run.py` ({when}; each section also runs alone as
+Written by `python benchmarks/run.py`, one section per kind of machine, each from one
+run on one machine of that kind (each benchmark also runs alone as
 `python benchmarks/bench_<name>.py`). Timings are medians over rounds with their minimum
 and maximum; every comparison is measured side by side in the same run, interleaved
 round by round, and reported as a ratio. Timings are never asserted in the test suite
 (`tests/test_benchmarks.py` only checks that the scripts run and that the contenders
-compute the same function).
+compute the same function). What `precision: auto` picks on each kind, and why, is in
+`flexiast.hardware`.
 
-Machine: {machine}.
-
+{index}
 """
+
+
+def kind_sections(text: str) -> dict[str, str]:
+    """The per-kind sections of an existing docs/PERFORMANCE.md, by kind."""
+    out = {}
+    for k in KINDS:
+        begin = BEGIN.format(k)
+        if begin in text and END in text.split(begin, 1)[1]:
+            out[k] = begin + text.split(begin, 1)[1].split(END, 1)[0] + END
+    return out
+
+
+def assemble(existing: str, kind_: str, section: str) -> str:
+    """docs/PERFORMANCE.md with ``kind_``'s section replaced by ``section``, the others kept."""
+    sections = kind_sections(existing)
+    sections[kind_] = section
+    rows = [f"- {KINDS[k]}: " + (sections[k].split("\n", 3)[2].removeprefix("Machine: ") if k in sections
+                                   else "not measured yet") for k in KINDS]
+    return HEADER.format(index="\n".join(["Sections:", ""] + rows)) + "\n" + "\n\n".join(
+        sections[k] for k in KINDS if k in sections) + "\n"
 
 
 def targets(res: dict) -> str:
@@ -76,9 +108,14 @@ def targets(res: dict) -> str:
     if "data" in res:
         rows_ = dict(res["data"])
         supply = rows_["cached, 2 workers"][0]
-        need = rows_["training step, AST-tiny patch 16, bf16 (consumer)"][0]
-        add("cached loader vs bf16 training step", ">= 1x", f"{supply / need:.1f}x", supply >= need)
-    return "\n".join(["## Targets", ""] + table(["what", "target", "measured", ""], rows)) + "\n"
+        need = rows_[bench_data.consumer()][0]
+        add(f"cached loader vs {auto_dtype()} training step", ">= 1x", f"{supply / need:.1f}x", supply >= need)
+    if "epochs" in res:
+        for r in res["epochs"]:
+            flop, _, warm = bench_epochs.ratios(r, True)
+            add(f"Fshift 4 epoch time / full epoch time, {r['model']}, defaults, warm cache",
+                f"<= FLOP ratio ({flop:.0%}) + 10 points", f"{warm:.0%}", warm <= flop + 0.10)
+    return "\n".join(["### Targets", ""] + table(["what", "target", "measured", ""], rows)) + "\n"
 
 
 def main(argv=None) -> None:
@@ -107,6 +144,9 @@ def main(argv=None) -> None:
             res[name] = bench_train.measure(q, peak)
             r = res[name]
             text[name] = bench_train.section(r["results"], r["optimizer"], r["peak"])
+        elif name == "compile":
+            res[name] = bench_compile.measure(q)
+            text[name] = bench_compile.section(res[name])
         elif name == "attention":
             res[name] = bench_attention.measure(q)
             text[name] = bench_attention.section(res[name])
@@ -121,19 +161,31 @@ def main(argv=None) -> None:
             batches = 2 if q else 20
             res[name] = bench_data.measure(args.fsdd, batches, q)
             text[name] = bench_data.section(res[name], batches, 8 if q else 64)
+        elif name == "epochs":
+            res[name] = bench_epochs.measure(q)
+            text[name] = bench_epochs.section(res[name])
         elif name == "latency":
             res[name] = bench_latency.measure(q)
             text[name] = bench_latency.section(res[name])
         took[name] = time.perf_counter() - start
         print(text[name], flush=True)
     when = time.strftime("%Y-%m-%d") + ", " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in took.items())
-    findings = (Path(__file__).parent / "findings.md").read_text()
-    body = (HEADER.format(when=when, machine=machine()) + targets(res) + "\n" + findings + "\n"
-            + "\n".join(text[k] for k in text))
+    k = kind()
+    findings = Path(__file__).parent / "findings" / f"{k}.md"
+    body = "\n".join([BEGIN.format(k), f"## {KINDS[k]}", f"Machine: {machine()}.", "",
+                      f"Run of {when}.", "", targets(res),
+                      findings.read_text() if findings.exists() else "", ""]
+                     + [demote(text[s]) for s in text] + [END])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body)
-    print(f"wrote {out}")
+    out.write_text(assemble(out.read_text() if out.exists() else "", k, body))
+    print(f"wrote {k}'s section of {out}")
+
+
+def demote(markdown: str) -> str:
+    """One heading level down, so that a machine's sections sit under its own heading."""
+    return "\n".join("#" + line if line.startswith("## ") or line.startswith("### ") else line
+                      for line in markdown.splitlines())
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ FSDD_LAYOUT = """\
 
 def fsdd(name: str, task: str, phases: list[dict], eval_sizes: list[int], *, patch: int = 16,
          init: str | None = None, loss: dict | None = None, select="mean") -> dict:
-    train = {"precision": "bf16", "eval_patch_sizes": eval_sizes}
+    train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
     if len(eval_sizes) > 1:
         train["select"] = select
     return recipe(
@@ -255,7 +255,7 @@ EVAL_FLEXIBLE = [8, 16, 32, 48]   # validated every epoch; `flexiast evaluate` c
 
 def paper(ds: Dataset, name: str, *, patch: int, phases: list[dict], eval_sizes: list[int], init: str | None,
           mixup: float = 0.0, weight_averaging: bool = False, loss: dict | None = None) -> dict:
-    train = {"precision": "bf16", "eval_patch_sizes": eval_sizes}
+    train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
     if len(eval_sizes) > 1:
         train["select"] = "mean"
     if weight_averaging:

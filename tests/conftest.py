@@ -12,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FLEXIAST_FSDD", ROOT.parent / "shared" / "data" / "fsdd"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_in_a_temporary_folder(tmp_path_factory):
+    """``data.cache_dir: auto`` caches in the user's cache folder; the tests keep theirs apart."""
+    os.environ["FLEXIAST_CACHE_DIR"] = str(tmp_path_factory.mktemp("feature-cache"))
+
+
 @pytest.fixture(scope="session")
 def fsdd_dir() -> Path:
     recordings = FSDD / "recordings"

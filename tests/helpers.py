@@ -15,7 +15,10 @@ import torch
 
 
 def tiny_recipe(root: Path, out: Path, **sections) -> dict:
-    """A 2-block, 32-wide AST on 64 mel bins x 48 frames: fast enough for several runs per test."""
+    """A 2-block, 32-wide AST on 64 mel bins x 48 frames: fast enough for several runs per test.
+
+    It trains in fp32: the tests that use it compare runs with each other and with
+    computations written out in the test, which bf16 (``auto`` on some CPUs) would blur."""
     raw = {
         "name": "t", "seed": 0, "out": str(out),
         "model": {"preset": None, "embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 16},
@@ -23,7 +26,7 @@ def tiny_recipe(root: Path, out: Path, **sections) -> dict:
         "data": {"format": "fsdd", "root": str(root), "options": {"task": "digits"}, "val_fraction": 0.2,
                  "batch_size": 8},
         "optimizer": {"lr": 1e-3},
-        "train": {"progress": False, "tensorboard": False, "log_every": 1},
+        "train": {"precision": "fp32", "progress": False, "tensorboard": False, "log_every": 1},
         "phases": [{"epochs": 2}],
     }
     for key, value in sections.items():

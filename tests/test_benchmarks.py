@@ -9,9 +9,12 @@ eager logits. A failure of any of those fails this test.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,11 +27,35 @@ def test_quick_benchmark_run_writes_every_section(tmp_path, fsdd_dir):
     text = out.read_text()
     for heading in ("## Targets", "## Matrix-multiply peak", "## Training step against Hugging Face's AST", "## Attention kernels on CPU",
                     "## Feature extraction", "## Scaling across patch sizes and compression", "## PI-resize cost",
-                    "## Data loading", "## Inference latency"):
+                    "## Data loading", "## Coarse epochs against full epochs", "## torch.compile for training",
+                    "## Inference latency"):
         assert heading in text, heading
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert f"<!-- machine kind: {'cpu-native-bf16' if native else 'cpu-no-bf16'} -->" in text
     targets = text.split("## Targets", 1)[1].split("##", 1)[0]
-    # header and rule, fp32 and bf16 steps, 2 fbank peers, resize (mean, worst) / patch 32 / C=4, loader
-    assert targets.count("\n| ") == 2 + 2 + 2 + 4 + 1
+    # header and rule, the fp32 step (and bf16 where native), 2 fbank peers, resize (mean, worst) /
+    # patch 32 / C=4, loader, coarse epoch against full epoch
+    assert targets.count("\n| ") == 2 + (2 if native else 1) + 2 + 4 + 1 + 1
+
+
+def test_a_cpu_without_native_bf16_gets_its_own_section_without_bf16_contenders(tmp_path):
+    """Under oneDNN and ATen capped at AVX2 (a CPU without native bf16), the run writes the
+    cpu-no-bf16 section, times bf16 once as emulated, and keeps the other kinds' sections."""
+    out = tmp_path / "PERFORMANCE.md"
+    other = "<!-- machine kind: cpu-native-bf16 -->\n## CPU with native bf16\nMachine: elsewhere.\n\nkept\n" \
+            "<!-- end of machine kind -->"
+    out.write_text(f"# Performance\n\n{other}\n")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "peak,attention",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert other in text
+    mine = text.split("<!-- machine kind: cpu-no-bf16 -->", 1)[1].split("<!-- end of machine kind -->", 1)[0]
+    assert "ISA AVX2, bf16 emulated (no native bf16)" in mine
+    assert "| bf16 (emulated) |" in mine and "| fp32 |" in mine
+    attention = mine.split("## Attention kernels on CPU", 1)[1]
+    assert "| fp32 |" in attention and "| bf16 |" not in attention
 
 
 def test_unknown_section_is_refused(tmp_path):

@@ -130,15 +130,21 @@ def test_demo_end_to_end_writes_report_figure_and_profiles(tmp_path, capsys):
     for i, line in enumerate(rows):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert [float(c) for c in cells[3:]] == [round(p["rows"][i]["accuracy"], 3) for p in profiles]
-    # Both recipes are the same but for the phases: 16 throughout, or 16 then uniform over P, same steps.
-    ast, flexi = (yaml.safe_load((out / "recipes" / f"{k}.yaml").read_text()) for k in ("ast16", "flexiast"))
-    assert [p["patch"] for p in ast["phases"]] == [{"sampler": "fixed", "sizes": [16]}]
-    assert [p["patch"] for p in flexi["phases"]] == [{"sampler": "fixed", "sizes": [16]},
-                                                     {"sampler": "uniform", "sizes": list(PATCH_SIZES)}]
-    assert sum(p["epochs"] for p in ast["phases"]) == sum(p["epochs"] for p in flexi["phases"]) == 2
+    # Both models continue the one shared start, with the same recipe but for the patch sizes.
+    shared, ast, flexi = (yaml.safe_load((out / "recipes" / f"{k}.yaml").read_text())
+                          for k in ("shared", "ast16", "flexiast"))
+    assert [p["patch"] for p in shared["phases"] + ast["phases"]] == [{"sampler": "fixed", "sizes": [16]}] * 2
+    assert [p["patch"] for p in flexi["phases"]] == [{"sampler": "uniform", "sizes": list(PATCH_SIZES)}]
+    assert ast["init"] == flexi["init"] == {"path": str(out / "runs" / "shared" / "last.pt")}
+    assert "init" not in shared
+    assert shared["phases"][0]["epochs"] + ast["phases"][0]["epochs"] == 2
+    assert ast["phases"][0]["epochs"] == flexi["phases"][0]["epochs"]
     for r in (ast, flexi):
         for key in ("name", "out", "train", "phases"):
             r.pop(key)
     assert ast == flexi
-    assert main(["demo", "--out", str(out), "--epochs", "1"]) == 2  # never trains over an earlier demo
+    # One line per epoch, with the time left; the precision and why.
+    assert len(re.findall(r"epoch +1/1: .* about .* left in this training", printed)) == 3
+    assert "training on cpu in " in printed and "auto: " in printed
+    assert main(["demo", "--out", str(out), "--epochs", "2"]) == 2  # never trains over an earlier demo
     assert f"{out} already holds a demo" in capsys.readouterr().err

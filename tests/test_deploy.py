@@ -179,7 +179,7 @@ def long_wav(fsdd_dir, tmp_path_factory) -> Path:
 
 
 def test_predict_on_30_seconds_reports_its_windows(run, long_wav, capsys):
-    assert main(["predict", str(run), str(long_wav), "--top-k", "10", "--json"]) == 0
+    assert main(["predict", str(run), str(long_wav), "--top-k", "10", "--json", "--precision", "fp32"]) == 0
     result = json.loads(capsys.readouterr().out)
     samples = 30 * 16000  # resampled to the model's 16 kHz
     hop = WINDOW // 2 // 160 * 160  # half a window, in whole frame shifts: 3840 samples
@@ -229,7 +229,7 @@ def test_predict_on_a_short_clip_matches_the_training_pipeline(run, fsdd_small):
     short = [i for i, item in enumerate(manifest.items) if sf.info(item.path).frames * 2 < WINDOW]
     assert len(short) >= 3
     for i in short[:: max(1, len(short) // 3)][:3]:
-        result = im.predict(manifest.items[i].path, patch_size=12, top_k=10)
+        result = im.predict(manifest.items[i].path, patch_size=12, top_k=10, precision="fp32")
         assert len(result["windows"]) == 1 and result["aggregate"] == "none"
         with torch.no_grad():
             ref = torch.softmax(im.model(ds[i]["spec"][None], patch_size=12), -1)[0]
@@ -247,7 +247,7 @@ def test_predict_whole_clip_in_one_pass(run, long_wav):
     assert spec.shape == (2998, BINS)
     with torch.no_grad():
         want = torch.softmax(im.model(spec[None], patch_size=16), -1)[0]
-    result = im.predict(long_wav, whole=True, patch_size=16, top_k=10)
+    result = im.predict(long_wav, whole=True, patch_size=16, top_k=10, precision="fp32")
     assert len(result["windows"]) == 1 and result["windows"][0]["end_s"] == pytest.approx(30.0)
     assert result["window_s"] == pytest.approx(30.0)
     for x in result["top"]:
@@ -532,7 +532,7 @@ def test_a_model_trained_last_on_compressed_input_is_fed_that_input(fsdd_small, 
         ds = AudioDataset(manifest, im.features, compression=im.compression)  # the training pipeline
         short = [i for i, item in enumerate(manifest.items) if sf.info(item.path).frames * 2 < im.window_samples]
         i = short[0]
-        result = im.predict(manifest.items[i].path, top_k=10)
+        result = im.predict(manifest.items[i].path, top_k=10, precision="fp32")
         with torch.no_grad():
             ref = torch.softmax(im.model(ds[i]["spec"][None]), -1)[0]
         for x in result["top"]:

@@ -32,7 +32,7 @@ def test_tiny_ast_learns_fsdd_digits(fsdd_dir, tmp_path):
                       data={"batch_size": 32, "val_fraction": 0.1},
                       optimizer={"lr": 1e-3},
                       schedule={"name": "cosine", "warmup_steps": 30},
-                      train={"precision": "bf16", "log_every": 50},
+                      train={"precision": "auto", "log_every": 50},
                       phases=[{"epochs": 8}])
     summary = train(build_config(raw))
     test_acc = summary["test"]["best"]["stored"]["accuracy"]

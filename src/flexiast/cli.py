@@ -14,6 +14,7 @@ from . import PATCH_SIZES
 from .checkpoints import CheckpointError, save_pretrained, save_safetensors
 from .features import FeatureConfig
 from .flops import flops
+from .hardware import PRECISIONS
 from .model import AST, ASTConfig, POS_GRID_POLICIES, PRESETS
 from .resize import to_pair
 
@@ -153,7 +154,12 @@ def cmd_train(args) -> int:
             raise ValueError("give a recipe (flexiast train recipe.yaml [key=value ...]) or --resume RUN_DIR")
         cfg = load_config(args.recipe, args.overrides)
         if args.check:
-            print(f"{args.recipe}: valid; {len(cfg.phases)} phase(s), output {cfg.out_dir}")
+            from .hardware import resolve_precision, select_device
+
+            device = select_device(cfg.train.device, setting="train.device")
+            precision = resolve_precision(cfg.train.precision, device, setting="train.precision")
+            print(f"{args.recipe}: valid; {len(cfg.phases)} phase(s), output {cfg.out_dir}; on this machine: "
+                  f"{device}, precision {precision}")
             return 0
         summary = train(cfg)
     if "folds" not in summary:
@@ -358,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="built-in data: train an AST-16 and a FlexiAST, evaluate every patch size, "
                                         "write a report and a figure")
     demo.add_argument("--out", default="flexiast-demo", help="output folder (default ./flexiast-demo)")
-    demo.add_argument("--epochs", type=_positive(int), default=30)
+    demo.add_argument("--epochs", type=_positive(int), default=30,
+                      help="epochs of each model, the first half shared (at least 2; default 30)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--train-per-class", type=_positive(int), default=150)
     demo.add_argument("--test-per-class", type=_positive(int), default=25)
@@ -417,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=0)
     ev.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                     help="an unreadable clip stops the evaluation (raise) or is left out and counted (skip)")
-    ev.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ev.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)")
     ev.add_argument("--latency-runs", type=_positive(int), default=20, help="timed batch-1 calls per size")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -436,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--whole", action="store_true", help="one pass over the whole clip instead of windows")
     pr.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default="leading",
                     help="positional grid for a shorter or longer input (--whole); see docs/DEPLOYMENT.md")
-    pr.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    pr.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)")
     pr.add_argument("--no-windows", action="store_true", help="do not list the windows")
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.set_defaults(func=cmd_predict)

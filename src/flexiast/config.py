@@ -30,6 +30,7 @@ import yaml
 
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
+from .hardware import PRECISIONS
 from .model import PRESETS
 from .resize import to_pair
 
@@ -100,7 +101,10 @@ class DataSection:
     Without ``val``, ``val_fraction`` of the training clips is held out (seeded) for
     validation. ``batch_size`` is global: divided over ranks and accumulation steps.
     ``kfold: K`` runs K folds (ESC-50 style): fold k tests on fold k, validates on k+1,
-    trains on the rest (the reader must accept ``folds=[...]``)."""
+    trains on the rest (the reader must accept ``folds=[...]``).
+    ``num_workers``: loader processes, ``auto`` (from the cores) or a number; ``cache_dir``:
+    the feature cache, ``auto`` (a shared folder, unless the features would not fit),
+    ``off`` or a folder (:mod:`flexiast.data.loader`)."""
 
     format: str = ""
     root: str | None = None
@@ -112,8 +116,8 @@ class DataSection:
     kfold: int = 0
     batch_size: int = 32
     eval_batch_size: int | None = None
-    num_workers: int = 0
-    cache_dir: str | None = None
+    num_workers: int | str = "auto"
+    cache_dir: str | None = "auto"
     on_error: str = "raise"
     max_bad_fraction: float = 0.01
     scan: bool = True
@@ -195,14 +199,16 @@ class PhaseConfig:
 
 @dataclass
 class TrainSection:
-    """The loop. ``precision``: fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a scaler).
+    """The loop. ``precision``: ``auto`` (bf16 autocast where the device computes bf16 natively,
+    fp16 with loss scaling on a GPU without it, fp32 otherwise: :mod:`flexiast.hardware`),
+    fp32, bf16 (autocast, CPU or GPU) or fp16 (GPU, with a scaler).
     ``eval_patch_sizes``: validation sizes (None = the last phase's sampler sizes);
     ``select``: the validation number that picks ``best.safetensors``, ``mean`` over those sizes or
     one size. ``checkpoint_every``: also checkpoint every N optimizer steps.
     ``weight_averaging``: AST's average of the final phase's epoch weights from ``wa_start``
     to ``wa_end`` (1-based, inclusive; None = last)."""
 
-    precision: str = "fp32"
+    precision: str = "auto"
     compile: bool | str = False
     grad_clip: float | None = None
     accum_steps: int = 1
@@ -568,7 +574,10 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _choice(d.on_error, ("raise", "skip"), "data.on_error")
     _positive(d.batch_size, "data.batch_size")
     _positive(d.eval_batch_size, "data.eval_batch_size")
-    _positive(d.num_workers, "data.num_workers", strict=False)
+    if isinstance(d.num_workers, str):
+        _choice(d.num_workers, ("auto",), "data.num_workers")
+    else:
+        _positive(d.num_workers, "data.num_workers", strict=False)
     if not 0.0 <= d.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: {d.val_fraction} must lie in [0, 1)")
     if d.val is None and d.val_fraction == 0.0 and not d.kfold:
@@ -591,10 +600,10 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
 
     _check_optimizer(cfg.optimizer, "optimizer")
     _check_schedule(cfg.schedule, "schedule")
-    _choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
+    _choice(t.precision, PRECISIONS, "train.precision")
     _choice(t.device, ("auto", "cpu", "cuda"), "train.device")
     if t.precision == "fp16" and t.device == "cpu":
-        raise ConfigError("train.precision: fp16 needs a GPU (on CPU use bf16)")
+        raise ConfigError("train.precision: fp16 needs a GPU; train.device is cpu (use auto, fp32 or bf16)")
     _positive(t.grad_clip, "train.grad_clip")
     _positive(t.accum_steps, "train.accum_steps")
     _positive(t.threads, "train.threads")
@@ -683,5 +692,6 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
                                 ("loss.teacher", loss.teacher, "teacher checkpoint")):
             for one in fold_paths(path, d.kfold, key):
                 _exists(one, key, what)
-        _exists(d.cache_dir and str(Path(d.cache_dir).parent), "data.cache_dir", "parent folder")
+        if d.cache_dir not in (None, "auto", "off"):
+            _exists(str(Path(d.cache_dir).parent), "data.cache_dir", "parent folder")
         _writable(cfg.out_dir, "out")

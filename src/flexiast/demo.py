@@ -10,8 +10,9 @@
 2. **Training.** A standard AST at patch 16 and a FlexiAST (patch size drawn per step from
    P = {8, ..., 48}, FlexiAST Sec. 2.3) with the same network, data, optimiser and number
    of steps, through the normal recipe path (the recipes are written to ``OUT/recipes``).
-   As the paper starts FlexiAST from a trained standard AST, the FlexiAST spends the first
-   half of its budget at patch 16 and the second half flexible (:func:`demo_recipes`).
+   As the paper starts FlexiAST from a trained standard AST, both models continue one
+   shared run at patch 16 (the first half of their budget): AST-16 stays at 16, FlexiAST
+   draws its sizes (:func:`demo_recipes`). Each epoch prints a line with the time left.
 3. **Evaluation.** Both at every size in P with PI-resize and with bilinear resizing of
    the kernel (FlexiAST Table 1 and Fig. 5), written as profiles, a Markdown report
    (``OUT/report.md``) and a figure (``OUT/patch_sizes.png``).
@@ -26,6 +27,7 @@ import contextlib
 import io
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +42,8 @@ __all__ = ["CLASSES", "synth_clip", "make_dataset", "demo_recipes", "run_demo"]
 SAMPLE_RATE = 16000
 SECONDS = 0.96                         # 96 frames at AST's 10 ms shift
 FRAMES = 96
+BATCH = 32                             # clips per step
+WARMUP = 50                            # steps of linear learning-rate warm-up
 CLASSES = ("rising_sweep", "falling_sweep", "harmonic_stack", "tone_pulses", "tremolo_tone", "vibrato_tone",
            "noise_band", "noise_bursts")
 
@@ -133,37 +137,43 @@ def make_dataset(root: str | Path, *, train_per_class: int = 150, test_per_class
 
 
 def demo_recipes(data: Path, out: Path, *, epochs: int, mean: float, std: float, seed: int = 0) -> dict[str, dict]:
-    """The two recipes: the same network, data, optimiser and number of steps.
+    """Three recipes: one shared start, then the two models, on the same network, data,
+    optimiser and number of steps.
 
-    The standard AST trains at patch 16 for ``epochs``. The FlexiAST trains at patch 16 for
-    the first half and then draws its patch size per step from P for the second half: the
-    paper initialises FlexiAST from a trained standard AST (FlexiAST Sec. 3), and here both
-    halves come out of the one budget the standard AST spends alone. The optimiser and
-    schedule restart at the phase boundary, as in every multi-phase recipe.
+    ``shared`` trains a standard AST at patch 16 for the first ``epochs // 2`` epochs. Both
+    models continue from its last weights for the remaining epochs with a fresh optimiser
+    and schedule: ``ast16`` at patch 16, ``flexiast`` drawing its patch size per step from
+    P. FlexiAST Sec. 3 initialises FlexiAST from a trained standard AST; sharing the start
+    makes the comparison exact (the two differ in the patch sizes of the second half only)
+    and saves training that start twice.
     """
     first = epochs // 2
+    shared = out / "runs" / "shared"
 
-    def one(name: str, phases: list[dict], eval_sizes: list[int]) -> dict:
-        train = {"precision": "bf16", "eval_patch_sizes": eval_sizes, "progress": False, "tensorboard": False}
+    def one(name: str, phase: dict, eval_sizes: list[int], init: bool) -> dict:
+        train = {"precision": "auto", "eval_patch_sizes": eval_sizes, "progress": False, "tensorboard": False}
         if len(eval_sizes) > 1:
             train["select"] = "mean"
-        return {"name": name, "seed": seed, "out": str(out / "runs" / name),
-                "model": {"preset": None, "embed_dim": 128, "depth": 4, "num_heads": 4, "patch_size": 16},
-                "features": {"num_mel_bins": 128, "target_length": FRAMES, "mean": round(mean, 4),
-                             "std": round(std, 4)},
-                "data": {"format": "folder", "root": str(data), "train": {"split": "train"},
-                         "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 16},
-                "augment": {"freqm": 24, "timem": 16},
-                "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 5.0e-7, "betas": [0.95, 0.999]},
-                "schedule": {"name": "cosine", "warmup_steps": 100},
-                "train": train, "phases": phases}
+        raw = {"name": name, "seed": seed, "out": str(out / "runs" / name),
+               "model": {"preset": None, "embed_dim": 128, "depth": 4, "num_heads": 4, "patch_size": 16},
+               "features": {"num_mel_bins": 128, "target_length": FRAMES, "mean": round(mean, 4),
+                            "std": round(std, 4)},
+               "data": {"format": "folder", "root": str(data), "train": {"split": "train"},
+                        "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": BATCH},
+               "augment": {"freqm": 24, "timem": 16},
+               "optimizer": {"name": "adam", "lr": 1.0e-3, "weight_decay": 5.0e-7, "betas": [0.95, 0.999]},
+               "schedule": {"name": "cosine", "warmup_steps": WARMUP},
+               "train": train, "phases": [phase]}
+        if init:
+            raw["init"] = {"path": str(shared / "last.pt")}
+        return raw
 
     fixed = {"sampler": "fixed", "sizes": [16]}
-    return {"ast16": one("ast16", [{"name": "standard", "epochs": epochs, "patch": fixed}], [16]),
-            "flexiast": one("flexiast", [{"name": "standard", "epochs": first, "patch": fixed},
-                                         {"name": "flexible", "epochs": epochs - first,
-                                          "patch": {"sampler": "uniform", "sizes": list(PATCH_SIZES)}}],
-                            [8, 16, 32, 48])}
+    return {"shared": one("shared", {"name": "standard", "epochs": first, "patch": fixed}, [16], False),
+            "ast16": one("ast16", {"name": "standard", "epochs": epochs - first, "patch": fixed}, [16], True),
+            "flexiast": one("flexiast", {"name": "flexible", "epochs": epochs - first,
+                                         "patch": {"sampler": "uniform", "sizes": list(PATCH_SIZES)}},
+                            [8, 16, 32, 48], True)}
 
 
 def _table(profiles: dict[str, dict]) -> str:
@@ -180,14 +190,18 @@ def _table(profiles: dict[str, dict]) -> str:
 
 def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int = 0, train_per_class: int = 150,
              test_per_class: int = 25, say=print) -> dict:
-    """Generate, train both models, evaluate at every size with PI and BL, report. Returns the paths and profiles."""
+    """Generate, train the shared start and both models, evaluate at every size with PI and BL, report.
+    Returns the paths and profiles."""
     from .cli import main as cli
     from .config import build_config
     from .data import dataset_stats, read_manifest
     from .features import FeatureConfig
+    from .hardware import resolve_precision, select_device
     from .report import plot_profiles
-    from .train import train
+    from .train import format_seconds, train
 
+    if epochs < 2:
+        raise ValueError(f"epochs={epochs}: the demo needs at least 2 (half shared, half per model)")
     out = Path(out).absolute()
     if (out / "runs").exists():
         raise FileExistsError(f"{out} already holds a demo; remove it or pass --out DIR")
@@ -199,16 +213,28 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
     say(f"[1/3] data: {counts['train']} training and {counts['test']} test clips of {len(CLASSES)} procedural "
         f"sound classes in {data} ({time.perf_counter() - start:.0f} s)")
     recipes = demo_recipes(data, out, epochs=epochs, mean=stats["mean"], std=stats["std"], seed=seed)
+    device = select_device("auto")
+    say(f"      training on {device} in {resolve_precision('auto', device)}")
     (out / "recipes").mkdir(parents=True, exist_ok=True)
     summaries = {}
+    first = epochs // 2
+    what = {"shared": f"the shared start (a standard AST at patch 16) for {first} epochs",
+            "ast16": f"AST-16 from the shared start for {epochs - first} more epochs at patch 16",
+            "flexiast": f"FlexiAST from the shared start for {epochs - first} more epochs, patch size drawn from P"}
     for key, raw in recipes.items():
         (out / "recipes" / f"{key}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         t0 = time.perf_counter()
-        say(f"[2/3] training {'AST-16' if key == 'ast16' else 'FlexiAST'} for {epochs} epochs "
-            f"(recipe {out / 'recipes' / f'{key}.yaml'})")
-        log = io.StringIO()
+        say(f"[2/3] training {what[key]} (recipe {out / 'recipes' / f'{key}.yaml'})")
+        log, console = io.StringIO(), sys.stdout
+
+        def progress(record: dict, left: float, total: int = raw["phases"][0]["epochs"]) -> None:
+            with contextlib.redirect_stdout(console):
+                say(f"      epoch {record['epoch']:>2}/{total}: loss {record['train_loss']:.3f}, validation accuracy "
+                    f"{record['val_select']:.3f}, {time.perf_counter() - t0:.0f} s, "
+                    f"about {format_seconds(left)} left in this training")
+
         with contextlib.redirect_stdout(log):
-            summaries[key] = train(build_config(raw))
+            summaries[key] = train(build_config(raw), on_epoch=progress)
         (out / "runs" / f"{key}.log").write_text(log.getvalue())
         s = summaries[key]
         say(f"      best validation accuracy {s['best_val']:.3f} at epoch {s['best_epoch']}, "
@@ -234,9 +260,12 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
         f"Procedural data: {len(CLASSES)} classes ({', '.join(CLASSES)}), {counts['train']} training clips "
         f"(10% held out for validation) and {counts['test']} test clips of {SECONDS} s, seed {seed}.",
         f"Both models: 128 wide, 4 blocks, 4 heads, stored patch 16, 128 mel bins x {FRAMES} frames, "
-        f"{epochs} epochs of the same steps. AST-16 trains at patch 16 throughout. FlexiAST trains at 16 for "
-        f"{epochs // 2} epochs (the paper starts FlexiAST from a trained standard AST), then draws its patch "
-        f"size per step from P = {list(PATCH_SIZES)}. Recipes: `recipes/`; runs: `runs/`; profiles: `eval/`.",
+        f"{epochs} epochs of the same steps. Both start from one standard AST trained at patch 16 for "
+        f"{epochs // 2} epochs (`runs/shared`; the paper initialises FlexiAST from a trained standard AST); "
+        f"then AST-16 trains {epochs - epochs // 2} more epochs at 16 and FlexiAST as many with its patch size "
+        f"drawn per step from P = {list(PATCH_SIZES)}, each with a fresh optimiser and schedule. "
+        f"Training precision: {summaries['ast16']['precision']['name']} "
+        f"({summaries['ast16']['precision']['reason']}). Recipes: `recipes/`; runs: `runs/`; profiles: `eval/`.",
         "",
         f"Test accuracy (chance {chance:.3f}); PI = PI-resize of the patch embedding, BL = bilinear:", "",
         table, "", "![accuracy against patch size and GFLOPs](patch_sizes.png)", "",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .hardware import select_device
+
 __all__ = ["DistInfo", "setup", "teardown", "gather_objects", "broadcast_object"]
 
 
@@ -34,12 +36,10 @@ class DistInfo:
 
 
 def _device(kind: str, local_rank: int) -> torch.device:
-    if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device: cuda requested but no GPU is visible")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    device = select_device(kind, setting="train.device", local_rank=local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def setup(device: str = "auto") -> DistInfo:

@@ -25,7 +25,6 @@ import datetime
 import io
 import json
 import math
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 
 from . import PATCH_SIZES, distributed, faults
 from .flops import flops
+from .hardware import Precision, device_capability, resolve_precision
 from .metrics import classification_metrics
 from .model import AST
 from .resize import grid_shape
@@ -137,40 +137,32 @@ def measure_latency(model: AST, frames: int, patch, *, resize: str = "pi", runs:
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
 
 
-def machine_info(device: torch.device, precision: str) -> dict:
-    """The machine a profile's latencies belong to: device, its name, threads, torch, precision."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    return {"device": device.type, "name": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "precision": precision, "latency_batch": 1}
+def machine_info(device: torch.device, precision: Precision) -> dict:
+    """The machine a profile's latencies belong to: device, its name, threads, torch, the
+    precision used and why, and the device's capability (ISA level, native bf16)."""
+    cap = device_capability(device)
+    return {"device": device.type, "name": cap["name"], "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "precision": precision.name, "precision_reason": precision.reason, "capability": cap,
+            "latency_batch": 1}
 
 
 def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZES, resize: str = "pi",
-                  axes: str = "both", frames: int | None = None, precision: str = "fp32", latency_runs: int = 20,
+                  axes: str = "both", frames: int | None = None, precision: str = "auto", latency_runs: int = 20,
                   describe: dict | None = None) -> dict:
     """The accuracy/cost profile of ``model`` on ``loader`` at every size in ``patch_sizes``.
 
     ``frames`` is the input length the loader yields (default: the model's trained
     length); sizes whose patch does not fit it are left out and listed under ``"skipped"``.
-    ``precision`` is ``fp32`` or ``bf16`` (autocast) for both metrics and latency.
+    ``precision`` (auto, fp32, bf16; :func:`flexiast.hardware.resolve_precision`) applies to
+    both metrics and latency; the profile records what it resolved to and why.
     ``describe`` adds provenance (checkpoint, data) to the profile. Every row has
     accuracy, mAP, mean AUC and d'; ``"metric"`` names the task's (mAP if ``multilabel``).
     """
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision={precision!r} is not one of fp32, bf16")
     cfg = model.config
     frames = frames or cfg.input_tdim
     device = next(model.parameters()).device
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
-        else contextlib.nullcontext
+    chosen = resolve_precision(precision, device, setting="precision")
+    autocast = chosen.autocast
     patches, skipped = {}, []
     for s in patch_sizes:
         if isinstance(s, bool) or not isinstance(s, int):
@@ -205,7 +197,7 @@ def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZ
             "resize": resize, "axes": axes, "stored_patch": list(cfg.patch_size),
             "input": {"frames": frames, "mel_bins": cfg.input_fdim}, "clips": results["_clips"],
             "unreadable_clips": results["_skipped"], "skipped_sizes": skipped,
-            "machine": machine_info(device, precision), "latency_runs": latency_runs, "rows": rows}
+            "machine": machine_info(device, chosen), "latency_runs": latency_runs, "rows": rows}
 
 
 def _metric_names(profile: dict) -> list[str]:
@@ -221,8 +213,9 @@ def profile_markdown(profile: dict) -> str:
              f"({profile['clips']} clips): resize {profile['resize'].upper()}, axes {profile['axes']}, "
              f"input {profile['input']['frames']} frames x {profile['input']['mel_bins']} mel bins"
              + (f" (compression {profile['compression']})." if profile.get("compression", "none") != "none" else "."),
-             f"Latency: batch 1, median of {profile['latency_runs']} calls, {m['precision']}, {m['name']}, "
-             f"{m['threads']} threads, torch {m['torch']}.", "",
+             f"Latency: batch 1, median of {profile['latency_runs']} calls, {m['precision']}, "
+             + (f"{m['precision_reason']}" if "precision_reason" in m else f"{m['name']}, {m['threads']} threads")
+             + f", torch {m['torch']}.", "",
              "| patch | tokens | GFLOPs/clip | ms/clip | " + " | ".join(metrics) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(metrics)]
     for r in profile["rows"]:

@@ -20,7 +20,6 @@ checkpoint's stored profile (:mod:`flexiast.evaluate`) whose cost fits.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import warnings
@@ -31,9 +30,10 @@ import torch
 
 from .audio import load_audio, resample
 from .checkpoints import CheckpointError, load_pretrained, torch_load_safe
-from .evaluate import machine_info, read_profile
+from .evaluate import read_profile
 from .features import DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize
 from .flops import flops
+from .hardware import device_capability, resolve_precision
 from .model import AST
 from .resize import to_pair
 from .run_checkpoint import WEIGHT_FILES, run_weights
@@ -189,7 +189,7 @@ def weights_stat(weights: Path) -> dict:
 
 def _machine_name() -> str:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return machine_info(device, "fp32")["name"]
+    return device_capability(device)["name"]
 
 
 @dataclass
@@ -297,7 +297,7 @@ class InferenceModel:
     def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,
                 max_ms: float | None = None, resize: str | None = None, top_k: int = 5,
                 hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
-                pos_grid: str = "leading", batch_size: int = 32, precision: str = "fp32") -> dict:
+                pos_grid: str = "leading", batch_size: int = 32, precision: str = "auto") -> dict:
         """Labels with scores for one clip (a path, or a waveform at ``sample_rate``).
 
         Returns the top ``top_k`` labels of the aggregated scores and, per window, its
@@ -306,8 +306,8 @@ class InferenceModel:
         """
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate={aggregate!r} is not one of mean, max")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision={precision!r} is not one of fp32, bf16")
+        device = next(self.model.parameters()).device
+        chosen = resolve_precision(precision, device, setting="precision")
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be at least 1")
         if whole and (max_gflops is not None or max_ms is not None):
@@ -335,12 +335,9 @@ class InferenceModel:
                                  f"({shift_ms:g} ms) and one window ({self.window_samples / f.sample_rate:g} s), "
                                  "or audio between windows would go unscored")
         specs, spans = self._spectrograms(wave, hop, whole)
-        device = next(self.model.parameters()).device
-        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                    else contextlib.nullcontext())
         model = self.at(choice["patch"], choice["resize"])
         logits = []
-        with autocast:
+        with chosen.autocast():
             for chunk in specs.split(batch_size):
                 logits.append(model(chunk.to(device), pos_grid=pos_grid).float().cpu())
         logits = torch.cat(logits)
@@ -351,7 +348,7 @@ class InferenceModel:
         return {
             "source": source, "duration_s": wave.numel() / sr, "patch_size": list(choice["patch"]),
             "resize": choice["resize"], "choice": choice["reason"], "profile_row": choice["row"],
-            "compression": str(self.compression), "gflops_per_window": per_window,
+            "compression": str(self.compression), "precision": chosen.name, "gflops_per_window": per_window,
             "gflops_total": per_window * len(spans), "scores": "sigmoid" if self.multilabel else "softmax",
             "aggregate": aggregate if len(spans) > 1 else "none",
             "window_s": wave.numel() / sr if whole else f.target_length * f.frame_shift_ms / 1000,

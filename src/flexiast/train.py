@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -44,11 +45,13 @@ from . import distributed, faults
 from .atomic import write_text_atomic
 from .checkpoints import _adapt, load_pretrained, load_state_dict, save_safetensors
 from .config import ConfigError, RunConfig, build_config, config_to_dict
-from .data import AudioDataset, FeatureCache, ShardedSampler, collate, read_manifest, scan
+from .data import AudioDataset, ShardedSampler, read_manifest, scan
+from .data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from .data.readers import DataError, Manifest
 from .data.samplers import BalancedSampler, ast_balanced_weights
 from .evaluate import evaluate_model
 from .flops import flops
+from .hardware import HardwareError, device_capability, resolve_precision
 from .losses import distillation_loss, supervised_loss
 from .model import AST, ASTConfig
 from .optim import build_optimizer, lr_factor
@@ -114,23 +117,26 @@ def load_splits(cfg: RunConfig) -> tuple[dict[str, Manifest], dict[str, list[str
 def _eval_loader(dataset, batch_size: int, info: distributed.DistInfo, workers: int):
     """This rank's share of an evaluation set, unpadded (indices rank, rank + W, ...)."""
     indices = list(range(info.rank, len(dataset), info.world_size))
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate,
-                                       num_workers=workers)
+    return make_loader(dataset, batch_size=batch_size, sampler=indices, workers=min(workers, len(indices)))
 
 
 # -- the engine -----------------------------------------------------------------------
 class Trainer:
     """Runs one :class:`RunConfig` in ``run_dir`` (``cfg.out_dir``), fresh or resumed."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path | None = None, *, resume_state: dict | None = None):
+    def __init__(self, cfg: RunConfig, run_dir: Path | None = None, *, resume_state: dict | None = None,
+                 on_epoch=None):
         self.cfg = cfg
+        self.on_epoch = on_epoch  # called on rank 0 after each epoch with (record, seconds_left)
         self.run_dir = Path(run_dir or cfg.out_dir)
-        self.info = distributed.setup(cfg.train.device)
+        try:  # the device and the precision on it, before any file is read
+            self.info = distributed.setup(cfg.train.device)
+            self.precision = resolve_precision(cfg.train.precision, self.info.device, setting="train.precision")
+        except HardwareError as e:
+            raise ConfigError(str(e)) from None
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         t = cfg.train
-        if t.precision == "fp16" and self.info.device.type != "cuda":
-            raise ConfigError("train.precision: fp16 needs a GPU (on CPU use bf16)")
         world, accum = self.info.world_size, t.accum_steps
         if cfg.data.batch_size % (world * accum):
             raise ConfigError(f"data.batch_size: {cfg.data.batch_size} is not divisible by {world} ranks x "
@@ -147,9 +153,11 @@ class Trainer:
         self.loss_kind = cfg.loss.name if cfg.loss.name != "auto" else ("bce" if self.multilabel else "ce")
         self.metric = "mAP" if self.multilabel else "accuracy"
         self.num_classes = len(train.classes)
-        self.cache = FeatureCache(cfg.data.cache_dir) if cfg.data.cache_dir else None
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
+        self.workers = loader_workers(cfg.data.num_workers, device=self.info.device.type, local_world_size=local_world)
+        self.cache, self.cache_note = resolve_cache(cfg.data.cache_dir, estimate_bytes=self._feature_bytes())
+        self._loaders: dict = {}
         self.teacher = self._check_teacher(teacher)
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = {"phase": 0, "step": 0, "phase_step": 0, "epoch": 0, "phase_epoch": 0, "batch": 0,
                          "done": False, "entered": -1,
@@ -188,6 +196,14 @@ class Trainer:
         if kind == "error":
             raise value
         return value
+
+    def _feature_bytes(self) -> int:
+        """What caching this run's features takes: every clip of every split, once per input
+        resolution the phases read (fshift changes it, pooling does not), float32."""
+        f = self.features
+        frames = {f.fbank_frames(self.cfg.phase_compression(i)) for i in range(len(self.cfg.phases))}
+        clips = sum(len(m.items) for m in self.splits.values())
+        return clips * sum(frames) * f.num_mel_bins * 4
 
     def base_model_config(self) -> ASTConfig:
         cfg, f = self.cfg, self.features
@@ -266,7 +282,7 @@ class Trainer:
         self.phase = i
         self.model.to(info.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.phase_optimizer(i))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.precision.scaler)
         self.forward = self.model
         if info.enabled:
             self.forward = torch.nn.parallel.DistributedDataParallel(
@@ -286,6 +302,7 @@ class Trainer:
                                       train=True, cache=self.cache, on_error=cfg.data.on_error, seed=cfg.seed)
         self.val_set = AudioDataset(self.splits["val"], self.features, compression=comp, cache=self.cache,
                                     on_error=cfg.data.on_error, seed=cfg.seed)
+        self._loaders = {}  # the previous phase's (and their workers) go
         n = len(self.train_set)
         if cfg.data.balanced:
             weights = ast_balanced_weights([it.labels for it in self.splits["train"].items], self.num_classes)
@@ -300,9 +317,7 @@ class Trainer:
         self.phase_epochs = ph.epochs if ph.epochs is not None else math.ceil(self.phase_total / self.steps_per_epoch)
 
     def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.info.device.type, dtype=self.autocast_dtype)
+        return self.precision.autocast()
 
     # -- checkpoint state ----------------------------------------------------------
     def _rng_states(self) -> list[dict]:
@@ -327,6 +342,7 @@ class Trainer:
             "history": copy.deepcopy(self.history),
             "best": dict(self.best),
             "extra": {"wa_sum": self.wa_sum, "wa_count": self.wa_count},
+            "precision": self.precision.to_dict(),
         }
 
     def inference_info(self) -> dict:
@@ -342,6 +358,10 @@ class Trainer:
         self.history = state["history"]
         self.best = state["best"]
         self.wa_sum, self.wa_count = state["extra"]["wa_sum"], state["extra"]["wa_count"]
+        before = state.get("precision")
+        if before is not None and before["name"] != self.precision.name:
+            warnings.warn(f"train.precision: the run trained in {before['name']} ({before['reason']}) and continues "
+                          f"in {self.precision}: it continues, but not bit-identically", stacklevel=2)
         self.model = AST(config=ASTConfig.from_dict(state["model_config"]))
         self.model.load_state_dict(state["model"])
         self._build_phase(self.progress["phase"])
@@ -470,13 +490,15 @@ class Trainer:
 
     # -- epochs --------------------------------------------------------------------
     def _train_loader(self):
+        """This phase's training loader (its workers persist), set to the current epoch and batch."""
         p, cfg = self.progress, self.cfg
         self.data_sampler.set_epoch(p["epoch"], start=p["batch"] * self.micro_batch * cfg.train.accum_steps)
         self.train_set.set_epoch(p["epoch"])
-        return torch.utils.data.DataLoader(
-            self.train_set, batch_size=self.micro_batch, sampler=self.data_sampler, collate_fn=collate,
-            num_workers=cfg.data.num_workers, drop_last=True, generator=torch.Generator().manual_seed(cfg.seed),
-            pin_memory=self.info.device.type == "cuda")
+        if "train" not in self._loaders:
+            self._loaders["train"] = make_loader(
+                self.train_set, batch_size=self.micro_batch, sampler=EpochKeys(self.data_sampler),
+                workers=self.workers, drop_last=True, seed=cfg.seed, pin_memory=self.info.device.type == "cuda")
+        return self._loaders["train"]
 
     def _epoch_steps(self) -> int:
         """Optimizer steps left in this epoch (the phase may end first)."""
@@ -567,7 +589,12 @@ class Trainer:
             self.splits[split], self.features, compression=self.cfg.phase_compression(self.phase),
             cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed)
         bs = self.cfg.data.eval_batch_size or self.micro_batch
-        loader = _eval_loader(dataset, bs, self.info, self.cfg.data.num_workers)
+        if split != "val":
+            loader = _eval_loader(dataset, bs, self.info, self.workers)
+        else:  # the phase's validation loader, its workers kept
+            if "val" not in self._loaders:
+                self._loaders["val"] = _eval_loader(dataset, bs, self.info, self.workers)
+            loader = self._loaders["val"]
         return evaluate_model(model or self.model, loader, self.eval_patches(self.phase), multilabel=self.multilabel,
                               resize=self.cfg.train.eval_resize, info=self.info, autocast=self._autocast)
 
@@ -613,12 +640,51 @@ class Trainer:
                 row[f"val_{m}@{name}"] = v
         _append_csv(self.run_dir / "metrics.csv", row)
         write_text_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=1))
-        msg = (f"phase {record['phase']} epoch {record['phase_epoch']} (global {record['epoch']}): "
+        left = self.seconds_left()
+        msg = (f"phase {record['phase']} epoch {record['phase_epoch']}/{self.phase_epochs} (global {record['epoch']}): "
                f"loss {record['train_loss']:.4f}, val {self.metric} {record['val_select']:.4f}, "
-               f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s")
+               f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s, "
+               f"about {format_seconds(left)} left")
         print(msg, flush=True)
+        if self.on_epoch is not None:
+            self.on_epoch(record, left)
         if self._tb() is not None:
             self._tb().add_scalar(f"val/{self.metric}", record["val_select"], record["step"])
+
+    def _phase_step_flops(self, i: int) -> float:
+        """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
+        over its sampler's sizes, weighted as drawn, at its input length and stored kernel."""
+        cfg, ph = self.cfg, self.cfg.phases[i]
+        model_cfg = self.phase_model_config(i, self.model.config)
+        frames = self.features.frames(cfg.phase_compression(i))
+        shape = (cfg.data.batch_size, frames, self.features.num_mel_bins)
+        sizes = cfg.phase_patch_sizes(i)
+        weights = ph.patch.weights if ph.patch.sampler == "weighted" else [1.0] * len(sizes)
+        if ph.patch.sampler == "fixed":
+            sizes, weights = sizes[:1], [1.0]
+        total = sum(w * flops(model_cfg, shape, patch).training for patch, w in zip(sizes, weights))
+        if self.teacher is not None:
+            total += sum(weights) * flops(self.teacher.config, shape, self.teacher_patch).forward
+        return total / sum(weights)
+
+    def seconds_left(self) -> float:
+        """An estimate of the run's remaining wall time: the FLOPs still to train (this
+        phase's remaining steps and every later phase's, counted analytically) at the seconds
+        per FLOP measured so far, plus the mean validation time per epoch for the epochs left."""
+        p, cfg = self.progress, self.cfg
+        done_flops = sum(a["train_flops"] for a in self.accounting)
+        done_seconds = sum(a["train_seconds"] for a in self.accounting)
+        epochs_done = max(len(self.history), 1)
+        val_per_epoch = sum(a["val_seconds"] for a in self.accounting) / epochs_done
+        left_flops = (self.phase_total - p["phase_step"]) * self._phase_step_flops(self.phase)
+        left_epochs = self.phase_epochs - p["phase_epoch"]
+        for j in range(self.phase + 1, len(cfg.phases)):
+            ph = cfg.phases[j]
+            steps = ph.steps if ph.steps is not None else ph.epochs * self.steps_per_epoch
+            left_flops += steps * self._phase_step_flops(j)
+            left_epochs += ph.epochs if ph.epochs is not None else math.ceil(steps / self.steps_per_epoch)
+        rate = done_seconds / done_flops if done_flops else 0.0
+        return left_flops * rate + left_epochs * val_per_epoch
 
     # -- the run -------------------------------------------------------------------
     def fit(self) -> dict:
@@ -627,6 +693,11 @@ class Trainer:
             return json.loads((self.run_dir / "summary.json").read_text())
         if self.info.is_main:
             write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            print(f"{cfg.name}: training on {self.info.device} x {self.info.world_size}, precision "
+                  f"{self.precision}", flush=True)
+            auto = " (auto)" if cfg.data.num_workers == "auto" else ""
+            print(f"{cfg.name}: data: {self.workers} loader worker{'s' * (self.workers != 1)}{auto}, "
+                  f"feature cache {self.cache_note}", flush=True)
         while p["phase"] < len(cfg.phases):
             i = p["phase"]
             if p["entered"] != i:
@@ -654,6 +725,7 @@ class Trainer:
         if self.info.enabled and torch.distributed.is_initialized():
             torch.distributed.barrier()
         self.forward = self.model
+        self._loaders = {}  # their workers end here
         gc.collect()
         distributed.teardown(self.info)
 
@@ -664,7 +736,8 @@ class Trainer:
                    "phases": [{"name": ph.name or f"phase{i}", "compression": ph.compression, **a}
                               for i, (ph, a) in enumerate(zip(cfg.phases, self.accounting))],
                    "train_flops": sum(a["train_flops"] for a in self.accounting),
-                   "train_seconds": sum(a["train_seconds"] for a in self.accounting)}
+                   "train_seconds": sum(a["train_seconds"] for a in self.accounting),
+                   "precision": self.precision.to_dict(), "machine": device_capability(self.info.device)}
         summary["final_val"] = self.history[-1]["val"] if self.history else None
         models = {}
         best_path = run_weights(self.run_dir, "best")
@@ -707,6 +780,16 @@ class Trainer:
                 "skipped_in_test": test, "files": sorted(files)}
 
 
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -731,7 +814,9 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     cfg = copy.deepcopy(cfg)
     absolute = lambda p: str(Path(p).absolute()) if p is not None else None  # noqa: E731
     cfg.out = str(cfg.out_dir.absolute())
-    cfg.data.root, cfg.data.cache_dir = absolute(cfg.data.root), absolute(cfg.data.cache_dir)
+    cfg.data.root = absolute(cfg.data.root)
+    if cfg.data.cache_dir not in ("auto", "off"):
+        cfg.data.cache_dir = absolute(cfg.data.cache_dir)
     cfg.init.path, cfg.loss.teacher = absolute(cfg.init.path), absolute(cfg.loss.teacher)
     for options in (cfg.data.options, cfg.data.train, cfg.data.val, cfg.data.test):
         for k, v in (options or {}).items():
@@ -740,8 +825,9 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def train(cfg: RunConfig, run_dir: Path | None = None) -> dict:
-    """Train ``cfg`` from the start (k folds if ``data.kfold``); returns the summary."""
+def train(cfg: RunConfig, run_dir: Path | None = None, *, on_epoch=None) -> dict:
+    """Train ``cfg`` from the start (k folds if ``data.kfold``); returns the summary.
+    ``on_epoch(record, seconds_left)`` is called after every epoch (on rank 0)."""
     if cfg.data.kfold:
         from .kfold import run_kfold
 
@@ -751,7 +837,7 @@ def train(cfg: RunConfig, run_dir: Path | None = None) -> dict:
     if (run_dir / "last.pt").exists() or (run_dir / "last.prev.pt").exists():
         raise ConfigError(f"out: {run_dir} already holds a run; resume it with --resume {run_dir} "
                           "or choose another out")
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, on_epoch=on_epoch)
     try:
         return trainer.fit()
     finally:

@@ -52,8 +52,8 @@ class AudioDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+    def _rng(self, index: int, epoch: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
 
     def _target(self, index: int) -> torch.Tensor:
         t = torch.zeros(self.num_classes)
@@ -74,14 +74,9 @@ class AudioDataset(torch.utils.data.Dataset):
             return log_mel(self._wave(index), self.features, self.compression)
         path = self.manifest.items[index].path
         try:
-            key = self.cache.key(path, kwargs)
+            return self.cache.fetch(path, kwargs, lambda: log_mel(self._wave(index), self.features, self.compression))
         except OSError:
             raise AudioError(path, f"no such file (entry {self.manifest.items[index].source})") from None
-        spec = self.cache.get(key)
-        if spec is None:
-            spec = log_mel(self._wave(index), self.features, self.compression)
-            self.cache.put(key, spec)
-        return spec
 
     def _mixed(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         other = int(rng.integers(len(self)))
@@ -92,17 +87,20 @@ class AudioDataset(torch.utils.data.Dataset):
         spec = log_mel(lam * a + (1 - lam) * b, self.features, self.compression)
         return spec, lam * self._target(index) + (1 - lam) * self._target(other)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Clip ``key`` of the epoch set by :meth:`set_epoch`, or ``key = (epoch, index)``
+        (what a loader whose workers outlive an epoch passes: :class:`flexiast.data.loader.EpochKeys`)."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         try:
-            return self._item(index)
+            return self._item(index, epoch)
         except AudioError as e:
             if self.on_error == "skip":
                 return {"error": str(e), "index": index}
             raise
 
-    def _item(self, index: int) -> dict:
+    def _item(self, index: int, epoch: int) -> dict:
         aug, cfg = self.augment, self.features
-        rng = self._rng(index) if self.train else None
+        rng = self._rng(index, epoch) if self.train else None
         if rng is not None and aug.mixup > 0 and rng.random() < aug.mixup:
             spec, target = self._mixed(index, rng)
         else:

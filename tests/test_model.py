@@ -437,6 +437,28 @@ def test_bf16_attention_on_cpu_matches_float32_attention():
         assert float((got - want).norm() / want.norm()) < 0.03
 
 
+def test_fp32_attention_on_cpu_matches_float64_attention_on_both_paths():
+    """The explicit fp32 path (small score matrices) and the fused one (large) against
+    PyTorch's float64 attention, values and gradients, to float32 round-off."""
+    from flexiast.model import EXPLICIT_ATTENTION_MAX_SCORES, attend
+
+    torch.manual_seed(0)
+    for shape in ((2, 3, 66, 64), (1, 1, 2900, 8)):  # 26 k scores: explicit; 8.4 M: fused
+        assert (shape[0] * shape[1] * shape[2] ** 2 > EXPLICIT_ATTENTION_MAX_SCORES) == (shape[2] == 2900)
+        q, k, v = (torch.randn(*shape, dtype=torch.float64, requires_grad=True) for _ in range(3))
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        ref.square().sum().backward()
+        grads = [t.grad.clone() for t in (q, k, v)]
+        for t in (q, k, v):
+            t.grad = None
+        out = attend(*(t.float() for t in (q, k, v)))
+        assert out.dtype == torch.float32
+        out.double().square().sum().backward()
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+        for got, want in zip((q.grad, k.grad, v.grad), grads):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_bf16_autocast_logits_follow_float32():
     torch.manual_seed(0)
     model = AST(num_classes=5, input_tdim=128, embed_dim=64, depth=2, num_heads=2).eval()

@@ -148,7 +148,7 @@ class DropPath(nn.Module):
 
 
 #: Most attention scores (batch x heads x queries x keys) for which :func:`attend` forms
-#: them explicitly on CPU in bf16: 2^23, 32 MiB of float32 softmax.
+#: them explicitly on CPU: 2^23, 32 MiB of float32 softmax.
 EXPLICIT_ATTENTION_MAX_SCORES = 1 << 23
 
 
@@ -156,11 +156,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
     """``softmax(q k^T / sqrt(d_head)) v`` over ``[batch, heads, tokens, d_head]``.
 
     ``scaled_dot_product_attention`` (flash or memory-efficient kernels) everywhere except
-    small score matrices in reduced precision on CPU, where PyTorch's flash kernel is slow.
-    Forward and backward of AST-tiny layers took it 5x as long as the two matrix products
-    below at 66 tokens (batch 32), 3x at 130 and 2x at 514 (batch 8); at 2,050 tokens it
-    was 2.4x faster (``benchmarks/bench_attention.py``). So the scores are formed
-    explicitly, with the softmax in float32, while they number at most
+    small score matrices on CPU, where PyTorch's flash kernel is slow. Forward and backward
+    of AST-tiny layers took it 5x as long as the two matrix products below in bf16 at 66
+    tokens (batch 32), 3x at 130 and 2x at 514 (batch 8), and 1.3-1.7x, 1.3-1.5x and 1.1x in
+    fp32; at 2,050 tokens it was 2.4x faster in bf16 and 1.4-2x in fp32
+    (``benchmarks/bench_attention.py``, on CPUs with and without native bf16). So the
+    scores are formed explicitly, with the softmax in float32, while they number at most
     ``EXPLICIT_ATTENTION_MAX_SCORES``: 32 MiB of float32, glibc's largest heap allocation.
     Near that size the outcome depends on the process's allocator state: inside the full
     benchmark suite (a long-running process, like training) the explicit path was 2.1x
@@ -168,7 +169,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
     fresh process, measures it 0.9x and 0.7x there, and still 2.7-3.2x at 66-130 tokens.
     """
     b, h, n, _ = q.shape
-    if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16)
+    if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16, torch.float32)
             or b * h * n * k.shape[-2] > EXPLICIT_ATTENTION_MAX_SCORES):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))

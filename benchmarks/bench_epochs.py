@@ -7,7 +7,8 @@ recipe path with the loader settings left at their defaults (``data.num_workers:
 ``data.cache_dir: auto``, in a fresh temporary cache), on clips in ESC-50's format: 5 s
 WAV files at 44.1 kHz (procedural: two of the demo's classes, repeated to 5 s), resampled to
 16 kHz on load, 512 frames. Two models: the FSDD recipes' AST (128 wide, 4 blocks) and
-AST-base (on fewer clips, and with the default loader only, to keep the run short).
+AST-base (on fewer clips, and with the default loader only, to keep the run short);
+and the FSDD recipe itself on FSDD (8 kHz clips under 1 s, 64 frames) at C = 2 and 4.
 Each resolution trains two epochs: the first reads the audio and fills the
 cache ("cold"), the second reads the cache ("warm"). The same runs with the cache off and
 no worker are the old defaults.
@@ -32,6 +33,7 @@ import soundfile as sf
 
 from common import table
 
+ROOT = Path(__file__).resolve().parents[1]
 RATE = 44100
 SECONDS = 5.0
 MODELS = {"FSDD recipe AST (128 wide, 4 blocks)": dict(embed_dim=128, depth=4, num_heads=4, clips=272, batch=16,
@@ -67,6 +69,19 @@ def recipe(data: Path, out: Path, model: dict, compression: str, defaults: bool)
             "phases": [{"epochs": 2, "compression": compression}]}
 
 
+def fsdd_recipe(fsdd: Path, out: Path, compression: str, defaults: bool) -> dict:
+    """``recipes/fsdd/digits_ast16.yaml`` as shipped (FSDD, 64 frames, batch 32), two epochs."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "recipes" / "fsdd" / "digits_ast16.yaml").read_text())
+    raw["out"], raw["data"]["root"], raw["data"]["test"] = str(out), str(fsdd), None
+    raw["train"].update(progress=False, tensorboard=False)
+    raw["phases"] = [{"epochs": 2, "compression": compression}]
+    if not defaults:
+        raw["data"].update(num_workers=0, cache_dir="off")
+    return raw
+
+
 def epoch_seconds(raw: dict) -> tuple[list[float], float]:
     """Training seconds of each epoch, and the FLOPs of one epoch."""
     from flexiast.config import build_config
@@ -79,23 +94,31 @@ def epoch_seconds(raw: dict) -> tuple[list[float], float]:
     return [cum[0], cum[1] - cum[0]], summary["train_flops"] / len(history)
 
 
-def measure(quick: bool = False) -> list[dict]:
+def measure(quick: bool = False, fsdd: str | None = None) -> list[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="flexiast-epochs-"))
     old = os.environ.get("FLEXIAST_CACHE_DIR")
+    cases = []
+    for name, model in (QUICK if quick else MODELS).items():
+        data = tmp / f"data-{model['clips']}"
+        cases.append((name, model, ["fshift:4"], lambda out, comp, d, m=model, data=data: recipe(data, out, m, comp, d)))
+    if fsdd and not quick:
+        cases.append(("FSDD recipe AST on FSDD (digits_ast16.yaml, 64 frames)",
+                      dict(clips=2430, batch=32, old=True), ["fshift:2", "fshift:4"],
+                      lambda out, comp, d: fsdd_recipe(Path(fsdd), out, comp, d)))
     rows = []
     try:
-        for name, model in (QUICK if quick else MODELS).items():
+        for name, model, coarse, build in cases:
             data = tmp / f"data-{model['clips']}"
-            if not data.exists():
+            if "embed_dim" in model and not data.exists():
                 write_clips(data, model["clips"], 1.0 if quick else SECONDS)
-            row = {"model": name, "clips": model["clips"], "batch": model["batch"]}
+            row = {"model": name, "clips": model["clips"], "batch": model["batch"], "coarse": coarse}
             for defaults in (True, False) if model["old"] else (True,):
                 os.environ["FLEXIAST_CACHE_DIR"] = str(tmp / f"cache-{name}")
                 shutil.rmtree(tmp / f"cache-{name}", ignore_errors=True)
-                for comp in ("none", "fshift:4"):
+                for comp in ["none"] + coarse:
                     out = tmp / "run"
                     shutil.rmtree(out, ignore_errors=True)
-                    secs, fl = epoch_seconds(recipe(data, out, model, comp, defaults))
+                    secs, fl = epoch_seconds(build(out, comp, defaults))
                     row[(defaults, comp)] = {"seconds": secs, "flops": fl}
             rows.append(row)
     finally:
@@ -107,8 +130,9 @@ def measure(quick: bool = False) -> list[dict]:
     return rows
 
 
-def ratios(row: dict, defaults: bool) -> tuple[float, float, float]:
-    full, coarse = row[(defaults, "none")], row[(defaults, "fshift:4")]
+def ratios(row: dict, defaults: bool, comp: str) -> tuple[float, float, float]:
+    """FLOP ratio, cold and warm time ratios of a ``comp`` epoch over a full one."""
+    full, coarse = row[(defaults, "none")], row[(defaults, comp)]
     return (coarse["flops"] / full["flops"], coarse["seconds"][0] / full["seconds"][0],
             coarse["seconds"][1] / full["seconds"][1])
 
@@ -122,21 +146,25 @@ def section(rows: list[dict]) -> str:
     body = []
     for r in rows:
         for defaults in (True, False) if (False, "none") in r else (True,):
-            flop, cold, warm = ratios(r, defaults)
-            full, coarse = r[(defaults, "none")]["seconds"], r[(defaults, "fshift:4")]["seconds"]
-            body.append([r["model"], "defaults" if defaults else "no cache, no worker", f"{r['clips']} / {r['batch']}",
-                         f"{full[0]:.1f} / {full[1]:.1f}", f"{coarse[0]:.1f} / {coarse[1]:.1f}", f"{flop:.0%}",
-                         f"{cold:.0%}", f"{warm:.0%}", f"{100 * (warm - flop):+.0f}"])
-    lines += table(["model", "loader", "clips / batch", "full epoch s, cold / warm", "Fshift 4 epoch s, cold / warm",
-                    "FLOP ratio", "time ratio, cold", "time ratio, warm", "warm - FLOP, points"], body)
+            for comp in r["coarse"]:
+                flop, cold, warm = ratios(r, defaults, comp)
+                full, coarse = r[(defaults, "none")]["seconds"], r[(defaults, comp)]["seconds"]
+                body.append([r["model"], "defaults" if defaults else "no cache, no worker",
+                             f"{r['clips']} / {r['batch']}", comp, f"{full[0]:.1f} / {full[1]:.1f}",
+                             f"{coarse[0]:.1f} / {coarse[1]:.1f}", f"{flop:.0%}", f"{cold:.0%}", f"{warm:.0%}",
+                             f"{100 * (warm - flop):+.0f}"])
+    lines += table(["model", "loader", "clips / batch", "coarse", "full epoch s, cold / warm",
+                    "coarse epoch s, cold / warm", "FLOP ratio", "time ratio, cold", "time ratio, warm",
+                    "warm - FLOP, points"], body)
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--fsdd", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
     args, _ = parser.parse_known_args(argv)
-    return section(measure(args.quick))
+    return section(measure(args.quick, args.fsdd))
 
 
 if __name__ == "__main__":

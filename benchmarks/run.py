@@ -112,9 +112,10 @@ def targets(res: dict) -> str:
         add(f"cached loader vs {auto_dtype()} training step", ">= 1x", f"{supply / need:.1f}x", supply >= need)
     if "epochs" in res:
         for r in res["epochs"]:
-            flop, _, warm = bench_epochs.ratios(r, True)
-            add(f"Fshift 4 epoch time / full epoch time, {r['model']}, defaults, warm cache",
-                f"<= FLOP ratio ({flop:.0%}) + 10 points", f"{warm:.0%}", warm <= flop + 0.10)
+            for comp in r["coarse"]:
+                flop, _, warm = bench_epochs.ratios(r, True, comp)
+                add(f"{comp} epoch time / full epoch time, {r['model']}, defaults, warm cache",
+                    f"<= FLOP ratio ({flop:.0%}) + 10 points", f"{warm:.0%}", warm <= flop + 0.10)
     return "\n".join(["### Targets", ""] + table(["what", "target", "measured", ""], rows)) + "\n"
 
 
@@ -162,7 +163,7 @@ def main(argv=None) -> None:
             res[name] = bench_data.measure(args.fsdd, batches, q)
             text[name] = bench_data.section(res[name], batches, 8 if q else 64)
         elif name == "epochs":
-            res[name] = bench_epochs.measure(q)
+            res[name] = bench_epochs.measure(q, args.fsdd)
             text[name] = bench_epochs.section(res[name])
         elif name == "latency":
             res[name] = bench_latency.measure(q)

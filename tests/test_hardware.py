@@ -140,3 +140,42 @@ def test_capability_line_names_isa_bf16_and_threads():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # auto never warns
         resolve_precision("auto", "cpu")
+
+
+# -- the trainer ---------------------------------------------------------------------
+def test_fp16_on_a_cpu_is_refused_by_the_trainer_before_any_data_is_read(fsdd_small, tmp_path, monkeypatch):
+    from flexiast import train as train_mod
+    from flexiast.config import ConfigError, build_config
+
+    from helpers import tiny_recipe
+
+    def no_data(cfg):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(train_mod, "load_splits", no_data)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = build_config(tiny_recipe(fsdd_small, tmp_path / "r", train={"precision": "fp16"}))  # device: auto
+    with pytest.raises(ConfigError, match=r"train\.precision: fp16 needs a GPU; the device is cpu"):
+        train_mod.Trainer(cfg, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_records_its_precision_and_a_resume_elsewhere_warns(fsdd_small, tmp_path, monkeypatch):
+    """summary.json and the checkpoint keep the resolved precision; resuming where auto
+    resolves to another one continues, with a warning that it is no longer bit-identical."""
+    from flexiast import train as train_mod
+    from flexiast.config import build_config
+
+    from helpers import tiny_recipe
+
+    cfg = build_config(tiny_recipe(fsdd_small, tmp_path / "r", train={"precision": "auto"}, phases=[{"epochs": 1}]))
+    summary = train_mod.train(cfg)
+    here = resolve_precision("auto", "cpu")
+    assert summary["precision"] == here.to_dict()
+    assert summary["machine"]["isa"] == torch.backends.cpu.get_cpu_capability()
+    state = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert state["precision"] == here.to_dict()
+    other = "fp32" if here.name == "bf16" else "bf16"
+    state["precision"] = {**state["precision"], "name": other, "reason": "elsewhere"}
+    with pytest.warns(UserWarning, match=f"trained in {other} \\(elsewhere\\) and continues in {here.name}"):
+        train_mod.Trainer(cfg, tmp_path / "r", resume_state=state)

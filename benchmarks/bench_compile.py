@@ -28,7 +28,7 @@ QUICK = {"2-block 32-wide, 64 frames, batch 2": dict(dims=dict(embed_dim=32, dep
                                                      batch=2, classes=4, repeats=2)}
 
 
-def compare(case: dict) -> dict:
+def compare(case: dict, backend: str = "inductor") -> dict:
     torch.manual_seed(0)
     eager = AST(num_classes=case["classes"], input_tdim=case["frames"], **case["dims"])
     twin = AST(num_classes=case["classes"], input_tdim=case["frames"], **case["dims"])
@@ -36,7 +36,7 @@ def compare(case: dict) -> dict:
     spec = torch.randn(case["batch"], case["frames"], 128)
     target = torch.randint(0, case["classes"], (case["batch"],))
     dtype = auto_dtype()
-    compiled = torch.compile(twin, dynamic=False)
+    compiled = torch.compile(twin, dynamic=False, backend=backend)
     fns = {"eager": train_step(eager, eager, spec, target, dtype), "compiled": train_step(twin, compiled, spec, target,
                                                                                           dtype)}
     start = time.perf_counter()
@@ -51,7 +51,9 @@ def measure(quick: bool = False) -> dict:
         old = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # cold: nothing compiled before
         try:
-            return {name: compare(case) for name, case in (QUICK if quick else CASES).items()}
+            # --quick checks the script: AOT tracing without inductor's C++ code generation.
+            return {name: compare(case, "aot_eager" if quick else "inductor")
+                    for name, case in (QUICK if quick else CASES).items()}
         finally:
             if old is None:
                 os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)

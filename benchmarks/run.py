@@ -48,7 +48,9 @@ and maximum; every comparison is measured side by side in the same run, interlea
 round by round, and reported as a ratio. Timings are never asserted in the test suite
 (`tests/test_benchmarks.py` only checks that the scripts run and that the contenders
 compute the same function). What `precision: auto` picks on each kind, and why, is in
-`flexiast.hardware`.
+`flexiast.hardware`. The GPU section is written by `python benchmarks/gpu_check.py`, one
+short script for a lent GPU; no GPU has been lent to this work yet, so nothing on a GPU
+has been measured.
 
 {index}
 """

@@ -167,9 +167,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
     benchmark suite (a long-running process, like training) the explicit path was 2.1x
     faster at 514 and at 602 tokens; ``python benchmarks/bench_attention.py`` alone, a
     fresh process, measures it 0.9x and 0.7x there, and still 2.7-3.2x at 66-130 tokens.
+    A graph traced with symbolic shapes (ONNX export with a dynamic batch) takes the fused
+    kernel, which serves every size.
     """
     b, h, n, _ = q.shape
-    if (q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16, torch.float32)
+    symbolic = any(isinstance(x, torch.SymInt) for x in (b, h, n, k.shape[-2]))  # an exported graph, any batch
+    if (symbolic or q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16, torch.float32)
             or b * h * n * k.shape[-2] > EXPLICIT_ATTENTION_MAX_SCORES):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))

@@ -81,7 +81,8 @@ def measure(quick: bool) -> dict:
 
 
 def section(r: dict) -> str:
-    kinds = ["eager flexible", "eager fixed", "eager fixed bf16", "compiled", "ONNX Runtime"]
+    kinds = [k for k in ("eager flexible", "eager fixed", "eager fixed bf16", "compiled", "ONNX Runtime")
+             if any(k in t for t in r["rows"].values())]
     lines = ["## Inference latency", "", "`python benchmarks/bench_latency.py`. " +
              __doc__.split("\n\n", 1)[1].replace("\n", " ").strip() +
              " Milliseconds per clip: median of the rounds, and min-max.", ""]

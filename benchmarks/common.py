@@ -97,19 +97,23 @@ def run_script(doc: str, measure, section) -> None:
 
 
 def train_step(model, forward, spec: torch.Tensor, target: torch.Tensor, dtype: str):
-    """One training step as flexiast's trainer takes it: forward (bf16 autocast if
-    ``dtype == "bf16"``), cross-entropy, backward, the optimizer ``build_optimizer`` makes
-    for AST's recipe (Adam), zeroed gradients. ``forward(spec)`` gives logits; ``model``
-    owns the parameters."""
+    """One training step as flexiast's trainer takes it, on ``spec``'s device: forward under
+    ``dtype``'s autocast (fp32, bf16, or fp16 with loss scaling), cross-entropy, backward,
+    the optimizer ``build_optimizer`` makes for AST's recipe (Adam), zeroed gradients.
+    ``forward(spec)`` gives logits; ``model`` owns the parameters."""
     from flexiast.config import OptimizerConfig
+    from flexiast.hardware import Precision
     from flexiast.optim import build_optimizer
 
     opt = build_optimizer(model.parameters(), OptimizerConfig())
+    precision = Precision(dtype, dtype, spec.device.type, "benchmark")
+    scaler = torch.amp.GradScaler(spec.device.type, enabled=precision.scaler)
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with precision.autocast():
             loss = F.cross_entropy(forward(spec).float(), target)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
     return step

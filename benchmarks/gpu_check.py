@@ -37,11 +37,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common import ratio_spread, spread, table  # noqa: E402
+from common import ratio_spread, spread, table, train_step  # noqa: E402
 from flexiast import AST  # noqa: E402
 from flexiast.hardware import describe_capability, device_capability, resolve_precision  # noqa: E402
-from flexiast.optim import build_optimizer  # noqa: E402
-from flexiast.config import OptimizerConfig  # noqa: E402
 from peers import hf_logits, hf_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,20 +62,6 @@ def timed_rounds(fns: dict, device: torch.device, repeats: int) -> dict[str, lis
             sync(device)
             out[k].append(time.perf_counter() - start)
     return out
-
-
-def step_fn(model, forward, spec, target, precision):
-    opt = build_optimizer(model.parameters(), OptimizerConfig())
-    scaler = torch.amp.GradScaler(spec.device.type, enabled=precision.scaler)
-
-    def step():
-        with precision.autocast():
-            loss = F.cross_entropy(forward(spec).float(), target)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-    return step
 
 
 def check_training(device: torch.device, fsdd: Path, quick: bool, out: Path) -> dict:
@@ -122,13 +106,13 @@ def check_step(device: torch.device, precision, quick: bool) -> dict:
     fns = {}
     for attn in ("sdpa", "eager"):
         hf = hf_model(model, attn).to(device)
-        fns[f"HF {attn}"] = step_fn(hf, lambda x, hf=hf: hf_logits(hf, x), spec, target, precision)
+        fns[f"HF {attn}"] = train_step(hf, lambda x, hf=hf: hf_logits(hf, x), spec, target, precision.name)
     model = model.to(device)
-    fns["flexiast"] = step_fn(model, model, spec, target, precision)
+    fns["flexiast"] = train_step(model, model, spec, target, precision.name)
     twin = AST(num_classes=527, input_tdim=frames, **dims).to(device)
     twin.load_state_dict(model.state_dict())
     compiled = torch.compile(twin, dynamic=False)
-    fns["flexiast compiled"] = step_fn(twin, compiled, spec, target, precision)
+    fns["flexiast compiled"] = train_step(twin, compiled, spec, target, precision.name)
     start = time.perf_counter()
     fns["flexiast compiled"]()
     sync(device)

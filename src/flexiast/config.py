@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from .data.augment import AugmentConfig
+from .data.loader import AUTO, OFF
 from .features import DATASET_STATS, Compression, FeatureConfig
 from .hardware import PRECISIONS
 from .model import PRESETS
@@ -575,7 +576,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _positive(d.batch_size, "data.batch_size")
     _positive(d.eval_batch_size, "data.eval_batch_size")
     if isinstance(d.num_workers, str):
-        _choice(d.num_workers, ("auto",), "data.num_workers")
+        _choice(d.num_workers, (AUTO,), "data.num_workers")
     else:
         _positive(d.num_workers, "data.num_workers", strict=False)
     if not 0.0 <= d.val_fraction < 1.0:
@@ -692,6 +693,6 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
                                 ("loss.teacher", loss.teacher, "teacher checkpoint")):
             for one in fold_paths(path, d.kfold, key):
                 _exists(one, key, what)
-        if d.cache_dir not in (None, "auto", "off"):
+        if d.cache_dir not in (None, AUTO, OFF):
             _exists(str(Path(d.cache_dir).parent), "data.cache_dir", "parent folder")
         _writable(cfg.out_dir, "out")

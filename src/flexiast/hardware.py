@@ -22,6 +22,7 @@ with one warning that gives the slowdown measured on the spot. ``fp16`` on a CPU
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import time
@@ -78,16 +79,18 @@ class Precision:
         return f"{self.name} ({self.reason})"
 
 
-def _cpu_flags() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+                return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

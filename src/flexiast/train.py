@@ -46,7 +46,7 @@ from .atomic import write_text_atomic
 from .checkpoints import _adapt, load_pretrained, load_state_dict, save_safetensors
 from .config import ConfigError, RunConfig, build_config, config_to_dict
 from .data import AudioDataset, ShardedSampler, read_manifest, scan
-from .data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
+from .data.loader import AUTO, OFF, EpochKeys, loader_workers, make_loader, resolve_cache
 from .data.readers import DataError, Manifest
 from .data.samplers import BalancedSampler, ast_balanced_weights
 from .evaluate import evaluate_model
@@ -695,7 +695,7 @@ class Trainer:
             write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             print(f"{cfg.name}: training on {self.info.device} x {self.info.world_size}, precision "
                   f"{self.precision}", flush=True)
-            auto = " (auto)" if cfg.data.num_workers == "auto" else ""
+            auto = " (auto)" if cfg.data.num_workers == AUTO else ""
             print(f"{cfg.name}: data: {self.workers} loader worker{'s' * (self.workers != 1)}{auto}, "
                   f"feature cache {self.cache_note}", flush=True)
         while p["phase"] < len(cfg.phases):
@@ -815,7 +815,7 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     absolute = lambda p: str(Path(p).absolute()) if p is not None else None  # noqa: E731
     cfg.out = str(cfg.out_dir.absolute())
     cfg.data.root = absolute(cfg.data.root)
-    if cfg.data.cache_dir not in ("auto", "off"):
+    if cfg.data.cache_dir not in (AUTO, OFF):
         cfg.data.cache_dir = absolute(cfg.data.cache_dir)
     cfg.init.path, cfg.loss.teacher = absolute(cfg.init.path), absolute(cfg.loss.teacher)
     for options in (cfg.data.options, cfg.data.train, cfg.data.val, cfg.data.test):

@@ -1,0 +1,61 @@
+"""Every option set of flexiast, once: argparse choices, recipe validation and the code read them here.
+
+A leaf module: it imports nothing from flexiast, so any layer may import it
+(``tests/test_layering.py`` checks that). Each set is a tuple whose first entry is the
+default where the option has one.
+"""
+
+from __future__ import annotations
+
+#: Patch sizes FlexiAST draws from and is evaluated at (FlexiAST, Sec. 2.3).
+PATCH_SIZES = (8, 10, 12, 16, 20, 24, 30, 32, 40, 48)
+
+#: How a patch kernel is resized: PI-resize (FlexiAST eq. 3) or bilinear ("BL", Fig. 1, 5).
+RESIZE_METHODS = ("pi", "bl")
+
+#: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t``
+#: (frequency); FlexiAST Fig. 4a.
+AXES = ("both", "time", "freq")
+
+#: How the positional grid follows an input of another length (``AST.pos_embed_for``).
+POS_GRID_POLICIES = ("leading", "centre", "resize")
+
+#: Numeric precision of a run or a call; ``auto`` is the default everywhere (flexiast.hardware).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+#: Devices a recipe may name (``cuda:1`` and such are accepted by the CLI's --device).
+DEVICES = ("auto", "cpu", "cuda")
+
+#: Temporal compressions of the coarse-to-fine paper (Sec. 2.2-2.3), ``method:C``.
+COMPRESSION_METHODS = ("none", "fshift", "avgpool", "maxpool", "patch")
+
+#: What an unreadable clip does: stop with an error naming it, or be left out and counted.
+ON_ERROR = ("raise", "skip")
+
+#: How a phase draws its patch sizes (FlexiAST Sec. 2.3: uniform over PATCH_SIZES).
+PATCH_SAMPLERS = ("fixed", "uniform", "weighted")
+
+#: Training losses; ``auto`` is BCE for multi-label data, CE otherwise.
+LOSSES = ("auto", "ce", "bce")
+
+#: Optimizers and learning-rate schedules of a phase.
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "multistep", "cosine")
+
+#: What picks ``best.safetensors`` besides a patch size: the mean over validation sizes.
+SELECT_MEAN = "mean"
+
+#: Which weights of a training run: best on validation, AST's weight average, the last checkpoint.
+RUN_WEIGHTS = ("best", "averaged", "last")
+
+#: How window scores of long audio combine into clip scores.
+AGGREGATES = ("mean", "max")
+
+#: Layouts ``save_pretrained`` and ``flexiast convert`` write.
+SAVE_FORMATS = ("flexiast", "hf")
+
+#: Layouts ``flexiast export`` writes.
+EXPORT_FORMATS = ("onnx", "hf", "flexiast")
+
+#: Loader settings: chosen by flexiast (``auto``) or switched off (``off``).
+AUTO, OFF = "auto", "off"

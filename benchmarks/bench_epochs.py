@@ -85,7 +85,7 @@ def fsdd_recipe(fsdd: Path, out: Path, compression: str, defaults: bool) -> dict
 def epoch_seconds(raw: dict) -> tuple[list[float], float]:
     """Training seconds of each epoch, and the FLOPs of one epoch."""
     from flexiast.config import build_config
-    from flexiast.train import train
+    from flexiast.engine import train
 
     with contextlib.redirect_stdout(io.StringIO()):
         summary = train(build_config(raw))

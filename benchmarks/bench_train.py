@@ -2,7 +2,7 @@
 
 One step is forward, cross-entropy, backward and the optimizer, on the same batch, from
 the same weights, with the same optimizer (AST's Adam, built by
-``flexiast.optim.build_optimizer`` for both). Hugging Face's model is timed with each
+``flexiast.engine.optim.build_optimizer`` for both). Hugging Face's model is timed with each
 of its attention implementations ("sdpa", "eager") and the faster one is the peer.
 bf16 means ``torch.autocast("cpu", torch.bfloat16)`` around the forward for both, timed
 only where the CPU computes bf16 natively.

@@ -103,7 +103,7 @@ def train_step(model, forward, spec: torch.Tensor, target: torch.Tensor, dtype: 
     ``forward(spec)`` gives logits; ``model`` owns the parameters."""
     from flexiast.config import OptimizerConfig
     from flexiast.hardware import Precision
-    from flexiast.optim import build_optimizer
+    from flexiast.engine.optim import build_optimizer
 
     opt = build_optimizer(model.parameters(), OptimizerConfig())
     precision = Precision(dtype, dtype, spec.device.type, "benchmark")

@@ -66,7 +66,7 @@ def timed_rounds(fns: dict, device: torch.device, repeats: int) -> dict[str, lis
 
 def check_training(device: torch.device, fsdd: Path, quick: bool, out: Path) -> dict:
     from flexiast.config import load_config
-    from flexiast.train import train
+    from flexiast.engine import train
 
     overrides = [f"data.root={fsdd}", f"out={out / 'run'}", "phases.0.epochs=2", f"train.device={device.type}",
                  "train.precision=auto", "train.progress=false", "train.tensorboard=false"]

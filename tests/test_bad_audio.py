@@ -167,7 +167,7 @@ def test_a_run_under_skip_completes_and_reports_every_bad_file(fsdd_small, tmp_p
     paths = {case: _write(case, root / "recordings" / f"{k % 10}_case_{50 + k}.wav")  # takes >= 5: training
              for k, case in enumerate(CASES)}
 
-    import flexiast.train as train_module
+    import flexiast.engine.trainer as train_module
 
     load_splits = train_module.load_splits
 

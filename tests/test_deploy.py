@@ -23,7 +23,7 @@ from flexiast.data import AudioDataset, read_manifest
 from flexiast.features import FeatureConfig
 from flexiast.inference import choose_patch, load_inference_model, window_starts
 from flexiast.report import profiles_figure, runs_figure
-from flexiast.train import train
+from flexiast.engine import train
 
 from helpers import tiny_recipe
 from reference_vit import pinv_resize

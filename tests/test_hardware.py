@@ -144,7 +144,7 @@ def test_capability_line_names_isa_bf16_and_threads():
 
 # -- the trainer ---------------------------------------------------------------------
 def test_fp16_on_a_cpu_is_refused_by_the_trainer_before_any_data_is_read(fsdd_small, tmp_path, monkeypatch):
-    from flexiast import train as train_mod
+    from flexiast.engine import trainer as train_mod
     from flexiast.config import ConfigError, build_config
 
     from helpers import tiny_recipe
@@ -163,7 +163,7 @@ def test_fp16_on_a_cpu_is_refused_by_the_trainer_before_any_data_is_read(fsdd_sm
 def test_a_run_records_its_precision_and_a_resume_elsewhere_warns(fsdd_small, tmp_path, monkeypatch):
     """summary.json and the checkpoint keep the resolved precision; resuming where auto
     resolves to another one continues, with a warning that it is no longer bit-identical."""
-    from flexiast import train as train_mod
+    from flexiast.engine import trainer as train_mod
     from flexiast.config import build_config
 
     from helpers import tiny_recipe

@@ -14,7 +14,7 @@ from flexiast.data import AudioDataset, AugmentConfig, FeatureCache, ShardedSamp
 from flexiast.data import loader
 from flexiast.data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from flexiast.features import FeatureConfig
-from flexiast.train import train
+from flexiast.engine import train
 
 from helpers import tiny_recipe
 

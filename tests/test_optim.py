@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from flexiast.config import ScheduleConfig
-from flexiast.optim import lr_factor, milestones
-from flexiast.patch_sampler import PatchSampler
+from flexiast.engine.optim import lr_factor, milestones
+from flexiast.engine.patch_sampler import PatchSampler
 
 
 def test_ast_esc50_schedule_is_multisteplr_stepped_after_each_epoch():
@@ -73,7 +73,7 @@ def test_weighted_and_fixed_samplers():
 def test_built_optimizer_takes_torchs_reference_steps(name):
     """build_optimizer's optimizer takes torch's single-tensor Adam/AdamW steps with the recipe's settings."""
     from flexiast.config import OptimizerConfig
-    from flexiast.optim import build_optimizer
+    from flexiast.engine.optim import build_optimizer
 
     torch.manual_seed(0)
     ours = [torch.nn.Parameter(torch.randn(7, 5)), torch.nn.Parameter(torch.randn(5))]

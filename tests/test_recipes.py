@@ -27,7 +27,7 @@ import yaml
 
 from flexiast import AST
 from flexiast.config import load_config
-from flexiast.train import train
+from flexiast.engine import train
 from helpers import tiny_deit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ import yaml
 
 from flexiast import AST, CheckpointError
 from flexiast.cli import main
-from flexiast.run_checkpoint import load_run_checkpoint
+from flexiast.engine.run_checkpoint import load_run_checkpoint
 
 from helpers import Exploit, one_thread_env, read_csv, tiny_recipe, torchrun_cli, train_cli
 

@@ -16,9 +16,9 @@ import yaml
 from flexiast import AST, flops
 from flexiast.accounting import savings
 from flexiast.config import build_config
-from flexiast.losses import distillation_loss
+from flexiast.tasks.losses import distillation_loss
 from flexiast.resize import resize_pos_grid
-from flexiast.train import Trainer, train
+from flexiast.engine import Trainer, train
 
 from helpers import one_thread_env, read_csv, tiny_deit, tiny_recipe, torchrun_cli, train_cli
 from reference_vit import pinv_resize
@@ -188,13 +188,13 @@ def test_distillation_runs_teacher_at_its_own_patch_size(fsdd_small, tmp_path, m
                       phases=[{"epochs": 1, "patch": {"sampler": "uniform", "sizes": [16, 24]}}])
     t = Trainer(build_config(raw), tmp_path / "run")
     calls = []
-    original = t.teacher.forward
+    original = t.task.teacher.forward
 
     def spy(spec, patch_size=None, **kw):
         calls.append(patch_size)
         return original(spec, patch_size=patch_size, **kw)
 
-    monkeypatch.setattr(t.teacher, "forward", spy)
+    monkeypatch.setattr(t.task.teacher, "forward", spy)
     # With kd_weight 1 the loss is the KL alone: check one step's loss by hand.
     t._enter_phase(0)
     batch = next(iter(t._train_loader()))
@@ -204,7 +204,7 @@ def test_distillation_runs_teacher_at_its_own_patch_size(fsdd_small, tmp_path, m
     out = t._optimizer_step([batch])
     assert out["loss"] == pytest.approx(float(expected), rel=1e-5)
     assert calls and set(calls) == {(8, 8)}
-    assert not any(p.requires_grad for p in t.teacher.parameters())
+    assert not any(p.requires_grad for p in t.task.teacher.parameters())
 
 
 # -- accounting -------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_resume_refuses_to_overwrite_and_finished_run_returns_its_summary(fsdd_s
     first = train(build_config(raw))
     with pytest.raises(ValueError, match="already holds a run; resume it with --resume"):
         train(build_config(raw))
-    from flexiast.train import resume
+    from flexiast.engine import resume
 
     assert resume(tmp_path / "run") == first
 
@@ -372,7 +372,7 @@ def test_compile_does_not_recompile_a_patch_size_it_has_seen(fsdd_small, tmp_pat
     batches = iter(t._train_loader())
     seen, counts = set(), []
     for step in range(10):
-        t.progress["step"] = step
+        t.progress.step = step
         out = t._optimizer_step([next(batches)])
         seen.add(out["patch"])
         counts.append((len(seen), len(graphs)))
@@ -427,7 +427,7 @@ def test_multilabel_data_trains_with_bce_and_reports_map(fsdd_small, tmp_path):
                                                           "options": {"csv_path": str(tmp_path / "ml.csv")}},
                       phases=[{"steps": 4}])
     t = Trainer(build_config(raw), tmp_path / "run")
-    assert t.loss_kind == "bce" and t.metric == "mAP" and t.num_classes == 12
+    assert t.task.kind == "bce" and t.metric == "mAP" and t.num_classes == 12
     summary = t.fit()
     m = summary["test"]["best"]["stored"]
     assert set(m) == {"mAP", "AUC", "d_prime", "accuracy"} and 0 < m["mAP"] <= 1

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import torch
 
-from . import PATCH_SIZES
-from .checkpoints import CheckpointError, save_pretrained, save_safetensors
+from .checkpoints import CheckpointError, save_safetensors
+from .constants import PATCH_SIZES, POS_GRID_POLICIES, PRECISIONS
 from .features import FeatureConfig
-from .flops import flops
-from .hardware import PRECISIONS
-from .model import AST, ASTConfig, POS_GRID_POLICIES, PRESETS
+from .models import flops
+from .models.ast import AST, PRESETS, ASTConfig
 from .resize import to_pair
 
 def _sizes(text: str) -> list:
@@ -70,7 +69,7 @@ def cmd_convert(args) -> int:
             raise SystemExit("a single .safetensors file is flexiast's format; give a directory for --format hf")
         save_safetensors(model, dest)
     else:
-        save_pretrained(model, dest, format=args.format)
+        model.save_pretrained(dest, format=args.format)
     print(f"wrote {dest} ({args.format}): {model.config}")
     return 0
 
@@ -143,7 +142,7 @@ def cmd_stats(args) -> int:
 
 def cmd_train(args) -> int:
     from .config import load_config
-    from .train import resume, train
+    from .engine import resume, train
 
     if args.resume:
         if args.recipe or args.overrides:
@@ -212,7 +211,7 @@ def _load_inference(args):
 def _run_split(checkpoint: Path, split: str):
     """The ``split`` manifest of the training run that wrote ``checkpoint``, read from its recipe."""
     from .config import build_config
-    from .train import load_splits
+    from .engine import load_splits
 
     run_config = (checkpoint.parent / "config.yaml") if checkpoint.is_file() else None
     if run_config is None or not run_config.exists():

@@ -28,16 +28,19 @@ from pathlib import Path
 
 import yaml
 
+from .constants import (AUTO, AXES, DEVICES, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS,
+                        RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
 from .data.augment import AugmentConfig
-from .data.loader import AUTO, OFF
 from .features import DATASET_STATS, Compression, FeatureConfig
-from .hardware import PRECISIONS
-from .model import PRESETS
+from .models import FamilyError, get_family
 from .resize import to_pair
 
 __all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "OptimizerConfig", "ScheduleConfig",
            "load_config", "apply_overrides", "build_config", "config_to_dict"]
 
+
+#: The family of a recipe whose ``model:`` section names none.
+DEFAULT_ARCH = "ast"
 
 #: Readers that take ``folds=[...]``, which ``data.kfold`` needs.
 KFOLD_FORMATS = ("esc50",)
@@ -47,24 +50,18 @@ class ConfigError(ValueError):
     """A training configuration that cannot run; the message names the key."""
 
 
-@dataclass
 class ModelSection:
-    """The network. ``preset`` gives the widths (tiny/small/base); explicit fields override it.
+    """The recipe's ``model:`` section. Its ``arch`` (default ``ast``) picks the model family,
+    whose section dataclass holds the fields (:class:`flexiast.models.ast.recipe.ASTSection`
+    for an AST); unknown fields are refused with that family's list."""
 
-    ``patch_size`` is the stored (base) kernel; FlexiAST keeps 16 and resizes it per step.
-    ``num_classes`` and the input size come from the data and features.
-    """
-
-    preset: str | None = "base"
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    mlp_ratio: float | None = None
-    patch_size: int | list[int] = 16
-    stride: int | list[int] | None = None
-    prefix_tokens: int = 2
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
+    @staticmethod
+    def section_class(raw, key: str) -> type:
+        arch = raw.get("arch", DEFAULT_ARCH) if isinstance(raw, dict) else DEFAULT_ARCH
+        try:
+            return get_family(arch).recipe_section
+        except FamilyError as e:
+            raise ConfigError(f"{key}.arch: {e}") from None
 
 
 @dataclass
@@ -232,7 +229,7 @@ class RunConfig:
     name: str = "run"
     seed: int = 0
     out: str = "runs/{name}"
-    model: ModelSection = field(default_factory=ModelSection)
+    model: ModelSection = field(default_factory=lambda: get_family(DEFAULT_ARCH).recipe_section())
     init: InitSection = field(default_factory=InitSection)
     features: FeaturesSection = field(default_factory=FeaturesSection)
     data: DataSection = field(default_factory=DataSection)
@@ -265,13 +262,13 @@ class RunConfig:
     def base_patch(self) -> tuple[int, int]:
         return to_pair(self.model.patch_size, "model.patch_size")
 
-    def model_widths(self) -> dict:
-        m = self.model
-        widths = dict(PRESETS[m.preset]) if m.preset else {}
-        for k in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
-            if getattr(m, k) is not None:
-                widths[k] = getattr(m, k)
-        return widths
+    def model_config(self, *, num_classes: int, features: FeatureConfig | None = None, labels=None):
+        """The configuration of the model this recipe trains, for the data's classes: the
+        family's (``model.arch``) from the ``model:`` section and the features' input size."""
+        features = features or self.feature_config()
+        return get_family(self.model.arch).config_from_recipe(
+            self.model, num_classes=num_classes, input_fdim=features.num_mel_bins,
+            input_tdim=features.target_length, labels=labels)
 
     def phase_optimizer(self, i: int) -> OptimizerConfig:
         return self.phases[i].optimizer or self.optimizer
@@ -424,6 +421,8 @@ def _convert(value, tp, key: str):
             except ConfigError:
                 pass
         raise ConfigError(f"{key}: {value!r} is not {' or '.join(_type_name(o) for o in options if o is not type(None))}")
+    if tp is ModelSection:
+        return _build(ModelSection.section_class(value, key), value, key)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
     if origin is list:
@@ -491,7 +490,7 @@ def _positive(value, key, strict=True):
 
 
 def _check_optimizer(o: OptimizerConfig, key: str):
-    _choice(o.name, ("adam", "adamw"), f"{key}.name")
+    _choice(o.name, OPTIMIZERS, f"{key}.name")
     _positive(o.lr, f"{key}.lr", strict=False)
     _positive(o.weight_decay, f"{key}.weight_decay", strict=False)
     _positive(o.eps, f"{key}.eps")
@@ -500,7 +499,7 @@ def _check_optimizer(o: OptimizerConfig, key: str):
 
 
 def _check_schedule(s: ScheduleConfig, key: str):
-    _choice(s.name, ("constant", "multistep", "cosine"), f"{key}.name")
+    _choice(s.name, SCHEDULES, f"{key}.name")
     _positive(s.warmup_steps, f"{key}.warmup_steps", strict=False)
     _positive(s.gamma, f"{key}.gamma")
     _positive(s.decay_every, f"{key}.decay_every")
@@ -538,26 +537,13 @@ def _writable(directory: Path, key: str):
 def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     """Refuse what cannot run, naming the key; ``check_files`` also checks paths exist."""
     m, f, d, t, loss = cfg.model, cfg.features, cfg.data, cfg.train, cfg.loss
-    if m.preset is not None:
-        _choice(m.preset, tuple(PRESETS), "model.preset")
-    elif any(getattr(m, k) is None for k in ("embed_dim", "depth", "num_heads")):
-        raise ConfigError("model: without a preset give embed_dim, depth and num_heads")
-    base = cfg.base_patch()
-    if min(base) < 1:
-        raise ConfigError(f"model.patch_size: {m.patch_size} must be positive")
-    if m.stride is not None:
-        try:
-            stride = to_pair(m.stride, "model.stride")
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.stride: {e}") from None
-        if min(stride) < 1:
-            raise ConfigError(f"model.stride: {m.stride} must be positive")
+    family = get_family(m.arch)
+    try:  # the family's own checks, on a placeholder input every kernel fits
+        family.config_from_recipe(m, num_classes=1, input_fdim=1 << 20, input_tdim=1 << 20)
+    except ValueError as e:
+        raise ConfigError(f"model.{e}") from None
     if loss.teacher_patch_size is not None and min(to_pair(loss.teacher_patch_size, "loss.teacher_patch_size")) < 1:
         raise ConfigError(f"loss.teacher_patch_size: {loss.teacher_patch_size} must be positive")
-    for k in ("drop_rate", "drop_path_rate"):
-        if not 0.0 <= getattr(m, k) < 1.0:
-            raise ConfigError(f"model.{k}: {getattr(m, k)} must lie in [0, 1)")
-    _choice(m.prefix_tokens, (1, 2), "model.prefix_tokens")
     if f.dataset is not None:
         _choice(f.dataset, tuple(DATASET_STATS), "features.dataset")
     elif None in (f.target_length, f.mean, f.std):
@@ -569,10 +555,12 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _positive(f.frame_shift_ms, "features.frame_shift_ms")
     _positive(f.frame_length_ms, "features.frame_length_ms")
     features = cfg.feature_config()
+    if features.kind != family.feature_kind:
+        raise ConfigError(f"features: {features.kind} features, but a {m.arch} model takes {family.feature_kind}")
 
     from .data.readers import FORMATS
     _choice(d.format, tuple(FORMATS), "data.format")
-    _choice(d.on_error, ("raise", "skip"), "data.on_error")
+    _choice(d.on_error, ON_ERROR, "data.on_error")
     _positive(d.batch_size, "data.batch_size")
     _positive(d.eval_batch_size, "data.eval_batch_size")
     if isinstance(d.num_workers, str):
@@ -592,7 +580,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         raise ConfigError(f"data.kfold: the {d.format} reader has no folds (k-fold runs on "
                           f"{', '.join(KFOLD_FORMATS)}); its validation and test would be the training clips")
 
-    _choice(loss.name, ("auto", "ce", "bce"), "loss.name")
+    _choice(loss.name, LOSSES, "loss.name")
     if not 0.0 <= loss.label_smoothing < 1.0:
         raise ConfigError(f"loss.label_smoothing: {loss.label_smoothing} must lie in [0, 1)")
     _positive(loss.temperature, "loss.temperature")
@@ -602,7 +590,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _check_optimizer(cfg.optimizer, "optimizer")
     _check_schedule(cfg.schedule, "schedule")
     _choice(t.precision, PRECISIONS, "train.precision")
-    _choice(t.device, ("auto", "cpu", "cuda"), "train.device")
+    _choice(t.device, DEVICES, "train.device")
     if t.precision == "fp16" and t.device == "cpu":
         raise ConfigError("train.precision: fp16 needs a GPU; train.device is cpu (use auto, fp32 or bf16)")
     _positive(t.grad_clip, "train.grad_clip")
@@ -610,7 +598,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _positive(t.threads, "train.threads")
     _positive(t.checkpoint_every, "train.checkpoint_every", strict=False)
     _positive(t.log_every, "train.log_every")
-    _choice(t.eval_resize, ("pi", "bl"), "train.eval_resize")
+    _choice(t.eval_resize, RESIZE_METHODS, "train.eval_resize")
     if d.batch_size % t.accum_steps:
         raise ConfigError(f"data.batch_size: {d.batch_size} is not divisible by train.accum_steps={t.accum_steps}")
     if isinstance(t.compile, str) and not t.compile:
@@ -629,10 +617,10 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
             frames = features.frames(comp)
         except ValueError as e:
             raise ConfigError(f"{key}.compression: {e}") from None
-        _choice(ph.transfer, ("pi", "bl"), f"{key}.transfer")
+        _choice(ph.transfer, RESIZE_METHODS, f"{key}.transfer")
         s = ph.patch
-        _choice(s.sampler, ("fixed", "uniform", "weighted"), f"{key}.patch.sampler")
-        _choice(s.axes, ("both", "time", "freq"), f"{key}.patch.axes")
+        _choice(s.sampler, PATCH_SAMPLERS, f"{key}.patch.sampler")
+        _choice(s.axes, AXES, f"{key}.patch.axes")
         if s.sizes is not None and (not s.sizes or any(p < 1 for p in s.sizes)):
             raise ConfigError(f"{key}.patch.sizes: {s.sizes} must be a non-empty list of positive sizes")
         if s.sampler == "fixed" and s.sizes is not None and len(s.sizes) != 1:
@@ -674,7 +662,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
             raise ConfigError(f"train.eval_patch_sizes: patch {pf}x{pt} is larger than the input "
                               f"({features.num_mel_bins} x {last_frames})")
     if isinstance(t.select, str):
-        if t.select != "mean":
+        if t.select != SELECT_MEAN:
             raise ConfigError(f"train.select: {t.select!r} is not 'mean' or a patch size")
     elif t.select not in cfg.eval_sizes():
         raise ConfigError(f"train.select: patch size {t.select} is not among the validation sizes {cfg.eval_sizes()}")

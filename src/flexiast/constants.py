@@ -26,6 +26,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Devices a recipe may name (``cuda:1`` and such are accepted by the CLI's --device).
 DEVICES = ("auto", "cpu", "cuda")
 
+#: Front ends, by the name a model family and its saved features give them: AST's Kaldi fbank.
+FEATURE_KINDS = ("kaldi_fbank",)
+
 #: Temporal compressions of the coarse-to-fine paper (Sec. 2.2-2.3), ``method:C``.
 COMPRESSION_METHODS = ("none", "fshift", "avgpool", "maxpool", "patch")
 

@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from . import PATCH_SIZES
+from .constants import PATCH_SIZES
 
 __all__ = ["CLASSES", "synth_clip", "make_dataset", "demo_recipes", "run_demo"]
 
@@ -198,7 +198,8 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
     from .features import FeatureConfig
     from .hardware import resolve_precision, select_device
     from .report import plot_profiles
-    from .train import format_seconds, train
+    from .engine import train
+    from .engine.logs import format_seconds
 
     if epochs < 2:
         raise ValueError(f"epochs={epochs}: the demo needs at least 2 (half shared, half per model)")

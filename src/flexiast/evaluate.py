@@ -31,24 +31,22 @@ from pathlib import Path
 
 import torch
 
-from . import PATCH_SIZES, distributed, faults
-from .flops import flops
+from . import distributed, faults
+from .atomic import write_text_atomic
+from .constants import AXES, PATCH_SIZES
 from .hardware import Precision, device_capability, resolve_precision
 from .metrics import classification_metrics
-from .model import AST
+from .models import FlexModel, flops
 from .resize import grid_shape
-from .atomic import write_text_atomic
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
            "store_profile", "read_profile", "profile_markdown", "machine_info", "PROFILE_FORMAT"]
 
 PROFILE_FORMAT = "flexiast-profile"
-#: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t`` (frequency).
-AXES = ("both", "time", "freq")
 
 
 @torch.no_grad()
-def evaluate_model(model: AST, loader, patches: dict, *, multilabel: bool, resize: str = "pi",
+def evaluate_model(model: FlexModel, loader, patches: dict, *, multilabel: bool, resize: str = "pi",
                    info: distributed.DistInfo = distributed.DistInfo(), autocast=contextlib.nullcontext) -> dict:
     """Metrics per patch size: ``{name: {"accuracy": ..., ...}}`` over the whole (gathered) split.
 
@@ -110,7 +108,7 @@ def axis_patch(size: int, axes: str, stored: tuple[int, int]) -> tuple[int, int]
 
 
 @torch.inference_mode()
-def measure_latency(model: AST, frames: int, patch, *, resize: str = "pi", runs: int = 20, warmup: int = 3,
+def measure_latency(model: FlexModel, frames: int, patch, *, resize: str = "pi", runs: int = 20, warmup: int = 3,
                     autocast=contextlib.nullcontext) -> dict:
     """Seconds of ``model(spec[1, frames, bins], patch)``: median, min and max of ``runs`` calls.
 
@@ -146,7 +144,7 @@ def machine_info(device: torch.device, precision: Precision) -> dict:
             "latency_batch": 1}
 
 
-def profile_model(model: AST, loader, *, multilabel: bool, patch_sizes=PATCH_SIZES, resize: str = "pi",
+def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=PATCH_SIZES, resize: str = "pi",
                   axes: str = "both", frames: int | None = None, precision: str = "auto", latency_runs: int = 20,
                   describe: dict | None = None) -> dict:
     """The accuracy/cost profile of ``model`` on ``loader`` at every size in ``patch_sizes``.

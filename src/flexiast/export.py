@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .model import AST
+from .models import FlexModel
 
 __all__ = ["export_onnx", "check_onnx", "export_hf"]
 
@@ -37,7 +37,7 @@ def _need(module: str):
 class _Logits(torch.nn.Module):
     """``spec -> logits`` of a fixed-size model, the one signature the graph exposes."""
 
-    def __init__(self, model: AST):
+    def __init__(self, model: FlexModel):
         super().__init__()
         self.model = model
 
@@ -45,7 +45,7 @@ class _Logits(torch.nn.Module):
         return self.model(spec)
 
 
-def export_onnx(model: AST, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
+def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
                 pos_grid: str = "leading", opset: int = 18, inference: dict | None = None) -> Path:
     """Write ``model`` at ``patch_size`` for ``frames``-frame inputs to ``path`` (ONNX).
 
@@ -79,7 +79,7 @@ def export_onnx(model: AST, path: str | Path, *, patch_size=None, frames: int | 
     return path
 
 
-def check_onnx(path: str | Path, model: AST, *, patch_size=None, resize: str = "pi", pos_grid: str = "leading",
+def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: str = "pi", pos_grid: str = "leading",
                batch: int = 2, seed: int = 0) -> float:
     """Largest absolute difference of ONNX Runtime's logits from eager PyTorch's.
 
@@ -99,7 +99,7 @@ def check_onnx(path: str | Path, model: AST, *, patch_size=None, resize: str = "
     return float((got - ref).abs().max())
 
 
-def export_hf(model: AST, directory: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
+def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
               pos_grid: str = "leading", inference: dict | None = None) -> Path:
     """Hugging Face's ``ASTForAudioClassification`` layout at one (square) patch size.
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .constants import COMPRESSION_METHODS, FEATURE_KINDS
 from .fbank import fbank
 
 __all__ = ["Compression", "FeatureConfig", "log_mel", "pad_or_cut", "normalize", "compress_spec",
@@ -33,8 +34,6 @@ DATASET_STATS = {
     "vggsound": (-5.0767093, 4.4533687, 1024),
     "voxceleb": (-3.7614744, 4.2011642, 1024),
 }
-
-COMPRESSION_METHODS = ("none", "fshift", "avgpool", "maxpool", "patch")
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,11 @@ class Compression:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """How a waveform becomes the model's input ``[target_length, num_mel_bins]``."""
+    """How a waveform becomes the model's input ``[target_length, num_mel_bins]``.
+
+    ``kind`` names the front end, stored with the weights: a model family takes one kind
+    (``FlexModel.feature_kind``), and the engine, evaluation and inference refuse another.
+    """
 
     num_mel_bins: int = 128
     target_length: int = 1024
@@ -84,8 +87,11 @@ class FeatureConfig:
     frame_shift_ms: float = 10.0
     window: str = "hanning"
     sample_rate: int = 16000
+    kind: str = "kaldi_fbank"
 
     def __post_init__(self):
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"features kind {self.kind!r} is not one of {', '.join(FEATURE_KINDS)}")
         if self.target_length < 1 or self.num_mel_bins < 1:
             raise ValueError(f"target_length={self.target_length} and num_mel_bins={self.num_mel_bins} must be positive")
         if not self.std > 0:

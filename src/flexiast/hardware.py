@@ -32,11 +32,10 @@ from pathlib import Path
 
 import torch
 
+from .constants import PRECISIONS
+
 __all__ = ["PRECISIONS", "Precision", "HardwareError", "resolve_precision", "native_bf16", "cpu_capability",
            "device_capability", "describe_capability", "select_device"]
-
-#: What every precision option accepts; ``auto`` is the default everywhere.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _warned_emulated: set[str] = set()

@@ -29,14 +29,13 @@ from pathlib import Path
 import torch
 
 from .audio import load_audio, resample
-from .checkpoints import CheckpointError, load_pretrained, torch_load_safe
+from .checkpoints import CheckpointError, torch_load_safe
+from .engine.run_checkpoint import WEIGHT_FILES, run_weights
 from .evaluate import read_profile
 from .features import DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize
-from .flops import flops
 from .hardware import device_capability, resolve_precision
-from .model import AST
+from .models import FlexModel, flops, load_model
 from .resize import to_pair
-from .run_checkpoint import WEIGHT_FILES, run_weights
 
 __all__ = ["InferenceModel", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
            "window_starts", "weights_stat", "WEIGHT_NAMES"]
@@ -200,7 +199,7 @@ class InferenceModel:
     first needs it, so a damaged profile never blocks anything else.
     """
 
-    model: AST
+    model: FlexModel
     features: FeatureConfig
     multilabel: bool
     weights: Path
@@ -276,7 +275,7 @@ class InferenceModel:
         reason = "given" if patch_size is not None else "stored patch size"
         return {"patch": patch, "resize": resize or "pi", "reason": reason, "row": None}
 
-    def at(self, patch, resize: str = "pi") -> AST:
+    def at(self, patch, resize: str = "pi") -> FlexModel:
         """The model fixed at ``patch`` (:meth:`AST.at_patch_size`), made once per size and method."""
         key = (tuple(to_pair(patch, "patch_size")), resize)
         if key not in self._fixed:
@@ -364,7 +363,7 @@ class InferenceModel:
         return [{"label": labels[i], "index": int(i), "score": float(v)} for v, i in zip(values.tolist(), idx.tolist())]
 
 
-def _features(given, info: dict, model: AST, file: Path) -> FeatureConfig:
+def _features(given, info: dict, model: FlexModel, file: Path) -> FeatureConfig:
     cfg = model.config
     shape = {"num_mel_bins": cfg.input_fdim, "target_length": cfg.input_tdim}
     if isinstance(given, str):
@@ -388,7 +387,7 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
     """Load weights with their features, score function and stored profile.
 
     ``path``: a training run (``weights`` picks ``best.safetensors``, ``averaged.safetensors`` or ``last.pt``),
-    a saved directory, or any weights file :meth:`AST.from_pretrained` reads.
+    a saved directory, or any weights file :func:`flexiast.models.load_model` reads.
     ``features`` overrides what the files say: a :class:`FeatureConfig`, a dict of its
     fields (the model's mel bins and frames unless given), or a dataset name (AST's
     statistics for ``audioset``, ``esc50``, ...); required where the files say nothing.
@@ -398,7 +397,7 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
     file = resolve_weights(path, weights)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = load_pretrained(file)
+        model = load_model(file)
     for w in caught:
         if "classifier head initialised at random" in str(w.message):
             raise CheckpointError(f"{file}: the weights hold no classifier head (an ImageNet or encoder-only "
@@ -408,6 +407,9 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
     if multilabel is None and isinstance(features, str):
         multilabel = features in MULTILABEL_DATASETS
     feats = _features(features, info, model, file)
+    if feats.kind != model.feature_kind:
+        raise ValueError(f"{file}: a {model.arch} model takes {model.feature_kind} features; the files give "
+                         f"{feats.kind}")
     comp = Compression.parse(compression if compression is not None else info.get("compression"))
     cfg = model.config
     if feats.num_mel_bins != cfg.input_fdim:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ._caching import tensor_cache
+from .constants import RESIZE_METHODS
 
 __all__ = [
     "pi_resize",
@@ -50,8 +51,6 @@ __all__ = [
     "grid_shape",
     "to_pair",
 ]
-
-RESIZE_METHODS = ("pi", "bl")
 
 
 def to_pair(value, name: str = "size") -> tuple[int, int]:

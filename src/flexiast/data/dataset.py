@@ -23,14 +23,13 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, load_audio, read_header
+from ..constants import ON_ERROR
 from ..features import Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize, pad_or_cut
 from .augment import AugmentConfig, add_noise_and_roll, apply_gain, spec_augment
 from .cache import FeatureCache
 from .readers import DataError, Manifest
 
 __all__ = ["AudioDataset", "collate", "scan", "ScanReport", "dataset_stats"]
-
-ON_ERROR = ("raise", "skip")
 
 
 class AudioDataset(torch.utils.data.Dataset):

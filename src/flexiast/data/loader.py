@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
+from ..constants import AUTO, OFF
 from .cache import FeatureCache
 from .dataset import collate
 
 __all__ = ["AUTO", "OFF", "loader_workers", "default_cache_dir", "resolve_cache", "EpochKeys", "make_loader",
            "CACHE_MAX_BYTES", "CACHE_MAX_FRACTION"]
 
-AUTO, OFF = "auto", "off"
 #: The automatic cache stays off when a run's features would exceed this many bytes ...
 CACHE_MAX_BYTES = 64 * 2**30
 #: ... or this fraction of the free space where the cache lives.

@@ -16,7 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
-from .config import RunConfig
+from ..config import RunConfig
+from .trainer import resume, run_training
 
 __all__ = ["fold_config", "run_kfold"]
 
@@ -39,9 +40,7 @@ def fold_config(cfg: RunConfig, k: int, out: Path) -> RunConfig:
 
 
 def run_kfold(cfg: RunConfig, run_dir: Path | None = None) -> dict:
-    from .train import Trainer, absolute_paths, resume
-
-    cfg = absolute_paths(cfg)
+    """Every fold of ``cfg`` (paths already absolute, :func:`flexiast.engine.train`), then the table."""
     out = Path(run_dir or cfg.out_dir)
     folds = []
     for k in range(1, cfg.data.kfold + 1):
@@ -49,11 +48,7 @@ def run_kfold(cfg: RunConfig, run_dir: Path | None = None) -> dict:
         if (Path(fc.out) / "last.pt").exists():
             summary = resume(fc.out)  # finished folds return their summary at once
         else:
-            trainer = Trainer(fc, Path(fc.out))
-            try:
-                summary = trainer.fit()
-            finally:
-                trainer.close()
+            summary = run_training(fc, Path(fc.out))
         folds.append(summary)
     metric = folds[0]["metric"]
     rows = []

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import gc
-import io
 import json
 import logging
 import math
@@ -41,88 +39,44 @@ import numpy as np
 import torch
 import yaml
 
-from . import distributed, faults
-from .atomic import write_text_atomic
-from .checkpoints import _adapt, load_pretrained, load_state_dict, save_safetensors
-from .config import ConfigError, RunConfig, build_config, config_to_dict
-from .data import AudioDataset, ShardedSampler, read_manifest, scan
-from .data.loader import AUTO, OFF, EpochKeys, loader_workers, make_loader, resolve_cache
-from .data.readers import DataError, Manifest
-from .data.samplers import BalancedSampler, ast_balanced_weights
-from .evaluate import evaluate_model
-from .flops import flops
-from .hardware import HardwareError, device_capability, resolve_precision
-from .losses import distillation_loss, supervised_loss
-from .model import AST, ASTConfig
+from .. import distributed, faults
+from ..atomic import write_text_atomic
+from ..checkpoints import load_state_dict, save_safetensors
+from ..config import ConfigError, RunConfig, build_config, config_to_dict
+from ..constants import AUTO, SELECT_MEAN
+from ..data import AudioDataset, ShardedSampler
+from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
+from ..data.samplers import BalancedSampler, ast_balanced_weights
+from ..evaluate import evaluate_model
+from ..hardware import HardwareError, device_capability, resolve_precision
+from ..models import create_model, family_of, flops, get_family, load_model
+from ..resize import to_pair
+from ..tasks import Classification, Distillation, Task
+from .logs import RunLogs, format_seconds
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
-from .resize import to_pair
 from .run_checkpoint import WEIGHT_FILES, load_latest, run_weights, save_run_checkpoint
+from .splits import eval_loader, load_splits
+from .state import Best, PhaseAccount, Progress, WeightAverage
 
-__all__ = ["Trainer", "train", "resume"]
+__all__ = ["Trainer", "run_training", "resume"]
 
 log = logging.getLogger(__name__)
 
 
-# -- data -----------------------------------------------------------------------------
-def _holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Manifest, Manifest]:
-    """Split ``fraction`` of the clips off as validation, by a seeded permutation."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(len(manifest.items))
-    n_val = max(1, int(round(fraction * len(order))))
-    val_idx, train_idx = set(order[:n_val].tolist()), order[n_val:]
-    train = Manifest([manifest.items[i] for i in sorted(train_idx)], manifest.classes, manifest.multilabel,
-                     manifest.name)
-    val = Manifest([manifest.items[i] for i in sorted(val_idx)], manifest.classes, manifest.multilabel,
-                   manifest.name + "-val")
-    return train, val
-
-
-def load_splits(cfg: RunConfig) -> tuple[dict[str, Manifest], dict[str, list[str]]]:
-    """The train, val and test manifests of a run, checked for matching classes and scanned,
-    and per split the clips the scan left out under ``on_error: skip`` ("file: reason")."""
-    d = cfg.data
-    common = dict(d.options)
-    if d.root is not None:
-        common["root"] = d.root
-
-    def read(name: str, options: dict) -> Manifest:
-        try:
-            return read_manifest(d.format, **{**common, **options})
-        except DataError as e:  # a missing file or a wrong option: name the setting too
-            raise ConfigError(f"data.{name}: {e}") from None
-
-    splits = {"train": read("train", d.train)}
-    if d.val is not None:
-        splits["val"] = read("val", d.val)
-    else:
-        splits["train"], splits["val"] = _holdout(splits["train"], d.val_fraction, cfg.seed)
-    if d.test is not None:
-        splits["test"] = read("test", d.test)
-    classes = splits["train"].classes
-    for name, m in splits.items():
-        if m.classes != classes:
-            raise ConfigError(f"data.{name}: its classes differ from the training split's "
-                              f"({len(m.classes)} against {len(classes)}); give the reader the same classes")
-    left_out = {name: [] for name in splits}
-    if d.scan:
-        for name in splits:
-            splits[name], report = scan(splits[name], on_error=d.on_error, max_bad_fraction=d.max_bad_fraction)
-            left_out[name] = [f"{msg} (entry {entry})" for entry, msg in report.problems]
-            if report.problems:
-                log.warning("data.%s: left out %d unreadable clips, e.g. %s", name, len(report.problems),
-                            report.problems[0][1])
-    return splits, left_out
-
-
-def _eval_loader(dataset, batch_size: int, info: distributed.DistInfo, workers: int):
-    """This rank's share of an evaluation set, unpadded (indices rank, rank + W, ...)."""
-    indices = list(range(info.rank, len(dataset), info.world_size))
-    return make_loader(dataset, batch_size=batch_size, sampler=indices, workers=min(workers, len(indices)))
-
-
 # -- the engine -----------------------------------------------------------------------
 class Trainer:
-    """Runs one :class:`RunConfig` in ``run_dir`` (``cfg.out_dir``), fresh or resumed."""
+    """Runs one :class:`RunConfig` in ``run_dir`` (``cfg.out_dir``), fresh or resumed.
+
+    The loop (:meth:`fit`) reads top to bottom: for each phase, :meth:`_enter_phase`
+    adapts the model (``model.adapt``) and builds the optimizer, data and patch sampler;
+    :meth:`_train_epoch` runs its optimizer steps (:meth:`_optimizer_step`: the task's
+    loss over ``accum_steps`` micro-batches, one update); :meth:`_end_epoch` validates,
+    keeps the best weights and checkpoints. The model's family is never named: its
+    configuration comes from the recipe's ``model:`` section
+    (:meth:`RunConfig.model_config`), its geometry changes through ``adapt`` and its cost
+    through :func:`flexiast.models.flops`.
+    """
 
     def __init__(self, cfg: RunConfig, run_dir: Path | None = None, *, resume_state: dict | None = None,
                  on_epoch=None):
@@ -143,35 +97,32 @@ class Trainer:
                               f"{accum} accumulation steps")
         self.micro_batch = cfg.data.batch_size // (world * accum)
         self.features = cfg.feature_config()
+        self.family = get_family(cfg.model.arch)
         # Weight files first: an unreadable or untrusted file is refused before the data scan.
-        teacher = load_pretrained(cfg.loss.teacher) if cfg.loss.teacher else None
+        teacher = load_model(cfg.loss.teacher) if cfg.loss.teacher else None
         if cfg.init.path is not None and resume_state is None:
             load_state_dict(cfg.init.path)
         self.splits, self.left_out = self._load_splits()
         train = self.splits["train"]
         self.multilabel = train.multilabel
-        self.loss_kind = cfg.loss.name if cfg.loss.name != "auto" else ("bce" if self.multilabel else "ce")
         self.metric = "mAP" if self.multilabel else "accuracy"
         self.num_classes = len(train.classes)
+        self.task = self._task(teacher)
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
         self.workers = loader_workers(cfg.data.num_workers, device=self.info.device.type, local_world_size=local_world)
         self.cache, self.cache_note = resolve_cache(cfg.data.cache_dir, estimate_bytes=self._feature_bytes())
         self._loaders: dict = {}
-        self.teacher = self._check_teacher(teacher)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.progress = {"phase": 0, "step": 0, "phase_step": 0, "epoch": 0, "phase_epoch": 0, "batch": 0,
-                         "done": False, "entered": -1,
-                         "loss_sum": 0.0, "loss_clips": 0,  # this epoch's so far, for its mean loss
-                         "skipped": 0, "unreadable": []}  # this epoch's unreadable clip reads (all ranks)
-        self.accounting = [{"train_flops": 0, "train_seconds": 0.0, "val_seconds": 0.0, "steps": 0, "clips": 0}
-                           for _ in cfg.phases]
+        self.progress = Progress()
+        self.accounting = [PhaseAccount() for _ in cfg.phases]
         self.history: list[dict] = []
-        self.best = {"value": -math.inf, "epoch": None}
-        self.wa_sum, self.wa_count = None, 0
+        self.best = Best()
+        self.average = WeightAverage()
         self._flop_cache: dict = {}
-        self._writer = None
+        self.logs = RunLogs(self.run_dir, rank=self.info.rank, is_main=self.info.is_main,
+                            tensorboard=cfg.train.tensorboard)
         if resume_state is None:
-            self._trim_logs()  # rows of an earlier attempt killed before its first checkpoint
+            self.logs.trim(0, 0)  # rows of an earlier attempt killed before its first checkpoint
             torch.manual_seed(cfg.seed)
             self.model = self._initial_model()
             if self.info.enabled:  # own dropout / drop-path masks per rank (weights come from rank 0)
@@ -205,57 +156,49 @@ class Trainer:
         clips = sum(len(m.items) for m in self.splits.values())
         return clips * sum(frames) * f.num_mel_bins * 4
 
-    def base_model_config(self) -> ASTConfig:
-        cfg, f = self.cfg, self.features
-        return ASTConfig(num_classes=self.num_classes, input_fdim=f.num_mel_bins, input_tdim=f.target_length,
-                         patch_size=cfg.base_patch(), stride=cfg.model.stride, prefix_tokens=cfg.model.prefix_tokens,
-                         drop_rate=cfg.model.drop_rate, drop_path_rate=cfg.model.drop_path_rate,
-                         labels=tuple(self.splits["train"].classes), **cfg.model_widths())
+    def base_model_config(self):
+        """The configuration the recipe's model starts from, for this data's classes and features."""
+        return self.cfg.model_config(num_classes=self.num_classes, features=self.features,
+                                     labels=tuple(self.splits["train"].classes))
 
-    def _initial_model(self) -> AST:
+    def _initial_model(self):
         target = self.base_model_config()
         init = self.cfg.init
         if init.path is None:
-            return AST(config=target)
+            return create_model(target)
         hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
                  if getattr(init, k) is not None}
-        overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
-                         patch_size=target.patch_size, stride=self.cfg.model.stride, drop_rate=target.drop_rate,
-                         drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
-        model = load_pretrained(init.path, **overrides)
-        got = model.config
-        if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
-            # Weights do not store the head count (ImageNet and AST files): the recipe's describes them.
-            model = load_pretrained(init.path, num_heads=target.num_heads, **overrides)
-            got = model.config
-        differ = [f"{k}={getattr(got, k)} (recipe: {getattr(target, k)})"
-                  for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens")
-                  if getattr(got, k) != getattr(target, k)]
-        if differ:
-            warnings.warn(f"init.path: {init.path} sets {', '.join(differ)}; the weights' shapes are used",
-                          stacklevel=2)
-        return model
+        return self.family.init_from(init.path, target, **hints)
 
-    def _check_teacher(self, teacher: AST | None) -> AST | None:
+    def _task(self, teacher) -> Task:
+        """What the steps optimise: classification on the data's labels (CE or BCE, ``auto``
+        from the data), distilled from ``loss.teacher`` when one is given."""
+        cfg = self.cfg.loss
+        kind = cfg.name if cfg.name != AUTO else ("bce" if self.multilabel else "ce")
         if teacher is None:
-            return None
-        path, tc = self.cfg.loss.teacher, teacher.config
+            return Classification(kind, cfg.label_smoothing)
+        tc = teacher.config
         if tc.num_classes != self.num_classes or tc.input_fdim != self.features.num_mel_bins:
-            raise ConfigError(f"loss.teacher: {path} predicts {tc.num_classes} classes from {tc.input_fdim} mel bins; "
-                              f"the run has {self.num_classes} classes and {self.features.num_mel_bins} bins")
-        self.teacher_patch = self.cfg.loss.teacher_patch_size or tc.patch_size
-        return teacher.to(self.info.device).eval().requires_grad_(False)
+            raise ConfigError(f"loss.teacher: {cfg.teacher} predicts {tc.num_classes} classes from {tc.input_fdim} "
+                              f"mel bins; the run has {self.num_classes} classes and "
+                              f"{self.features.num_mel_bins} bins")
+        patch = to_pair(cfg.teacher_patch_size, "loss.teacher_patch_size") if cfg.teacher_patch_size else tc.patch_size
+        return Distillation(kind, teacher.to(self.info.device), teacher_call={"patch_size": patch},
+                            weight=cfg.kd_weight, temperature=cfg.temperature, label_smoothing=cfg.label_smoothing)
 
-    def phase_model_config(self, i: int, current: ASTConfig) -> ASTConfig:
-        """The model configuration of phase ``i``: its input length and stored kernel."""
+    def phase_geometry(self, i: int) -> dict:
+        """The model's geometry in phase ``i``: its input length (``target_length / C`` under
+        fshift or pooling) and stored kernel (``p x Cp`` in a ``patch:C`` phase, whose widened
+        kernel does not overlap; the recipe's stride applies to the base kernel)."""
         frames = self.features.frames(self.cfg.phase_compression(i))
         kernel = self.cfg.phase_kernel(i)
-        d = current.to_dict()
-        d.update(input_tdim=frames, patch_size=list(kernel))
-        # The recipe's stride applies to the stored base kernel; a widened p x Cp kernel does not overlap.
         base_stride = self.cfg.model.stride
-        d["stride"] = list(to_pair(base_stride, "model.stride")) if base_stride and kernel == self.cfg.base_patch() else None
-        return ASTConfig.from_dict(d)
+        stride = to_pair(base_stride, "model.stride") if base_stride and kernel == self.cfg.base_patch() else None
+        return {"input_tdim": frames, "patch_size": kernel, "stride": stride}
+
+    def phase_model_config(self, i: int, current):
+        """The model configuration of phase ``i``: ``current`` with :meth:`phase_geometry`."""
+        return current.replace(**self.phase_geometry(i))
 
     def _transfer_method(self, i: int) -> str:
         """How the kernel moves into phase ``i``: that phase's, or the patch phase it leaves."""
@@ -266,15 +209,12 @@ class Trainer:
 
     def _enter_phase(self, i: int) -> None:
         """Adapt the model to phase ``i`` and start a fresh optimizer (Sec. 2.2)."""
-        target = self.phase_model_config(i, self.model.config)
-        if target != self.model.config:
-            sd = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-            overrides = {k: v for k, v in target.to_dict().items() if v != self.model.config.to_dict()[k]}
-            new_cfg, sd, _ = _adapt(self.model.config, sd, overrides, kernel_resize=self._transfer_method(i))
-            model = AST(config=new_cfg)
-            model.load_state_dict(sd)
-            self.model = model
-            log.info("phase %d: model adapted to %s", i, new_cfg)
+        current = self.model.config
+        target = self.phase_model_config(i, current)
+        if target != current:
+            changes = {k: v for k, v in target.to_dict().items() if v != current.to_dict()[k]}
+            self.model = self.model.adapt(kernel_resize=self._transfer_method(i), **changes)
+            log.info("phase %d: model adapted to %s", i, self.model.config)
         self._build_phase(i)
 
     def _build_phase(self, i: int) -> None:
@@ -337,11 +277,11 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng or [],
-            "progress": dict(self.progress),
-            "accounting": copy.deepcopy(self.accounting),
+            "progress": self.progress.to_dict(),
+            "accounting": [a.to_dict() for a in self.accounting],
             "history": copy.deepcopy(self.history),
-            "best": dict(self.best),
-            "extra": {"wa_sum": self.wa_sum, "wa_count": self.wa_count},
+            "best": self.best.to_dict(),
+            "extra": self.average.to_dict(),
             "precision": self.precision.to_dict(),
         }
 
@@ -353,18 +293,18 @@ class Trainer:
         return {"features": self.features.to_dict(), "compression": str(compression), "multilabel": self.multilabel}
 
     def _restore(self, state: dict) -> None:
-        self.progress.update(state["progress"])
-        self.accounting = state["accounting"]
+        self.progress = Progress.from_dict(state["progress"])
+        self.accounting = [PhaseAccount.from_dict(a) for a in state["accounting"]]
         self.history = state["history"]
-        self.best = state["best"]
-        self.wa_sum, self.wa_count = state["extra"]["wa_sum"], state["extra"]["wa_count"]
+        self.best = Best.from_dict(state["best"])
+        self.average = WeightAverage.from_dict(state["extra"])
         before = state.get("precision")
         if before is not None and before["name"] != self.precision.name:
             warnings.warn(f"train.precision: the run trained in {before['name']} ({before['reason']}) and continues "
                           f"in {self.precision}: it continues, but not bit-identically", stacklevel=2)
-        self.model = AST(config=ASTConfig.from_dict(state["model_config"]))
+        self.model = create_model(state["model_config"])
         self.model.load_state_dict(state["model"])
-        self._build_phase(self.progress["phase"])
+        self._build_phase(self.progress.phase)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
@@ -375,64 +315,32 @@ class Trainer:
         torch.set_rng_state(mine["torch"])
         if "cuda" in mine and self.info.device.type == "cuda":
             torch.cuda.set_rng_state(mine["cuda"], self.info.device)
-        self._trim_logs()
+        self.logs.trim(self.progress.step, len(self.history))
 
     def _save(self) -> None:
         rng = self._rng_states()
         if self.info.is_main:
             save_run_checkpoint(self.state(rng), self.run_dir)
 
-    def _steps_log(self) -> Path:
-        return self.run_dir / ("steps.csv" if self.info.is_main else f"steps.rank{self.info.rank}.csv")
-
-    def _trim_logs(self) -> None:
-        """Drop log rows written after the checkpoint being resumed (all of them for a fresh
-        start), so none appears twice."""
-        step, epoch = self.progress["step"], len(self.history)
-        logs = [(self._steps_log(), "step", step)]
-        if self.info.is_main:
-            logs.append((self.run_dir / "metrics.csv", "epoch", epoch))
-        for path, key, last in logs:
-            if path.exists():
-                rows = [r for r in _read_csv(path) if int(r[key]) <= last]
-                if not rows:
-                    path.unlink()
-                    continue
-                buf = io.StringIO(newline="")
-                w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-                write_text_atomic(path, buf.getvalue())
-
     # -- one optimizer step --------------------------------------------------------
     def _step_flops(self, batch: int, frames: int, patch) -> int:
         key = (self.model.config, batch, frames, patch)
         if key not in self._flop_cache:
-            n = flops(self.model.config, (batch, frames, self.features.num_mel_bins), patch).training
-            if self.teacher is not None:
-                n += flops(self.teacher.config, (batch, frames, self.features.num_mel_bins),
-                           self.teacher_patch).forward
-            self._flop_cache[key] = n
+            shape = (batch, frames, self.features.num_mel_bins)
+            self._flop_cache[key] = flops(self.model, shape, patch).training + self.task.extra_flops(shape)
         return self._flop_cache[key]
 
     def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch) -> torch.Tensor:
-        cfg = self.cfg.loss
         with self._autocast():
-            logits = self.forward(spec, patch_size=patch)
-            teacher = self.teacher(spec, patch_size=self.teacher_patch) if self.teacher is not None else None
-        loss = supervised_loss(self.loss_kind, logits.float(), target, cfg.label_smoothing)
-        if teacher is not None:
-            kd = distillation_loss(self.loss_kind, logits.float(), teacher.float(), cfg.temperature)
-            loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
-        return loss
+            outputs = self.task.forward(self.forward, spec, {"patch_size": patch})
+        return self.task.loss(outputs, target)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:
         cfg, p = self.cfg, self.progress
-        patch = self.sampler(p["step"])
+        patch = self.sampler(p.step)
         sched = cfg.phase_schedule(self.phase)
         base_lr = cfg.phase_optimizer(self.phase).lr
-        lr = base_lr * lr_factor(sched, base_lr, p["phase_step"], p["phase_epoch"], self.phase_total,
-                                 self.phase_epochs)
+        lr = base_lr * lr_factor(sched, base_lr, p.phase_step, p.phase_epoch, self.phase_total, self.phase_epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
@@ -492,8 +400,8 @@ class Trainer:
     def _train_loader(self):
         """This phase's training loader (its workers persist), set to the current epoch and batch."""
         p, cfg = self.progress, self.cfg
-        self.data_sampler.set_epoch(p["epoch"], start=p["batch"] * self.micro_batch * cfg.train.accum_steps)
-        self.train_set.set_epoch(p["epoch"])
+        self.data_sampler.set_epoch(p.epoch, start=p.batch * self.micro_batch * cfg.train.accum_steps)
+        self.train_set.set_epoch(p.epoch)
         if "train" not in self._loaders:
             self._loaders["train"] = make_loader(
                 self.train_set, batch_size=self.micro_batch, sampler=EpochKeys(self.data_sampler),
@@ -503,7 +411,7 @@ class Trainer:
     def _epoch_steps(self) -> int:
         """Optimizer steps left in this epoch (the phase may end first)."""
         p = self.progress
-        return min(self.steps_per_epoch - p["batch"], self.phase_total - p["phase_step"])
+        return min(self.steps_per_epoch - p.batch, self.phase_total - p.phase_step)
 
     def _train_epoch(self) -> dict:
         cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]
@@ -512,8 +420,8 @@ class Trainer:
         if self.info.is_main and cfg.train.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.steps_per_epoch, initial=p["batch"], leave=False, dynamic_ncols=True,
-                       desc=f"phase {self.phase} epoch {p['phase_epoch'] + 1}/{self.phase_epochs}")
+            bar = tqdm(total=self.steps_per_epoch, initial=p.batch, leave=False, dynamic_ncols=True,
+                       desc=f"phase {self.phase} epoch {p.phase_epoch + 1}/{self.phase_epochs}")
         micro = []
         it = iter(self._train_loader())
         start = time.perf_counter()
@@ -524,55 +432,35 @@ class Trainer:
                 continue
             out = self._optimizer_step(micro)
             micro, done = [], done + 1
-            p["step"] += 1
-            p["phase_step"] += 1
-            p["batch"] += 1
+            p.step += 1
+            p.phase_step += 1
+            p.batch += 1
             seconds = time.perf_counter() - start
-            acc["steps"] += 1
-            acc["clips"] += out["clips"]
-            acc["train_flops"] += out["flops"]
-            acc["train_seconds"] += seconds
-            p["loss_sum"] += out["loss"] * out["clips"]
-            p["loss_clips"] += out["clips"]
+            acc.steps += 1
+            acc.clips += out["clips"]
+            acc.train_flops += out["flops"]
+            acc.train_seconds += seconds
+            p.loss_sum += out["loss"] * out["clips"]
+            p.loss_clips += out["clips"]
             if out["skipped"]:
-                p["skipped"] += out["skipped"]
-                p["unreadable"] = sorted(set(p["unreadable"]) | set(out["errors"]))
+                p.skipped += out["skipped"]
+                p.unreadable = sorted(set(p.unreadable) | set(out["errors"]))
             rate = out["clips"] / max(seconds, 1e-9)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{out['loss']:.4f}", lr=f"{out['lr']:.2e}",
                                 patch=f"{out['patch'][0]}x{out['patch'][1]}", clips_s=f"{rate:.0f}")
-            if p["step"] % cfg.train.log_every == 0:
-                self._log_step(out, rate)
-            if cfg.train.checkpoint_every and p["step"] % cfg.train.checkpoint_every == 0 and done < steps:
+            if p.step % cfg.train.log_every == 0:
+                self.logs.step({"step": p.step, "phase": self.phase, "epoch": p.epoch, "loss": out["loss"],
+                                "lr": out["lr"], "patch": f"{out['patch'][0]}x{out['patch'][1]}",
+                                "clips_per_s": round(rate, 2), "skipped": out["skipped"],
+                                "unreadable": " | ".join(out["errors"])})
+            if cfg.train.checkpoint_every and p.step % cfg.train.checkpoint_every == 0 and done < steps:
                 self._save()  # the end of the epoch saves anyway
             start = time.perf_counter()
         if bar is not None:
             bar.close()
-        loss = p["loss_sum"] / max(p["loss_clips"], 1)
-        p.update(loss_sum=0.0, loss_clips=0)
-        return {"train_loss": loss, "lr": self.optimizer.param_groups[0]["lr"]}
-
-    def _log_step(self, out: dict, rate: float) -> None:
-        p = self.progress
-        row = {"step": p["step"], "phase": self.phase, "epoch": p["epoch"], "loss": out["loss"], "lr": out["lr"],
-               "patch": f"{out['patch'][0]}x{out['patch'][1]}", "clips_per_s": round(rate, 2),
-               "skipped": out["skipped"], "unreadable": " | ".join(out["errors"])}
-        # Every rank logs its own draws (steps.rank1.csv, ...), so agreement can be checked.
-        _append_csv(self._steps_log(), row)
-        if self._tb() is not None:
-            self._tb().add_scalar("train/loss", out["loss"], p["step"])
-            self._tb().add_scalar("train/lr", out["lr"], p["step"])
-
-    def _tb(self):
-        if self._writer is None and self.cfg.train.tensorboard and self.info.is_main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self._writer = False
-            else:
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.progress["step"] + 1)
-        return self._writer or None
+        return {"train_loss": p.end_epoch(), "lr": self.optimizer.param_groups[0]["lr"]}
 
     def eval_patches(self, phase: int) -> dict:
         return self.cfg.eval_patches(phase, self.features)
@@ -580,20 +468,20 @@ class Trainer:
     def _select(self, metrics: dict) -> float:
         sel = self.cfg.train.select
         names = [k for k in metrics if not k.startswith("_")]
-        if sel == "mean":
+        if sel == SELECT_MEAN:
             return float(np.mean([metrics[k][self.metric] for k in names]))
         return float(metrics[str(sel)][self.metric])
 
-    def _validate(self, model: AST | None = None, split: str = "val") -> dict:
+    def _validate(self, model=None, split: str = "val") -> dict:
         dataset = self.val_set if split == "val" else AudioDataset(
             self.splits[split], self.features, compression=self.cfg.phase_compression(self.phase),
             cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed)
         bs = self.cfg.data.eval_batch_size or self.micro_batch
         if split != "val":
-            loader = _eval_loader(dataset, bs, self.info, self.workers)
+            loader = eval_loader(dataset, bs, self.info, self.workers)
         else:  # the phase's validation loader, its workers kept
             if "val" not in self._loaders:
-                self._loaders["val"] = _eval_loader(dataset, bs, self.info, self.workers)
+                self._loaders["val"] = eval_loader(dataset, bs, self.info, self.workers)
             loader = self._loaders["val"]
         return evaluate_model(model or self.model, loader, self.eval_patches(self.phase), multilabel=self.multilabel,
                               resize=self.cfg.train.eval_resize, info=self.info, autocast=self._autocast)
@@ -602,54 +490,43 @@ class Trainer:
         cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]
         t0 = time.perf_counter()
         val = self._validate()
-        acc["val_seconds"] += time.perf_counter() - t0
+        acc.val_seconds += time.perf_counter() - t0
         final = self.phase == len(cfg.phases) - 1
         record = {"phase": self.phase, "phase_name": cfg.phases[self.phase].name or f"phase{self.phase}",
-                  "compression": cfg.phases[self.phase].compression, "epoch": p["epoch"] + 1,
-                  "phase_epoch": p["phase_epoch"] + 1, "step": p["step"], "final_phase": final, **train_out,
-                  "train_flops_cum": sum(a["train_flops"] for a in self.accounting),
-                  "train_seconds_cum": sum(a["train_seconds"] for a in self.accounting),
+                  "compression": cfg.phases[self.phase].compression, "epoch": p.epoch + 1,
+                  "phase_epoch": p.phase_epoch + 1, "step": p.step, "final_phase": final, **train_out,
+                  "train_flops_cum": sum(a.train_flops for a in self.accounting),
+                  "train_seconds_cum": sum(a.train_seconds for a in self.accounting),
                   "val": val, "val_select": self._select(val),
-                  "unreadable": {"train_skipped": p["skipped"], "val_skipped": val["_skipped"],
-                                 "files": sorted(set(p["unreadable"]) | set(val["_unreadable"]))}}
-        p.update(skipped=0, unreadable=[])
+                  "unreadable": {"train_skipped": p.skipped, "val_skipped": val["_skipped"],
+                                 "files": sorted(set(p.unreadable) | set(val["_unreadable"]))}}
+        p.skipped, p.unreadable = 0, []
         self.history.append(record)
-        if final and record["val_select"] > self.best["value"]:
-            self.best = {"value": record["val_select"], "epoch": record["epoch"]}
+        if final and record["val_select"] > self.best.value:
+            self.best = Best(record["val_select"], record["epoch"])
             if self.info.is_main:
                 save_safetensors(self.model, self.run_dir / WEIGHT_FILES["best"], inference=self.inference_info())
         if final and cfg.train.weight_averaging:
             end = cfg.train.wa_end or cfg.phases[-1].epochs
-            if cfg.train.wa_start <= p["phase_epoch"] + 1 <= end:
-                sd = {k: v.detach().double().cpu() for k, v in self.model.state_dict().items()}
-                self.wa_sum = sd if self.wa_sum is None else {k: self.wa_sum[k] + sd[k] for k in sd}
-                self.wa_count += 1
-        p["epoch"] += 1
-        p["phase_epoch"] += 1
-        p["batch"] = 0
+            if cfg.train.wa_start <= p.phase_epoch + 1 <= end:
+                self.average.add(self.model.state_dict())
+        p.epoch += 1
+        p.phase_epoch += 1
+        p.batch = 0
         if self.info.is_main:
-            self._write_epoch(record)
+            self._report_epoch(record)
         self._save()
 
-    def _write_epoch(self, record: dict) -> None:
-        row = {k: v for k, v in record.items() if k != "val"}
-        for name, metrics in record["val"].items():
-            if name.startswith("_"):
-                continue
-            for m, v in metrics.items():
-                row[f"val_{m}@{name}"] = v
-        _append_csv(self.run_dir / "metrics.csv", row)
-        write_text_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+    def _report_epoch(self, record: dict) -> None:
+        self.logs.epoch(record, self.history)
         left = self.seconds_left()
-        msg = (f"phase {record['phase']} epoch {record['phase_epoch']}/{self.phase_epochs} (global {record['epoch']}): "
-               f"loss {record['train_loss']:.4f}, val {self.metric} {record['val_select']:.4f}, "
-               f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s, "
-               f"about {format_seconds(left)} left")
-        print(msg, flush=True)
+        print(f"phase {record['phase']} epoch {record['phase_epoch']}/{self.phase_epochs} (global {record['epoch']}): "
+              f"loss {record['train_loss']:.4f}, val {self.metric} {record['val_select']:.4f}, "
+              f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s, "
+              f"about {format_seconds(left)} left", flush=True)
         if self.on_epoch is not None:
             self.on_epoch(record, left)
-        if self._tb() is not None:
-            self._tb().add_scalar(f"val/{self.metric}", record["val_select"], record["step"])
+        self.logs.scalar(f"val/{self.metric}", record["val_select"], record["step"])
 
     def _phase_step_flops(self, i: int) -> float:
         """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
@@ -663,8 +540,7 @@ class Trainer:
         if ph.patch.sampler == "fixed":
             sizes, weights = sizes[:1], [1.0]
         total = sum(w * flops(model_cfg, shape, patch).training for patch, w in zip(sizes, weights))
-        if self.teacher is not None:
-            total += sum(weights) * flops(self.teacher.config, shape, self.teacher_patch).forward
+        total += sum(weights) * self.task.extra_flops(shape)
         return total / sum(weights)
 
     def seconds_left(self) -> float:
@@ -672,12 +548,12 @@ class Trainer:
         phase's remaining steps and every later phase's, counted analytically) at the seconds
         per FLOP measured so far, plus the mean validation time per epoch for the epochs left."""
         p, cfg = self.progress, self.cfg
-        done_flops = sum(a["train_flops"] for a in self.accounting)
-        done_seconds = sum(a["train_seconds"] for a in self.accounting)
+        done_flops = sum(a.train_flops for a in self.accounting)
+        done_seconds = sum(a.train_seconds for a in self.accounting)
         epochs_done = max(len(self.history), 1)
-        val_per_epoch = sum(a["val_seconds"] for a in self.accounting) / epochs_done
-        left_flops = (self.phase_total - p["phase_step"]) * self._phase_step_flops(self.phase)
-        left_epochs = self.phase_epochs - p["phase_epoch"]
+        val_per_epoch = sum(a.val_seconds for a in self.accounting) / epochs_done
+        left_flops = (self.phase_total - p.phase_step) * self._phase_step_flops(self.phase)
+        left_epochs = self.phase_epochs - p.phase_epoch
         for j in range(self.phase + 1, len(cfg.phases)):
             ph = cfg.phases[j]
             steps = ph.steps if ph.steps is not None else ph.epochs * self.steps_per_epoch
@@ -688,32 +564,36 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------
     def fit(self) -> dict:
+        """Every phase, each epoch of it, each step of those; then the summary."""
         cfg, p = self.cfg, self.progress
-        if p["done"]:
+        if p.done:
             return json.loads((self.run_dir / "summary.json").read_text())
         if self.info.is_main:
-            write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-            print(f"{cfg.name}: training on {self.info.device} x {self.info.world_size}, precision "
-                  f"{self.precision}", flush=True)
-            auto = " (auto)" if cfg.data.num_workers == AUTO else ""
-            print(f"{cfg.name}: data: {self.workers} loader worker{'s' * (self.workers != 1)}{auto}, "
-                  f"feature cache {self.cache_note}", flush=True)
-        while p["phase"] < len(cfg.phases):
-            i = p["phase"]
-            if p["entered"] != i:
+            self._announce()
+        while p.phase < len(cfg.phases):
+            i = p.phase
+            if p.entered != i:
                 self._enter_phase(i)
-                p.update(entered=i, phase_step=0, phase_epoch=0, batch=0)
-            while p["phase_step"] < self.phase_total:
+                p.entered, p.phase_step, p.phase_epoch, p.batch = i, 0, 0, 0
+            while p.phase_step < self.phase_total:
                 self._end_epoch(self._train_epoch())
-            if i + 1 < len(cfg.phases):
-                p["phase"] = i + 1
-                self._save()
-            else:
+            if i + 1 == len(cfg.phases):
                 break
+            p.phase = i + 1
+            self._save()
         summary = self._finish()
-        p["done"] = True
+        p.done = True
         self._save()
         return summary
+
+    def _announce(self) -> None:
+        cfg = self.cfg
+        write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        print(f"{cfg.name}: training on {self.info.device} x {self.info.world_size}, precision "
+              f"{self.precision}", flush=True)
+        auto = " (auto)" if cfg.data.num_workers == AUTO else ""
+        print(f"{cfg.name}: data: {self.workers} loader worker{'s' * (self.workers != 1)}{auto}, "
+              f"feature cache {self.cache_note}", flush=True)
 
     def close(self) -> None:
         """Leave the process group cleanly.
@@ -731,12 +611,12 @@ class Trainer:
 
     def _finish(self) -> dict:
         cfg = self.cfg
-        summary = {"name": cfg.name, "seed": cfg.seed, "metric": self.metric, "best_epoch": self.best["epoch"],
-                   "best_val": self.best["value"], "world_size": self.info.world_size,
-                   "phases": [{"name": ph.name or f"phase{i}", "compression": ph.compression, **a}
+        summary = {"name": cfg.name, "seed": cfg.seed, "metric": self.metric, "best_epoch": self.best.epoch,
+                   "best_val": self.best.value, "world_size": self.info.world_size,
+                   "phases": [{"name": ph.name or f"phase{i}", "compression": ph.compression, **a.to_dict()}
                               for i, (ph, a) in enumerate(zip(cfg.phases, self.accounting))],
-                   "train_flops": sum(a["train_flops"] for a in self.accounting),
-                   "train_seconds": sum(a["train_seconds"] for a in self.accounting),
+                   "train_flops": sum(a.train_flops for a in self.accounting),
+                   "train_seconds": sum(a.train_seconds for a in self.accounting),
                    "precision": self.precision.to_dict(), "machine": device_capability(self.info.device)}
         summary["final_val"] = self.history[-1]["val"] if self.history else None
         models = {}
@@ -744,12 +624,12 @@ class Trainer:
         best = load_state_dict(best_path)[0] if self.info.is_main and best_path is not None else None
         best = distributed.broadcast_object(best, self.info)
         if best is not None:
-            m = AST(config=self.model.config).to(self.info.device)
+            m = create_model(self.model.config).to(self.info.device)
             m.load_state_dict(best)
             models["best"] = m
-        if self.wa_sum is not None:
-            m = AST(config=self.model.config).to(self.info.device)
-            m.load_state_dict({k: (v / self.wa_count).to(self.model.state_dict()[k].dtype) for k, v in self.wa_sum.items()})
+        if self.average.sum is not None:
+            m = create_model(self.model.config).to(self.info.device)
+            m.load_state_dict(self.average.mean(self.model.state_dict()))
             models["averaged"] = m
             summary["averaged_val"] = self._validate(m)
             if self.info.is_main:
@@ -759,8 +639,7 @@ class Trainer:
         summary["unreadable"] = self._unreadable(summary)
         if self.info.is_main:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
-            if self._writer:
-                self._writer.close()
+            self.logs.close()
         return summary
 
     def _unreadable(self, summary: dict) -> dict:
@@ -780,64 +659,10 @@ class Trainer:
                 "skipped_in_test": test, "files": sorted(files)}
 
 
-def format_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
-def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 # -- entry points -----------------------------------------------------------------------
-def absolute_paths(cfg: RunConfig) -> RunConfig:
-    """A copy with relative paths made absolute, so ``--resume`` works from any directory.
-
-    Covers ``out``, ``data.root``, ``data.cache_dir``, ``init.path``, ``loss.teacher`` and
-    reader options whose value names an existing file or folder.
-    """
-    cfg = copy.deepcopy(cfg)
-    absolute = lambda p: str(Path(p).absolute()) if p is not None else None  # noqa: E731
-    cfg.out = str(cfg.out_dir.absolute())
-    cfg.data.root = absolute(cfg.data.root)
-    if cfg.data.cache_dir not in (AUTO, OFF):
-        cfg.data.cache_dir = absolute(cfg.data.cache_dir)
-    cfg.init.path, cfg.loss.teacher = absolute(cfg.init.path), absolute(cfg.loss.teacher)
-    for options in (cfg.data.options, cfg.data.train, cfg.data.val, cfg.data.test):
-        for k, v in (options or {}).items():
-            if isinstance(v, str) and v and not Path(v).is_absolute() and Path(v).exists():
-                options[k] = absolute(v)
-    return cfg
-
-
-def train(cfg: RunConfig, run_dir: Path | None = None, *, on_epoch=None) -> dict:
-    """Train ``cfg`` from the start (k folds if ``data.kfold``); returns the summary.
-    ``on_epoch(record, seconds_left)`` is called after every epoch (on rank 0)."""
-    if cfg.data.kfold:
-        from .kfold import run_kfold
-
-        return run_kfold(cfg, run_dir)
-    cfg = absolute_paths(cfg)
-    run_dir = Path(run_dir or cfg.out_dir)
-    if (run_dir / "last.pt").exists() or (run_dir / "last.prev.pt").exists():
-        raise ConfigError(f"out: {run_dir} already holds a run; resume it with --resume {run_dir} "
-                          "or choose another out")
-    trainer = Trainer(cfg, run_dir, on_epoch=on_epoch)
+def run_training(cfg: RunConfig, run_dir: Path, *, resume_state: dict | None = None, on_epoch=None) -> dict:
+    """One run (fresh, or from ``resume_state``) to its end; returns the summary."""
+    trainer = Trainer(cfg, run_dir, resume_state=resume_state, on_epoch=on_epoch)
     try:
         return trainer.fit()
     finally:
@@ -851,8 +676,4 @@ def resume(run_dir: str | Path) -> dict:
     # The recipe's files were checked when the run began; resuming needs only the data.
     cfg = build_config(state["run_config"], check_files=False)
     log.info("resuming %s from %s at step %d", run_dir, path, state["progress"]["step"])
-    trainer = Trainer(cfg, run_dir, resume_state=state)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
+    return run_training(cfg, run_dir, resume_state=state)

@@ -1,4 +1,4 @@
-"""Analytic FLOP counts of an AST at any patch size.
+"""Analytic FLOP counts of an AST at any patch size (the AST family's counter).
 
 Counted as ``torch.utils.flop_counter.FlopCounterMode`` counts: 2 FLOPs per
 multiply-accumulate of every matrix product and convolution; normalisations,
@@ -35,8 +35,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .model import AST, ASTConfig
-from .resize import grid_shape
+from ...constants import RESIZE_METHODS
+from ...resize import grid_shape
+from .config import ASTConfig
 
 __all__ = ["flops", "FlopCount"]
 
@@ -81,25 +82,20 @@ class FlopCount:
         return self.forward / self.batch_size / 1e9
 
 
-def flops(config: ASTConfig | AST | dict, input_shape, patch_size=None, *, stride=None,
-          resize: str = "pi") -> FlopCount:
+def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi") -> FlopCount:
     """FLOPs of ``model(spec, patch_size, resize)`` for ``spec`` of ``input_shape``.
 
     ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``;
     ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones).
     """
-    if isinstance(config, AST):
-        config = config.config
-    elif isinstance(config, dict):
-        config = ASTConfig.from_dict(config)
     if len(input_shape) == 2:
         batch, (frames, bins) = 1, input_shape
     elif len(input_shape) == 3:
         batch, frames, bins = input_shape
     else:
         raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or (batch, frames, mel_bins)")
-    if resize not in ("pi", "bl"):
-        raise ValueError(f"resize={resize!r} is not one of pi, bl")
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
     patch, stride = config.resolve_patch(patch_size, stride)
     gf, gt = grid_shape((bins, frames), patch, stride)
     n = gf * gt

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from .atomic import write_atomic
-from .checkpoints import CheckpointError, torch_load_safe
+from ..atomic import write_atomic
+from ..checkpoints import CheckpointError, torch_load_safe
 
 __all__ = ["save_atomic", "save_run_checkpoint", "load_latest", "load_run_checkpoint", "run_weights",
            "WEIGHT_FILES"]

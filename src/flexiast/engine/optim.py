@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from .config import OptimizerConfig, ScheduleConfig
+from ..config import OptimizerConfig, ScheduleConfig
 
 __all__ = ["build_optimizer", "lr_factor", "milestones"]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..constants import PATCH_SAMPLERS
+
 __all__ = ["PatchSampler"]
 
 
@@ -19,8 +21,8 @@ class PatchSampler:
     def __init__(self, pairs: list[tuple[int, int]], kind: str = "fixed", weights=None, seed: int = 0):
         if not pairs:
             raise ValueError("a patch sampler needs at least one size")
-        if kind not in ("fixed", "uniform", "weighted"):
-            raise ValueError(f"patch sampler {kind!r} is not fixed, uniform or weighted")
+        if kind not in PATCH_SAMPLERS:
+            raise ValueError(f"patch sampler {kind!r} is not one of {', '.join(PATCH_SAMPLERS)}")
         self.pairs, self.kind, self.seed = [tuple(p) for p in pairs], kind, seed
         p = np.asarray(weights if kind == "weighted" else np.ones(len(pairs)), dtype=np.float64)
         if p.shape != (len(pairs),) or (p < 0).any() or not p.sum() > 0:

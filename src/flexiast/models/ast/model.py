@@ -20,118 +20,19 @@ patch size, as in FlexiAST, unless ``stride=`` is passed to ``forward``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .resize import RESIZE_METHODS, ast_adapt_pos_grid, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
+from ...constants import POS_GRID_POLICIES, RESIZE_METHODS
+from ...resize import ast_adapt_pos_grid, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
+from ..base import FlexModel
+from .config import PRESETS, ASTConfig
 
-__all__ = ["AST", "ASTConfig", "PRESETS", "POS_GRID_POLICIES"]
-
-#: How the positional grid follows an input of another length (:meth:`AST.pos_embed_for`).
-POS_GRID_POLICIES = ("leading", "centre", "resize")
-
-#: DeiT widths (Touvron et al., 2021); every preset has 12 layers and 64-wide heads.
-PRESETS = {
-    "tiny": dict(embed_dim=192, depth=12, num_heads=3),
-    "small": dict(embed_dim=384, depth=12, num_heads=6),
-    "base": dict(embed_dim=768, depth=12, num_heads=12),
-}
-
-
-@dataclass(frozen=True)
-class ASTConfig:
-    """Everything needed to rebuild an :class:`AST`; stored with every checkpoint.
-
-    ``patch_size`` and ``stride`` are ``(freq, time)``; ``stride=None`` means the patch
-    size. ``norm_eps`` is the encoder's LayerNorm epsilon (1e-6 in AST/timm, 1e-12 in
-    Hugging Face's port), ``head_norm_eps`` the classifier's (1e-5 in AST).
-    """
-
-    num_classes: int = 527
-    input_fdim: int = 128
-    input_tdim: int = 1024
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    patch_size: tuple[int, int] = (16, 16)
-    stride: tuple[int, int] | None = None
-    prefix_tokens: int = 2
-    qkv_bias: bool = True
-    norm_eps: float = 1e-6
-    head_norm_eps: float = 1e-5
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    labels: tuple[str, ...] | None = field(default=None, compare=False)
-
-    def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        set_("patch_size", to_pair(self.patch_size, "patch_size"))
-        set_("stride", to_pair(self.stride, "stride") if self.stride is not None else self.patch_size)
-        if self.labels is not None:
-            set_("labels", tuple(str(x) for x in self.labels))
-        for name in ("num_classes", "input_fdim", "input_tdim", "embed_dim", "depth", "num_heads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} must be a positive integer")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
-        if self.prefix_tokens not in (1, 2):
-            raise ValueError(f"prefix_tokens={self.prefix_tokens!r} must be 1 (cls) or 2 (cls + distillation)")
-        if not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
-        for name in ("drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
-        if self.labels is not None and len(self.labels) != self.num_classes:
-            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
-        grid_shape(self.input_size, self.patch_size, self.stride)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """``(mel_bins, frames)`` the stored positional grid was made for."""
-        return (self.input_fdim, self.input_tdim)
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """The stored positional grid, ``(freq, time)`` tokens."""
-        return grid_shape(self.input_size, self.patch_size, self.stride)
-
-    @property
-    def mlp_dim(self) -> int:
-        return int(self.embed_dim * self.mlp_ratio)
-
-    def resolve_patch(self, patch_size=None, stride=None) -> tuple[tuple[int, int], tuple[int, int]]:
-        """``(patch, stride)`` of a call: the stored pair, or ``patch_size`` without overlap."""
-        patch = self.patch_size if patch_size is None else to_pair(patch_size, "patch_size")
-        if stride is not None:
-            return patch, to_pair(stride, "stride")
-        return patch, (self.stride if patch == self.patch_size else patch)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["patch_size"], d["stride"] = list(self.patch_size), list(self.stride)
-        d["labels"] = list(self.labels) if self.labels is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ASTConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
-        d = dict(d)
-        for k in ("patch_size", "stride"):
-            if isinstance(d.get(k), list):
-                d[k] = tuple(d[k])
-        return cls(**d)
-
+__all__ = ["AST"]
 
 class DropPath(nn.Module):
     """Stochastic depth: drop a residual branch per sample with probability ``p``."""
@@ -287,7 +188,39 @@ class Head(nn.Module):
         return self.fc(self.norm(x))
 
 
-class AST(nn.Module):
+#: Configuration fields that weights fix: :func:`adapt_state_dict` cannot change them.
+FIXED_BY_WEIGHTS = ("embed_dim", "depth", "mlp_ratio", "qkv_bias", "prefix_tokens")
+
+
+def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
+                     kernel_resize: str = "pi") -> tuple[ASTConfig, dict, bool]:
+    """``(new config, state dict, new head?)`` for ``config`` changed by ``changes``.
+
+    The stored kernel moves to a new ``patch_size`` with PI-resize (FlexiAST eq. 3) or
+    bilinear interpolation (``kernel_resize="bl"``, coarse-to-fine's Patch-BL, Sec. 2.3);
+    the positional grid is resized bilinearly to the new grid (a new input length,
+    stride or patch size; coarse-to-fine Sec. 2.2); a new ``num_classes`` (or weights
+    without a head) drops the head, which the caller initialises afresh.
+    """
+    bad = sorted(set(changes) - (set(ASTConfig.__dataclass_fields__) - set(FIXED_BY_WEIGHTS)))
+    if bad:
+        allowed = sorted(set(ASTConfig.__dataclass_fields__) - set(FIXED_BY_WEIGHTS))
+        raise ValueError(f"cannot override {', '.join(bad)} when loading weights; allowed: {', '.join(allowed)}")
+    new = config.replace(**changes)
+    sd = dict(sd)
+    if new.patch_size != config.patch_size:
+        sd["patch_embed.proj.weight"] = resize_patch_weight(sd["patch_embed.proj.weight"], new.patch_size,
+                                                            kernel_resize)
+    if new.grid != config.grid:
+        sd["pos_embed"] = resize_pos_grid(sd["pos_embed"], config.grid, new.grid, num_prefix_tokens=new.prefix_tokens)
+    new_head = new.num_classes != config.num_classes or "head.fc.weight" not in sd
+    if new_head:
+        for k in [k for k in sd if k.startswith("head.")]:
+            del sd[k]
+    return new, sd, new_head
+
+
+class AST(FlexModel):
     """Audio Spectrogram Transformer with a patch size chosen at each call.
 
     ``AST(num_classes, input_fdim=128, input_tdim=1024, embed_dim=768, depth=12,
@@ -295,6 +228,9 @@ class AST(nn.Module):
     builds AST-B/16 for 10 s AudioSet clips; ``AST.preset("tiny", num_classes)`` and
     friends give the DeiT widths. See :class:`ASTConfig` for every argument.
     """
+
+    #: AST's Kaldi fbank (:func:`flexiast.features.log_mel`).
+    feature_kind = "kaldi_fbank"
 
     def __init__(self, num_classes: int = 527, **kwargs):
         super().__init__()
@@ -444,7 +380,7 @@ class AST(nn.Module):
         patch, stride = cfg.resolve_patch(patch_size, stride)
         frames = cfg.input_tdim if input_tdim is None else input_tdim
         grid = grid_shape((cfg.input_fdim, frames), patch, stride)
-        new = dataclasses.replace(cfg, patch_size=patch, stride=stride, input_tdim=frames)
+        new = cfg.replace(patch_size=patch, stride=stride, input_tdim=frames)
         with torch.no_grad():
             sd = dict(self.state_dict())
             sd["patch_embed.proj.weight"] = resize_patch_weight(self.patch_embed.proj.weight, patch, resize)
@@ -453,7 +389,24 @@ class AST(nn.Module):
             model.load_state_dict({k: v.detach().clone() for k, v in sd.items()})
         return model.train(self.training)
 
-    # -- weights in and out ----------------------------------------------------------
+    #: :meth:`FlexModel.fixed`: the same as :meth:`at_patch_size`.
+    fixed = at_patch_size
+
+    def adapt(self, *, kernel_resize: str = "pi", **changes) -> "AST":
+        """This network for another geometry or head (:func:`adapt_state_dict`): a new
+        ``input_tdim`` (a coarse phase's shorter input), ``patch_size`` (moved with
+        ``kernel_resize``), ``stride`` or ``num_classes`` (a new head). The new model is on
+        this one's device, in its mode; the weights are moved on the CPU, so the result
+        does not depend on the device."""
+        if not changes:
+            return self
+        sd = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        config, sd, new_head = adapt_state_dict(self.config, sd, changes, kernel_resize)
+        model = AST(config=config)
+        model.load_state_dict(sd, strict=not new_head)
+        return model.to(self.pos_embed.device).train(self.training)
+
+    # -- weights in ------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides) -> "AST":
         """Load official AST, official FlexiAST, Hugging Face, timm ViT/DeiT or flexiast weights.
@@ -463,19 +416,10 @@ class AST(nn.Module):
         size moves the kernel with PI-resize, a new grid resizes the positional
         embeddings bilinearly, and a new ``num_classes`` gives a freshly initialised head.
         ``source_stride`` / ``source_input_tdim`` / ``source_input_fdim`` instead describe
-        the file, where its shapes are ambiguous (a warning says when).
+        the file, where its shapes are ambiguous (a warning says when). A file of another
+        model family is refused, naming it.
         Never executes code from the file (safetensors, or ``torch.load(weights_only=True)``).
         """
-        from .checkpoints import load_pretrained
+        from ..registry import load_model
 
-        return load_pretrained(path, **overrides)
-
-    def save_pretrained(self, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors``: flexiast's layout or Hugging Face's (``"hf"``).
-
-        ``inference``: ``{"features": FeatureConfig.to_dict(), "multilabel": bool}``, saved
-        with the weights so inference uses the features the model was trained on.
-        """
-        from .checkpoints import save_pretrained
-
-        return save_pretrained(self, directory, format=format, inference=inference)
+        return load_model(path, arch=ASTConfig.arch, **overrides)

@@ -1,0 +1,109 @@
+"""What a run writes as it goes: ``steps.csv`` (per logged step, per rank), ``metrics.csv``
+and ``history.json`` (per epoch, rank 0), TensorBoard scalars, and the epoch line printed.
+
+On resume the rows written after the checkpoint being resumed are dropped first
+(:meth:`RunLogs.trim`), so no step or epoch appears twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..atomic import write_text_atomic
+
+__all__ = ["RunLogs", "format_seconds"]
+
+
+def format_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+class RunLogs:
+    """The log files of one rank of a run in ``run_dir``."""
+
+    def __init__(self, run_dir: Path, *, rank: int, is_main: bool, tensorboard: bool):
+        self.run_dir, self.rank, self.is_main = run_dir, rank, is_main
+        self.tensorboard = tensorboard and is_main
+        self._writer = None
+
+    @property
+    def steps_path(self) -> Path:
+        """Every rank logs its own draws (``steps.rank1.csv``, ...), so agreement can be checked."""
+        return self.run_dir / ("steps.csv" if self.is_main else f"steps.rank{self.rank}.csv")
+
+    def trim(self, step: int, epoch: int) -> None:
+        """Drop rows after ``step`` (steps) and ``epoch`` (epochs): those of an attempt killed
+        after the checkpoint being resumed (all rows for a fresh start at 0)."""
+        logs = [(self.steps_path, "step", step)]
+        if self.is_main:
+            logs.append((self.run_dir / "metrics.csv", "epoch", epoch))
+        for path, key, last in logs:
+            if path.exists():
+                rows = [r for r in _read_csv(path) if int(r[key]) <= last]
+                if not rows:
+                    path.unlink()
+                    continue
+                buf = io.StringIO(newline="")
+                w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+                write_text_atomic(path, buf.getvalue())
+
+    def step(self, row: dict) -> None:
+        _append_csv(self.steps_path, row)
+        self.scalar("train/loss", row["loss"], row["step"])
+        self.scalar("train/lr", row["lr"], row["step"])
+
+    def epoch(self, record: dict, history: list[dict]) -> None:
+        """``record``'s row in ``metrics.csv`` (validation flattened as ``val_<metric>@<size>``)
+        and the whole ``history.json``; rank 0 only."""
+        row = {k: v for k, v in record.items() if k != "val"}
+        for name, metrics in record["val"].items():
+            if name.startswith("_"):
+                continue
+            for m, v in metrics.items():
+                row[f"val_{m}@{name}"] = v
+        _append_csv(self.run_dir / "metrics.csv", row)
+        write_text_atomic(self.run_dir / "history.json", json.dumps(history, indent=1))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        writer = self._tb(step)
+        if writer is not None:
+            writer.add_scalar(tag, value, step)
+
+    def _tb(self, step: int):
+        if self._writer is None and self.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._writer = False
+            else:
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step)
+        return self._writer or None
+
+    def close(self) -> None:
+        if self._writer:
+            self._writer.close()

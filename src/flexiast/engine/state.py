@@ -1,0 +1,96 @@
+"""The trainer's state, typed: what a checkpoint saves besides weights, optimizer and RNG.
+
+Each dataclass is saved as the plain dict ``dataclasses.asdict`` gives (the checkpoint
+layout of earlier versions, key for key) and restored with ``from_dict``, so a run
+resumes bit-identically whichever version wrote its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["Progress", "PhaseAccount", "Best", "WeightAverage"]
+
+
+class _Saved:
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**d)
+
+
+@dataclass
+class Progress(_Saved):
+    """Where the run is. ``phase``: the current phase; ``step`` / ``epoch``: optimizer steps and
+    epochs of the run; ``phase_step`` / ``phase_epoch``: of the current phase (its schedule's
+    clock); ``batch``: steps done in the current epoch (a mid-epoch resume skips them);
+    ``entered``: the last phase whose model was adapted (-1: none); ``done``: the summary is
+    written. ``loss_sum`` / ``loss_clips``: this epoch's training loss so far; ``skipped`` /
+    ``unreadable``: this epoch's unreadable clip reads over all ranks, and their files."""
+
+    phase: int = 0
+    step: int = 0
+    phase_step: int = 0
+    epoch: int = 0
+    phase_epoch: int = 0
+    batch: int = 0
+    done: bool = False
+    entered: int = -1
+    loss_sum: float = 0.0
+    loss_clips: int = 0
+    skipped: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def end_epoch(self) -> float:
+        """This epoch's mean training loss; resets the epoch's running sums."""
+        loss = self.loss_sum / max(self.loss_clips, 1)
+        self.loss_sum, self.loss_clips = 0.0, 0
+        return loss
+
+
+@dataclass
+class PhaseAccount(_Saved):
+    """A phase's cost: training FLOPs (analytic, all ranks), training and validation seconds,
+    optimizer steps and clips trained on (``flexiast savings`` reads these)."""
+
+    train_flops: int = 0
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
+    steps: int = 0
+    clips: int = 0
+
+
+@dataclass
+class Best(_Saved):
+    """The final phase's best validation number so far and its (1-based) epoch."""
+
+    value: float = -math.inf
+    epoch: int | None = None
+
+
+@dataclass
+class WeightAverage:
+    """AST's weight averaging: the float64 sum of the final phase's epoch weights and their count."""
+
+    sum: dict | None = None
+    count: int = 0
+
+    def add(self, state_dict: dict) -> None:
+        sd = {k: v.detach().double().cpu() for k, v in state_dict.items()}
+        self.sum = sd if self.sum is None else {k: self.sum[k] + sd[k] for k in sd}
+        self.count += 1
+
+    def mean(self, like: dict) -> dict:
+        """The average, in the dtypes of ``like`` (the model's state dict)."""
+        return {k: (v / self.count).to(like[k].dtype) for k, v in self.sum.items()}
+
+    def to_dict(self) -> dict:
+        return {"wa_sum": self.sum, "wa_count": self.count}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WeightAverage":
+        return cls(d["wa_sum"], d["wa_count"])

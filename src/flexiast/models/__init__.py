@@ -1,0 +1,13 @@
+"""Model families, and how to build, load and save any of them.
+
+``create_model(name_or_config, **overrides)``, ``load_model(path)``, ``list_models()``,
+``flops(model_or_config, input_shape, **call)``. Each family is a sub-package that
+registers a :class:`ModelFamily` on import (:mod:`flexiast.models.ast`).
+"""
+
+from .base import FamilyError, FlexModel, ModelFamily, families, get_family, register
+from .registry import config_from_dict, create_model, family_of, flops, list_models, load_model, save_model
+from . import ast  # noqa: E402,F401  (registers the AST family)
+
+__all__ = ["FlexModel", "ModelFamily", "FamilyError", "create_model", "load_model", "list_models", "flops",
+           "config_from_dict", "family_of", "save_model", "get_family", "families", "register"]

@@ -1,0 +1,124 @@
+"""The configuration of an AST: everything needed to rebuild one, stored with every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ...resize import grid_shape, to_pair
+
+__all__ = ["ASTConfig", "PRESETS"]
+
+#: DeiT widths (Touvron et al., 2021); every preset has 12 layers and 64-wide heads.
+PRESETS = {
+    "tiny": dict(embed_dim=192, depth=12, num_heads=3),
+    "small": dict(embed_dim=384, depth=12, num_heads=6),
+    "base": dict(embed_dim=768, depth=12, num_heads=12),
+}
+
+
+@dataclass(frozen=True)
+class ASTConfig:
+    """Everything needed to rebuild an :class:`AST`; stored with every checkpoint.
+
+    ``patch_size`` and ``stride`` are ``(freq, time)``; ``stride=None`` means the patch
+    size. ``norm_eps`` is the encoder's LayerNorm epsilon (1e-6 in AST/timm, 1e-12 in
+    Hugging Face's port), ``head_norm_eps`` the classifier's (1e-5 in AST).
+    """
+
+    num_classes: int = 527
+    input_fdim: int = 128
+    input_tdim: int = 1024
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    patch_size: tuple[int, int] = (16, 16)
+    stride: tuple[int, int] | None = None
+    prefix_tokens: int = 2
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    head_norm_eps: float = 1e-5
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    labels: tuple[str, ...] | None = field(default=None, compare=False)
+
+    #: The family's name in the registry, stored with every saved configuration.
+    arch: ClassVar[str] = "ast"
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("patch_size", to_pair(self.patch_size, "patch_size"))
+        set_("stride", to_pair(self.stride, "stride") if self.stride is not None else self.patch_size)
+        if self.labels is not None:
+            set_("labels", tuple(str(x) for x in self.labels))
+        for name in ("num_classes", "input_fdim", "input_tdim", "embed_dim", "depth", "num_heads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r} must be a positive integer")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if self.prefix_tokens not in (1, 2):
+            raise ValueError(f"prefix_tokens={self.prefix_tokens!r} must be 1 (cls) or 2 (cls + distillation)")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
+        for name in ("drop_rate", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
+        if self.labels is not None and len(self.labels) != self.num_classes:
+            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
+        grid_shape(self.input_size, self.patch_size, self.stride)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(mel_bins, frames)`` the stored positional grid was made for."""
+        return (self.input_fdim, self.input_tdim)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The stored positional grid, ``(freq, time)`` tokens."""
+        return grid_shape(self.input_size, self.patch_size, self.stride)
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    def resolve_patch(self, patch_size=None, stride=None) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``(patch, stride)`` of a call: the stored pair, or ``patch_size`` without overlap."""
+        patch = self.patch_size if patch_size is None else to_pair(patch_size, "patch_size")
+        if stride is not None:
+            return patch, to_pair(stride, "stride")
+        return patch, (self.stride if patch == self.patch_size else patch)
+
+    def replace(self, **changes) -> "ASTConfig":
+        """This configuration with ``changes``: a new ``patch_size`` without a ``stride`` no
+        longer overlaps, a new ``num_classes`` without ``labels`` drops the labels."""
+        d = self.to_dict()
+        if "patch_size" in changes and "stride" not in changes:
+            d["stride"] = None
+        if "num_classes" in changes and "labels" not in changes:
+            d["labels"] = None
+        d.update(changes)
+        return ASTConfig.from_dict(d)
+
+    def to_dict(self) -> dict:
+        d = {"arch": self.arch, **dataclasses.asdict(self)}
+        d["patch_size"], d["stride"] = list(self.patch_size), list(self.stride)
+        d["labels"] = list(self.labels) if self.labels is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ASTConfig":
+        d = dict(d)
+        arch = d.pop("arch", cls.arch)  # configurations saved before families had names are ASTs
+        if arch != cls.arch:
+            raise ValueError(f"a {arch!r} configuration, not an {cls.arch!r} one")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
+        for k in ("patch_size", "stride"):
+            if isinstance(d.get(k), list):
+                d[k] = tuple(d[k])
+        return cls(**d)

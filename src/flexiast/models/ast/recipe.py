@@ -1,0 +1,56 @@
+"""The ``model:`` section of a recipe for an AST, and the configuration it gives with the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...resize import to_pair
+from .config import PRESETS, ASTConfig
+
+__all__ = ["ASTSection", "config_from_recipe"]
+
+
+@dataclass
+class ASTSection:
+    """The network. ``preset`` gives the widths (tiny/small/base); explicit fields override it.
+
+    ``patch_size`` is the stored (base) kernel; FlexiAST keeps 16 and resizes it per step.
+    ``stride`` applies at that kernel (AST's overlapping 10). ``num_classes`` and the input
+    size come from the data and features.
+    """
+
+    arch: str = ASTConfig.arch
+    preset: str | None = "base"
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    patch_size: int | list[int] = 16
+    stride: int | list[int] | None = None
+    prefix_tokens: int = 2
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+    def widths(self) -> dict:
+        """Width, depth, heads and MLP ratio: the preset's, then the fields given."""
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(PRESETS)}")
+        widths = dict(PRESETS[self.preset]) if self.preset else {}
+        widths.update({k: getattr(self, k) for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")
+                       if getattr(self, k) is not None})
+        missing = [k for k in ("embed_dim", "depth", "num_heads") if k not in widths]
+        if missing:
+            raise ValueError(f"without a preset give embed_dim, depth and num_heads (missing {', '.join(missing)})")
+        return widths
+
+
+def config_from_recipe(section: ASTSection, *, num_classes: int, input_fdim: int, input_tdim: int,
+                       labels=None) -> ASTConfig:
+    """The AST a recipe trains: its section's network on the data's classes and input size.
+
+    Every check is :class:`ASTConfig`'s; a ``ValueError`` names the field."""
+    return ASTConfig(num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
+                     patch_size=to_pair(section.patch_size, "patch_size"),
+                     stride=None if section.stride is None else to_pair(section.stride, "stride"),
+                     prefix_tokens=section.prefix_tokens, drop_rate=section.drop_rate,
+                     drop_path_rate=section.drop_path_rate, labels=labels, **section.widths())

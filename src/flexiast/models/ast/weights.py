@@ -1,0 +1,413 @@
+"""The weights AST users already have, read into flexiast's AST, and written back out.
+
+Layouts recognised by their keys (after stripping DataParallel's ``module.``):
+
+* ``flexiast``: our own, ``config.json`` + ``model.safetensors``, a ``.safetensors`` file
+  whose metadata holds the configuration, or a training checkpoint
+  ``{"model": state_dict, "model_config": {...}}``.
+* ``ast``: the official AST release (``v.*`` timm DeiT keys + ``mlp_head.{0,1}``).
+  Hyper-parameters are inferred from tensor shapes; the number of heads assumes DeiT's
+  64-wide heads, and the stride and input length are those that explain the positional
+  grid (override them when the guess is wrong).
+* ``flexiast-official``: the FlexiAST release, an AST whose separate ``patch_embed`` and
+  ``pos_embed.pos_embed`` (one prefix token for the ViT-224 backbone) are the ones used.
+* ``hf``: Hugging Face's ``ASTForAudioClassification`` (``audio_spectrogram_transformer.*``),
+  a directory with ``config.json`` or a bare state dict.
+* ``timm``: an ImageNet ViT/DeiT state dict; the RGB kernel is summed to one channel and
+  the positional grid cut or interpolated per axis as AST does; the head is new.
+
+Files are read by :mod:`flexiast.checkpoints` (never running their code); this module
+only maps keys and shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from ...atomic import write_text_atomic
+from ...checkpoints import CheckpointError, save_directory
+from ...resize import ast_adapt_pos_grid, to_pair
+from .config import ASTConfig
+from .model import AST, adapt_state_dict
+
+__all__ = ["detect", "LAYOUTS", "infer_grid", "convert_state_dict", "load", "init_from", "to_hf",
+           "write_hf", "hf_preprocessor_config"]
+
+log = logging.getLogger(__name__)
+
+HF_PREFIX = "audio_spectrogram_transformer."
+#: Hugging Face's ``model_type`` of an AST ``config.json``.
+HF_MODEL_TYPE = "audio-spectrogram-transformer"
+#: The layouts :func:`detect` recognises, in words (for the error when no family reads a file).
+LAYOUTS = ("official AST (module.v.*), official FlexiAST (module.v.* + module.pos_embed.pos_embed), "
+           "Hugging Face (audio_spectrogram_transformer.*), timm ViT/DeiT (blocks.*, patch_embed.*) or "
+           "flexiast keys")
+
+
+# -- recognising layouts ------------------------------------------------------------
+def detect(sd: dict, foreign_config: dict | None = None) -> str | None:
+    """The layout of a state dict (``module.`` already stripped) if it is an AST's, else None."""
+    keys = set(sd)
+    if any(k.startswith(HF_PREFIX) for k in keys):
+        return "hf"
+    if foreign_config is not None:  # another library's config.json: only Hugging Face's AST is ours
+        return None
+    if "v.cls_token" in keys and "v.blocks.0.attn.qkv.weight" in keys:
+        if "pos_embed.pos_embed" in keys and "patch_embed.proj.weight" in keys:
+            return "flexiast-official"
+        return "ast"
+    if {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "cls_token", "pos_embed"} <= keys:
+        return "flexiast" if "head.fc.weight" in keys else "timm"
+    return None
+
+
+def _depth(sd: dict, pattern: str) -> int:
+    idx = {int(m.group(1)) for k in sd if (m := re.match(pattern, k))}
+    if not idx:
+        raise CheckpointError(f"no transformer layers found (keys matching {pattern!r})")
+    return max(idx) + 1
+
+
+#: Input lengths of AST's released models: AudioSet/VGGSound/VoxCeleb, ESC-50, Speech Commands.
+AST_LENGTHS = (1024, 512, 128)
+
+
+def infer_grid(num_tokens: int, patch: tuple[int, int], input_fdim: int = 128,
+               stride=None, input_tdim: int | None = None) -> tuple[tuple[int, int], int]:
+    """``(stride, input_tdim)`` that explain a positional grid of ``num_tokens`` tokens.
+
+    A checkpoint's shapes do not record its stride or input length, so they are inferred:
+    the given ``stride`` if any; else the patch size (no overlap) or AST's released
+    stride 10, whichever divides the tokens into a frequency and a time axis; only when
+    neither fits, any other stride. Among fitting candidates the preferred length is one
+    of AST's released lengths (1024, 512, 128), then a multiple of 64, of 16, then the
+    shortest; any length in a candidate's range gives the same grid. Shapes alone can be
+    ambiguous (a stride-10 grid for 128 frames has the tokens of a stride-16 grid for
+    288): then a warning names the choice and how to pin it.
+    """
+    def fits(strides):
+        out = []
+        for sf, st in strides:
+            if input_fdim < patch[0]:
+                break
+            gf = (input_fdim - patch[0]) // sf + 1
+            if num_tokens % gf == 0:
+                lo = (num_tokens // gf - 1) * st + patch[1]
+                span = range(lo, lo + st)
+                if input_tdim is None or input_tdim in span:
+                    out.append(((sf, st), span if input_tdim is None else range(input_tdim, input_tdim + 1)))
+        return out
+
+    if stride is not None:
+        candidates = fits([to_pair(stride, "stride")])
+    else:
+        candidates = fits(list(dict.fromkeys([patch, (10, 10)])))
+        if not candidates:
+            candidates = fits([(s, s) for s in range(max(patch), 0, -1) if (s, s) not in (patch, (10, 10))])
+    for rule in (lambda t: t in AST_LENGTHS, lambda t: t % 64 == 0, lambda t: t % 16 == 0, lambda t: True):
+        for s, span in candidates:
+            nice = [t for t in span if rule(t)]
+            if nice:
+                if len(candidates) > 1:
+                    others = ", ".join(f"stride {c[0]}x{c[1]} ({span.start} frames)"
+                                       for c, span in candidates if c != s)
+                    warnings.warn(f"{num_tokens} positional tokens fit stride {s[0]}x{s[1]} ({nice[0]} frames) "
+                                  f"and also {others}; assuming the first. Pass source_stride= and "
+                                  "source_input_tdim= to say which", stacklevel=4)
+                return s, nice[0]
+    raise CheckpointError(
+        f"cannot explain {num_tokens} positional tokens with patch {patch}, {input_fdim} mel bins"
+        + (f", stride {stride}" if stride is not None else "")
+        + (f", {input_tdim} frames" if input_tdim is not None else "")
+        + "; describe the checkpoint with source_input_fdim=, source_input_tdim= and source_stride="
+    )
+
+
+def _encoder_config(sd: dict, prefix: str, num_heads: int | None) -> dict:
+    """Width, depth, heads and MLP ratio of a timm-layout encoder under ``prefix``."""
+    dim = sd[prefix + "cls_token"].shape[-1]
+    fc1 = sd[prefix + "blocks.0.mlp.fc1.weight"]
+    return dict(embed_dim=dim, depth=_depth(sd, re.escape(prefix) + r"blocks\.(\d+)\."),
+                num_heads=num_heads or max(dim // 64, 1), mlp_ratio=fc1.shape[0] / dim,
+                qkv_bias=prefix + "blocks.0.attn.qkv.bias" in sd)
+
+
+def _encoder_weights(sd: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in sd.items():
+        if not k.startswith(prefix):
+            continue
+        name = k[len(prefix):]
+        if name.startswith(("blocks.", "norm.")) or name in ("cls_token", "dist_token"):
+            out[name] = v
+    return out
+
+
+def _from_ast(sd: dict, ov: dict, official_flexiast: bool) -> tuple[dict, dict]:
+    prefix_tokens = 2 if "v.dist_token" in sd else 1
+    if official_flexiast:
+        weight, bias, pos = sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], sd["pos_embed.pos_embed"]
+    else:
+        weight, bias, pos = sd["v.patch_embed.proj.weight"], sd["v.patch_embed.proj.bias"], sd["v.pos_embed"]
+    patch = tuple(weight.shape[-2:])
+    fdim = ov.get("source_input_fdim", 128)
+    stride = patch if official_flexiast else ov.get("source_stride")
+    stride, tdim = infer_grid(pos.shape[1] - prefix_tokens, patch, fdim, stride, ov.get("source_input_tdim"))
+    cfg = dict(_encoder_config(sd, "v.", ov.get("num_heads")), num_classes=sd["mlp_head.1.weight"].shape[0],
+               input_fdim=fdim, input_tdim=tdim, patch_size=patch, stride=stride,
+               prefix_tokens=prefix_tokens, norm_eps=1e-6, head_norm_eps=1e-5)
+    out = _encoder_weights(sd, "v.")
+    out.update({"patch_embed.proj.weight": weight, "patch_embed.proj.bias": bias, "pos_embed": pos,
+                "head.norm.weight": sd["mlp_head.0.weight"], "head.norm.bias": sd["mlp_head.0.bias"],
+                "head.fc.weight": sd["mlp_head.1.weight"], "head.fc.bias": sd["mlp_head.1.bias"]})
+    return cfg, out
+
+
+_HF_LAYER = {
+    "attention.attention.query": "q", "attention.attention.key": "k", "attention.attention.value": "v",
+    "attention.q_proj": "q", "attention.k_proj": "k", "attention.v_proj": "v",
+    "attention.output.dense": "attn.proj", "attention.o_proj": "attn.proj",
+    "intermediate.dense": "mlp.fc1", "mlp.fc1": "mlp.fc1",
+    "output.dense": "mlp.fc2", "mlp.fc2": "mlp.fc2",
+    "layernorm_before": "norm1", "layernorm_after": "norm2",
+}
+
+
+def _from_hf(sd: dict, hf_cfg: dict | None, ov: dict) -> tuple[dict, dict]:
+    p = HF_PREFIX
+    emb = p + "embeddings."
+    out, qkv = {}, {}
+    for k, v in sd.items():
+        m = re.match(re.escape(p) + r"(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)$", k)
+        if m:
+            i, name, kind = int(m.group(1)), m.group(2), m.group(3)
+            if name not in _HF_LAYER:
+                raise CheckpointError(f"unexpected Hugging Face AST key {k}")
+            target = _HF_LAYER[name]
+            if target in ("q", "k", "v"):
+                qkv[(i, kind, target)] = v
+            else:
+                out[f"blocks.{i}.{target}.{kind}"] = v
+    depth = 1 + max(i for i, _, _ in qkv) if qkv else 0
+    for i in range(depth):
+        for kind in ("weight", "bias"):
+            parts = [qkv.get((i, kind, t)) for t in "qkv"]
+            if all(x is not None for x in parts):
+                out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
+    out.update({
+        "cls_token": sd[emb + "cls_token"], "dist_token": sd[emb + "distillation_token"],
+        "pos_embed": sd[emb + "position_embeddings"],
+        "patch_embed.proj.weight": sd[emb + "patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": sd[emb + "patch_embeddings.projection.bias"],
+        "norm.weight": sd[p + "layernorm.weight"], "norm.bias": sd[p + "layernorm.bias"],
+    })
+    has_head = "classifier.dense.weight" in sd
+    if has_head:
+        out.update({"head.norm.weight": sd["classifier.layernorm.weight"],
+                    "head.norm.bias": sd["classifier.layernorm.bias"],
+                    "head.fc.weight": sd["classifier.dense.weight"], "head.fc.bias": sd["classifier.dense.bias"]})
+    dim = out["cls_token"].shape[-1]
+    patch = tuple(out["patch_embed.proj.weight"].shape[-2:])
+    if hf_cfg is not None:
+        eps = float(hf_cfg.get("layer_norm_eps", 1e-12))
+        labels = hf_cfg.get("id2label")
+        num_classes = len(labels) if labels else out.get("head.fc.weight", torch.empty(527)).shape[0]
+        cfg = dict(embed_dim=hf_cfg["hidden_size"], depth=hf_cfg["num_hidden_layers"],
+                   num_heads=hf_cfg["num_attention_heads"], mlp_ratio=hf_cfg["intermediate_size"] / hf_cfg["hidden_size"],
+                   input_fdim=hf_cfg["num_mel_bins"], input_tdim=hf_cfg["max_length"], patch_size=patch,
+                   stride=(hf_cfg["frequency_stride"], hf_cfg["time_stride"]), qkv_bias=hf_cfg.get("qkv_bias", True),
+                   num_classes=num_classes, norm_eps=eps, head_norm_eps=eps)
+        if labels:
+            cfg["labels"] = tuple(labels[str(i)] if str(i) in labels else labels[i] for i in range(len(labels)))
+    else:
+        fdim = ov.get("source_input_fdim", 128)
+        stride, tdim = infer_grid(out["pos_embed"].shape[1] - 2, patch, fdim, ov.get("source_stride"),
+                                  ov.get("source_input_tdim"))
+        cfg = dict(embed_dim=dim, depth=_depth(out, r"blocks\.(\d+)\."), num_heads=ov.get("num_heads") or dim // 64,
+                   mlp_ratio=out["blocks.0.mlp.fc1.weight"].shape[0] / dim, input_fdim=fdim,
+                   input_tdim=tdim, patch_size=patch, stride=stride, norm_eps=1e-12, head_norm_eps=1e-12,
+                   num_classes=out["head.fc.weight"].shape[0] if has_head else 527)
+    cfg["prefix_tokens"] = 2
+    return cfg, out
+
+
+def _from_timm(sd: dict, ov: dict) -> tuple[dict, dict]:
+    prefix_tokens = 2 if "dist_token" in sd else 1
+    weight = sd["patch_embed.proj.weight"].sum(dim=1, keepdim=True)
+    cfg = dict(_encoder_config(sd, "", ov.get("num_heads")), patch_size=tuple(weight.shape[-2:]),
+               prefix_tokens=prefix_tokens, norm_eps=1e-6, head_norm_eps=1e-5)
+    cfg.update({k: v for k, v in ov.items() if k in ("num_classes", "input_fdim", "input_tdim", "stride")})
+    old = sd["pos_embed"].shape[1] - prefix_tokens
+    side = int(round(old ** 0.5))
+    if side * side != old:
+        raise CheckpointError(f"timm positional embedding of {old} tokens is not a square grid")
+    target = ASTConfig(**{k: v for k, v in cfg.items() if k in ASTConfig.__dataclass_fields__})
+    out = _encoder_weights(sd, "")
+    out["patch_embed.proj.weight"] = weight
+    out["patch_embed.proj.bias"] = sd["patch_embed.proj.bias"]
+    out["pos_embed"] = ast_adapt_pos_grid(sd["pos_embed"], (side, side), target.grid,
+                                          num_prefix_tokens=prefix_tokens)
+    return cfg, out
+
+
+def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = None,
+                       hf_config: dict | None = None, **overrides) -> tuple[ASTConfig, dict]:
+    """``(config, state dict in flexiast layout)`` of a state dict of ``layout``, before overrides.
+
+    ``overrides`` may hold ``source_*`` hints and ``num_heads`` (facts about the file);
+    the timm path also builds its new grid for ``input_fdim``, ``input_tdim``, ``stride``.
+    """
+    try:
+        if layout == "flexiast":
+            cfg = dict(flexiast_config or {})
+            if not cfg:
+                raise CheckpointError("flexiast state dict without its model configuration")
+        elif layout in ("ast", "flexiast-official"):
+            cfg, sd = _from_ast(sd, overrides, layout == "flexiast-official")
+        elif layout == "hf":
+            if hf_config is not None and hf_config.get("model_type") != HF_MODEL_TYPE:
+                raise CheckpointError(f"config.json: model_type {hf_config.get('model_type')!r}, not {HF_MODEL_TYPE!r}")
+            cfg, sd = _from_hf(sd, hf_config, overrides)
+        else:
+            cfg, sd = _from_timm(sd, overrides)
+    except KeyError as e:
+        raise CheckpointError(f"{layout} checkpoint is missing the tensor {e.args[0]!r}") from None
+    try:
+        config = ASTConfig.from_dict(cfg) if layout == "flexiast" else ASTConfig(**cfg)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{layout} checkpoint: {e}") from None
+    return config, dict(sd)
+
+
+#: Keywords of :func:`load` that describe an ambiguous file rather than a target.
+SOURCE_HINTS = ("source_stride", "source_input_tdim", "source_input_fdim")
+
+
+def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: dict | None, *,
+         path: Path, **overrides) -> AST:
+    """An AST from a state dict of ``layout`` (:func:`flexiast.models.load_model`), adapted by
+    ``overrides`` (:meth:`AST.from_pretrained`).
+
+    ``source_stride``, ``source_input_tdim`` and ``source_input_fdim`` describe the file
+    where its shapes leave them ambiguous (official AST releases, bare HF state dicts);
+    every other keyword is a target the loaded weights are adapted to.
+    """
+    hints = {k: overrides.pop(k) for k in SOURCE_HINTS if k in overrides}
+    try:
+        cfg, sd = convert_state_dict(sd, layout, flexiast_config=flexiast_config, hf_config=foreign_config,
+                                     **hints, **overrides)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if layout == "timm":
+        overrides = {k: v for k, v in overrides.items() if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
+    cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides)
+    model = AST(config=cfg)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if new_head:
+        missing = [k for k in missing if not k.startswith("head.")]
+        warnings.warn(f"{path}: classifier head initialised at random ({cfg.num_classes} classes)", stacklevel=4)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} ({layout}): missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+    log.info("loaded %s checkpoint %s: %s", layout, path, cfg)
+    return model
+
+
+def init_from(path: str | Path, target: ASTConfig, **hints) -> AST:
+    """A recipe's initial weights (``init.path``) shaped to its ``target`` configuration.
+
+    Input size, classes (a new head), stored kernel (PI-resized) and stride come from the
+    target. Weights do not store the head count (ImageNet and AST files assume 64-wide
+    heads): the target's is used where width and depth agree. Widths the file fixes and
+    the recipe states otherwise are taken from the file, with a warning.
+    """
+    from ..registry import load_model
+
+    overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
+                     patch_size=target.patch_size, stride=target.stride, drop_rate=target.drop_rate,
+                     drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
+    model = load_model(path, arch=ASTConfig.arch, **overrides)
+    got = model.config
+    if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
+        model = load_model(path, arch=ASTConfig.arch, num_heads=target.num_heads, **overrides)
+        got = model.config
+    differ = [f"{k}={getattr(got, k)} (recipe: {getattr(target, k)})"
+              for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens")
+              if getattr(got, k) != getattr(target, k)]
+    if differ:
+        warnings.warn(f"init.path: {path} sets {', '.join(differ)}; the weights' shapes are used", stacklevel=3)
+    return model
+
+
+# -- writing ------------------------------------------------------------------------
+def to_hf(model: AST) -> tuple[dict, dict]:
+    """``(config.json contents, state dict)`` in Hugging Face's AST layout."""
+    cfg = model.config
+    if cfg.patch_size[0] != cfg.patch_size[1]:
+        raise ValueError(f"Hugging Face's AST needs a square patch; this model stores {cfg.patch_size}")
+    if cfg.prefix_tokens != 2:
+        raise ValueError("Hugging Face's AST has cls and distillation tokens; this model has one prefix token")
+    if cfg.qkv_bias is False:
+        raise ValueError("export with qkv_bias=False is not supported")
+    if cfg.head_norm_eps != cfg.norm_eps:
+        warnings.warn(f"Hugging Face's AST has one layer_norm_eps; writing {cfg.norm_eps} (the classifier "
+                      f"used {cfg.head_norm_eps}), which changes logits by a few 1e-6", stacklevel=3)
+    labels = cfg.labels or tuple(f"LABEL_{i}" for i in range(cfg.num_classes))
+    hf_cfg = {
+        "architectures": ["ASTForAudioClassification"], "model_type": "audio-spectrogram-transformer",
+        "hidden_size": cfg.embed_dim, "num_hidden_layers": cfg.depth, "num_attention_heads": cfg.num_heads,
+        "intermediate_size": cfg.mlp_dim, "hidden_act": "gelu", "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "layer_norm_eps": cfg.norm_eps,
+        "patch_size": cfg.patch_size[0], "qkv_bias": True, "frequency_stride": cfg.stride[0],
+        "time_stride": cfg.stride[1], "max_length": cfg.input_tdim, "num_mel_bins": cfg.input_fdim,
+        "id2label": {str(i): x for i, x in enumerate(labels)}, "label2id": {x: i for i, x in enumerate(labels)},
+    }
+    p, e = HF_PREFIX, HF_PREFIX + "embeddings."
+    sd = model.state_dict()
+    out = {e + "cls_token": sd["cls_token"], e + "distillation_token": sd["dist_token"],
+           e + "position_embeddings": sd["pos_embed"],
+           e + "patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
+           e + "patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
+           p + "layernorm.weight": sd["norm.weight"], p + "layernorm.bias": sd["norm.bias"],
+           "classifier.layernorm.weight": sd["head.norm.weight"], "classifier.layernorm.bias": sd["head.norm.bias"],
+           "classifier.dense.weight": sd["head.fc.weight"], "classifier.dense.bias": sd["head.fc.bias"]}
+    names = {"attn.proj": "attention.output.dense", "mlp.fc1": "intermediate.dense",
+             "mlp.fc2": "output.dense", "norm1": "layernorm_before", "norm2": "layernorm_after"}
+    for i in range(cfg.depth):
+        layer, b = f"{p}encoder.layer.{i}.", f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            q, k, v = sd[f"{b}attn.qkv.{kind}"].chunk(3, dim=0)
+            for name, t in (("query", q), ("key", k), ("value", v)):
+                out[f"{layer}attention.attention.{name}.{kind}"] = t
+            for ours, theirs in names.items():
+                out[f"{layer}{theirs}.{kind}"] = sd[f"{b}{ours}.{kind}"]
+    return hf_cfg, out
+
+
+def hf_preprocessor_config(features: dict) -> dict:
+    """``preprocessor_config.json`` of Hugging Face's ``ASTFeatureExtractor`` for our features."""
+    return {"feature_extractor_type": "ASTFeatureExtractor", "feature_size": 1,
+            "num_mel_bins": features["num_mel_bins"], "max_length": features["target_length"],
+            "mean": features["mean"], "std": features["std"], "do_normalize": True, "padding_value": 0.0,
+            "return_attention_mask": False, "sampling_rate": features["sample_rate"]}
+
+
+def write_hf(model: AST, directory: Path, inference: dict | None = None) -> Path:
+    """``directory`` in Hugging Face's layout: ``config.json`` and ``model.safetensors`` that
+    ``ASTForAudioClassification.from_pretrained`` reads, and with ``inference`` (features and
+    multi-label flag) ``preprocessor_config.json`` and ``problem_type``, so Hugging Face's
+    feature extractor and pipeline use the same features."""
+    config, sd = to_hf(model)
+    if inference is not None and "multilabel" in inference:
+        config["problem_type"] = ("multi_label_classification" if inference["multilabel"]
+                                  else "single_label_classification")
+    save_directory(directory, sd, config, {"format": "pt"})
+    if inference is not None and "features" in inference:
+        write_text_atomic(directory / "preprocessor_config.json",
+                          json.dumps(hf_preprocessor_config(inference["features"]), indent=2) + "\n")
+    return directory

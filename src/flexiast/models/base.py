@@ -1,0 +1,124 @@
+"""What every model family provides, and the registry the rest of flexiast finds them in.
+
+A family is one folder under :mod:`flexiast.models` that registers a :class:`ModelFamily`:
+its name (``arch``), its configuration class, its model class, the kind of features it
+takes, its named sizes, how it reads foreign weights and how it counts FLOPs. The
+training engine, evaluation, deployment and the CLI hold a model and its configuration
+and call the methods below; they never name a family (``tests/test_layering.py``).
+
+A family's configuration is a frozen dataclass with ``arch`` (a class constant),
+``num_classes``, ``input_fdim`` (mel bins), ``input_tdim`` (frames), ``labels``,
+``to_dict()`` (with ``arch``), ``from_dict()`` and ``replace(**changes)``.
+Its model is a :class:`FlexModel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch.nn as nn
+
+__all__ = ["FlexModel", "ModelFamily", "register", "get_family", "families", "FamilyError"]
+
+
+class FamilyError(ValueError):
+    """An unknown family or preset name, or a configuration of another family."""
+
+
+class FlexModel(nn.Module):
+    """A model whose input geometry can change after it is built.
+
+    ``forward(spec[batch, frames, mel_bins], **call)`` gives logits; ``call`` holds what
+    the family lets a caller vary per call (an AST's ``patch_size`` and ``resize``).
+    ``adapt(kernel_resize=..., **changes)`` returns the same network for another geometry
+    or head (``input_tdim``, ``patch_size``, ``stride``, ``num_classes``): what a training
+    phase, a fine-tuning start or a deployment at one size needs, with the weights moved
+    as the family defines (an AST PI-resizes its kernel and resizes its positional grid).
+    """
+
+    config: Any
+    #: The features the family was designed for (:attr:`flexiast.features.FeatureConfig.kind`).
+    feature_kind: ClassVar[str]
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    def adapt(self, *, kernel_resize: str = "pi", **changes) -> "FlexModel":
+        raise NotImplementedError
+
+    def fixed(self, *, input_tdim: int | None = None, **call) -> "FlexModel":
+        """A copy that computes ``self(spec, **call)`` for ``spec`` of ``input_tdim`` frames
+        with nothing resized per call: what export and fast inference at one setting use."""
+        raise NotImplementedError
+
+    def save_pretrained(self, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
+        """``directory/config.json`` + ``model.safetensors`` in flexiast's layout (any family)
+        or another library's (``format``, where the family has a writer for it)."""
+        from .registry import save_model
+
+        return save_model(self, directory, format=format, inference=inference)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A registered family.
+
+    * ``presets``: named sizes, ``{"tiny": {...}}``, which :func:`flexiast.models.create_model`
+      takes as ``"<arch>-<preset>"``;
+    * ``detect(state_dict, foreign_config) -> str | None``: the name of a foreign layout
+      this family reads (``"hf"``, ``"timm"``, ...), or None; ``layouts`` says in words
+      which ones, for the error when no family reads a file;
+    * ``load(state_dict, layout, flexiast_config, foreign_config, path=, **overrides) ->
+      model``: a state dict of ``layout`` as a model, adapted by ``overrides``;
+    * ``init_from(path, target, **hints) -> model``: a recipe's initial weights made to fit
+      its ``target`` configuration (input size, classes, kernel);
+    * ``flops(config, input_shape, **call)``: analytic FLOPs, equal to ``FlopCounterMode``;
+    * ``writers``: ``{format: write(model, directory, inference)}`` for layouts other than
+      flexiast's;
+    * ``recipe_section``: the dataclass of a recipe's ``model:`` section for this family,
+      and ``config_from_recipe(section, **data) -> config`` (``data``: ``num_classes``,
+      ``input_fdim``, ``input_tdim``, ``labels``).
+    """
+
+    arch: str
+    config_class: type
+    model_class: type
+    feature_kind: str
+    presets: dict = field(default_factory=dict)
+    detect: Callable[..., str | None] = lambda sd, foreign: None
+    layouts: str = "flexiast's own"
+    load: Callable[..., Any] | None = None
+    init_from: Callable[..., Any] | None = None
+    flops: Callable[..., Any] | None = None
+    writers: dict = field(default_factory=dict)
+    recipe_section: type | None = None
+    config_from_recipe: Callable[..., Any] | None = None
+    #: What a caller may vary per call (``forward``'s keywords), e.g. ``("patch_size", "resize")``.
+    call_options: tuple[str, ...] = ()
+    #: A small configuration (keyword arguments of ``config_class``) and calls that exercise
+    #: its flexibility: what the contract test (``tests/test_families.py``) runs on every family.
+    tiny: dict = field(default_factory=dict)
+    example_calls: tuple[dict, ...] = ({},)
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+
+
+def register(family: ModelFamily) -> ModelFamily:
+    if family.arch in _FAMILIES and _FAMILIES[family.arch] is not family:
+        raise FamilyError(f"a model family {family.arch!r} is already registered")
+    _FAMILIES[family.arch] = family
+    return family
+
+
+def get_family(arch: str) -> ModelFamily:
+    if arch not in _FAMILIES:
+        raise FamilyError(f"unknown model family {arch!r}; registered: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[arch]
+
+
+def families() -> dict[str, ModelFamily]:
+    return dict(_FAMILIES)

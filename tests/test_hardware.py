@@ -144,8 +144,8 @@ def test_capability_line_names_isa_bf16_and_threads():
 
 # -- the trainer ---------------------------------------------------------------------
 def test_fp16_on_a_cpu_is_refused_by_the_trainer_before_any_data_is_read(fsdd_small, tmp_path, monkeypatch):
-    from flexiast.engine import trainer as train_mod
     from flexiast.config import ConfigError, build_config
+    from flexiast.engine import trainer as train_mod
 
     from helpers import tiny_recipe
 
@@ -163,13 +163,13 @@ def test_fp16_on_a_cpu_is_refused_by_the_trainer_before_any_data_is_read(fsdd_sm
 def test_a_run_records_its_precision_and_a_resume_elsewhere_warns(fsdd_small, tmp_path, monkeypatch):
     """summary.json and the checkpoint keep the resolved precision; resuming where auto
     resolves to another one continues, with a warning that it is no longer bit-identical."""
-    from flexiast.engine import trainer as train_mod
     from flexiast.config import build_config
+    from flexiast.engine import Trainer, train
 
     from helpers import tiny_recipe
 
     cfg = build_config(tiny_recipe(fsdd_small, tmp_path / "r", train={"precision": "auto"}, phases=[{"epochs": 1}]))
-    summary = train_mod.train(cfg)
+    summary = train(cfg)
     here = resolve_precision("auto", "cpu")
     assert summary["precision"] == here.to_dict()
     assert summary["machine"]["isa"] == torch.backends.cpu.get_cpu_capability()
@@ -178,4 +178,4 @@ def test_a_run_records_its_precision_and_a_resume_elsewhere_warns(fsdd_small, tm
     other = "fp32" if here.name == "bf16" else "bf16"
     state["precision"] = {**state["precision"], "name": other, "reason": "elsewhere"}
     with pytest.warns(UserWarning, match=f"trained in {other} \\(elsewhere\\) and continues in {here.name}"):
-        train_mod.Trainer(cfg, tmp_path / "r", resume_state=state)
+        Trainer(cfg, tmp_path / "r", resume_state=state)

@@ -10,7 +10,7 @@ one checkpoint, one data split and one resize method: per patch size, the task m
 of ``latency_runs`` timed calls after warm-up, on the machine that ran it).
 
 Cost and latency are those of the model deployed at that size
-(:meth:`flexiast.AST.at_patch_size`): the kernel is resized once per size, not per clip,
+(``model.fixed``, :meth:`flexiast.AST.at_patch_size` for an AST): the kernel is resized once per size, not per clip,
 so neither includes the resize (its one-time cost is in ``docs/PERFORMANCE.md``).
 
 The profile is written as Markdown, CSV and JSON, and stored beside the checkpoint
@@ -182,7 +182,7 @@ def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=PAT
         raise ValueError(f"the data gave inputs of {results['_frames']} frames; the profile is for {frames}")
     rows = []
     for name, patch in patches.items():
-        fixed = model.at_patch_size(patch, resize=resize, input_tdim=frames)
+        fixed = model.fixed(patch_size=patch, resize=resize, input_tdim=frames)
         count = flops(fixed.config, (frames, cfg.input_fdim))
         lat = measure_latency(fixed, frames, None, runs=latency_runs, autocast=autocast)
         del fixed

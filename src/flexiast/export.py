@@ -55,7 +55,7 @@ def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: 
     _need("onnx")
     _need("onnxscript")
     path = Path(path)
-    fixed = model.at_patch_size(patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
+    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
     cfg = fixed.config
     example = torch.zeros(2, cfg.input_tdim, cfg.input_fdim)
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -99,8 +99,8 @@ def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: s
     return float((got - ref).abs().max())
 
 
-def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
-              pos_grid: str = "leading", inference: dict | None = None) -> Path:
+def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frames: int | None = None,
+              resize: str = "pi", pos_grid: str = "leading", inference: dict | None = None) -> Path:
     """Hugging Face's ``ASTForAudioClassification`` layout at one (square) patch size.
 
     ``ASTFeatureExtractor`` frames audio one way only (25 ms Hanning windows every 10 ms,
@@ -117,5 +117,5 @@ def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frame
         if inference.get("compression", "none") != "none" and not str(inference["compression"]).startswith("patch"):
             raise ValueError(f"compression {inference['compression']}: Hugging Face's ASTFeatureExtractor cannot "
                              "compress time; export to ONNX or flexiast instead")
-    fixed = model.at_patch_size(patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid)
+    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid)
     return fixed.save_pretrained(directory, format="hf", inference=inference)

@@ -276,10 +276,10 @@ class InferenceModel:
         return {"patch": patch, "resize": resize or "pi", "reason": reason, "row": None}
 
     def at(self, patch, resize: str = "pi") -> FlexModel:
-        """The model fixed at ``patch`` (:meth:`AST.at_patch_size`), made once per size and method."""
+        """The model fixed at ``patch`` (``model.fixed``), made once per size and method."""
         key = (tuple(to_pair(patch, "patch_size")), resize)
         if key not in self._fixed:
-            self._fixed[key] = self.model.at_patch_size(key[0], resize=resize).eval()
+            self._fixed[key] = self.model.fixed(patch_size=key[0], resize=resize).eval()
         return self._fixed[key]
 
     def _spectrograms(self, wave: torch.Tensor, hop: int, whole: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..atomic import write_text_atomic
 
-__all__ = ["RunLogs", "format_seconds"]
+__all__ = ["RunLogs", "format_seconds", "unreadable_report"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -107,3 +107,20 @@ class RunLogs:
     def close(self) -> None:
         if self._writer:
             self._writer.close()
+
+
+def unreadable_report(history: list[dict], left_out: dict[str, list[str]], summary: dict) -> dict:
+    """A run's unreadable clips under ``on_error: skip``: those the scan left out (per split),
+    the reads skipped in training, validation and test (a clip read in 3 epochs counts 3
+    times), and every file involved once, with its reason."""
+    epochs = [h.get("unreadable", {"train_skipped": 0, "val_skipped": 0, "files": []}) for h in history]
+    files = {m for msgs in left_out.values() for m in msgs}
+    files |= {f for u in epochs for f in u["files"]}
+    tests = list(summary.get("test", {}).values())[:1]  # the test split is read once per model; count once
+    files |= {f for t in tests for f in t["_unreadable"]}
+    train = sum(u["train_skipped"] for u in epochs)
+    val = sum(u["val_skipped"] for u in epochs)
+    test = sum(t["_skipped"] for t in tests)
+    return {"left_out_at_scan": {k: len(v) for k, v in left_out.items()},
+            "skipped_reads": train + val + test, "skipped_in_training": train, "skipped_in_validation": val,
+            "skipped_in_test": test, "files": sorted(files)}

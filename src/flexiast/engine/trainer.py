@@ -52,9 +52,10 @@ from ..hardware import HardwareError, device_capability, resolve_precision
 from ..models import create_model, family_of, flops, get_family, load_model
 from ..resize import to_pair
 from ..tasks import Classification, Distillation, Task
-from .logs import RunLogs, format_seconds
+from .logs import RunLogs, format_seconds, unreadable_report
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
+from .phases import PhasePlan
 from .run_checkpoint import WEIGHT_FILES, load_latest, run_weights, save_run_checkpoint
 from .splits import eval_loader, load_splits
 from .state import Best, PhaseAccount, Progress, WeightAverage
@@ -97,6 +98,7 @@ class Trainer:
                               f"{accum} accumulation steps")
         self.micro_batch = cfg.data.batch_size // (world * accum)
         self.features = cfg.feature_config()
+        self.plan = PhasePlan(cfg, self.features)
         self.family = get_family(cfg.model.arch)
         # Weight files first: an unreadable or untrusted file is refused before the data scan.
         teacher = load_model(cfg.loss.teacher) if cfg.loss.teacher else None
@@ -186,34 +188,13 @@ class Trainer:
         return Distillation(kind, teacher.to(self.info.device), teacher_call={"patch_size": patch},
                             weight=cfg.kd_weight, temperature=cfg.temperature, label_smoothing=cfg.label_smoothing)
 
-    def phase_geometry(self, i: int) -> dict:
-        """The model's geometry in phase ``i``: its input length (``target_length / C`` under
-        fshift or pooling) and stored kernel (``p x Cp`` in a ``patch:C`` phase, whose widened
-        kernel does not overlap; the recipe's stride applies to the base kernel)."""
-        frames = self.features.frames(self.cfg.phase_compression(i))
-        kernel = self.cfg.phase_kernel(i)
-        base_stride = self.cfg.model.stride
-        stride = to_pair(base_stride, "model.stride") if base_stride and kernel == self.cfg.base_patch() else None
-        return {"input_tdim": frames, "patch_size": kernel, "stride": stride}
-
-    def phase_model_config(self, i: int, current):
-        """The model configuration of phase ``i``: ``current`` with :meth:`phase_geometry`."""
-        return current.replace(**self.phase_geometry(i))
-
-    def _transfer_method(self, i: int) -> str:
-        """How the kernel moves into phase ``i``: that phase's, or the patch phase it leaves."""
-        phases = self.cfg.phases
-        if self.cfg.phase_compression(i).method == "patch" or i == 0:
-            return phases[i].transfer
-        return phases[i - 1].transfer
-
     def _enter_phase(self, i: int) -> None:
         """Adapt the model to phase ``i`` and start a fresh optimizer (Sec. 2.2)."""
         current = self.model.config
-        target = self.phase_model_config(i, current)
+        target = self.plan.model_config(i, current)
         if target != current:
             changes = {k: v for k, v in target.to_dict().items() if v != current.to_dict()[k]}
-            self.model = self.model.adapt(kernel_resize=self._transfer_method(i), **changes)
+            self.model = self.model.adapt(kernel_resize=self.plan.transfer(i), **changes)
             log.info("phase %d: model adapted to %s", i, self.model.config)
         self._build_phase(i)
 
@@ -462,8 +443,11 @@ class Trainer:
             bar.close()
         return {"train_loss": p.end_epoch(), "lr": self.optimizer.param_groups[0]["lr"]}
 
-    def eval_patches(self, phase: int) -> dict:
-        return self.cfg.eval_patches(phase, self.features)
+    def seconds_left(self) -> float:
+        """The run's remaining wall time, estimated (:meth:`PhasePlan.seconds_left`)."""
+        return self.plan.seconds_left(self.progress, self.accounting, len(self.history), phase_total=self.phase_total,
+                                      phase_epochs=self.phase_epochs, steps_per_epoch=self.steps_per_epoch,
+                                      current=self.model.config, task=self.task)
 
     def _select(self, metrics: dict) -> float:
         sel = self.cfg.train.select
@@ -483,8 +467,9 @@ class Trainer:
             if "val" not in self._loaders:
                 self._loaders["val"] = eval_loader(dataset, bs, self.info, self.workers)
             loader = self._loaders["val"]
-        return evaluate_model(model or self.model, loader, self.eval_patches(self.phase), multilabel=self.multilabel,
-                              resize=self.cfg.train.eval_resize, info=self.info, autocast=self._autocast)
+        return evaluate_model(model or self.model, loader, self.cfg.eval_patches(self.phase, self.features),
+                              multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
+                              autocast=self._autocast)
 
     def _end_epoch(self, train_out: dict) -> None:
         cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]
@@ -527,40 +512,6 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(record, left)
         self.logs.scalar(f"val/{self.metric}", record["val_select"], record["step"])
-
-    def _phase_step_flops(self, i: int) -> float:
-        """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
-        over its sampler's sizes, weighted as drawn, at its input length and stored kernel."""
-        cfg, ph = self.cfg, self.cfg.phases[i]
-        model_cfg = self.phase_model_config(i, self.model.config)
-        frames = self.features.frames(cfg.phase_compression(i))
-        shape = (cfg.data.batch_size, frames, self.features.num_mel_bins)
-        sizes = cfg.phase_patch_sizes(i)
-        weights = ph.patch.weights if ph.patch.sampler == "weighted" else [1.0] * len(sizes)
-        if ph.patch.sampler == "fixed":
-            sizes, weights = sizes[:1], [1.0]
-        total = sum(w * flops(model_cfg, shape, patch).training for patch, w in zip(sizes, weights))
-        total += sum(weights) * self.task.extra_flops(shape)
-        return total / sum(weights)
-
-    def seconds_left(self) -> float:
-        """An estimate of the run's remaining wall time: the FLOPs still to train (this
-        phase's remaining steps and every later phase's, counted analytically) at the seconds
-        per FLOP measured so far, plus the mean validation time per epoch for the epochs left."""
-        p, cfg = self.progress, self.cfg
-        done_flops = sum(a.train_flops for a in self.accounting)
-        done_seconds = sum(a.train_seconds for a in self.accounting)
-        epochs_done = max(len(self.history), 1)
-        val_per_epoch = sum(a.val_seconds for a in self.accounting) / epochs_done
-        left_flops = (self.phase_total - p.phase_step) * self._phase_step_flops(self.phase)
-        left_epochs = self.phase_epochs - p.phase_epoch
-        for j in range(self.phase + 1, len(cfg.phases)):
-            ph = cfg.phases[j]
-            steps = ph.steps if ph.steps is not None else ph.epochs * self.steps_per_epoch
-            left_flops += steps * self._phase_step_flops(j)
-            left_epochs += ph.epochs if ph.epochs is not None else math.ceil(steps / self.steps_per_epoch)
-        rate = done_seconds / done_flops if done_flops else 0.0
-        return left_flops * rate + left_epochs * val_per_epoch
 
     # -- the run -------------------------------------------------------------------
     def fit(self) -> dict:
@@ -636,27 +587,11 @@ class Trainer:
                 save_safetensors(m, self.run_dir / WEIGHT_FILES["averaged"], inference=self.inference_info())
         if "test" in self.splits:
             summary["test"] = {name: self._validate(m, "test") for name, m in models.items()}
-        summary["unreadable"] = self._unreadable(summary)
+        summary["unreadable"] = unreadable_report(self.history, self.left_out, summary)
         if self.info.is_main:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
             self.logs.close()
         return summary
-
-    def _unreadable(self, summary: dict) -> dict:
-        """The run's unreadable clips under ``on_error: skip``: those the scan left out, the
-        reads skipped in training, validation and test (a clip read in 3 epochs counts 3
-        times), and every file involved once, with its reason."""
-        epochs = [h.get("unreadable", {"train_skipped": 0, "val_skipped": 0, "files": []}) for h in self.history]
-        files = {m for msgs in self.left_out.values() for m in msgs}
-        files |= {f for u in epochs for f in u["files"]}
-        tests = list(summary.get("test", {}).values())[:1]  # the test split is read once per model; count once
-        files |= {f for t in tests for f in t["_unreadable"]}
-        train = sum(u["train_skipped"] for u in epochs)
-        val = sum(u["val_skipped"] for u in epochs)
-        test = sum(t["_skipped"] for t in tests)
-        return {"left_out_at_scan": {k: len(v) for k, v in self.left_out.items()},
-                "skipped_reads": train + val + test, "skipped_in_training": train, "skipped_in_validation": val,
-                "skipped_in_test": test, "files": sorted(files)}
 
 
 # -- entry points -----------------------------------------------------------------------

@@ -96,11 +96,13 @@ def load_model(path: str | Path, *, arch: str | None = None, **overrides) -> Fle
     except (CheckpointError, FamilyError) as e:
         raise CheckpointError(f"{path}: {e}") from None
     if arch is not None and family.arch != arch:
-        raise CheckpointError(f"{path}: a {family.arch} checkpoint ({layout}), where a {arch} model is expected")
+        raise CheckpointError(f"{path}: holds a model of the {family.arch} family ({layout} layout), where one of "
+                              f"the {arch} family is expected")
     return family.load(strip_module(sd), layout, flexiast_config, foreign_config, path=Path(path), **overrides)
 
 
-def save_model(model: FlexModel, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
+def save_model(model: FlexModel, directory: str | Path, format: str = "flexiast",
+               inference: dict | None = None) -> Path:
     """``directory/config.json`` + ``model.safetensors``: flexiast's layout for every family
     (the configuration with its ``arch``; ``inference``: the features and how scores are
     read), or a family's foreign layout (``"hf"`` for an AST)."""

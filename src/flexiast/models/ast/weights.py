@@ -305,7 +305,8 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     if layout == "timm":
-        overrides = {k: v for k, v in overrides.items() if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
+        overrides = {k: v for k, v in overrides.items()
+                     if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
     cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides)
     model = AST(config=cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)

@@ -192,9 +192,9 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
              test_per_class: int = 25, say=print) -> dict:
     """Generate, train the shared start and both models, evaluate at every size with PI and BL, report.
     Returns the paths and profiles."""
-    from .cli import main as cli
     from .config import build_config
     from .data import dataset_stats, read_manifest
+    from .checkpoint_eval import evaluate_checkpoint
     from .features import FeatureConfig
     from .hardware import resolve_precision, select_device
     from .report import plot_profiles
@@ -244,13 +244,9 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
     profiles = {}
     for key, label in (("flexiast", "FlexiAST"), ("ast16", "AST-16")):
         for resize in ("pi", "bl"):
-            dest = out / "eval" / f"{key}-{resize}"
-            with contextlib.redirect_stdout(io.StringIO()):
-                code = cli(["evaluate", str(out / "runs" / key), "--resize", resize, "--out", str(dest), "--no-store",
-                            "--latency-runs", "5", "--label", f"{label} ({resize.upper()})"])
-            if code:
-                raise RuntimeError(f"evaluating {out / 'runs' / key} with {resize} failed (the error is above)")
-            profiles[f"{label} {resize.upper()}"] = json.loads((dest / "profile.json").read_text())
+            files = evaluate_checkpoint(out / "runs" / key, resize=resize, out=out / "eval" / f"{key}-{resize}",
+                                        store=False, latency_runs=5, label=f"{label} ({resize.upper()})")["files"]
+            profiles[f"{label} {resize.upper()}"] = json.loads(files["json"].read_text())
     figure = plot_profiles(list(profiles.values()), out / "patch_sizes.png", labels=list(profiles),
                            title="flexiast demo: test accuracy at every patch size")
     table = _table(profiles)

@@ -16,7 +16,7 @@ from ..checkpoints import FORMAT_VERSION, CheckpointError, load_state_dict, save
 from ..constants import SAVE_FORMATS
 from .base import FamilyError, FlexModel, ModelFamily, families, get_family
 
-__all__ = ["create_model", "load_model", "list_models", "config_from_dict", "family_of", "save_model",
+__all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of", "save_model",
            "identify", "flops"]
 
 #: The family of a saved configuration without ``arch``: only ASTs were saved before families had names.
@@ -45,18 +45,20 @@ def _split_name(name: str) -> tuple[ModelFamily, dict]:
     return family, dict(family.presets[preset])
 
 
+def create_config(name_or_config, **overrides):
+    """The configuration :func:`create_model` builds, without building the model."""
+    if isinstance(name_or_config, str):
+        family, kwargs = _split_name(name_or_config)
+        return family.config_class(**{**kwargs, **overrides})
+    config = config_from_dict(name_or_config) if isinstance(name_or_config, dict) else name_or_config
+    return config.replace(**overrides) if overrides else config
+
+
 def create_model(name_or_config, **overrides) -> FlexModel:
     """A freshly initialised model: ``"ast"``, ``"ast-tiny"`` (see :func:`list_models`), a
     configuration object or its dict; ``overrides`` change any configuration field."""
-    if isinstance(name_or_config, str):
-        family, kwargs = _split_name(name_or_config)
-        config = family.config_class(**{**kwargs, **overrides})
-    else:
-        config = config_from_dict(name_or_config) if isinstance(name_or_config, dict) else name_or_config
-        family = family_of(config)
-        if overrides:
-            config = config.replace(**overrides)
-    return family.model_class(config=config)
+    config = create_config(name_or_config, **overrides)
+    return family_of(config).model_class(config=config)
 
 
 def list_models(arch: str | None = None) -> list[str]:

@@ -1,0 +1,89 @@
+"""Profiling saved weights on a dataset: what ``flexiast evaluate`` and the demo do.
+
+The weights are loaded with the features they were trained on (:mod:`flexiast.inference`),
+the data is given or read from the recipe of the run that wrote them (its split, as the
+engine reads it), and :func:`flexiast.evaluate.profile_model` measures every patch size;
+the profile is written and stored beside the weights for budgeted prediction.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from .config import build_config
+from .constants import PATCH_SIZES
+from .data import AudioDataset, collate
+from .engine import load_splits
+from .evaluate import profile_model, store_profile, write_profile
+from .inference import InferenceModel, load_inference_model, profile_path, weights_stat
+
+__all__ = ["evaluate_checkpoint", "run_split"]
+
+
+def run_split(checkpoint: Path, split: str):
+    """The ``split`` manifest of the training run that wrote ``checkpoint``, read from its recipe, and
+    the data's description for a profile."""
+    run_config = (checkpoint.parent / "config.yaml") if checkpoint.is_file() else None
+    if run_config is None or not run_config.exists():
+        raise ValueError(f"{checkpoint} is not part of a training run; give the data with --data FORMAT:ROOT")
+    cfg = build_config(yaml.safe_load(run_config.read_text()), check_files=False)
+    cfg.data.scan = False
+    splits, _ = load_splits(cfg)
+    if split not in splits:
+        raise ValueError(f"the run {checkpoint.parent} has no {split} split (it has {', '.join(splits)})")
+    return splits[split], f"{cfg.data.format}:{os.path.normpath(cfg.data.root)} ({split}, from the run's recipe)"
+
+
+def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None, split: str = "test",
+                        weights: str = "best", features=None, compression: str | None = None,
+                        multilabel: bool | None = None, device: str | None = None, patch_sizes=PATCH_SIZES,
+                        resize: str = "pi", axes: str = "both", precision: str = "auto", batch_size: int = 32,
+                        workers: int = 0, on_error: str = "raise", latency_runs: int = 20, label: str | None = None,
+                        out: str | Path | None = None, store: bool = True) -> dict:
+    """Profile the weights at ``checkpoint`` (what ``flexiast evaluate`` does) and write the profile.
+
+    ``checkpoint`` is a path that :func:`flexiast.inference.load_inference_model` loads with
+    ``weights``, ``features``, ``compression``, ``multilabel`` and ``device``, or an
+    :class:`~flexiast.inference.InferenceModel` already loaded. ``data`` is a
+    :class:`~flexiast.data.Manifest` (``data_label`` names it in the profile); without it,
+    the ``split`` of the training run that wrote the weights, read from its recipe. Its
+    classes must be the model's. The profile (:func:`profile_model`) is written into
+    ``out`` (default ``eval-STEM-RESIZE-AXES`` beside the weights) and, with ``store``,
+    stored beside the weights for ``predict --max-gflops``. Prints nothing.
+
+    Returns ``profile``, ``files`` (the paths :func:`write_profile` wrote), ``weights``
+    (the file profiled), ``stored`` (where the profile was stored, or None) and
+    ``store_error`` (the OSError that kept it from being stored, or None).
+    """
+    im = checkpoint if isinstance(checkpoint, InferenceModel) else load_inference_model(
+        checkpoint, weights=weights, features=features, compression=compression, multilabel=multilabel, device=device)
+    if data is None:
+        data, data_label = run_split(im.weights, split)
+    data_label = data_label or data.name
+    labels = im.model.config.labels
+    if labels is not None and tuple(data.classes) != tuple(labels):
+        raise ValueError(f"{data_label}: its {len(data.classes)} classes are not the model's {len(labels)} labels "
+                         f"in the same order (e.g. data {list(data.classes)[:3]}, model {list(labels)[:3]})")
+    if len(data.classes) != im.model.config.num_classes:
+        raise ValueError(f"{data_label}: {len(data.classes)} classes, the model predicts "
+                         f"{im.model.config.num_classes}")
+    dataset = AudioDataset(data, im.features, compression=im.compression, on_error=on_error)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
+    describe = {"checkpoint": str(im.weights), "weights_stat": weights_stat(im.weights), "label": label or None,
+                "data": data_label, "compression": str(im.compression)}
+    profile = profile_model(im.model, loader, multilabel=im.multilabel, patch_sizes=patch_sizes, resize=resize,
+                            axes=axes, frames=im.model.config.input_tdim, precision=precision,
+                            latency_runs=latency_runs, describe=describe)
+    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{resize}-{axes}"
+    result = {"profile": profile, "files": write_profile(profile, out), "weights": im.weights, "stored": None,
+              "store_error": None}
+    if store:
+        try:
+            result["stored"] = store_profile(profile, profile_path(im.weights))
+        except OSError as e:
+            result["store_error"] = e
+    return result

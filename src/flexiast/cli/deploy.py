@@ -1,0 +1,141 @@
+"""``flexiast evaluate``, ``predict`` and ``export``: a trained model profiled, run on audio, exported."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..constants import (AGGREGATES, AXES, EXPORT_FORMATS, ON_ERROR, PATCH_SIZES, POS_GRID_POLICIES, PRECISIONS,
+                         RESIZE_METHODS)
+from ._args import (add_command, add_data_arguments, add_model_arguments, data_source, load_model, patch_size,
+                    patch_sizes, positive)
+
+PRECISION_HELP = "auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)"
+
+
+def cmd_evaluate(args) -> int:
+    from ..checkpoint_eval import evaluate_checkpoint
+    from ..evaluate import profile_markdown
+
+    source = data_source(args, required=False)
+    im = load_model(args)  # before the data: a bad checkpoint is named first
+    data, data_label = (source.read(), f"{source.label} ({source.split})") if source else (None, None)
+    result = evaluate_checkpoint(
+        im, data=data, data_label=data_label, split=args.split, patch_sizes=args.patch_sizes, resize=args.resize,
+        axes=args.axes, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
+        on_error=args.on_error, latency_runs=args.latency_runs, label=args.label, out=args.out,
+        store=not args.no_store)
+    files = result["files"]
+    print(profile_markdown(result["profile"]))
+    print(f"wrote {files['md']}, {files['csv'].name}, {files['json'].name}")
+    if result["stored"]:
+        print(f"stored as the profile of {result['weights']}: {result['stored']} "
+              "(read by flexiast predict --max-gflops/--max-ms)")
+    elif result["store_error"]:
+        print(f"could not store the profile beside the weights ({result['store_error']}); pass --profile "
+              f"{files['json']} to predict", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ..evaluate import read_profile
+    from ..inference import format_prediction
+
+    im = load_model(args)
+    if args.profile:
+        im.profile = read_profile(args.profile)  # a bad --profile fails here, naming the file
+    results = []
+    for audio in args.audio:
+        results.append(im.predict(audio, patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
+                                  resize=args.resize, top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate,
+                                  whole=args.whole, pos_grid=args.pos_grid, precision=args.precision))
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=1))
+    else:
+        print("\n".join(format_prediction(r, windows=not args.no_windows) for r in results))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..export import check_onnx, export_hf, export_onnx
+
+    im = load_model(args)
+    frames = args.frames or im.model.config.input_tdim
+    info = im.inference_info(frames)
+    kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
+    patch = im.model.config.resolve_patch(args.patch_size)[0]
+    if args.format == "onnx":
+        path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, **kwargs)
+        print(f"wrote {path} (patch {patch[0]}x{patch[1]}, {frames} frames) and {path.with_suffix('.json')}")
+        if not args.no_check:
+            diff = check_onnx(path, im.model, patch_size=args.patch_size, resize=args.resize, pos_grid=args.pos_grid)
+            ok = diff <= args.tolerance
+            print(f"ONNX Runtime against eager PyTorch: max |difference| of logits {diff:.2e} "
+                  f"({'within' if ok else 'ABOVE'} {args.tolerance:g})")
+            if not ok:
+                return 1
+    elif args.format == "hf":
+        path = export_hf(im.model, args.dest, inference=info, **kwargs)
+        print(f"wrote {path} (Hugging Face ASTForAudioClassification, patch {patch[0]}x{patch[1]}, {frames} frames)")
+    else:
+        model = im.model if args.patch_size is None and args.frames is None else \
+            im.model.fixed(patch_size=args.patch_size, resize=args.resize, input_tdim=frames, pos_grid=args.pos_grid)
+        path = model.save_pretrained(args.dest, inference=info)
+        print(f"wrote {path} (flexiast, stored patch {model.config.patch_size}; any patch size at run time)")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """``evaluate``, ``predict`` and ``export``."""
+    ev = add_command(sub, "evaluate", cmd_evaluate,
+                     help="metric, GFLOPs and latency at every patch size; stores the profile")
+    add_model_arguments(ev)
+    add_data_arguments(ev, split="test")
+    ev.add_argument("--patch-sizes", type=patch_sizes, default=list(PATCH_SIZES))
+    ev.add_argument("--resize", choices=RESIZE_METHODS, default=RESIZE_METHODS[0],
+                    help="how the kernel is resized (default pi)")
+    ev.add_argument("--axes", choices=AXES, default=AXES[0],
+                    help="resize both axes (p x p), time only or frequency only (FlexiAST Fig. 4a)")
+    ev.add_argument("--out", type=Path, help="directory for profile.md/.csv/.json (default: beside the weights)")
+    ev.add_argument("--label", help="the model's name in reports")
+    ev.add_argument("--no-store", action="store_true", help="do not store the profile beside the weights")
+    ev.add_argument("--batch-size", type=positive(int), default=32)
+    ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR[0],
+                    help="an unreadable clip stops the evaluation (raise) or is left out and counted (skip)")
+    ev.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
+    ev.add_argument("--latency-runs", type=positive(int), default=20, help="timed batch-1 calls per size")
+
+    pr = add_command(sub, "predict", cmd_predict, help="labels with scores for audio files of any length")
+    add_model_arguments(pr)
+    pr.add_argument("audio", nargs="+", help="audio files")
+    choice = pr.add_mutually_exclusive_group()
+    choice.add_argument("--patch-size", type=patch_size, help="run at this size (16 or 16x32)")
+    choice.add_argument("--max-gflops", type=positive(float), help="the most accurate profiled size within this")
+    pr.add_argument("--max-ms", type=positive(float), help="... and/or within this profiled latency per clip")
+    pr.add_argument("--profile", help="a profile JSON to budget with, instead of the one stored with the weights")
+    pr.add_argument("--resize", choices=RESIZE_METHODS, help="kernel resize (default pi, or the profile's)")
+    pr.add_argument("--top-k", type=positive(int), default=5)
+    pr.add_argument("--hop", type=positive(float), help="seconds between windows of long audio (default half a window)")
+    pr.add_argument("--aggregate", choices=AGGREGATES, default=AGGREGATES[0], help="how window scores combine")
+    pr.add_argument("--whole", action="store_true", help="one pass over the whole clip instead of windows")
+    pr.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default=POS_GRID_POLICIES[0],
+                    help="positional grid for a shorter or longer input (--whole); see docs/DEPLOYMENT.md")
+    pr.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
+    pr.add_argument("--no-windows", action="store_true", help="do not list the windows")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+
+    ex = add_command(sub, "export", cmd_export,
+                     help="ONNX (checked with ONNX Runtime), Hugging Face or flexiast at one size")
+    add_model_arguments(ex)
+    ex.add_argument("dest", help="a .onnx file, or a directory for --format hf / flexiast")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
+    ex.add_argument("--patch-size", type=patch_size, help="the size to export (default: the stored one)")
+    ex.add_argument("--frames", type=positive(int), help="input length (default: the trained one)")
+    ex.add_argument("--resize", choices=RESIZE_METHODS, default=RESIZE_METHODS[0])
+    ex.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default=POS_GRID_POLICIES[0],
+                    help="positional grid when --frames differs from the trained length")
+    ex.add_argument("--opset", type=int, default=18)
+    ex.add_argument("--tolerance", type=float, default=1e-4, help="largest ONNX-eager difference accepted")
+    ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")

@@ -112,6 +112,7 @@ class ModelFamily:
     call_options: tuple[str, ...] = ()
     #: A small configuration (keyword arguments of ``config_class``) and calls that exercise
     #: its flexibility: what the contract test (``tests/test_families.py``) runs on every family.
+    #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.
     tiny: dict = field(default_factory=dict)
     example_calls: tuple[dict, ...] = ({},)
 

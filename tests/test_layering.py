@@ -145,12 +145,20 @@ def collect_imports(root: Path) -> tuple[dict[str, list[Import]], dict[str, ast.
     return imports, trees
 
 
-def layer_of(module: str, layers: tuple[Layer, ...]) -> int | None:
+def within(module: str, entries: tuple[str, ...]) -> bool:
+    """Whether ``module`` is one of ``entries`` (names relative to the package, ``__init__``
+    for the package itself) or under one of them."""
     relative = module.partition(".")[2] or "__init__"
-    for number, layer in enumerate(layers):
-        if any(relative == m or relative.startswith(m + ".") for m in layer.modules):
-            return number
-    return None
+    return any(relative == e or relative.startswith(e + ".") for e in entries)
+
+
+def layer_of(module: str, layers: tuple[Layer, ...]) -> int | None:
+    return next((number for number, layer in enumerate(layers) if within(module, layer.modules)), None)
+
+
+def called_name(node: ast.Call) -> str | None:
+    """``f`` of ``f(...)`` and of ``x.f(...)``."""
+    return getattr(node.func, "id", getattr(node.func, "attr", None))
 
 
 def find_cycles(imports: dict[str, list[Import]]) -> list[list[str]]:
@@ -207,8 +215,8 @@ def family_classes(root: Path, trees: dict[str, ast.Module]) -> dict[str, set[st
     for name, tree in trees.items():
         if name.rpartition(".")[0] != models or not (root / "models" / name.rpartition(".")[2]).is_dir():
             continue
-        found[name] = {kw.value.id for node in ast.walk(tree) if isinstance(node, ast.Call)
-                       and getattr(node.func, "id", getattr(node.func, "attr", None)) == "ModelFamily"
+        found[name] = {kw.value.id for node in ast.walk(tree)
+                       if isinstance(node, ast.Call) and called_name(node) == "ModelFamily"
                        for kw in node.keywords
                        if kw.arg in ("config_class", "model_class") and isinstance(kw.value, ast.Name)}
     return found
@@ -240,17 +248,13 @@ def check(root: Path, layers: tuple[Layer, ...] = LAYERS) -> list[Violation]:
                           else f"use {models} (the registry)")
                 violations.append(Violation("family import", (module, i.target),
                                             f"{module} imports the family {i.target} at line {i.line}: {advice}"))
-    agnostic = [m for m in trees if any(m.partition(".")[2] == p or m.partition(".")[2].startswith(p + ".")
-                                        for p in FAMILY_AGNOSTIC)]
     names = set().union(*families.values())
-    for module in sorted(agnostic):
+    for module in sorted(m for m in trees if within(m, FAMILY_AGNOSTIC)):
         for node in ast.walk(trees[module]):
-            called = getattr(node, "func", None)
-            called = getattr(called, "id", getattr(called, "attr", None))
-            if isinstance(node, ast.Call) and called in names:
-                violations.append(Violation("family class", (module, called),
-                                            f"{module} calls {called}(...) at line {node.lineno}: build models "
-                                            f"with {models}.create_model or load_model"))
+            if isinstance(node, ast.Call) and called_name(node) in names:
+                violations.append(Violation("family class", (module, called_name(node)),
+                                            f"{module} calls {called_name(node)}(...) at line {node.lineno}: "
+                                            f"build models with {models}.create_model or load_model"))
     return violations
 
 

@@ -1,5 +1,5 @@
 """Helpers shared by the tests: a tiny training recipe, the CLI in a subprocess, tiny ImageNet
-DeiT weights and a pickle that would run code."""
+DeiT weights, a pickle that would run code and FLOPs as torch counts them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def tiny_recipe(root: Path, out: Path, **sections) -> dict:
@@ -99,3 +101,16 @@ def tiny_deit(width: int = 32, depth: int = 2, grid: int = 14, scale: float = 1.
         if k.startswith("blocks."):
             sd[k] = torch.randn(v.shape, generator=g) * scale
     return sd
+
+
+def measured_flops(model, spec: torch.Tensor, train: bool = False, **call) -> int:
+    """FLOPs of ``model(spec, **call)`` (and, with ``train``, of the backward pass of
+    ``output.sum()``) as torch's ``FlopCounterMode`` counts them.
+
+    On CPU the fused attention kernel is not registered with FlopCounterMode (it counts 0),
+    so this runs with the math SDPA backend, where attention is two counted bmm's."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        out = model(spec, **call)
+        if train:
+            out.sum().backward()
+    return counter.get_total_flops()

@@ -1,31 +1,19 @@
-"""flexiast.flops against torch's FlopCounterMode.
-
-On CPU the fused attention kernel is not registered with FlopCounterMode (it counts 0),
-so the reference runs with the math SDPA backend, where attention is two counted bmm's.
-"""
+"""flexiast.flops against torch's FlopCounterMode (:func:`helpers.measured_flops`)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from flexiast import AST, flops
+
+from helpers import measured_flops
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
     return AST(num_classes=11, embed_dim=96, depth=2, num_heads=2, input_tdim=1024)
-
-
-def _measure(model, spec, train: bool, **kw) -> int:
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        out = model(spec, **kw)
-        if train:
-            out.sum().backward()
-    return counter.get_total_flops()
 
 
 CASES = [dict(patch_size=8), dict(patch_size=16), dict(patch_size=24), dict(patch_size=48),
@@ -37,7 +25,7 @@ CASES = [dict(patch_size=8), dict(patch_size=16), dict(patch_size=24), dict(patc
 def test_forward_flops_match_flop_counter(model, kw):
     spec = torch.randn(2, 1024, 128)
     with torch.no_grad():
-        measured = _measure(model, spec, False, **kw)
+        measured = measured_flops(model, spec, False, **kw)
     predicted = flops(model, spec.shape, **kw).forward
     assert abs(predicted - measured) <= 0.01 * measured, (predicted, measured)
 
@@ -45,7 +33,7 @@ def test_forward_flops_match_flop_counter(model, kw):
 @pytest.mark.parametrize("kw", CASES[:6], ids=[str(c) for c in CASES[:6]])
 def test_training_flops_match_flop_counter(model, kw):
     spec = torch.randn(2, 1024, 128)
-    measured = _measure(model, spec, True, **kw)
+    measured = measured_flops(model, spec, True, **kw)
     predicted = flops(model, spec.shape, **kw).training
     assert abs(predicted - measured) <= 0.01 * measured, (predicted, measured)
 

@@ -20,6 +20,9 @@ from typing import Any, Callable, ClassVar
 
 import torch.nn as nn
 
+from ..checkpoints import FORMAT_VERSION, save_directory
+from ..constants import SAVE_FORMATS
+
 __all__ = ["FlexModel", "ModelFamily", "register", "get_family", "families", "FamilyError"]
 
 
@@ -55,11 +58,20 @@ class FlexModel(nn.Module):
         raise NotImplementedError
 
     def save_pretrained(self, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
-        """``directory/config.json`` + ``model.safetensors`` in flexiast's layout (any family)
-        or another library's (``format``, where the family has a writer for it)."""
-        from .registry import save_model
-
-        return save_model(self, directory, format=format, inference=inference)
+        """``directory/config.json`` + ``model.safetensors``: flexiast's layout for every family
+        (the configuration with its ``arch``; ``inference``: the features and how scores are
+        read), or a family's foreign layout (``format``, e.g. ``"hf"`` for an AST)."""
+        family = get_family(self.config.arch)
+        if format == "flexiast":
+            config = {"format": "flexiast", "format_version": FORMAT_VERSION, "model_config": self.config.to_dict()}
+            if inference is not None:
+                config["inference"] = inference
+            return save_directory(directory, self.state_dict(), config, {"format": "flexiast"})
+        if format not in family.writers:
+            formats = ", ".join(["flexiast", *family.writers])
+            known = "" if format in SAVE_FORMATS else f" (flexiast writes {', '.join(SAVE_FORMATS)})"
+            raise ValueError(f"format={format!r}: a {family.arch} model is saved as {formats}{known}")
+        return family.writers[format](self, Path(directory), inference)
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class ModelFamily:
     call_options: tuple[str, ...] = ()
     #: A small configuration (keyword arguments of ``config_class``) and calls that exercise
     #: its flexibility: what the contract test (``tests/test_families.py``) runs on every family.
+    #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.
     tiny: dict = field(default_factory=dict)
     example_calls: tuple[dict, ...] = ({},)
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoints import FORMAT_VERSION, CheckpointError, load_state_dict, save_directory, strip_module
-from ..constants import SAVE_FORMATS
+from ..checkpoints import CheckpointError, load_state_dict, strip_module
 from .base import FamilyError, FlexModel, ModelFamily, families, get_family
 
-__all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of", "save_model",
+__all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of",
            "identify", "flops"]
 
 #: The family of a saved configuration without ``arch``: only ASTs were saved before families had names.
@@ -101,24 +100,6 @@ def load_model(path: str | Path, *, arch: str | None = None, **overrides) -> Fle
         raise CheckpointError(f"{path}: holds a model of the {family.arch} family ({layout} layout), where one of "
                               f"the {arch} family is expected")
     return family.load(strip_module(sd), layout, flexiast_config, foreign_config, path=Path(path), **overrides)
-
-
-def save_model(model: FlexModel, directory: str | Path, format: str = "flexiast",
-               inference: dict | None = None) -> Path:
-    """``directory/config.json`` + ``model.safetensors``: flexiast's layout for every family
-    (the configuration with its ``arch``; ``inference``: the features and how scores are
-    read), or a family's foreign layout (``"hf"`` for an AST)."""
-    family = family_of(model)
-    if format == "flexiast":
-        config = {"format": "flexiast", "format_version": FORMAT_VERSION, "model_config": model.config.to_dict()}
-        if inference is not None:
-            config["inference"] = inference
-        return save_directory(directory, model.state_dict(), config, {"format": "flexiast"})
-    if format not in family.writers:
-        formats = ", ".join(["flexiast", *family.writers])
-        known = "" if format in SAVE_FORMATS else f" (flexiast writes {', '.join(SAVE_FORMATS)})"
-        raise ValueError(f"format={format!r}: a {family.arch} model is saved as {formats}{known}")
-    return family.writers[format](model, Path(directory), inference)
 
 
 def flops(model_or_config, input_shape, patch_size=None, **call):

@@ -137,17 +137,3 @@ def test_command_lines_that_parse_but_make_no_sense_are_usage_errors(argv, messa
     assert exit.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(f"usage: flexiast {argv[0]}") and f"flexiast {argv[0]}: error: {message}" in err, err
-
-
-def test_the_demo_runs_the_library_not_the_command():
-    """``flexiast.demo`` evaluates with :func:`flexiast.evaluate.evaluate_checkpoint`: no import of the CLI."""
-    import ast
-    import inspect
-
-    import flexiast.demo
-
-    tree = ast.parse(inspect.getsource(flexiast.demo))
-    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    assert not any(m == "cli" or m.startswith("cli.") or m.startswith("flexiast.cli") for m in imported), imported
-    assert "evaluate" in imported

@@ -51,6 +51,9 @@ SELECT_MEAN = "mean"
 #: Which weights of a training run: best on validation, AST's weight average, the last checkpoint.
 RUN_WEIGHTS = ("best", "averaged", "last")
 
+#: How a clip embedding pools a layer's tokens: the prefix tokens the head reads, or the patch tokens.
+POOLINGS = ("head", "mean")
+
 #: How window scores of long audio combine into clip scores.
 AGGREGATES = ("mean", "max")
 

@@ -282,7 +282,37 @@ class InferenceModel:
             self._fixed[key] = self.model.fixed(patch_size=key[0], resize=resize).eval()
         return self._fixed[key]
 
-    def _spectrograms(self, wave: torch.Tensor, hop: int, whole: bool) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    def waveform(self, audio, sample_rate: int | None = None) -> tuple[str, torch.Tensor]:
+        """``(source, mono waveform at the features' rate)`` of a path or of samples at ``sample_rate``."""
+        f = self.features
+        if isinstance(audio, (str, Path)):
+            return str(audio), load_audio(audio, f.sample_rate)
+        wave = torch.as_tensor(audio, dtype=torch.float32).reshape(-1)
+        if sample_rate is not None and sample_rate != f.sample_rate:
+            wave = torch.from_numpy(resample(wave.numpy(), sample_rate, f.sample_rate))
+        if wave.numel() == 0 or not torch.isfinite(wave).all():
+            raise ValueError("the waveform is empty or holds NaN or Inf samples")
+        return "<waveform>", wave
+
+    def hop(self, hop_seconds: float | None = None) -> int:
+        """Samples between windows of long audio: ``hop_seconds`` in whole frame shifts, or half a window."""
+        f = self.features
+        shift_ms = f.fbank_kwargs(self.compression)["frame_shift_ms"]
+        shift = int(f.sample_rate * shift_ms / 1000)
+        if hop_seconds is None:
+            return max(shift, self.window_samples // 2 // shift * shift)
+        hop = int(round(hop_seconds * f.sample_rate)) // shift * shift
+        if not shift <= hop <= self.window_samples:
+            raise ValueError(f"hop_seconds={hop_seconds} (--hop) must lie between one frame shift "
+                             f"({shift_ms:g} ms) and one window ({self.window_samples / f.sample_rate:g} s), "
+                             "or audio between windows would go unscored")
+        return hop
+
+    def spectrograms(self, wave: torch.Tensor, hop: int, whole: bool = False) -> tuple[torch.Tensor,
+                                                                                      list[tuple[int, int]]]:
+        """The model's inputs ``[windows, frames, bins]`` for ``wave`` and each window's span in
+        samples: one clip padded as in training, windows ``hop`` apart over longer audio, or with
+        ``whole`` the whole clip at its own length."""
         f, c = self.features, self.compression
         if whole and wave.numel() > self.window_samples:  # the whole clip, at its own length
             return compress_spec(normalize(log_mel(wave, f, c), f), c)[None], [(0, wave.numel())]
@@ -313,27 +343,10 @@ class InferenceModel:
             raise ValueError("budgets are profiled per clip of the trained length; with whole=True (--whole) the "
                              "cost grows with the clip: give a patch size instead")
         f = self.features
-        if isinstance(audio, (str, Path)):
-            source, wave = str(audio), load_audio(audio, f.sample_rate)
-        else:
-            source = "<waveform>"
-            wave = torch.as_tensor(audio, dtype=torch.float32).reshape(-1)
-            if sample_rate is not None and sample_rate != f.sample_rate:
-                wave = torch.from_numpy(resample(wave.numpy(), sample_rate, f.sample_rate))
-            if wave.numel() == 0 or not torch.isfinite(wave).all():
-                raise ValueError("the waveform is empty or holds NaN or Inf samples")
+        source, wave = self.waveform(audio, sample_rate)
         choice = self.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
-        shift_ms = f.fbank_kwargs(self.compression)["frame_shift_ms"]
-        shift = int(f.sample_rate * shift_ms / 1000)
-        if hop_seconds is None:
-            hop = max(shift, self.window_samples // 2 // shift * shift)
-        else:
-            hop = int(round(hop_seconds * f.sample_rate)) // shift * shift
-            if not shift <= hop <= self.window_samples:
-                raise ValueError(f"hop_seconds={hop_seconds} (--hop) must lie between one frame shift "
-                                 f"({shift_ms:g} ms) and one window ({self.window_samples / f.sample_rate:g} s), "
-                                 "or audio between windows would go unscored")
-        specs, spans = self._spectrograms(wave, hop, whole)
+        hop = self.hop(hop_seconds)
+        specs, spans = self.spectrograms(wave, hop, whole)
         model = self.at(choice["patch"], choice["resize"])
         logits = []
         with chosen.autocast():

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+import torch
 import torch.nn as nn
 
 from ..checkpoints import FORMAT_VERSION, save_directory
 from ..constants import SAVE_FORMATS
 
-__all__ = ["FlexModel", "ModelFamily", "register", "get_family", "families", "FamilyError"]
+__all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError"]
 
 
 class FamilyError(ValueError):
@@ -52,6 +53,10 @@ class FlexModel(nn.Module):
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "FlexModel":
         raise NotImplementedError
 
+    def embed(self, spec: torch.Tensor, *, layer: int | None = None, **call) -> TokenEmbedding:
+        """The tokens of one layer (``None``: the last, as the head reads it) for ``spec``."""
+        raise NotImplementedError
+
     def fixed(self, *, input_tdim: int | None = None, **call) -> "FlexModel":
         """A copy that computes ``self(spec, **call)`` for ``spec`` of ``input_tdim`` frames
         with nothing resized per call: what export and fast inference at one setting use."""
@@ -72,6 +77,30 @@ class FlexModel(nn.Module):
             known = "" if format in SAVE_FORMATS else f" (flexiast writes {', '.join(SAVE_FORMATS)})"
             raise ValueError(f"format={format!r}: a {family.arch} model is saved as {formats}{known}")
         return family.writers[format](self, Path(directory), inference)
+
+
+@dataclass(frozen=True)
+class TokenEmbedding:
+    """A layer's tokens: ``prefix [B, P, D]`` (what a head pools: an AST's cls and
+    distillation tokens) and ``tokens [B, gf * gt, D]``, a ``(gf, gt)`` grid of frequency x
+    time positions in row-major order (:meth:`FlexModel.embed`)."""
+
+    prefix: torch.Tensor
+    tokens: torch.Tensor
+    grid: tuple[int, int]
+
+    def pooled(self) -> torch.Tensor:
+        """``[B, D]``: the mean of the prefix tokens, the representation the head reads."""
+        return self.prefix.mean(dim=1)
+
+    def mean(self) -> torch.Tensor:
+        """``[B, D]``: the mean of the patch tokens."""
+        return self.tokens.mean(dim=1)
+
+    def frames(self) -> torch.Tensor:
+        """``[B, gt, D]``: per time position, the mean of its tokens over frequency."""
+        b, _, d = self.tokens.shape
+        return self.tokens.reshape(b, self.grid[0], self.grid[1], d).mean(dim=1)
 
 
 @dataclass(frozen=True)

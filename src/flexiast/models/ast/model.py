@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ...constants import POS_GRID_POLICIES, RESIZE_METHODS
 from ...resize import ast_adapt_pos_grid, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
-from ..base import FlexModel
+from ..base import FlexModel, TokenEmbedding
 from .config import PRESETS, ASTConfig
 
 __all__ = ["AST"]
@@ -327,15 +327,9 @@ class AST(FlexModel):
         return resize_pos_grid(pos, ref, grid, num_prefix_tokens=cfg.prefix_tokens, antialias=False)
 
     # -- forward ---------------------------------------------------------------------
-    def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
-                         stride=None, pos_grid: str = "leading", prefix_only: bool = False) -> torch.Tensor:
-        """Encoder output for every token, ``[batch, prefix + tokens, dim]``.
-
-        ``prefix_only``: the output for the prefix tokens only, ``[batch, prefix, dim]``,
-        all the head reads. The last layer then runs its queries, projection and MLP for
-        those tokens alone, which saves ``(S - prefix) / S`` of its work but the key and
-        value projections: about 1/L - 1/(6L) of an L-layer model (``flexiast.flops``).
-        """
+    def _embed_patches(self, spec: torch.Tensor, patch_size, resize: str, stride,
+                       pos_grid: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Prefix and patch tokens with their positions, before the first layer, and the grid."""
         self._check_input(spec)
         if resize not in RESIZE_METHODS:
             raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
@@ -346,11 +340,41 @@ class AST(FlexModel):
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
         prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
-        x = self.pos_drop(x)
+        return self.pos_drop(x), grid
+
+    def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
+                         stride=None, pos_grid: str = "leading", prefix_only: bool = False) -> torch.Tensor:
+        """Encoder output for every token, ``[batch, prefix + tokens, dim]``.
+
+        ``prefix_only``: the output for the prefix tokens only, ``[batch, prefix, dim]``,
+        all the head reads. The last layer then runs its queries, projection and MLP for
+        those tokens alone, which saves ``(S - prefix) / S`` of its work but the key and
+        value projections: about 1/L - 1/(6L) of an L-layer model (``flexiast.flops``).
+        """
+        x, _ = self._embed_patches(spec, patch_size, resize, stride, pos_grid)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x = block(x, self.config.prefix_tokens if prefix_only and i == last else None)
         return self.norm(x)
+
+    def embed(self, spec: torch.Tensor, *, layer: int | None = None, patch_size=None, resize: str = "pi",
+              stride=None, pos_grid: str = "leading") -> TokenEmbedding:
+        """The tokens of ``layer`` (:class:`TokenEmbedding`): ``0`` the patch embeddings with
+        their positions, ``1 .. depth`` the output of that transformer layer, the last after
+        the encoder's final LayerNorm (what the head reads); negative counts from the end
+        (``-1``, the default, is ``depth``). The other arguments are :meth:`forward`'s."""
+        depth = self.config.depth
+        chosen = depth if layer is None else layer + depth + 1 if layer < 0 else layer
+        if isinstance(layer, bool) or not 0 <= chosen <= depth:
+            raise ValueError(f"layer={layer!r} is outside 0..{depth} (or -{depth + 1}..-1) for this "
+                             f"{depth}-layer model")
+        x, grid = self._embed_patches(spec, patch_size, resize, stride, pos_grid)
+        for block in self.blocks[:chosen]:
+            x = block(x)
+        if chosen == depth:
+            x = self.norm(x)
+        p = self.config.prefix_tokens
+        return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``)."""

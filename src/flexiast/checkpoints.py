@@ -25,8 +25,8 @@ from safetensors.torch import save as safetensors_bytes
 
 from .atomic import write_atomic, write_text_atomic
 
-__all__ = ["CheckpointError", "load_state_dict", "save_safetensors", "save_directory", "strip_module",
-           "torch_load_safe", "verify_zip", "tensor_crc32", "FORMAT_VERSION"]
+__all__ = ["CheckpointError", "load_state_dict", "save_safetensors", "save_pretrained", "save_directory",
+           "strip_module", "torch_load_safe", "verify_zip", "tensor_crc32", "FORMAT_VERSION"]
 
 #: Version of our ``config.json`` layout.
 FORMAT_VERSION = 1
@@ -176,6 +176,12 @@ def save_safetensors(model, path: str | Path, inference: dict | None = None) -> 
         metadata["flexiast_inference"] = json.dumps(inference)
     _write_safetensors(model.state_dict(), path, metadata)
     return path
+
+
+def save_pretrained(model, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
+    """``model.save_pretrained(directory, format, inference)`` (:meth:`flexiast.models.FlexModel.save_pretrained`):
+    ``config.json`` + ``model.safetensors`` in flexiast's layout, or a family's foreign one."""
+    return model.save_pretrained(directory, format=format, inference=inference)
 
 
 def _write_safetensors(sd: dict, path: Path, metadata: dict) -> None:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from .constants import (AUTO, AXES, DEVICES, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS,
-                        RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
+from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS,
+                        PRECISIONS, RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
 from .models import FamilyError, get_family
@@ -38,9 +38,6 @@ from .resize import to_pair
 __all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "OptimizerConfig", "ScheduleConfig",
            "load_config", "apply_overrides", "build_config", "config_to_dict"]
 
-
-#: The family of a recipe whose ``model:`` section names none.
-DEFAULT_ARCH = "ast"
 
 #: Readers that take ``folds=[...]``, which ``data.kfold`` needs.
 KFOLD_FORMATS = ("esc50",)

@@ -26,6 +26,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Devices a recipe may name (``cuda:1`` and such are accepted by the CLI's --device).
 DEVICES = ("auto", "cpu", "cuda")
 
+#: The model family of a recipe or a saved configuration that names none: every file written
+#: before families had names holds an AST.
+DEFAULT_ARCH = "ast"
+
 #: Front ends, by the name a model family and its saved features give them: AST's Kaldi fbank.
 FEATURE_KINDS = ("kaldi_fbank",)
 

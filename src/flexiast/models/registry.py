@@ -13,24 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checkpoints import CheckpointError, load_state_dict, strip_module
+from ..constants import DEFAULT_ARCH
 from .base import FamilyError, FlexModel, ModelFamily, families, get_family
 
 __all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of",
            "identify", "flops"]
 
-#: The family of a saved configuration without ``arch``: only ASTs were saved before families had names.
-LEGACY_ARCH = "ast"
-
 
 def config_from_dict(d: dict):
     """A family's configuration from its ``to_dict()`` form (``arch`` picks the family)."""
-    return get_family(d.get("arch", LEGACY_ARCH)).config_class.from_dict(d)
+    return get_family(d.get("arch", DEFAULT_ARCH)).config_class.from_dict(d)
 
 
 def family_of(model_or_config) -> ModelFamily:
     config = getattr(model_or_config, "config", model_or_config)
     if isinstance(config, dict):
-        return get_family(config.get("arch", LEGACY_ARCH))
+        return get_family(config.get("arch", DEFAULT_ARCH))
     return get_family(config.arch)
 
 
@@ -69,7 +67,7 @@ def list_models(arch: str | None = None) -> list[str]:
 def identify(sd: dict, flexiast_config: dict | None, foreign_config: dict | None) -> tuple[ModelFamily, str]:
     """``(family, layout)`` of a state dict: ours (``"flexiast"``) or a layout one family reads."""
     if flexiast_config is not None:
-        return get_family(flexiast_config.get("arch", LEGACY_ARCH)), "flexiast"
+        return get_family(flexiast_config.get("arch", DEFAULT_ARCH)), "flexiast"
     sd = strip_module(sd)
     claims = [(f, layout) for f in families().values() if (layout := f.detect(sd, foreign_config)) is not None]
     if len(claims) == 1:

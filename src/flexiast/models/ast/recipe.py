@@ -40,7 +40,8 @@ class ASTSection:
                        if getattr(self, k) is not None})
         missing = [k for k in ("embed_dim", "depth", "num_heads") if k not in widths]
         if missing:
-            raise ValueError(f"without a preset give embed_dim, depth and num_heads (missing {', '.join(missing)})")
+            raise ValueError(f"{missing[0]}: without a preset give embed_dim, depth and num_heads "
+                             f"(missing {', '.join(missing)})")
         return widths
 
 

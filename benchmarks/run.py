@@ -174,15 +174,40 @@ def main(argv=None) -> None:
         print(text[name], flush=True)
     when = time.strftime("%Y-%m-%d") + ", " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in took.items())
     k = kind()
-    findings = Path(__file__).parent / "findings" / f"{k}.md"
-    body = "\n".join([BEGIN.format(k), f"## {KINDS[k]}", f"Machine: {machine()}.", "",
-                      f"Run of {when}.", "", targets(res),
-                      findings.read_text() if findings.exists() else "", ""]
-                     + [demote(text[s]) for s in text] + [END])
     out = Path(args.out)
+    existing = out.read_text() if out.exists() else ""
+    if set(only) != set(SECTIONS) and k in kind_sections(existing):
+        body = update_sections(kind_sections(existing)[k], [demote(text[s]) for s in text],
+                               f"Sections {', '.join(text)} updated by `run.py --only {','.join(text)}` "
+                               f"({machine()}): {when}.")
+    else:
+        findings = Path(__file__).parent / "findings" / f"{k}.md"
+        body = "\n".join([BEGIN.format(k), f"## {KINDS[k]}", f"Machine: {machine()}.", "",
+                          f"Run of {when}.", "", targets(res),
+                          findings.read_text() if findings.exists() else "", ""]
+                         + [demote(text[s]) for s in text] + [END])
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(assemble(out.read_text() if out.exists() else "", k, body))
+    out.write_text(assemble(existing, k, body))
     print(f"wrote {k}'s section of {out}")
+
+
+def update_sections(section: str, texts: list[str], note: str) -> str:
+    """A kind's existing section with the sub-sections in ``texts`` replaced (matched by their
+    ``### `` heading) or added at its end, and ``note`` after its "Run of" line: what a
+    partial run (``--only``) changes, the rest of the full run kept as it was measured."""
+    lines = section.splitlines()
+    for text in texts:
+        heading = text.splitlines()[0]
+        if heading in lines:
+            start = lines.index(heading)
+            end = next((i for i in range(start + 1, len(lines))
+                        if lines[i].startswith("### ") or lines[i] == END), len(lines))
+            lines[start:end] = text.splitlines() + [""]
+        else:
+            lines[lines.index(END):lines.index(END)] = text.splitlines() + [""]
+    run = next(i for i, line in enumerate(lines) if line.startswith("Run of "))
+    lines[run + 1:run + 1] = ["", note]
+    return "\n".join(lines)
 
 
 def demote(markdown: str) -> str:

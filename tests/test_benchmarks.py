@@ -63,3 +63,16 @@ def test_unknown_section_is_refused(tmp_path):
                            "--out", str(tmp_path / "x.md")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "trian" in proc.stderr
     assert not (tmp_path / "x.md").exists()
+
+
+def test_a_partial_run_replaces_only_its_sections():
+    """``run.py --only X`` on a kind that already has a section: X's sub-section is replaced
+    (or added at the end), the rest kept as measured, and the update noted."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import END, update_sections
+
+    old = "\n".join(["<!-- machine kind: k -->", "## Kind", "Run of then.", "", "### A", "old a", "",
+                     "### B", "old b", "", END])
+    new = update_sections(old, ["### B\nnew b", "### C\nnew c"], "B, C updated now.")
+    assert new.splitlines() == ["<!-- machine kind: k -->", "## Kind", "Run of then.", "", "B, C updated now.", "",
+                                "### A", "old a", "", "### B", "new b", "", "### C", "new c", "", END]

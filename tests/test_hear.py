@@ -16,6 +16,7 @@ from the features and the network, and the timestamps from the frame shift and t
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import sys
@@ -53,6 +54,9 @@ def get_timestamp_embeddings(audio, model):
 @pytest.fixture
 def validator(monkeypatch, tmp_path):
     """hearvalidator.validate imported against the stand-in tensorflow, and ``tmp_path`` importable."""
+    if importlib.util.find_spec("hearvalidator") is None:
+        pytest.fail("hearvalidator is not installed; bash scripts/setup.sh --dev installs it (or: pip install "
+                    "--no-deps hearvalidator==2021.0.2, without the TensorFlow it declares)")
     stand_in = types.ModuleType("tensorflow", "Stand-in for TensorFlow: hearvalidator's torch path only "
                                               "asks isinstance(model, tf.Module).")
     stand_in.Module = type("Module", (), {"__doc__": "Stand-in for tf.Module: no flexiast model is one."})

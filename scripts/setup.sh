@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install flexiast into it (editable). `--dev` adds what the tests need.
+# Create .venv and install flexiast into it (editable). `--dev` adds what the tests need,
+# and HEAR's validator (hearvalidator) without its declared dependency, TensorFlow: its
+# checks of a torch model never use it (tests/test_hear.py stands in for the one name they touch).
 #
 # torch is installed first, and only if the environment has none: TORCH_SPEC picks it
 # (default torch==2.13.0, the CPU wheel these machines carry; on a GPU machine use the
@@ -17,3 +19,6 @@ fi
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[test]"
 "${pip[@]}" -e ".${extras}"
+if [ "${1:-}" = "--dev" ]; then
+  "${pip[@]}" --no-deps hearvalidator==2021.0.2
+fi

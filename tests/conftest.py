@@ -1,4 +1,4 @@
-"""Shared fixtures: real audio from FSDD (../shared/data/fsdd), resampled to 16 kHz."""
+"""Shared fixtures: real audio from FSDD (../shared/data/fsdd), resampled to 16 kHz, and a small FlexiAST trained on it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from flexiast import PATCH_SIZES
+from flexiast.config import build_config
+from flexiast.engine import train
+
+from helpers import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("FLEXIAST_FSDD", ROOT.parent / "shared" / "data" / "fsdd"))
@@ -56,3 +62,14 @@ def fsdd_small(tmp_path_factory, fsdd_dir) -> Path:
                 name = f"{digit}_{speaker}_{take}.wav"
                 (rec / name).symlink_to(fsdd_dir / name)
     return root
+
+
+@pytest.fixture(scope="module")
+def run(fsdd_small, tmp_path_factory) -> Path:
+    """A tiny FlexiAST (patch drawn from P per step) trained 4 epochs on 200 FSDD clips."""
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    raw = tiny_recipe(fsdd_small, out, phases=[{"epochs": 4, "patch": {"sampler": "uniform",
+                                                                        "sizes": list(PATCH_SIZES)}}],
+                      train={"eval_patch_sizes": [16]})
+    train(build_config(raw))
+    return out

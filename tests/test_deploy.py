@@ -32,18 +32,7 @@ BINS, FRAMES = 64, 48  # the tiny recipe's input: 64 mel bins x 48 frames
 WINDOW = 400 + (FRAMES - 1) * 160  # samples of 48 Kaldi frames (25 ms window, 10 ms shift at 16 kHz)
 
 
-# -- a FlexiAST trained on FSDD, evaluated once ------------------------------------------
-@pytest.fixture(scope="module")
-def run(fsdd_small, tmp_path_factory) -> Path:
-    """A tiny FlexiAST (patch drawn from P per step) trained 4 epochs on 200 FSDD clips."""
-    out = tmp_path_factory.mktemp("deploy") / "run"
-    raw = tiny_recipe(fsdd_small, out, phases=[{"epochs": 4, "patch": {"sampler": "uniform",
-                                                                        "sizes": list(PATCH_SIZES)}}],
-                      train={"eval_patch_sizes": [16]})
-    train(build_config(raw))
-    return out
-
-
+# -- a FlexiAST trained on FSDD (conftest's run), evaluated once -----------------------
 @pytest.fixture(scope="module")
 def evaluated(run) -> Path:
     """``flexiast evaluate`` of the run at every size in P (PI, both axes), stored with best.safetensors."""

@@ -20,7 +20,7 @@ from flexiast.audio import load_audio
 from flexiast.cli import main
 from flexiast.config import build_config
 from flexiast.engine import train
-from flexiast.export import WaveformFrontEnd, check_onnx_waveform, export_onnx
+from flexiast.export import WaveformFrontEnd, check_onnx_waveform, export_onnx, export_program
 from flexiast.features import finish_input, log_mel
 from flexiast.inference import load_inference_model
 
@@ -124,6 +124,18 @@ def test_a_model_trained_last_on_compressed_input_gets_it_in_the_graph(method, f
     session = _ort(path)
     for w in _real_clips(fsdd_dir, im.window_samples):
         np.testing.assert_allclose(_onnx(session, [w]), _eager(im, [w], None), rtol=0, atol=TOLERANCE)
+
+
+def test_torch_export_program_of_the_same_waveform_graph(run, fsdd_dir, tmp_path):
+    im = load_inference_model(run)
+    path = export_program(im.model, tmp_path / "wave.pt2", patch_size=12, dynamic_length=True,
+                          inference=im.inference_info())
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["format"] == "flexiast-torch-export" and meta["length"] == "dynamic" and meta["output"] == "logits"
+    program = torch.export.load(str(path)).module()
+    for w in _real_clips(fsdd_dir, WINDOW):
+        with torch.no_grad():
+            torch.testing.assert_close(program(w[None]), _eager(im, [w], 12), atol=1e-5, rtol=0)
 
 
 def test_front_end_is_evaluation_input_and_refuses_bad_waveforms(run, fsdd_dir, tmp_path, capsys):

@@ -32,7 +32,7 @@ from .fbank import _frame_sizes, fbank
 from .features import Compression, FeatureConfig, finish_input, log_mel
 from .models import FlexModel
 
-__all__ = ["export_onnx", "check_onnx", "check_onnx_waveform", "export_hf", "WaveformFrontEnd"]
+__all__ = ["export_onnx", "export_program", "check_onnx", "check_onnx_waveform", "export_hf", "WaveformFrontEnd"]
 
 
 def _need(module: str):
@@ -130,6 +130,33 @@ def _to_onnx(module: torch.nn.Module, example: torch.Tensor, name: str, dynamic:
             registration.setLevel(level)
 
 
+def _waveform_graph(fixed: FlexModel, inference: dict | None, samples: int | None,
+                    dynamic_length: bool) -> tuple[torch.nn.Module, torch.Tensor, dict, dict]:
+    """``waveform -> logits`` of a fixed-size model: the module, an example input, its dynamic
+    dimensions for ``torch.export`` and what the JSON beside the graph says about the input."""
+    if samples is not None and dynamic_length:
+        raise ValueError("give samples (a fixed length) or dynamic_length=True, not both")
+    if samples is not None and samples < 2:
+        raise ValueError(f"samples={samples} must be at least 2")
+    cfg = fixed.config
+    features, compression = _inference_features(inference)
+    if (features.frames(compression), features.num_mel_bins) != (cfg.input_tdim, cfg.input_fdim):
+        raise ValueError(f"the features give {features.frames(compression)} frames x {features.num_mel_bins} "
+                         f"bins (compression {compression}); the model takes {cfg.input_tdim} x {cfg.input_fdim}")
+    front = WaveformFrontEnd(features, compression)
+    length = front.samples if samples is None else samples
+    example = torch.randn(2, length + (1 if dynamic_length else 0), generator=torch.Generator().manual_seed(0))
+    dynamic = {0: torch.export.Dim("batch", min=1, max=4096)}
+    if dynamic_length:
+        dynamic[1] = torch.export.Dim("samples", min=2, max=2 ** 31 - 1)
+    about = dict(input="waveform", input_shape=["batch", "samples" if dynamic_length else length],
+                 sample_rate=features.sample_rate, length="dynamic" if dynamic_length else "fixed",
+                 samples=None if dynamic_length else length, clip_samples=front.samples,
+                 preprocessing="in the graph: mean removed, Kaldi fbank, zero-padded or cut to "
+                               f"{front.frames} frames, normalised, compression {compression}")
+    return _WaveformLogits(front, fixed), example, dynamic, about
+
+
 def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
                 pos_grid: str = "leading", opset: int = 18, inference: dict | None = None,
                 input: str = "spectrogram", samples: int | None = None, dynamic_length: bool = False) -> Path:
@@ -150,46 +177,52 @@ def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: 
         raise ValueError(f"input={input!r} is not one of {', '.join(EXPORT_INPUTS)}")
     if input == "spectrogram" and (samples is not None or dynamic_length):
         raise ValueError("samples and dynamic_length apply to input='waveform' only")
-    if samples is not None and dynamic_length:
-        raise ValueError("give samples (a fixed length) or dynamic_length=True, not both")
-    if samples is not None and samples < 2:
-        raise ValueError(f"samples={samples} must be at least 2")
     _need("onnx")
     _need("onnxscript")
     path = Path(path)
     fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
     cfg = fixed.config
-    batch = torch.export.Dim("batch", min=1, max=4096)
     meta = {"format": "flexiast-onnx", "input_kind": input}
     if input == "spectrogram":
-        module, name, dynamic = _Logits(fixed), "spec", {0: batch}
+        module, name, dynamic = _Logits(fixed), "spec", {0: torch.export.Dim("batch", min=1, max=4096)}
         example = torch.zeros(2, cfg.input_tdim, cfg.input_fdim)
         meta.update(input="spec", input_shape=["batch", cfg.input_tdim, cfg.input_fdim])
     else:
-        features, compression = _inference_features(inference)
-        if (features.frames(compression), features.num_mel_bins) != (cfg.input_tdim, cfg.input_fdim):
-            raise ValueError(f"the features give {features.frames(compression)} frames x {features.num_mel_bins} "
-                             f"bins (compression {compression}); the model takes {cfg.input_tdim} x {cfg.input_fdim}")
-        front = WaveformFrontEnd(features, compression)
-        module, name = _WaveformLogits(front, fixed), "waveform"
-        length = front.samples if samples is None else samples
-        example = torch.randn(2, length + (1 if dynamic_length else 0), generator=torch.Generator().manual_seed(0))
-        if dynamic_length:
-            dynamic = {0: batch, 1: torch.export.Dim("samples", min=2, max=2 ** 31 - 1)}
-        else:
-            dynamic = {0: batch}
-        meta.update(input="waveform", input_shape=["batch", "samples" if dynamic_length else length],
-                    sample_rate=features.sample_rate, length="dynamic" if dynamic_length else "fixed",
-                    samples=None if dynamic_length else length, clip_samples=front.samples,
-                    preprocessing="in the graph: mean removed, Kaldi fbank, zero-padded or cut to "
-                                  f"{front.frames} frames, normalised, compression {compression}")
+        module, example, dynamic, about = _waveform_graph(fixed, inference, samples, dynamic_length)
+        name = "waveform"
+        meta.update(about)
     path.parent.mkdir(parents=True, exist_ok=True)
     program = _to_onnx(module, example, name, dynamic, opset)
     program.save(str(path))
-    meta.update({"output": "logits", "patch_size": list(cfg.patch_size), "stride": list(cfg.stride),
-                 "resize": resize, "pos_grid": pos_grid, "labels": list(cfg.labels) if cfg.labels else None,
-                 **(inference or {})})
+    _write_meta(path, meta, cfg, resize, pos_grid, inference)
+    return path
+
+
+def _write_meta(path: Path, meta: dict, cfg, resize: str, pos_grid: str, inference: dict | None) -> None:
+    """The JSON beside an exported graph: its input, logits out, the sizes, labels and ``inference``."""
+    meta = {**meta, "output": "logits", "patch_size": list(cfg.patch_size), "stride": list(cfg.stride),
+            "resize": resize, "pos_grid": pos_grid, "labels": list(cfg.labels) if cfg.labels else None,
+            **(inference or {})}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def export_program(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None,
+                   resize: str = "pi", pos_grid: str = "leading", inference: dict | None = None,
+                   samples: int | None = None, dynamic_length: bool = False) -> Path:
+    """The waveform graph of :func:`export_onnx` as a ``torch.export`` program (``torch.export.save``).
+
+    Same module, input and JSON as ``export_onnx(input="waveform", ...)``; load it with
+    ``torch.export.load(path).module()`` and call it on ``waveform [batch, samples]``.
+    """
+    path = Path(path)
+    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
+    module, example, dynamic, about = _waveform_graph(fixed, inference, samples, dynamic_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        program = torch.export.export(module, (example,), dynamic_shapes=(dynamic,))
+    torch.export.save(program, str(path))
+    _write_meta(path, {"format": "flexiast-torch-export", "input_kind": "waveform", **about}, fixed.config, resize,
+                pos_grid, inference)
     return path
 
 

@@ -107,6 +107,16 @@ def test_batched_equals_unbatched():
             torch.testing.assert_close(batched[i, j], fbank(waves[i, j]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("opts", [{}, {"use_energy": True, "snip_edges": False, "window": "povey"},
+                                  {"dither": 1e-3, "frame_shift_ms": 20.0}])
+def test_one_pass_equals_chunked(opts):
+    """``chunked=False`` (one pass over all frames, what torch.export traces) gives the same features."""
+    waves = torch.from_numpy(np.stack([_noise(1.0, seed=s) for s in range(3)]))
+    chunked = fbank(waves, generator=torch.Generator().manual_seed(1), **opts)
+    one_pass = fbank(waves, generator=torch.Generator().manual_seed(1), chunked=False, **opts)
+    torch.testing.assert_close(one_pass, chunked, atol=1e-5, rtol=0)
+
+
 def test_frame_counts_by_hand():
     assert fbank(torch.zeros(16000)).shape == (98, 128)  # 1 + (16000 - 400) // 160
     assert fbank(torch.zeros(16000), frame_shift_ms=20.0).shape == (49, 128)  # 1 + 15600 // 320

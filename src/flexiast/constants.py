@@ -67,5 +67,8 @@ SAVE_FORMATS = ("flexiast", "hf")
 #: Layouts ``flexiast export`` writes.
 EXPORT_FORMATS = ("onnx", "hf", "flexiast")
 
+#: What an exported ONNX graph takes: the normalised spectrogram, or the waveform (features inside).
+EXPORT_INPUTS = ("spectrogram", "waveform")
+
 #: Loader settings: chosen by flexiast (``auto``) or switched off (``off``).
 AUTO, OFF = "auto", "off"

@@ -8,6 +8,11 @@ costs. The ONNX graph takes ``spec [batch, frames, mel_bins]`` (normalised log-m
 A JSON file beside it records the features, labels, patch size and score function a
 runtime needs to reproduce the preprocessing.
 
+With ``input="waveform"`` the graph holds the preprocessing too (:class:`WaveformFrontEnd`):
+it takes ``waveform [batch, samples]`` (float32 at the features' sample rate) and computes
+what evaluation computes before the model (:func:`flexiast.features.log_mel`, then
+:func:`flexiast.features.finish_input`), so a runtime needs only the audio.
+
 ONNX export needs the ``export`` extra (``onnx``, ``onnxscript``, ``onnxruntime``).
 """
 
@@ -19,11 +24,15 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .constants import EXPORT_INPUTS
+from .fbank import _frame_sizes, fbank
+from .features import Compression, FeatureConfig, finish_input, log_mel
 from .models import FlexModel
 
-__all__ = ["export_onnx", "check_onnx", "export_hf"]
+__all__ = ["export_onnx", "export_program", "check_onnx", "check_onnx_waveform", "export_hf", "WaveformFrontEnd"]
 
 
 def _need(module: str):
@@ -45,37 +54,175 @@ class _Logits(torch.nn.Module):
         return self.model(spec)
 
 
-def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
-                pos_grid: str = "leading", opset: int = 18, inference: dict | None = None) -> Path:
-    """Write ``model`` at ``patch_size`` for ``frames``-frame inputs to ``path`` (ONNX).
+class WaveformFrontEnd(torch.nn.Module):
+    """``waveform [batch, samples] -> [batch, frames, mel_bins]``: the model's input as evaluation makes it.
 
-    ``inference`` (features and multi-label flag) is written, with the labels and the
-    sizes, to ``path`` with suffix ``.json``.
+    Per clip: remove the waveform's mean, Kaldi fbank with ``features.fbank_kwargs(compression)``,
+    zero-pad or cut to ``features.fbank_frames(compression)`` frames, normalise, pool
+    (avgpool / maxpool): :func:`~flexiast.features.log_mel` then
+    :func:`~flexiast.features.finish_input`, for any ``samples``. The shapes inside do not
+    depend on ``samples``, so ``torch.export`` traces it with a symbolic length: after the
+    mean is removed, the waveform is zero-padded or cut to the samples of exactly
+    ``fbank_frames`` frames (``features.clip_samples``), and the frames that the clip
+    itself does not fill (frame ``i`` needs ``i * shift + window <= samples``) are set to
+    zero, as :func:`~flexiast.features.pad_or_cut` pads them. A clip shorter than one
+    window gives all-zero frames, as in evaluation.
     """
-    _need("onnx")
-    _need("onnxscript")
-    path = Path(path)
-    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
-    cfg = fixed.config
-    example = torch.zeros(2, cfg.input_tdim, cfg.input_fdim)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __init__(self, features: FeatureConfig, compression: Compression = Compression()):
+        super().__init__()
+        self.features, self.compression = features, compression
+        self.fbank_kwargs = features.fbank_kwargs(compression)
+        self.window, self.shift, _ = _frame_sizes(features.sample_rate, self.fbank_kwargs["frame_length_ms"],
+                                                  self.fbank_kwargs["frame_shift_ms"], True)
+        self.frames = features.fbank_frames(compression)
+        self.samples = features.clip_samples(compression)
+        # fbank's window and mel matrix are built once and cached; building them is not
+        # traceable (nonzero), so they are built here, eagerly, and a trace finds them built.
+        fbank(torch.zeros(1, self.window), chunked=False, **self.fbank_kwargs)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"waveform must be [batch, samples], got {waveform.dim()} dimensions "
+                             f"{tuple(waveform.shape)}")
+        if not waveform.is_floating_point():
+            raise TypeError(f"waveform must be float32 samples in [-1, 1], got {waveform.dtype}")
+        length = waveform.shape[-1]
+        x = waveform - waveform.mean(dim=-1, keepdim=True)
+        x = torch.cat([x, x.new_zeros(x.shape[0], self.samples)], dim=-1)[:, :self.samples]
+        spec = fbank(x, chunked=False, **self.fbank_kwargs)
+        filled = torch.arange(self.frames, device=x.device) * self.shift + self.window <= length
+        spec = torch.where(filled[:, None], spec, torch.zeros((), dtype=spec.dtype, device=spec.device))
+        return finish_input(spec, self.features, self.compression)
+
+
+class _WaveformLogits(torch.nn.Module):
+    """``waveform -> logits``: :class:`WaveformFrontEnd` then the fixed-size model."""
+
+    def __init__(self, front: WaveformFrontEnd, model: FlexModel):
+        super().__init__()
+        self.front, self.model = front, model
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.model(self.front(waveform))
+
+
+def _inference_features(inference: dict | None) -> tuple[FeatureConfig, Compression]:
+    """The features and compression an ``inference`` dict records (needed by a waveform graph)."""
+    if not inference or "features" not in inference:
+        raise ValueError("a waveform graph computes the features inside: pass inference={'features': ..., "
+                         "'compression': ...} (InferenceModel.inference_info())")
+    return FeatureConfig(**inference["features"]), Compression.parse(inference.get("compression"))
+
+
+def _to_onnx(module: torch.nn.Module, example: torch.Tensor, name: str, dynamic: dict, opset: int):
+    """``torch.onnx.export(dynamo=True)`` of ``module`` on one example input, without the exporter's chatter."""
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     registration.setLevel(logging.ERROR)  # "torchvision is not installed": flexiast needs none of its ops
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notices about its own internals
         try:
-            program = torch.onnx.export(_Logits(fixed), (example,), dynamo=True, input_names=["spec"],
-                                        output_names=["logits"], dynamic_shapes=({0: batch},),
-                                        opset_version=opset, verbose=False, external_data=False)
+            return torch.onnx.export(module, (example,), dynamo=True, input_names=[name], output_names=["logits"],
+                                     dynamic_shapes=(dynamic,), opset_version=opset, verbose=False,
+                                     external_data=False)
         finally:
             registration.setLevel(level)
+
+
+def _waveform_graph(fixed: FlexModel, inference: dict | None, samples: int | None,
+                    dynamic_length: bool) -> tuple[torch.nn.Module, torch.Tensor, dict, dict]:
+    """``waveform -> logits`` of a fixed-size model: the module, an example input, its dynamic
+    dimensions for ``torch.export`` and what the JSON beside the graph says about the input."""
+    if samples is not None and dynamic_length:
+        raise ValueError("give samples (a fixed length) or dynamic_length=True, not both")
+    if samples is not None and samples < 2:
+        raise ValueError(f"samples={samples} must be at least 2")
+    cfg = fixed.config
+    features, compression = _inference_features(inference)
+    if (features.frames(compression), features.num_mel_bins) != (cfg.input_tdim, cfg.input_fdim):
+        raise ValueError(f"the features give {features.frames(compression)} frames x {features.num_mel_bins} "
+                         f"bins (compression {compression}); the model takes {cfg.input_tdim} x {cfg.input_fdim}")
+    front = WaveformFrontEnd(features, compression)
+    length = front.samples if samples is None else samples
+    example = torch.randn(2, length + (1 if dynamic_length else 0), generator=torch.Generator().manual_seed(0))
+    dynamic = {0: torch.export.Dim("batch", min=1, max=4096)}
+    if dynamic_length:
+        dynamic[1] = torch.export.Dim("samples", min=2, max=2 ** 31 - 1)
+    about = dict(input="waveform", input_shape=["batch", "samples" if dynamic_length else length],
+                 sample_rate=features.sample_rate, length="dynamic" if dynamic_length else "fixed",
+                 samples=None if dynamic_length else length, clip_samples=front.samples,
+                 preprocessing="in the graph: mean removed, Kaldi fbank, zero-padded or cut to "
+                               f"{front.frames} frames, normalised, compression {compression}")
+    return _WaveformLogits(front, fixed), example, dynamic, about
+
+
+def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
+                pos_grid: str = "leading", opset: int = 18, inference: dict | None = None,
+                input: str = "spectrogram", samples: int | None = None, dynamic_length: bool = False) -> Path:
+    """Write ``model`` at ``patch_size`` for ``frames``-frame inputs to ``path`` (ONNX).
+
+    ``inference`` (features, compression and multi-label flag) is written, with the
+    labels and the sizes, to ``path`` with suffix ``.json``. The graph returns logits.
+
+    ``input="spectrogram"``: the graph takes ``spec [batch, frames, mel_bins]``, normalised
+    log-mel. ``input="waveform"``: it takes ``waveform [batch, samples]`` (float32 at
+    ``inference["features"]["sample_rate"]``) and computes the features inside
+    (:class:`WaveformFrontEnd`); ``samples`` fixes the length (default: the samples that
+    fill the model's frames exactly, ``FeatureConfig.clip_samples``), or
+    ``dynamic_length=True`` takes any length of at least 2 samples, cut or zero-padded at
+    the frame level as evaluation does. The batch is dynamic either way.
+    """
+    if input not in EXPORT_INPUTS:
+        raise ValueError(f"input={input!r} is not one of {', '.join(EXPORT_INPUTS)}")
+    if input == "spectrogram" and (samples is not None or dynamic_length):
+        raise ValueError("samples and dynamic_length apply to input='waveform' only")
+    _need("onnx")
+    _need("onnxscript")
+    path = Path(path)
+    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
+    cfg = fixed.config
+    meta = {"format": "flexiast-onnx", "input_kind": input}
+    if input == "spectrogram":
+        module, name, dynamic = _Logits(fixed), "spec", {0: torch.export.Dim("batch", min=1, max=4096)}
+        example = torch.zeros(2, cfg.input_tdim, cfg.input_fdim)
+        meta.update(input="spec", input_shape=["batch", cfg.input_tdim, cfg.input_fdim])
+    else:
+        module, example, dynamic, about = _waveform_graph(fixed, inference, samples, dynamic_length)
+        name = "waveform"
+        meta.update(about)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program = _to_onnx(module, example, name, dynamic, opset)
     program.save(str(path))
-    meta = {"format": "flexiast-onnx", "input": "spec", "input_shape": ["batch", cfg.input_tdim, cfg.input_fdim],
-            "output": "logits", "patch_size": list(cfg.patch_size), "stride": list(cfg.stride), "resize": resize,
-            "pos_grid": pos_grid, "labels": list(cfg.labels) if cfg.labels else None, **(inference or {})}
+    _write_meta(path, meta, cfg, resize, pos_grid, inference)
+    return path
+
+
+def _write_meta(path: Path, meta: dict, cfg, resize: str, pos_grid: str, inference: dict | None) -> None:
+    """The JSON beside an exported graph: its input, logits out, the sizes, labels and ``inference``."""
+    meta = {**meta, "output": "logits", "patch_size": list(cfg.patch_size), "stride": list(cfg.stride),
+            "resize": resize, "pos_grid": pos_grid, "labels": list(cfg.labels) if cfg.labels else None,
+            **(inference or {})}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def export_program(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None,
+                   resize: str = "pi", pos_grid: str = "leading", inference: dict | None = None,
+                   samples: int | None = None, dynamic_length: bool = False) -> Path:
+    """The waveform graph of :func:`export_onnx` as a ``torch.export`` program (``torch.export.save``).
+
+    Same module, input and JSON as ``export_onnx(input="waveform", ...)``; load it with
+    ``torch.export.load(path).module()`` and call it on ``waveform [batch, samples]``.
+    """
+    path = Path(path)
+    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
+    module, example, dynamic, about = _waveform_graph(fixed, inference, samples, dynamic_length)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        program = torch.export.export(module, (example,), dynamic_shapes=(dynamic,))
+    torch.export.save(program, str(path))
+    _write_meta(path, {"format": "flexiast-torch-export", "input_kind": "waveform", **about}, fixed.config, resize,
+                pos_grid, inference)
     return path
 
 
@@ -97,6 +244,41 @@ def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: s
     with torch.no_grad():
         ref = eager(spec, patch_size=patch_size, resize=resize, pos_grid=pos_grid)
     return float((got - ref).abs().max())
+
+
+def check_onnx_waveform(path: str | Path, model: FlexModel, features: FeatureConfig,
+                        compression: Compression = Compression(), waveforms=None, *, patch_size=None,
+                        resize: str = "pi", pos_grid: str = "leading", seed: int = 0) -> float:
+    """Largest absolute difference of a waveform graph's logits in ONNX Runtime from eager flexiast's.
+
+    ``waveforms``: 1-D float arrays at ``features.sample_rate`` (default: three seeded
+    noise clips, half, once and one and a half times ``features.clip_samples``). A
+    fixed-length graph gets them zero-padded or cut to its length, all in one batch; a
+    dynamic-length graph gets each at its own length. Eager computes flexiast's own input
+    for each (:func:`~flexiast.features.log_mel`, :func:`~flexiast.features.finish_input`)
+    and runs the flexible ``model`` at ``patch_size`` (fp32), so the check covers the
+    front end in the graph, the baking and the export.
+    """
+    ort = _need("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fixed = session.get_inputs()[0].shape[1]
+    fixed = fixed if isinstance(fixed, int) else None
+    if waveforms is None:
+        rng = np.random.default_rng(seed)
+        clip = features.clip_samples(compression)
+        waveforms = [rng.standard_normal(n).astype(np.float32) * np.linspace(0.02, 0.3, n, dtype=np.float32)
+                     for n in (clip // 2, clip, clip * 3 // 2)]
+    waves = [torch.as_tensor(np.asarray(w), dtype=torch.float32).reshape(-1) for w in waveforms]
+    if fixed is not None:
+        waves = [torch.nn.functional.pad(w[:fixed], (0, max(0, fixed - len(w)))) for w in waves]
+        got = [torch.from_numpy(session.run(None, {"waveform": torch.stack(waves).numpy()})[0])]
+    else:
+        got = [torch.from_numpy(session.run(None, {"waveform": w[None].numpy()})[0]) for w in waves]
+    specs = torch.stack([finish_input(log_mel(w, features, compression), features, compression) for w in waves])
+    eager = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its dtype, device and mode
+    with torch.no_grad():
+        ref = eager(specs, patch_size=patch_size, resize=resize, pos_grid=pos_grid)
+    return float((torch.cat(got) - ref).abs().max())
 
 
 def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frames: int | None = None,

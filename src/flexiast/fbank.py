@@ -188,6 +188,7 @@ def fbank(
     energy_floor: float = 0.0,
     htk_compat: bool = False,
     generator: torch.Generator | None = None,
+    chunked: bool = True,
 ) -> torch.Tensor:
     """Kaldi ``compute-fbank-feats`` on ``waveform[..., samples]``.
 
@@ -198,6 +199,11 @@ def fbank(
     dtype (float32 or float64; other floating types are computed in float32). With
     ``snip_edges`` a clip shorter than one window gives zero frames; without, a clip gives
     ``round(samples / shift)`` frames however short (Kaldi reflects it as often as needed).
+
+    ``chunked=False`` computes steps 1-7 for every frame of every clip in one pass, with
+    no Python loop over the clips or the frames, so that ``torch.export`` can trace it
+    with a symbolic batch (:mod:`flexiast.export`); it gives the same features with more
+    memory at once. It needs at least one frame (the traced graph has no empty branch).
     """
     if not isinstance(waveform, torch.Tensor):
         raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
@@ -224,7 +230,7 @@ def fbank(
                                  float(low_freq), float(high_freq), x.device, dtype)
 
     frames = _frames(x, win_len, shift, snip_edges)
-    if frames.numel() == 0:  # no frames, or an empty batch
+    if chunked and frames.numel() == 0:  # no frames, or an empty batch
         width = num_mel_bins + (1 if use_energy else 0)
         return x.new_zeros(*frames.shape[:-1], width).to(out_dtype)
     noise = None
@@ -237,17 +243,25 @@ def fbank(
     frames = frames.reshape(-1, count, win_len)  # a view for batched contiguous input
     if noise is not None:
         steps["noise"] = noise.reshape(-1, count, win_len)
-    rows = max(1, CHUNK_FLOATS // fft_size)
-    feats = frames.new_empty(frames.shape[0], count, num_mel_bins)
-    energies = []
-    for b in range(frames.shape[0]):
-        for i in range(0, count, rows):
-            power, energy = _frame_power(frames[b, i:i + rows], b, i, steps)
-            col = 0
-            for lo, hi, block in mel_blocks:
-                feats[b, i:i + len(power), col:col + block.shape[1]] = torch.matmul(power[:, lo:hi], block)
-                col += block.shape[1]
-            energies.append(energy)
+    if chunked:
+        rows = max(1, CHUNK_FLOATS // fft_size)
+        feats = frames.new_empty(frames.shape[0], count, num_mel_bins)
+        energies = []
+        for b in range(frames.shape[0]):
+            for i in range(0, count, rows):
+                power, energy = _frame_power(frames[b, i:i + rows], b, i, steps)
+                col = 0
+                for lo, hi, block in mel_blocks:
+                    feats[b, i:i + len(power), col:col + block.shape[1]] = torch.matmul(power[:, lo:hi], block)
+                    col += block.shape[1]
+                energies.append(energy)
+    else:
+        if noise is not None:
+            steps["noise"] = steps["noise"].reshape(1, -1, win_len)
+        power, energy = _frame_power(frames.reshape(-1, win_len), 0, 0, steps)
+        feats = torch.cat([torch.matmul(power[:, lo:hi], block) for lo, hi, block in mel_blocks], dim=-1)
+        feats = feats.reshape(frames.shape[0], count, num_mel_bins)
+        energies = [energy]
     if use_log_fbank:
         feats = feats.clamp_min(KALDI_LOG_FLOOR).log()
     if use_energy:

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..constants import (AGGREGATES, AXES, EXPORT_FORMATS, ON_ERROR, PATCH_SIZES, POS_GRID_POLICIES, PRECISIONS,
-                         RESIZE_METHODS)
+from ..constants import (AGGREGATES, AXES, EXPORT_FORMATS, EXPORT_INPUTS, ON_ERROR, PATCH_SIZES, POS_GRID_POLICIES,
+                         PRECISIONS, RESIZE_METHODS)
 from ._args import (add_command, add_data_arguments, add_model_arguments, data_source, load_model, patch_size,
                     patch_sizes, positive)
 
@@ -58,21 +58,41 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..export import check_onnx, export_hf, export_onnx
+    from ..audio import load_audio
+    from ..export import check_onnx, check_onnx_waveform, export_hf, export_onnx
+    from ..features import FeatureConfig
 
+    waveform = args.input == "waveform"
+    if args.format != "onnx" and (waveform or args.samples or args.dynamic_length or args.check_audio):
+        raise ValueError("--input, --samples, --dynamic-length and --check-audio apply to --format onnx")
+    if not waveform and (args.samples or args.dynamic_length or args.check_audio):
+        raise ValueError("--samples, --dynamic-length and --check-audio apply to --input waveform")
     im = load_model(args)
     frames = args.frames or im.model.config.input_tdim
     info = im.inference_info(frames)
     kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
     patch = im.model.config.resolve_patch(args.patch_size)[0]
     if args.format == "onnx":
-        path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, **kwargs)
-        print(f"wrote {path} (patch {patch[0]}x{patch[1]}, {frames} frames) and {path.with_suffix('.json')}")
+        path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, input=args.input,
+                           samples=args.samples, dynamic_length=args.dynamic_length, **kwargs)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        takes = (f", waveform [batch, {meta['samples'] or 'samples'}] at {meta['sample_rate']} Hz"
+                 if waveform else "")
+        print(f"wrote {path} (patch {patch[0]}x{patch[1]}, {frames} frames{takes}) and {path.with_suffix('.json')}")
         if not args.no_check:
-            diff = check_onnx(path, im.model, patch_size=args.patch_size, resize=args.resize, pos_grid=args.pos_grid)
-            ok = diff <= args.tolerance
-            print(f"ONNX Runtime against eager PyTorch: max |difference| of logits {diff:.2e} "
-                  f"({'within' if ok else 'ABOVE'} {args.tolerance:g})")
+            tolerance = args.tolerance if args.tolerance is not None else (1e-3 if waveform else 1e-4)
+            check = dict(patch_size=args.patch_size, resize=args.resize, pos_grid=args.pos_grid)
+            if waveform:
+                features = FeatureConfig(**info["features"])
+                waves = [load_audio(a, features.sample_rate) for a in args.check_audio] or None
+                diff = check_onnx_waveform(path, im.model, features, im.compression, waves, **check)
+                against = f"eager flexiast on {'the given audio' if waves else 'seeded noise'}"
+            else:
+                diff = check_onnx(path, im.model, **check)
+                against = "eager PyTorch"
+            ok = diff <= tolerance
+            print(f"ONNX Runtime against {against}: max |difference| of logits {diff:.2e} "
+                  f"({'within' if ok else 'ABOVE'} {tolerance:g})")
             if not ok:
                 return 1
     elif args.format == "hf":
@@ -137,5 +157,16 @@ def add_parsers(sub) -> None:
     ex.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default=POS_GRID_POLICIES[0],
                     help="positional grid when --frames differs from the trained length")
     ex.add_argument("--opset", type=int, default=18)
-    ex.add_argument("--tolerance", type=float, default=1e-4, help="largest ONNX-eager difference accepted")
+    ex.add_argument("--input", choices=EXPORT_INPUTS, default=EXPORT_INPUTS[0],
+                    help="what the ONNX graph takes: the normalised spectrogram, or the waveform at the features' "
+                         "sample rate (the features computed inside the graph)")
+    length = ex.add_mutually_exclusive_group()
+    length.add_argument("--samples", type=positive(int),
+                        help="--input waveform: the fixed waveform length (default: the samples of the model's frames)")
+    length.add_argument("--dynamic-length", action="store_true",
+                        help="--input waveform: any length, cut or zero-padded to the model's frames in the graph")
+    ex.add_argument("--check-audio", nargs="+", default=[], metavar="AUDIO",
+                    help="--input waveform: audio files for the ONNX Runtime check (default: seeded noise)")
+    ex.add_argument("--tolerance", type=float,
+                    help="largest ONNX-eager difference of logits accepted (default 1e-4; 1e-3 for --input waveform)")
     ex.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")

@@ -21,9 +21,9 @@ import torch
 
 from .constants import POOLINGS
 from .hardware import resolve_precision
-from .inference import InferenceModel
+from .inference import InferenceModel, WindowTask
 
-__all__ = ["embed_audio", "column_spans"]
+__all__ = ["embed_audio", "embedding_task", "layer_index", "column_spans"]
 
 
 def column_spans(im: InferenceModel, patch: int, stride: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +41,65 @@ def column_spans(im: InferenceModel, patch: int, stride: int, columns: int) -> t
     return first * shift, (first * shift + last * shift + window) / 2
 
 
+def layer_index(im: InferenceModel, layer: int | None) -> int:
+    """``layer`` as :meth:`FlexModel.embed` counts it, ``0 .. depth`` (``None``: the last; negative
+    from the end); a ``ValueError`` naming the range where the model has no such layer."""
+    depth = im.model.config.depth
+    chosen = depth if layer is None else layer + depth + 1 if layer < 0 else layer
+    if isinstance(layer, bool) or not 0 <= chosen <= depth:
+        raise ValueError(f"layer={layer!r} (--layer) is outside 0..{depth} (or -{depth + 1}..-1) for this "
+                         f"{depth}-layer model")
+    return chosen
+
+
+def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | None = None,
+                   max_ms: float | None = None, resize: str | None = None, layer: int | None = None,
+                   pooling: str = "head", frames: bool = False, hop_seconds: float | None = None,
+                   precision: str = "auto") -> WindowTask:
+    """The :class:`WindowTask` of :func:`embed_audio`: each window's pooled tokens (and its
+    frame tokens), and a clip's embeddings from its windows'. Every argument is checked
+    here, before any audio is read or any model runs."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
+    chosen_layer = layer_index(im, layer)
+    device = next(im.model.parameters()).device
+    chosen = resolve_precision(precision, device, setting="precision")
+    choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
+    hop = im.hop(hop_seconds)
+    model = im.at(choice["patch"], choice["resize"])
+    sr = im.features.sample_rate
+
+    def compute(specs: torch.Tensor) -> dict:
+        with chosen.autocast():
+            tokens = model.embed(specs.to(device), layer=chosen_layer)
+        out = {"pooled": (tokens.pooled() if pooling == "head" else tokens.mean()).float().cpu()}
+        if frames:
+            out["frames"] = tokens.frames().float().cpu()
+        return out
+
+    def finish(source: str, samples: int, spans: list, shape: tuple, outputs: dict) -> dict:
+        result = {"source": source, "duration_s": samples / sr, "patch_size": list(choice["patch"]),
+                  "resize": choice["resize"], "choice": choice["reason"], "layer": chosen_layer, "pooling": pooling,
+                  "windows": len(spans), "clip": outputs["pooled"].mean(0)}
+        if frames:
+            per_window = outputs["frames"]  # [windows, columns, D]
+            first, centres = column_spans(im, model.config.patch_size[1], model.config.stride[1], per_window.shape[1])
+            starts = torch.tensor([a for a, _ in spans], dtype=torch.float64)
+            times = starts[:, None] + centres[None, :]  # [windows, columns], samples
+            middles = starts + im.window_samples / 2
+            nearest = (times[..., None] - middles).abs().argmin(dim=-1)  # the window each time step belongs to
+            keep = (nearest == torch.arange(len(spans))[:, None]) & (starts[:, None] + first[None, :] < samples)
+            order = times[keep].argsort()
+            result["frames"] = per_window[keep][order]
+            result["timestamps"] = times[keep][order] / sr
+        return result
+
+    return WindowTask(hop=hop, whole=False, compute=compute, finish=finish,
+                      setting={"patch_size": list(choice["patch"]), "resize": choice["resize"],
+                               "choice": choice["reason"], "layer": chosen_layer, "pooling": pooling,
+                               "frames": frames, "hop_s": hop / sr})
+
+
 @torch.inference_mode()
 def embed_audio(im: InferenceModel, audio, *, sample_rate: int | None = None, patch_size=None,
                 max_gflops: float | None = None, max_ms: float | None = None, resize: str | None = None,
@@ -52,34 +111,8 @@ def embed_audio(im: InferenceModel, audio, *, sample_rate: int | None = None, pa
     size), ``layer``, ``pooling``, ``windows`` (how many), ``clip`` (a float32 ``[D]``
     tensor) and, with ``frames``, ``frames`` ``[T, D]`` with their ``timestamps`` ``[T]``
     (seconds, float64). The patch size and budget arguments are :meth:`InferenceModel.predict`'s.
+    :func:`flexiast.batch.embed_files` runs the same :func:`embedding_task` over many files.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-    device = next(im.model.parameters()).device
-    chosen = resolve_precision(precision, device, setting="precision")
-    source, wave = im.waveform(audio, sample_rate)
-    choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
-    hop = im.hop(hop_seconds)
-    specs, spans = im.spectrograms(wave, hop)
-    model = im.at(choice["patch"], choice["resize"])
-    outputs = []
-    with chosen.autocast():
-        for chunk in specs.split(batch_size):
-            outputs.append(model.embed(chunk.to(device), layer=layer))
-    pooled = torch.cat([o.pooled() if pooling == "head" else o.mean() for o in outputs]).float().cpu()
-    result = {"source": source, "duration_s": wave.numel() / im.features.sample_rate,
-              "patch_size": list(choice["patch"]), "resize": choice["resize"], "choice": choice["reason"],
-              "layer": model.config.depth if layer is None else layer, "pooling": pooling, "windows": len(spans),
-              "clip": pooled.mean(0)}
-    if frames:
-        per_window = torch.cat([o.frames() for o in outputs]).float().cpu()  # [windows, columns, D]
-        first, centres = column_spans(im, model.config.patch_size[1], model.config.stride[1], per_window.shape[1])
-        starts = torch.tensor([a for a, _ in spans], dtype=torch.float64)
-        times = starts[:, None] + centres[None, :]  # [windows, columns], samples
-        middles = starts + im.window_samples / 2
-        nearest = (times[..., None] - middles).abs().argmin(dim=-1)  # the window each time step belongs to
-        keep = (nearest == torch.arange(len(spans))[:, None]) & (starts[:, None] + first[None, :] < wave.numel())
-        order = times[keep].argsort()
-        result["frames"] = per_window[keep][order]
-        result["timestamps"] = times[keep][order] / im.features.sample_rate
-    return result
+    task = embedding_task(im, patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
+                          layer=layer, pooling=pooling, frames=frames, hop_seconds=hop_seconds, precision=precision)
+    return im.run_task(task, audio, sample_rate, batch_size)

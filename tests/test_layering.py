@@ -66,15 +66,15 @@ LAYERS: tuple[Layer, ...] = (
     Layer("the training engine: trainer, phases, state, logs, splits, optimizers, k-fold",
           ("engine",)),
     Layer("deployment: inference on audio files, profiling saved weights on data, export",
-          ("inference", "checkpoint_eval", "export")),
+          ("inference", "embeddings", "batch", "checkpoint_eval", "export")),
     Layer("entry points and the public API: the CLI, the demo, python -m flexiast, flexiast/__init__ "
           "(which may import anything)",
           ("cli", "demo", "__main__", "__init__")),
 )
 
 #: Modules that must not construct a family's classes: the engine, evaluation and deployment.
-FAMILY_AGNOSTIC = ("engine", "evaluate", "accounting", "report", "inference", "checkpoint_eval", "export", "cli",
-                   "demo")
+FAMILY_AGNOSTIC = ("engine", "evaluate", "accounting", "report", "inference", "embeddings", "batch", "checkpoint_eval",
+                   "export", "cli", "demo")
 
 @dataclass(frozen=True)
 class Import:

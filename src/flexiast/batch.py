@@ -38,8 +38,8 @@ from .data.loader import loader_workers
 from .embeddings import embedding_task
 from .inference import InferenceModel, WindowTask, batched_windows, weights_stat
 
-__all__ = ["audio_files", "check_output", "run_files", "embed_files", "read_embeddings", "write_embeddings", "predict_files",
-           "read_predictions", "model_identity", "RESUME_KEYS"]
+__all__ = ["audio_files", "check_output", "run_files", "embed_files", "read_embeddings", "write_embeddings",
+           "predict_files", "read_predictions", "model_identity", "RESUME_KEYS"]
 
 #: What an embeddings file must share with a run that resumes it.
 RESUME_KEYS = ("model", "patch_size", "resize", "layer", "pooling", "frames", "hop_s")

@@ -39,8 +39,8 @@ from .hardware import device_capability, resolve_precision
 from .models import FlexModel, flops, load_model
 from .resize import to_pair
 
-__all__ = ["InferenceModel", "WindowTask", "batched_windows", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
-           "window_starts", "weights_stat", "WEIGHT_NAMES"]
+__all__ = ["InferenceModel", "WindowTask", "batched_windows", "load_inference_model", "resolve_weights",
+           "profile_path", "choose_patch", "window_starts", "weights_stat", "WEIGHT_NAMES"]
 
 WEIGHT_NAMES = tuple(WEIGHT_FILES)
 #: Datasets whose task is multi-label, for files that do not say.
@@ -417,7 +417,8 @@ class InferenceModel:
         choice = self.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
         hop = self.hop(hop_seconds)
         model = self.at(choice["patch"], choice["resize"])
-        sr = self.features.sample_rate
+        f = self.features
+        sr = f.sample_rate
 
         def compute(specs: torch.Tensor) -> dict:
             with chosen.autocast():
@@ -434,7 +435,7 @@ class InferenceModel:
                 "compression": str(self.compression), "precision": chosen.name, "gflops_per_window": per_window,
                 "gflops_total": per_window * len(spans), "scores": "sigmoid" if self.multilabel else "softmax",
                 "aggregate": aggregate if len(spans) > 1 else "none",
-                "window_s": samples / sr if whole else self.features.target_length * self.features.frame_shift_ms / 1000,
+                "window_s": samples / sr if whole else f.target_length * f.frame_shift_ms / 1000,
                 "hop_s": hop / sr if len(spans) > 1 else None,
                 "top": self._top(total, top_k),
                 "windows": [{"start_s": a / sr, "end_s": min(b, samples) / sr, "top": self._top(s, top_k)}

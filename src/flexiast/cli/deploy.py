@@ -94,7 +94,8 @@ def _predict_to_file(args, options: dict) -> int:
                          save_every=args.save_every, batch_size=args.batch_size, workers=args.workers,
                          progress=not args.quiet, **options)
     bad = [{"path": r["path"], "reason": r["error"]} for r in rows if "error" in r]
-    print(f"wrote {args.out}: {len(rows) - len(bad)} file(s) scored in this run, {len(files) - len(rows)} already there")
+    print(f"wrote {args.out}: {len(rows) - len(bad)} file(s) scored in this run, "
+          f"{len(files) - len(rows)} already there")
     _report_skipped(bad)
     return 0
 

@@ -65,15 +65,16 @@ LAYERS: tuple[Layer, ...] = (
           ("evaluate", "accounting", "report")),
     Layer("the training engine: trainer, phases, state, logs, splits, optimizers, k-fold",
           ("engine",)),
-    Layer("deployment: inference on audio files, embeddings, the HEAR API, profiling saved weights on data, export",
-          ("inference", "embeddings", "hear", "checkpoint_eval", "export")),
+    Layer("deployment: inference, embeddings and batches of audio files, the HEAR API, profiling saved weights on "
+          "data, export",
+          ("inference", "embeddings", "batch", "hear", "checkpoint_eval", "export")),
     Layer("entry points and the public API: the CLI, the demo, python -m flexiast, flexiast/__init__ "
           "(which may import anything)",
           ("cli", "demo", "__main__", "__init__")),
 )
 
 #: Modules that must not construct a family's classes: the engine, evaluation and deployment.
-FAMILY_AGNOSTIC = ("engine", "evaluate", "accounting", "report", "inference", "embeddings", "hear",
+FAMILY_AGNOSTIC = ("engine", "evaluate", "accounting", "report", "inference", "embeddings", "batch", "hear",
                    "checkpoint_eval", "export", "cli", "demo")
 
 @dataclass(frozen=True)

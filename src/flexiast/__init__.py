@@ -7,13 +7,13 @@ weights of the official AST, FlexiAST and Hugging Face releases. Model families 
 """
 
 from .checkpoints import CheckpointError
-from .constants import PATCH_SIZES
+from .constants import PATCH_SIZES, VERSION
 from .fbank import fbank, mel_filterbank, num_frames
 from .models import create_model, flops, list_models, load_model
 from .models.ast import AST, PRESETS, ASTConfig, FlopCount
 from .resize import bilinear_resize, grid_shape, pi_resize, pi_resize_matrix, resize_pos_grid
 
-__version__ = "0.1.0.dev0"
+__version__ = VERSION
 
 __all__ = [
     "AST", "ASTConfig", "PRESETS", "PATCH_SIZES", "CheckpointError", "FlopCount",

@@ -7,6 +7,9 @@ default where the option has one.
 
 from __future__ import annotations
 
+#: flexiast's version (``flexiast.__version__``), recorded in what it writes.
+VERSION = "0.1.0.dev0"
+
 #: Patch sizes FlexiAST draws from and is evaluated at (FlexiAST, Sec. 2.3).
 PATCH_SIZES = (8, 10, 12, 16, 20, 24, 30, 32, 40, 48)
 
@@ -57,6 +60,13 @@ RUN_WEIGHTS = ("best", "averaged", "last")
 
 #: How a clip embedding pools a layer's tokens: the prefix tokens the head reads, or the patch tokens.
 POOLINGS = ("head", "mean")
+
+#: Audio files a folder given to ``flexiast embed`` or ``predict --out`` is searched for (recursively).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+#: Files ``flexiast embed --out`` writes, and ``flexiast predict --out``.
+EMBEDDING_FORMATS = (".safetensors", ".npz")
+PREDICTION_FORMATS = (".csv", ".jsonl")
 
 #: How window scores of long audio combine into clip scores.
 AGGREGATES = ("mean", "max")

@@ -1,36 +1,34 @@
 """Embeddings of audio from a trained model: one vector per clip, and one per time step.
 
-A clip is cut into windows of the trained length as :meth:`InferenceModel.predict` cuts
-it (one padded clip, or windows ``hop`` apart), each window runs through the model at
-the chosen patch size (given, or the most accurate one within a budget) and
-:meth:`FlexModel.embed` gives the tokens of one layer (the last by default, after the
-encoder's final norm). Then:
+A clip is cut into windows of the trained length (:func:`regular_windows`): one padded
+clip, or windows every ``hop`` from its start, the hop (half a window by default) rounded
+down to whole token columns and the last window padded past the end of the audio as a
+short clip is, so that every window's token columns lie on one grid. Each window runs
+through the model at the chosen patch size (given, or the most accurate one within a
+budget) and :meth:`FlexModel.embed` gives the tokens of one layer (the last by default,
+after the encoder's final norm). Then:
 
 * the **clip** embedding is the mean over windows of each window's pooled tokens:
   ``head``, the mean of the prefix tokens (the representation the classifier reads), or
   ``mean``, the mean of the patch tokens (SSAST's and many downstream users' choice);
 * the **frame** embeddings are the patch tokens averaged over frequency, one per token
-  column, each at the centre of the audio its patches cover. Where windows overlap, a
-  time step is taken from the window whose centre is nearest, so each is reported once;
-  steps that cover only the zero padding after the end of the audio are dropped.
-
-With ``regular=True`` the frame embeddings lie on one regular grid, one token column
-apart (what HEAR's timestamp embeddings need): the hop is rounded down to whole token
-columns (at least one, at most a window's columns) and windows start every hop from the
-start of the audio, the last one running past its end where needed (its audio padded
-as a short clip is). The default windowing ends its last window at the end of the audio,
-whose columns then lie off the grid of the others.
+  column, each at the centre of the audio its patches cover: one column apart, regularly
+  spaced (what HEAR's timestamp embeddings need). Where windows overlap, a time step is
+  taken from the window whose centre is nearest, so each is reported once; steps whose
+  first frame lies past the end of the audio (only zero padding) are dropped.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
 from .constants import POOLINGS
 from .hardware import resolve_precision
-from .inference import InferenceModel
+from .inference import InferenceModel, WindowTask
 
-__all__ = ["embed_audio", "column_spans", "regular_windows"]
+__all__ = ["embed_audio", "embedding_task", "layer_index", "column_spans", "regular_windows"]
 
 
 def column_spans(im: InferenceModel, patch: int, stride: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,77 +51,113 @@ def _framing(im: InferenceModel) -> tuple[int, int, int]:
     return int(f.sample_rate * kw["frame_shift_ms"] / 1000), int(f.sample_rate * kw["frame_length_ms"] / 1000), pool
 
 
-def regular_windows(im: InferenceModel, wave: torch.Tensor, hop: int, patch: int,
-                    stride: int) -> tuple[torch.Tensor, list[tuple[int, int]], int]:
-    """The model's inputs ``[windows, frames, bins]`` for ``wave``, each window's span in samples
-    and the hop used, with every token column (``patch`` model frames every ``stride``) on
-    one grid: windows start every ``hop`` (rounded down to whole columns, at least one, at
-    most a window's columns) from 0 until the columns whose first sample lies in the audio
-    are all covered; a window running past the end is its audio padded as a short clip."""
+def column_hop(im: InferenceModel, hop: int, patch: int, stride: int) -> tuple[int, int, int]:
+    """``(hop, column step, columns per window)`` in samples: ``hop`` rounded down to whole token
+    columns (``patch`` model frames every ``stride``), at least one and at most a window's."""
     shift, _, pool = _framing(im)
     step = stride * pool * shift
-    columns = (im.model.config.input_tdim - patch) // stride + 1
-    hop = min(max(step, hop // step * step), columns * step)
-    needed = -(-wave.numel() // step)  # columns whose first sample is in the audio
+    columns = (im.features.frames(im.compression) - patch) // stride + 1
+    return min(max(step, hop // step * step), columns * step), step, columns
+
+
+def audio_columns(im: InferenceModel, samples: int, step: int) -> int:
+    """How many token columns, ``step`` samples apart, start on an fbank frame that lies in
+    ``samples`` samples of audio (a whole Kaldi frame, ``snip_edges``); at least one."""
+    _, window, _ = _framing(im)
+    return max(1, (samples - window) // step + 1) if samples >= window else 1
+
+
+def regular_windows(im: InferenceModel, wave: torch.Tensor, *, hop: int, patch: int,
+                    stride: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """The model's inputs ``[windows, frames, bins]`` for ``wave`` and each window's span in
+    samples, every token column on one grid: windows start every :func:`column_hop` from 0
+    until every column of :func:`audio_columns` is in one; a window running past the end is
+    its audio padded as a short clip is."""
+    hop, step, columns = column_hop(im, hop, patch, stride)
+    needed = audio_columns(im, wave.numel(), step)
     starts = [0]
     while starts[-1] // step + columns < needed:
         starts.append(starts[-1] + hop)
     size = im.window_samples
     specs = torch.cat([im.spectrograms(wave[s:s + size], hop)[0] for s in starts])
-    return specs, [(s, s + size) for s in starts], hop
+    return specs, [(s, s + size) for s in starts]
+
+
+def layer_index(im: InferenceModel, layer: int | None) -> int:
+    """``layer`` as :meth:`FlexModel.embed` counts it, ``0 .. depth`` (``None``: the last; negative
+    from the end); a ``ValueError`` naming the range where the model has no such layer."""
+    depth = im.model.config.depth
+    chosen = depth if layer is None else layer + depth + 1 if layer < 0 else layer
+    if isinstance(layer, bool) or not 0 <= chosen <= depth:
+        raise ValueError(f"layer={layer!r} (--layer) is outside 0..{depth} (or -{depth + 1}..-1) for this "
+                         f"{depth}-layer model")
+    return chosen
+
+
+def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | None = None,
+                   max_ms: float | None = None, resize: str | None = None, layer: int | None = None,
+                   pooling: str = "head", frames: bool = False, hop_seconds: float | None = None,
+                   precision: str = "auto") -> WindowTask:
+    """The :class:`WindowTask` of :func:`embed_audio`: each window's pooled tokens (and its
+    frame tokens), and a clip's embeddings from its windows'. Every argument is checked
+    here, before any audio is read or any model runs."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
+    chosen_layer = layer_index(im, layer)
+    device = next(im.model.parameters()).device
+    chosen = resolve_precision(precision, device, setting="precision")
+    choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
+    model = im.at(choice["patch"], choice["resize"])
+    patch, stride = model.config.patch_size[1], model.config.stride[1]
+    hop, step, _ = column_hop(im, im.hop(hop_seconds), patch, stride)
+    sr = im.features.sample_rate
+
+    def compute(specs: torch.Tensor) -> dict:
+        with chosen.autocast():
+            tokens = model.embed(specs.to(device), layer=chosen_layer)
+        out = {"pooled": (tokens.pooled() if pooling == "head" else tokens.mean()).float().cpu()}
+        if frames:
+            out["frames"] = tokens.frames().float().cpu()
+        return out
+
+    def finish(source: str, samples: int, spans: list, shape: tuple, outputs: dict) -> dict:
+        result = {"source": source, "duration_s": samples / sr, "patch_size": list(choice["patch"]),
+                  "resize": choice["resize"], "choice": choice["reason"], "layer": chosen_layer, "pooling": pooling,
+                  "windows": len(spans), "clip": outputs["pooled"].mean(0)}
+        if frames:
+            per_window = outputs["frames"]  # [windows, columns, D]
+            first, centres = column_spans(im, patch, stride, per_window.shape[1])
+            starts = torch.tensor([a for a, _ in spans], dtype=torch.float64)
+            times = starts[:, None] + centres[None, :]  # [windows, columns], samples
+            middles = starts + im.window_samples / 2
+            nearest = (times[..., None] - middles).abs().argmin(dim=-1)  # the window each time step belongs to
+            index = (starts[:, None] + first[None, :]) / step  # the column's place on the audio's grid
+            keep = (nearest == torch.arange(len(spans))[:, None]) & (index < audio_columns(im, samples, step))
+            order = times[keep].argsort()
+            result["frames"] = per_window[keep][order]
+            result["timestamps"] = times[keep][order] / sr
+        return result
+
+    return WindowTask(cut=functools.partial(regular_windows, hop=hop, patch=patch, stride=stride), compute=compute,
+                      finish=finish,
+                      setting={"patch_size": list(choice["patch"]), "resize": choice["resize"],
+                               "choice": choice["reason"], "layer": chosen_layer, "pooling": pooling,
+                               "frames": frames, "hop_s": hop / sr})
 
 
 @torch.inference_mode()
 def embed_audio(im: InferenceModel, audio, *, sample_rate: int | None = None, patch_size=None,
                 max_gflops: float | None = None, max_ms: float | None = None, resize: str | None = None,
                 layer: int | None = None, pooling: str = "head", frames: bool = False,
-                hop_seconds: float | None = None, regular: bool = False, batch_size: int = 32,
-                precision: str = "auto") -> dict:
+                hop_seconds: float | None = None, batch_size: int = 32, precision: str = "auto") -> dict:
     """Embeddings of one clip (a path, or a waveform at ``sample_rate``).
 
     Returns ``source``, ``duration_s``, ``patch_size``, ``resize``, ``choice`` (why that
     size), ``layer``, ``pooling``, ``windows`` (how many), ``clip`` (a float32 ``[D]``
     tensor) and, with ``frames``, ``frames`` ``[T, D]`` with their ``timestamps`` ``[T]``
     (seconds, float64). The patch size and budget arguments are :meth:`InferenceModel.predict`'s.
-    ``regular``: windows on the token columns' grid (:func:`regular_windows`), so the
-    timestamps are one column apart; the result then says the ``hop_s`` used.
+    :func:`flexiast.batch.embed_files` runs the same :func:`embedding_task` over many files.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-    device = next(im.model.parameters()).device
-    chosen = resolve_precision(precision, device, setting="precision")
-    source, wave = im.waveform(audio, sample_rate)
-    choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
-    hop = im.hop(hop_seconds)
-    model = im.at(choice["patch"], choice["resize"])
-    if regular:
-        specs, spans, hop = regular_windows(im, wave, hop, model.config.patch_size[1], model.config.stride[1])
-    else:
-        specs, spans = im.spectrograms(wave, hop)
-    outputs = []
-    with chosen.autocast():
-        for chunk in specs.split(batch_size):
-            outputs.append(model.embed(chunk.to(device), layer=layer))
-    pooled = torch.cat([o.pooled() if pooling == "head" else o.mean() for o in outputs]).float().cpu()
-    result = {"source": source, "duration_s": wave.numel() / im.features.sample_rate,
-              "patch_size": list(choice["patch"]), "resize": choice["resize"], "choice": choice["reason"],
-              "layer": model.config.depth if layer is None else layer, "pooling": pooling, "windows": len(spans),
-              "clip": pooled.mean(0)}
-    if frames:
-        per_window = torch.cat([o.frames() for o in outputs]).float().cpu()  # [windows, columns, D]
-        first, centres = column_spans(im, model.config.patch_size[1], model.config.stride[1], per_window.shape[1])
-        starts = torch.tensor([a for a, _ in spans], dtype=torch.float64)
-        times = starts[:, None] + centres[None, :]  # [windows, columns], samples
-        middles = starts + im.window_samples / 2
-        nearest = (times[..., None] - middles).abs().argmin(dim=-1)  # the window each time step belongs to
-        keep = (nearest == torch.arange(len(spans))[:, None]) & (starts[:, None] + first[None, :] < wave.numel())
-        order = times[keep].argsort()
-        result["frames"] = per_window[keep][order]
-        result["timestamps"] = times[keep][order] / im.features.sample_rate
-        if regular:
-            shift, _, pool = _framing(im)
-            step = model.config.stride[1] * pool * shift
-            if not bool((times[keep][order].diff() == step).all()):
-                raise RuntimeError(f"the time steps are not one token column ({step} samples) apart")
-            result["hop_s"] = hop / im.features.sample_rate
-    return result
+    task = embedding_task(im, patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
+                          layer=layer, pooling=pooling, frames=frames, hop_seconds=hop_seconds, precision=precision)
+    return im.run_task(task, audio, sample_rate, batch_size)

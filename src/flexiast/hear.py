@@ -11,7 +11,7 @@ and :func:`get_timestamp_embeddings` on batches of sounds ``[n_sounds, n_samples
 * a **scene** embedding is :func:`flexiast.embeddings.embed_audio`'s ``clip``: the mean
   over the sound's windows of the pooled tokens of one layer (``head``: the prefix
   tokens, ``mean``: the patch tokens);
-* the **timestamp** embeddings are ``embed_audio``'s ``frames`` with ``regular=True``:
+* the **timestamp** embeddings are ``embed_audio``'s ``frames``:
   per token column, the mean of its tokens over frequency, one column apart, at the
   centre of the audio the column covers, in milliseconds.
 
@@ -73,7 +73,7 @@ class HearModel(nn.Module):
         """``embed_audio`` of each sound of ``audio [n_sounds, n_samples]`` at the fixed size."""
         sounds = _checked_audio(audio)
         return [embed_audio(self.im, sound, patch_size=self.patch_size, resize=self.resize, layer=self.layer,
-                            pooling=self.pooling, frames=frames, regular=frames, hop_seconds=self.hop_seconds,
+                            pooling=self.pooling, frames=frames, hop_seconds=self.hop_seconds,
                             batch_size=self.batch_size, precision=self.precision)
                 for sound in sounds.detach().cpu()]
 

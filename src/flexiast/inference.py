@@ -20,11 +20,14 @@ checkpoint's stored profile (:mod:`flexiast.evaluate`) whose cost fits.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -37,8 +40,8 @@ from .hardware import device_capability, resolve_precision
 from .models import FlexModel, flops, load_model
 from .resize import to_pair
 
-__all__ = ["InferenceModel", "load_inference_model", "resolve_weights", "profile_path", "choose_patch",
-           "window_starts", "weights_stat", "WEIGHT_NAMES"]
+__all__ = ["InferenceModel", "WindowTask", "batched_windows", "load_inference_model", "resolve_weights",
+           "profile_path", "choose_patch", "window_starts", "weights_stat", "WEIGHT_NAMES"]
 
 WEIGHT_NAMES = tuple(WEIGHT_FILES)
 #: Datasets whose task is multi-label, for files that do not say.
@@ -186,6 +189,83 @@ def weights_stat(weights: Path) -> dict:
     return {"file": file.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+@dataclass(frozen=True)
+class WindowTask:
+    """What runs on a clip's windows and how they make the clip's result.
+
+    ``cut(inference_model, waveform) -> (specs, spans)`` cuts a waveform into the model's
+    inputs and their spans in samples (:meth:`InferenceModel.spectrograms`; it runs in data
+    loader workers, which get the features but not the network);
+    ``compute(specs[B, frames, bins]) -> {name: tensor [B, ...]}`` runs the model on a batch
+    of windows (from one clip or many); ``finish(source, samples, spans, input_shape,
+    outputs)`` turns one clip's rows of those outputs, in window order, into its result;
+    ``setting`` is what every result shares (the patch size chosen, ...).
+    """
+
+    cut: Callable[["InferenceModel", torch.Tensor], tuple[torch.Tensor, list[tuple[int, int]]]]
+    compute: Callable[[torch.Tensor], dict]
+    finish: Callable[..., dict]
+    setting: dict = field(default_factory=dict)
+
+
+def batched_windows(items: Iterable, compute: Callable[[torch.Tensor], dict],
+                    batch_size: int) -> Iterator[tuple[object, dict | None]]:
+    """Run ``compute`` on batches of ``batch_size`` windows taken across clips, in order.
+
+    ``items`` yields ``(key, specs[windows, frames, bins])`` (``specs`` None for a clip
+    that could not be read); yields ``(key, {name: rows of that clip})`` (or ``(key, None)``)
+    in the order of ``items``, each as soon as all its windows have run. Windows of
+    another shape than those waiting (whole clips of other lengths) start a new batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    waiting: list[list] = []  # [open clip, specs not yet computed]
+    opened: deque = deque()  # [key, windows left, output pieces], in the order of items
+    count = 0
+
+    def run(n: int) -> None:
+        nonlocal count
+        taken = []
+        while n:
+            clip, specs = waiting[0]
+            part = specs[:n]
+            taken.append((clip, part))
+            if len(part) == len(specs):
+                waiting.pop(0)
+            else:
+                waiting[0][1] = specs[len(part):]
+            n -= len(part)
+        out = compute(torch.cat([part for _, part in taken]))
+        start = 0
+        for clip, part in taken:
+            clip[2].append({k: v[start:start + len(part)] for k, v in out.items()})
+            clip[1] -= len(part)
+            start += len(part)
+        count -= start
+
+    def finished() -> Iterator[tuple[object, dict | None]]:
+        while opened and opened[0][1] == 0:
+            key, _, pieces = opened.popleft()
+            yield key, None if pieces is None else {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
+
+    for key, specs in items:
+        if specs is None:
+            opened.append([key, 0, None])
+        else:
+            if waiting and waiting[-1][1].shape[1:] != specs.shape[1:]:
+                run(count)
+            clip = [key, len(specs), []]
+            opened.append(clip)
+            waiting.append([clip, specs])
+            count += len(specs)
+            while count >= batch_size:
+                run(batch_size)
+        yield from finished()
+    if count:
+        run(count)
+    yield from finished()
+
+
 def _machine_name() -> str:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return device_capability(device)["name"]
@@ -322,17 +402,11 @@ class InferenceModel:
         specs = [finish_input(log_mel(wave[s:s + self.window_samples], f, c), f, c) for s in starts]
         return torch.stack(specs), [(s, s + self.window_samples) for s in starts]
 
-    @torch.inference_mode()
-    def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,
-                max_ms: float | None = None, resize: str | None = None, top_k: int = 5,
-                hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
-                pos_grid: str = "leading", batch_size: int = 32, precision: str = "auto") -> dict:
-        """Labels with scores for one clip (a path, or a waveform at ``sample_rate``).
-
-        Returns the top ``top_k`` labels of the aggregated scores and, per window, its
-        span in seconds and its own top labels; plus the patch size used, why, and the
-        GFLOPs per window and in all.
-        """
+    def prediction_task(self, *, patch_size=None, max_gflops: float | None = None, max_ms: float | None = None,
+                        resize: str | None = None, top_k: int = 5, hop_seconds: float | None = None,
+                        aggregate: str = "mean", whole: bool = False, pos_grid: str = "leading",
+                        precision: str = "auto") -> WindowTask:
+        """The :class:`WindowTask` of :meth:`predict`: logits per window, and a file's result from them."""
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate={aggregate!r} is not one of mean, max")
         device = next(self.model.parameters()).device
@@ -342,33 +416,63 @@ class InferenceModel:
         if whole and (max_gflops is not None or max_ms is not None):
             raise ValueError("budgets are profiled per clip of the trained length; with whole=True (--whole) the "
                              "cost grows with the clip: give a patch size instead")
-        f = self.features
-        source, wave = self.waveform(audio, sample_rate)
         choice = self.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
         hop = self.hop(hop_seconds)
-        specs, spans = self.spectrograms(wave, hop, whole)
         model = self.at(choice["patch"], choice["resize"])
-        logits = []
-        with chosen.autocast():
-            for chunk in specs.split(batch_size):
-                logits.append(model(chunk.to(device), pos_grid=pos_grid).float().cpu())
-        logits = torch.cat(logits)
-        scores = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
-        total = scores.mean(0) if aggregate == "mean" else scores.max(0).values
-        per_window = flops(model.config, tuple(specs.shape[1:])).forward / 1e9
+        f = self.features
         sr = f.sample_rate
-        return {
-            "source": source, "duration_s": wave.numel() / sr, "patch_size": list(choice["patch"]),
-            "resize": choice["resize"], "choice": choice["reason"], "profile_row": choice["row"],
-            "compression": str(self.compression), "precision": chosen.name, "gflops_per_window": per_window,
-            "gflops_total": per_window * len(spans), "scores": "sigmoid" if self.multilabel else "softmax",
-            "aggregate": aggregate if len(spans) > 1 else "none",
-            "window_s": wave.numel() / sr if whole else f.target_length * f.frame_shift_ms / 1000,
-            "hop_s": hop / sr if len(spans) > 1 else None,
-            "top": self._top(total, top_k),
-            "windows": [{"start_s": a / sr, "end_s": min(b, wave.numel()) / sr, "top": self._top(s, top_k)}
-                        for (a, b), s in zip(spans, scores)],
-        }
+
+        def compute(specs: torch.Tensor) -> dict:
+            with chosen.autocast():
+                return {"logits": model(specs.to(device), pos_grid=pos_grid).float().cpu()}
+
+        def finish(source: str, samples: int, spans: list, shape: tuple, outputs: dict) -> dict:
+            logits = outputs["logits"]
+            scores = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+            total = scores.mean(0) if aggregate == "mean" else scores.max(0).values
+            per_window = flops(model.config, tuple(shape)).forward / 1e9
+            return {
+                "source": source, "duration_s": samples / sr, "patch_size": list(choice["patch"]),
+                "resize": choice["resize"], "choice": choice["reason"], "profile_row": choice["row"],
+                "compression": str(self.compression), "precision": chosen.name, "gflops_per_window": per_window,
+                "gflops_total": per_window * len(spans), "scores": "sigmoid" if self.multilabel else "softmax",
+                "aggregate": aggregate if len(spans) > 1 else "none",
+                "window_s": samples / sr if whole else f.target_length * f.frame_shift_ms / 1000,
+                "hop_s": hop / sr if len(spans) > 1 else None,
+                "top": self._top(total, top_k),
+                "windows": [{"start_s": a / sr, "end_s": min(b, samples) / sr, "top": self._top(s, top_k)}
+                            for (a, b), s in zip(spans, scores)],
+            }
+
+        return WindowTask(cut=functools.partial(InferenceModel.spectrograms, hop=hop, whole=whole), compute=compute,
+                          finish=finish,
+                          setting={"patch_size": list(choice["patch"]), "resize": choice["resize"],
+                                   "choice": choice["reason"]})
+
+    def run_task(self, task: WindowTask, audio, sample_rate: int | None = None, batch_size: int = 32) -> dict:
+        """``task`` on one clip (a path, or a waveform at ``sample_rate``): its windows in batches of
+        ``batch_size`` through :func:`batched_windows`, as :mod:`flexiast.batch` runs many files."""
+        source, wave = self.waveform(audio, sample_rate)
+        specs, spans = task.cut(self, wave)
+        [(_, outputs)] = batched_windows([(None, specs)], task.compute, batch_size)
+        return task.finish(source, wave.numel(), spans, tuple(specs.shape[1:]), outputs)
+
+    @torch.inference_mode()
+    def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,
+                max_ms: float | None = None, resize: str | None = None, top_k: int = 5,
+                hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
+                pos_grid: str = "leading", batch_size: int = 32, precision: str = "auto") -> dict:
+        """Labels with scores for one clip (a path, or a waveform at ``sample_rate``).
+
+        Returns the top ``top_k`` labels of the aggregated scores and, per window, its
+        span in seconds and its own top labels; plus the patch size used, why, and the
+        GFLOPs per window and in all. :func:`flexiast.batch.predict_files` runs the same
+        :meth:`prediction_task` over many files.
+        """
+        task = self.prediction_task(patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
+                                    top_k=top_k, hop_seconds=hop_seconds, aggregate=aggregate, whole=whole,
+                                    pos_grid=pos_grid, precision=precision)
+        return self.run_task(task, audio, sample_rate, batch_size)
 
     def _top(self, scores: torch.Tensor, k: int) -> list[dict]:
         values, idx = scores.topk(min(k, scores.numel()))

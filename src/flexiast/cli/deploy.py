@@ -1,4 +1,4 @@
-"""``flexiast evaluate``, ``predict`` and ``export``: a trained model profiled, run on audio, exported."""
+"""``flexiast evaluate``, ``predict``, ``embed`` and ``export``: a trained model profiled, run on audio, exported."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..constants import (AGGREGATES, AXES, EXPORT_FORMATS, EXPORT_INPUTS, ON_ERROR, PATCH_SIZES, POS_GRID_POLICIES,
-                         PRECISIONS, RESIZE_METHODS)
-from ._args import (add_command, add_data_arguments, add_model_arguments, data_source, load_model, patch_size,
-                    patch_sizes, positive)
+from ..constants import (AGGREGATES, AUDIO_EXTENSIONS, AXES, EMBEDDING_FORMATS, EXPORT_FORMATS, EXPORT_INPUTS,
+                         ON_ERROR, PATCH_SIZES, POOLINGS, POS_GRID_POLICIES, PRECISIONS, PREDICTION_FORMATS,
+                         RESIZE_METHODS)
+from ._args import (UsageError, add_command, add_data_arguments, add_model_arguments, data_source, load_model,
+                    patch_size, patch_sizes, positive)
 
 PRECISION_HELP = "auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)"
 
@@ -38,23 +39,118 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _report_skipped(skipped: list[dict]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} file(s) that could not be read:", file=sys.stderr)
+        for s in skipped:
+            print(f"  {s['path']}: {s['reason']}", file=sys.stderr)
+
+
+def _batch_audio(args) -> list[str]:
+    """The files of ``AUDIO...`` and ``--list``; a command line naming none is a usage error."""
+    from ..batch import audio_files
+
+    if not args.audio and args.list is None:
+        raise UsageError("give audio files or folders, or --list FILE")
+    return audio_files(args.audio, args.list)
+
+
 def cmd_predict(args) -> int:
     from ..evaluate import read_profile
     from ..inference import format_prediction
 
+    if args.out is None:
+        given = [flag for flag, on in (("--list", args.list is not None), ("--resume", args.resume),
+                                       ("--overwrite", args.overwrite), ("--windows", args.windows)) if on]
+        if given:
+            raise UsageError(f"{', '.join(given)} go with --out FILE (many files to a CSV or JSONL file)")
+        if not args.audio:
+            raise UsageError("give audio files")
+    options = dict(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms, resize=args.resize,
+                   top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate, whole=args.whole,
+                   pos_grid=args.pos_grid, precision=args.precision)
+    if args.out is not None:
+        return _predict_to_file(args, options)
     im = load_model(args)
     if args.profile:
         im.profile = read_profile(args.profile)  # a bad --profile fails here, naming the file
-    results = []
-    for audio in args.audio:
-        results.append(im.predict(audio, patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
-                                  resize=args.resize, top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate,
-                                  whole=args.whole, pos_grid=args.pos_grid, precision=args.precision))
+    results = [im.predict(audio, batch_size=args.batch_size, **options) for audio in args.audio]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=1))
     else:
         print("\n".join(format_prediction(r, windows=not args.no_windows) for r in results))
     return 0
+
+
+def _predict_to_file(args, options: dict) -> int:
+    from ..batch import check_output, predict_files
+    from ..evaluate import read_profile
+
+    files = _batch_audio(args)
+    check_output(args.out, PREDICTION_FORMATS, args.resume, args.overwrite)  # before the model is loaded
+    im = load_model(args)
+    if args.profile:
+        im.profile = read_profile(args.profile)
+    rows = predict_files(im, files, out=args.out, resume=args.resume, overwrite=args.overwrite, windows=args.windows,
+                         save_every=args.save_every, batch_size=args.batch_size, workers=args.workers,
+                         progress=not args.quiet, **options)
+    bad = [{"path": r["path"], "reason": r["error"]} for r in rows if "error" in r]
+    print(f"wrote {args.out}: {len(rows) - len(bad)} file(s) scored in this run, "
+          f"{len(files) - len(rows)} already there")
+    _report_skipped(bad)
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from ..batch import check_output, embed_files
+    from ..evaluate import read_profile
+
+    files = _batch_audio(args)
+    check_output(args.out, EMBEDDING_FORMATS, args.resume, args.overwrite)  # before the model is loaded
+    im = load_model(args)
+    if args.profile:
+        im.profile = read_profile(args.profile)
+    data = embed_files(im, files, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                       save_every=args.save_every, batch_size=args.batch_size, workers=args.workers,
+                       progress=not args.quiet, patch_size=args.patch_size, max_gflops=args.max_gflops,
+                       max_ms=args.max_ms, resize=args.resize, layer=args.layer, pooling=args.pooling,
+                       frames=args.frames, hop_seconds=args.hop, precision=args.precision)
+    meta = data["metadata"]
+    f, t = meta["patch_size"]
+    what = f"clip embeddings [{', '.join(map(str, data['clip'].shape))}]"
+    if args.frames:
+        what += f" and {len(data['frames'])} frame embeddings"
+    print(f"wrote {args.out}: {what} from layer {meta['layer']} ({meta['pooling']} pooling), patch {f}x{t}")
+    _report_skipped(data["skipped"])
+    return 0
+
+
+def _add_choice_arguments(p) -> None:
+    """The patch size or budget (``--patch-size``, ``--max-gflops``, ``--max-ms``, ``--profile``,
+    ``--resize``), ``--hop`` and ``--precision`` that predict and embed share."""
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument("--patch-size", type=patch_size, help="run at this size (16 or 16x32)")
+    choice.add_argument("--max-gflops", type=positive(float), help="the most accurate profiled size within this")
+    p.add_argument("--max-ms", type=positive(float), help="... and/or within this profiled latency per clip")
+    p.add_argument("--profile", help="a profile JSON to budget with, instead of the one stored with the weights")
+    p.add_argument("--resize", choices=RESIZE_METHODS, help="kernel resize (default pi, or the profile's)")
+    p.add_argument("--hop", type=positive(float), help="seconds between windows of long audio (default half a window)")
+    p.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
+
+
+def _add_batch_arguments(p, out_help: str, required: bool) -> None:
+    """Many files to one output: ``--list``, ``--out``, ``--resume``/``--overwrite``,
+    ``--save-every``, ``--batch-size``, ``--workers``, ``--quiet``."""
+    p.add_argument("--list", type=Path, metavar="FILE", help="a file of audio paths, one a line")
+    p.add_argument("--out", type=Path, required=required, metavar="FILE", help=out_help)
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="keep FILE's rows and add the files it lacks")
+    again.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    p.add_argument("--save-every", type=positive(int), default=1000, metavar="K",
+                   help="rewrite FILE every K files, so a killed run loses little (default 1000)")
+    p.add_argument("--batch-size", type=positive(int), default=32, help="windows per model call, across files")
+    p.add_argument("--workers", type=int, help="processes decoding files (default: chosen from the cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_export(args) -> int:
@@ -107,7 +203,7 @@ def cmd_export(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    """``evaluate``, ``predict`` and ``export``."""
+    """``evaluate``, ``predict``, ``embed`` and ``export``."""
     ev = add_command(sub, "evaluate", cmd_evaluate,
                      help="metric, GFLOPs and latency at every patch size; stores the profile")
     add_model_arguments(ev)
@@ -129,22 +225,29 @@ def add_parsers(sub) -> None:
 
     pr = add_command(sub, "predict", cmd_predict, help="labels with scores for audio files of any length")
     add_model_arguments(pr)
-    pr.add_argument("audio", nargs="+", help="audio files")
-    choice = pr.add_mutually_exclusive_group()
-    choice.add_argument("--patch-size", type=patch_size, help="run at this size (16 or 16x32)")
-    choice.add_argument("--max-gflops", type=positive(float), help="the most accurate profiled size within this")
-    pr.add_argument("--max-ms", type=positive(float), help="... and/or within this profiled latency per clip")
-    pr.add_argument("--profile", help="a profile JSON to budget with, instead of the one stored with the weights")
-    pr.add_argument("--resize", choices=RESIZE_METHODS, help="kernel resize (default pi, or the profile's)")
+    pr.add_argument("audio", nargs="*", help="audio files (with --out also folders, searched for "
+                    f"{'/'.join(AUDIO_EXTENSIONS)})")
+    _add_choice_arguments(pr)
     pr.add_argument("--top-k", type=positive(int), default=5)
-    pr.add_argument("--hop", type=positive(float), help="seconds between windows of long audio (default half a window)")
     pr.add_argument("--aggregate", choices=AGGREGATES, default=AGGREGATES[0], help="how window scores combine")
     pr.add_argument("--whole", action="store_true", help="one pass over the whole clip instead of windows")
     pr.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default=POS_GRID_POLICIES[0],
                     help="positional grid for a shorter or longer input (--whole); see docs/DEPLOYMENT.md")
-    pr.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
     pr.add_argument("--no-windows", action="store_true", help="do not list the windows")
     pr.add_argument("--json", action="store_true", help="print JSON")
+    _add_batch_arguments(pr, "write one row per file to this .csv or .jsonl instead of printing", required=False)
+    pr.add_argument("--windows", action="store_true", help="with --out .jsonl: keep each file's windows")
+
+    em = add_command(sub, "embed", cmd_embed, help="clip (and per-time-step) embeddings of many audio files")
+    add_model_arguments(em)
+    em.add_argument("audio", nargs="*", help=f"audio files, or folders searched for {'/'.join(AUDIO_EXTENSIONS)}")
+    _add_choice_arguments(em)
+    em.add_argument("--pooling", choices=POOLINGS, default=POOLINGS[0],
+                    help="head: the prefix tokens the classifier reads; mean: the mean of the patch tokens")
+    em.add_argument("--layer", type=int, help="the layer: 0 the patch embeddings, 1..depth a block's output "
+                    "(default: the last, after the final norm; negative counts from the end)")
+    em.add_argument("--frames", action="store_true", help="also per-time-step embeddings with their timestamps")
+    _add_batch_arguments(em, "a .safetensors or .npz file (read with flexiast.batch.read_embeddings)", required=True)
 
     ex = add_command(sub, "export", cmd_export,
                      help="ONNX (checked with ONNX Runtime), Hugging Face or flexiast at one size")

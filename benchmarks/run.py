@@ -23,6 +23,7 @@ import torch  # noqa: E402
 import bench_attention  # noqa: E402
 import bench_compile  # noqa: E402
 import bench_data  # noqa: E402
+import bench_embed  # noqa: E402
 import bench_epochs  # noqa: E402
 import bench_fbank  # noqa: E402
 import bench_latency  # noqa: E402
@@ -32,7 +33,7 @@ import bench_train  # noqa: E402
 from common import auto_dtype, kind, machine, ratio_spread, spread, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("peak", "train", "compile", "attention", "fbank", "scaling", "data", "epochs", "latency")
+SECTIONS = ("peak", "train", "compile", "attention", "fbank", "scaling", "data", "epochs", "latency", "embed")
 
 KINDS = {"cpu-no-bf16": "CPU without native bf16 (AVX2: most laptops, CI runners and cloud CPUs)",
          "cpu-native-bf16": "CPU with native bf16 (AVX512-BF16 or AMX)",
@@ -170,6 +171,9 @@ def main(argv=None) -> None:
         elif name == "latency":
             res[name] = bench_latency.measure(q)
             text[name] = bench_latency.section(res[name])
+        elif name == "embed":
+            res[name] = bench_embed.measure(q, args.fsdd)
+            text[name] = bench_embed.section(res[name])
         took[name] = time.perf_counter() - start
         print(text[name], flush=True)
     when = time.strftime("%Y-%m-%d") + ", " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in took.items())
@@ -178,8 +182,8 @@ def main(argv=None) -> None:
     existing = out.read_text() if out.exists() else ""
     if set(only) != set(SECTIONS) and k in kind_sections(existing):
         body = update_sections(kind_sections(existing)[k], [demote(text[s]) for s in text],
-                               f"Sections {', '.join(text)} updated by `run.py --only {','.join(text)}` "
-                               f"({machine()}): {when}.")
+                               f"Updated by `python benchmarks/run.py --only {','.join(text)}` on {machine()}: "
+                               f"{when}.")
     else:
         findings = Path(__file__).parent / "findings" / f"{k}.md"
         body = "\n".join([BEGIN.format(k), f"## {KINDS[k]}", f"Machine: {machine()}.", "",
@@ -204,7 +208,8 @@ def update_sections(section: str, texts: list[str], note: str) -> str:
                         if lines[i].startswith("### ") or lines[i] == END), len(lines))
             lines[start:end] = text.splitlines() + [""]
         else:
-            lines[lines.index(END):lines.index(END)] = text.splitlines() + [""]
+            end = lines.index(END)
+            lines[end:end] = ([""] if lines[end - 1] else []) + text.splitlines() + [""]
     run = next(i for i, line in enumerate(lines) if line.startswith("Run of "))
     lines[run + 1:run + 1] = ["", note]
     return "\n".join(lines)

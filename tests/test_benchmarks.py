@@ -28,7 +28,7 @@ def test_quick_benchmark_run_writes_every_section(tmp_path, fsdd_dir):
     for heading in ("## Targets", "## Matrix-multiply peak", "## Training step against Hugging Face's AST", "## Attention kernels on CPU",
                     "## Feature extraction", "## Scaling across patch sizes and compression", "## PI-resize cost",
                     "## Data loading", "## Coarse epochs against full epochs", "## torch.compile for training",
-                    "## Inference latency"):
+                    "## Inference latency", "## Batch labelling, embeddings and the waveform graph"):
         assert heading in text, heading
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert f"<!-- machine kind: {'cpu-native-bf16' if native else 'cpu-no-bf16'} -->" in text
@@ -72,7 +72,7 @@ def test_a_partial_run_replaces_only_its_sections():
     from run import END, update_sections
 
     old = "\n".join(["<!-- machine kind: k -->", "## Kind", "Run of then.", "", "### A", "old a", "",
-                     "### B", "old b", "", END])
-    new = update_sections(old, ["### B\nnew b", "### C\nnew c"], "B, C updated now.")
-    assert new.splitlines() == ["<!-- machine kind: k -->", "## Kind", "Run of then.", "", "B, C updated now.", "",
-                                "### A", "old a", "", "### B", "new b", "", "### C", "new c", "", END]
+                     "### B", "old b", END])
+    new = update_sections(old, ["### A\nnew a", "### C\nnew c"], "A, C updated now.")
+    assert new.splitlines() == ["<!-- machine kind: k -->", "## Kind", "Run of then.", "", "A, C updated now.", "",
+                                "### A", "new a", "", "### B", "old b", "", "### C", "new c", "", END]

@@ -309,8 +309,9 @@ def test_refusals_happen_before_any_model_runs(im, audio, tmp_path, monkeypatch,
         assert main(command) == 2
         assert "exists: give --resume" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep me" and (tmp_path / "old.csv").read_text() == "keep me"
-    assert main(["embed", weights, clip, "--out", str(tmp_path / "x.txt")]) == 2
-    assert "must end in .safetensors or .npz" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # an argparse error
+        main(["embed", weights, clip, "--out", str(tmp_path / "x.txt")])
+    assert stop.value.code == 2 and "must end in .safetensors or .npz" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --list and --resume go with --out
         main(["predict", weights, clip, "--resume"])
 
@@ -367,6 +368,15 @@ def test_batch_predict_csv_resumes_and_retries_bad_files(im, audio, tmp_path, ca
                                                                                rel=1e-4)
     with open(out, newline="") as f:
         assert next(csv.reader(f))[:5] == ["path", "error", "patch_size", "duration_s", "windows"]
-    # Another --top-k would change the columns: refused.
+    # Another --top-k would change the columns, another patch size the scores: both refused.
     assert main(["predict", weights, *files, "--out", str(out), "--top-k", "5", "--resume"]) == 2
     assert "another --top-k" in capsys.readouterr().err
+    assert main(["predict", weights, *files, "--out", str(out), "--top-k", "3", "--resume", "--patch-size", "8"]) == 2
+    assert "scored at patch 16x16; this run scores at 8x8" in capsys.readouterr().err
+    # A wrong suffix, or --windows with a CSV, is an argparse error before anything loads.
+    for args in (["--out", str(tmp_path / "p.txt")], ["--out", str(out), "--windows", "--resume"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["predict", weights, *files, *args])
+        assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "the output must end in .csv or .jsonl" in err and "--windows keeps each file's windows" in err

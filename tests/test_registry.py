@@ -61,6 +61,8 @@ def test_a_file_names_its_family_and_another_family_is_refused(tmp_path):
 def test_a_recipe_names_an_unknown_family_or_a_field_its_family_lacks(tmp_path, fsdd_small):
     with pytest.raises(ConfigError, match="model.arch: unknown model family 'swin'"):
         build_config(tiny_recipe(fsdd_small, tmp_path / "r", model={"arch": "swin"}))
+    with pytest.raises(ConfigError, match=r"model.arch: expected a model family's name, got \['ast'\]"):
+        build_config(tiny_recipe(fsdd_small, tmp_path / "r", model={"arch": ["ast"]}))
     with pytest.raises(ConfigError, match="unknown key model.window_size; ASTSection takes arch, preset"):
         build_config(tiny_recipe(fsdd_small, tmp_path / "r", model={"window_size": 8}))
     with pytest.raises(ConfigError, match=r"model\.prefix_tokens=3 must be 1 \(cls\) or 2"):

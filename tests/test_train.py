@@ -433,6 +433,27 @@ def test_multilabel_data_trains_with_bce_and_reports_map(fsdd_small, tmp_path):
     assert set(m) == {"mAP", "AUC", "d_prime", "accuracy"} and 0 < m["mAP"] <= 1
 
 
+def test_init_from_imagenet_deit_at_another_patch_size(fsdd_small, tmp_path):
+    """At patch 8 the file is first an AST with its own 16x16 kernel: the 14x14 ImageNet grid
+    cut or interpolated per axis to the 4x3 grid of 64 bins x 48 frames (AST's rule), then
+    moved to patch 8 as any AST is: the grid resized bilinearly to 8x6, the kernel (RGB
+    summed) PI-resized to 8x8. The recipe sets no stride, so none overlaps."""
+    from flexiast.resize import ast_adapt_pos_grid, pi_resize, resize_pos_grid
+
+    sd = tiny_deit(width=32, depth=2, grid=14)
+    torch.save({"model": sd}, tmp_path / "deit.pth")
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", init={"path": str(tmp_path / "deit.pth")},
+                      model={"patch_size": 8}, phases=[{"steps": 2, "patch": {"sizes": [8]}}],
+                      train={"eval_patch_sizes": [8]})
+    with pytest.warns(UserWarning, match="head initialised at random"):
+        t = Trainer(build_config(raw), tmp_path / "run")
+    prefix = 2 if "dist_token" in sd else 1
+    at16 = ast_adapt_pos_grid(sd["pos_embed"], (14, 14), (4, 3), num_prefix_tokens=prefix)
+    torch.testing.assert_close(t.model.pos_embed, resize_pos_grid(at16, (4, 3), (8, 6), num_prefix_tokens=prefix))
+    torch.testing.assert_close(t.model.patch_embed.proj.weight,
+                               pi_resize(sd["patch_embed.proj.weight"].sum(1, keepdim=True), (8, 8)))
+
+
 def test_init_from_imagenet_deit_and_from_a_run(fsdd_small, tmp_path):
     sd = tiny_deit(width=32, depth=2, grid=14)
     torch.save({"model": sd}, tmp_path / "deit.pth")

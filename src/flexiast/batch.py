@@ -263,10 +263,15 @@ def _csv_fields(top_k: int) -> list[str]:
     return ["path", "error", "patch_size", "duration_s", "windows", *ranks]
 
 
+def _patch_text(patch) -> str:
+    """A row's patch size as CSV writes it, ``16x16``, from either output's form."""
+    return patch if isinstance(patch, str) else "x".join(map(str, patch))
+
+
 def _csv_row(row: dict) -> dict:
     if "error" in row:
         return {"path": row["path"], "error": row["error"]}
-    out = {"path": row["path"], "error": "", "patch_size": "x".join(map(str, row["patch_size"])),
+    out = {"path": row["path"], "error": "", "patch_size": _patch_text(row["patch_size"]),
            "duration_s": f"{row['duration_s']:.6g}", "windows": row["num_windows"]}
     for r, top in enumerate(row["top"], 1):
         out[f"label_{r}"], out[f"score_{r}"] = top["label"], f"{top['score']:.6g}"
@@ -310,7 +315,8 @@ def predict_files(im: InferenceModel, paths, *, out: str | Path | None = None, r
     ``top_k``) the rows are written there, every ``save_every`` files and at the end; an
     existing ``out`` is refused unless ``overwrite`` or ``resume``, which keeps its rows,
     scores only the files without one (rows with an error are replaced when the file is
-    tried again) and appends them; a CSV whose columns differ (another ``top_k``) is refused.
+    tried again) and appends them; rows scored at another patch size, or a CSV whose columns
+    differ (another ``top_k``), are refused.
     """
     out = check_output(out, PREDICTION_FORMATS, resume, overwrite) if out is not None else None
     task = im.prediction_task(patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
@@ -323,6 +329,11 @@ def predict_files(im: InferenceModel, paths, *, out: str | Path | None = None, r
         if fields is not None and kept and list(kept[0]) != fields:
             raise ValueError(f"cannot resume {out}: its columns are {', '.join(kept[0])}; this run writes "
                              f"{', '.join(fields)} (another --top-k?)")
+        patch = "x".join(map(str, task.setting["patch_size"]))
+        other = sorted({_patch_text(r["patch_size"]) for r in kept if not r.get("error")} - {patch})
+        if other:
+            raise ValueError(f"cannot resume {out}: its rows were scored at patch {', '.join(other)}; this run "
+                             f"scores at {patch}")
     done = {r["path"] for r in kept if not r.get("error")}
     todo = [p for p in map(str, paths) if p not in done]
     retried = set(todo)

@@ -55,6 +55,8 @@ class ModelSection:
     @staticmethod
     def section_class(raw, key: str) -> type:
         arch = raw.get("arch", DEFAULT_ARCH) if isinstance(raw, dict) else DEFAULT_ARCH
+        if not isinstance(arch, str):
+            raise ConfigError(f"{key}.arch: expected a model family's name, got {arch!r}")
         try:
             return get_family(arch).recipe_section
         except FamilyError as e:

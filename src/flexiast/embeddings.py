@@ -28,7 +28,7 @@ from .constants import POOLINGS
 from .hardware import resolve_precision
 from .inference import InferenceModel, WindowTask
 
-__all__ = ["embed_audio", "embedding_task", "layer_index", "column_spans", "regular_windows"]
+__all__ = ["embed_audio", "embedding_task", "column_spans", "regular_windows"]
 
 
 def column_spans(im: InferenceModel, patch: int, stride: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,17 +83,6 @@ def regular_windows(im: InferenceModel, wave: torch.Tensor, *, hop: int, patch: 
     return specs, [(s, s + size) for s in starts]
 
 
-def layer_index(im: InferenceModel, layer: int | None) -> int:
-    """``layer`` as :meth:`FlexModel.embed` counts it, ``0 .. depth`` (``None``: the last; negative
-    from the end); a ``ValueError`` naming the range where the model has no such layer."""
-    depth = im.model.config.depth
-    chosen = depth if layer is None else layer + depth + 1 if layer < 0 else layer
-    if isinstance(layer, bool) or not 0 <= chosen <= depth:
-        raise ValueError(f"layer={layer!r} (--layer) is outside 0..{depth} (or -{depth + 1}..-1) for this "
-                         f"{depth}-layer model")
-    return chosen
-
-
 def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | None = None,
                    max_ms: float | None = None, resize: str | None = None, layer: int | None = None,
                    pooling: str = "head", frames: bool = False, hop_seconds: float | None = None,
@@ -103,7 +92,7 @@ def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | N
     here, before any audio is read or any model runs."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-    chosen_layer = layer_index(im, layer)
+    chosen_layer = im.model.layer_index(layer)
     device = next(im.model.parameters()).device
     chosen = resolve_precision(precision, device, setting="precision")
     choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)

@@ -1,7 +1,8 @@
 """Export at one patch size: ONNX (checked against ONNX Runtime) and Hugging Face.
 
-A deployed model runs at one patch size and input length. :meth:`flexiast.AST.at_patch_size`
-bakes the call's resized kernel and positional grid into a plain ViT, so the exported
+A deployed model runs at one patch size and input length. ``model.fixed`` (an AST's
+:meth:`~flexiast.AST.at_patch_size`) bakes the call's resized kernel and positional grid
+into a plain ViT, so the exported
 graph holds no resize (no pseudo-inverse to trace) and costs exactly what that size
 costs. The ONNX graph takes ``spec [batch, frames, mel_bins]`` (normalised log-mel, as
 :mod:`flexiast.features` makes it; batch is dynamic) and returns ``logits [batch, classes]``.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..constants import RUN_WEIGHTS
 
@@ -62,6 +63,26 @@ def positive(kind):
         if not value > 0:
             raise argparse.ArgumentTypeError(f"{text} must be positive")
         return value
+    return parse
+
+
+def non_negative(text: str) -> int:
+    """A count that may be zero (``--workers 0``: decode in the main process)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def output_file(formats: tuple[str, ...]):
+    """A type for an output file whose suffix is one of ``formats`` (``.csv``, ...)."""
+    def parse(text: str) -> Path:
+        if Path(text).suffix not in formats:
+            raise argparse.ArgumentTypeError(f"{text!r}: the output must end in {' or '.join(formats)}")
+        return Path(text)
     return parse
 
 

@@ -10,7 +10,7 @@ from ..constants import (AGGREGATES, AUDIO_EXTENSIONS, AXES, EMBEDDING_FORMATS, 
                          ON_ERROR, PATCH_SIZES, POOLINGS, POS_GRID_POLICIES, PRECISIONS, PREDICTION_FORMATS,
                          RESIZE_METHODS)
 from ._args import (UsageError, add_command, add_data_arguments, add_model_arguments, data_source, load_model,
-                    patch_size, patch_sizes, positive)
+                    non_negative, output_file, patch_size, patch_sizes, positive)
 
 PRECISION_HELP = "auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)"
 
@@ -64,6 +64,8 @@ def cmd_predict(args) -> int:
                                        ("--overwrite", args.overwrite), ("--windows", args.windows)) if on]
         if given:
             raise UsageError(f"{', '.join(given)} go with --out FILE (many files to a CSV or JSONL file)")
+    elif args.windows and args.out.suffix != ".jsonl":
+        raise UsageError("--windows keeps each file's windows in a .jsonl output; a .csv row has no room for them")
         if not args.audio:
             raise UsageError("give audio files")
     options = dict(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms, resize=args.resize,
@@ -138,18 +140,18 @@ def _add_choice_arguments(p) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
 
 
-def _add_batch_arguments(p, out_help: str, required: bool) -> None:
-    """Many files to one output: ``--list``, ``--out``, ``--resume``/``--overwrite``,
-    ``--save-every``, ``--batch-size``, ``--workers``, ``--quiet``."""
+def _add_batch_arguments(p, out_help: str, formats: tuple[str, ...], required: bool) -> None:
+    """Many files to one output: ``--list``, ``--out`` (ending in one of ``formats``),
+    ``--resume``/``--overwrite``, ``--save-every``, ``--batch-size``, ``--workers``, ``--quiet``."""
     p.add_argument("--list", type=Path, metavar="FILE", help="a file of audio paths, one a line")
-    p.add_argument("--out", type=Path, required=required, metavar="FILE", help=out_help)
+    p.add_argument("--out", type=output_file(formats), required=required, metavar="FILE", help=out_help)
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="keep FILE's rows and add the files it lacks")
     again.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
     p.add_argument("--save-every", type=positive(int), default=1000, metavar="K",
                    help="rewrite FILE every K files, so a killed run loses little (default 1000)")
     p.add_argument("--batch-size", type=positive(int), default=32, help="windows per model call, across files")
-    p.add_argument("--workers", type=int, help="processes decoding files (default: chosen from the cores)")
+    p.add_argument("--workers", type=non_negative, help="processes decoding files (default: chosen from the cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -160,9 +162,9 @@ def cmd_export(args) -> int:
 
     waveform = args.input == "waveform"
     if args.format != "onnx" and (waveform or args.samples or args.dynamic_length or args.check_audio):
-        raise ValueError("--input, --samples, --dynamic-length and --check-audio apply to --format onnx")
+        raise UsageError("--input, --samples, --dynamic-length and --check-audio apply to --format onnx")
     if not waveform and (args.samples or args.dynamic_length or args.check_audio):
-        raise ValueError("--samples, --dynamic-length and --check-audio apply to --input waveform")
+        raise UsageError("--samples, --dynamic-length and --check-audio apply to --input waveform")
     im = load_model(args)
     frames = args.frames or im.model.config.input_tdim
     info = im.inference_info(frames)
@@ -217,7 +219,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--label", help="the model's name in reports")
     ev.add_argument("--no-store", action="store_true", help="do not store the profile beside the weights")
     ev.add_argument("--batch-size", type=positive(int), default=32)
-    ev.add_argument("--workers", type=int, default=0)
+    ev.add_argument("--workers", type=non_negative, default=0)
     ev.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR[0],
                     help="an unreadable clip stops the evaluation (raise) or is left out and counted (skip)")
     ev.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
@@ -235,7 +237,8 @@ def add_parsers(sub) -> None:
                     help="positional grid for a shorter or longer input (--whole); see docs/DEPLOYMENT.md")
     pr.add_argument("--no-windows", action="store_true", help="do not list the windows")
     pr.add_argument("--json", action="store_true", help="print JSON")
-    _add_batch_arguments(pr, "write one row per file to this .csv or .jsonl instead of printing", required=False)
+    _add_batch_arguments(pr, "write one row per file to this .csv or .jsonl instead of printing",
+                         PREDICTION_FORMATS, required=False)
     pr.add_argument("--windows", action="store_true", help="with --out .jsonl: keep each file's windows")
 
     em = add_command(sub, "embed", cmd_embed, help="clip (and per-time-step) embeddings of many audio files")
@@ -247,7 +250,8 @@ def add_parsers(sub) -> None:
     em.add_argument("--layer", type=int, help="the layer: 0 the patch embeddings, 1..depth a block's output "
                     "(default: the last, after the final norm; negative counts from the end)")
     em.add_argument("--frames", action="store_true", help="also per-time-step embeddings with their timestamps")
-    _add_batch_arguments(em, "a .safetensors or .npz file (read with flexiast.batch.read_embeddings)", required=True)
+    _add_batch_arguments(em, "a .safetensors or .npz file (read with flexiast.batch.read_embeddings)",
+                         EMBEDDING_FORMATS, required=True)
 
     ex = add_command(sub, "export", cmd_export,
                      help="ONNX (checked with ONNX Runtime), Hugging Face or flexiast at one size")

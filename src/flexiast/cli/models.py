@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..constants import PATCH_SIZES, RESIZE_METHODS, SAVE_FORMATS
-from ._args import UsageError, add_command, patch_sizes
+from ._args import UsageError, add_command, patch_sizes, positive
 
 
 def cmd_flops(args) -> int:
@@ -64,9 +64,9 @@ def add_parsers(sub) -> None:
     fl.add_argument("--checkpoint", help="take the configuration from these weights")
     fl.add_argument("--model", choices=list_models(), default="ast-base",
                     help="a model by name (default ast-base), where no --checkpoint is given")
-    fl.add_argument("--num-classes", type=int, default=527)
-    fl.add_argument("--frames", type=int, default=1024)
-    fl.add_argument("--mel-bins", type=int, default=128)
+    fl.add_argument("--num-classes", type=positive(int), default=527)
+    fl.add_argument("--frames", type=positive(int), default=1024)
+    fl.add_argument("--mel-bins", type=positive(int), default=128)
     fl.add_argument("--patch-sizes", type=patch_sizes, default=list(PATCH_SIZES))
     fl.add_argument("--resize", choices=RESIZE_METHODS, default=RESIZE_METHODS[0])
     fl.add_argument("--json", action="store_true")

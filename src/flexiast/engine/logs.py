@@ -48,6 +48,7 @@ class RunLogs:
         self.run_dir, self.rank, self.is_main = run_dir, rank, is_main
         self.tensorboard = tensorboard and is_main
         self._writer = None
+        self._purge_step = 1
 
     @property
     def steps_path(self) -> Path:
@@ -56,7 +57,9 @@ class RunLogs:
 
     def trim(self, step: int, epoch: int) -> None:
         """Drop rows after ``step`` (steps) and ``epoch`` (epochs): those of an attempt killed
-        after the checkpoint being resumed (all rows for a fresh start at 0)."""
+        after the checkpoint being resumed (all rows for a fresh start at 0). TensorBoard
+        events from ``step + 1`` on are purged likewise when its writer opens."""
+        self._purge_step = step + 1
         logs = [(self.steps_path, "step", step)]
         if self.is_main:
             logs.append((self.run_dir / "metrics.csv", "epoch", epoch))
@@ -90,18 +93,18 @@ class RunLogs:
         write_text_atomic(self.run_dir / "history.json", json.dumps(history, indent=1))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        writer = self._tb(step)
+        writer = self._tb()
         if writer is not None:
             writer.add_scalar(tag, value, step)
 
-    def _tb(self, step: int):
+    def _tb(self):
         if self._writer is None and self.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 self._writer = False
             else:
-                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step)
+                self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
         return self._writer or None
 
     def close(self) -> None:

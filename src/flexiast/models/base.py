@@ -53,9 +53,22 @@ class FlexModel(nn.Module):
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "FlexModel":
         raise NotImplementedError
 
+    #: Layers the tokens pass through (:meth:`embed` numbers them ``0 .. num_layers``).
+    num_layers: int
+
     def embed(self, spec: torch.Tensor, *, layer: int | None = None, **call) -> TokenEmbedding:
         """The tokens of one layer (``None``: the last, as the head reads it) for ``spec``."""
         raise NotImplementedError
+
+    def layer_index(self, layer: int | None) -> int:
+        """``layer`` as :meth:`embed` counts, ``0`` (the input tokens) to ``num_layers`` (the last);
+        ``None`` is the last and a negative one counts from the end (``-1``: the last). A
+        ``ValueError`` names the range where the model has no such layer."""
+        n = self.num_layers
+        chosen = n if layer is None else layer + n + 1 if layer < 0 else layer
+        if isinstance(layer, bool) or not 0 <= chosen <= n:
+            raise ValueError(f"layer={layer!r} is outside 0..{n} (or -{n + 1}..-1) for this {n}-layer model")
+        return chosen
 
     def fixed(self, *, input_tdim: int | None = None, **call) -> "FlexModel":
         """A copy that computes ``self(spec, **call)`` for ``spec`` of ``input_tdim`` frames

@@ -232,6 +232,10 @@ class AST(FlexModel):
     #: AST's Kaldi fbank (:func:`flexiast.features.log_mel`).
     feature_kind = "kaldi_fbank"
 
+    @property
+    def num_layers(self) -> int:
+        return self.config.depth
+
     def __init__(self, num_classes: int = 527, **kwargs):
         super().__init__()
         if "config" in kwargs:
@@ -363,15 +367,11 @@ class AST(FlexModel):
         their positions, ``1 .. depth`` the output of that transformer layer, the last after
         the encoder's final LayerNorm (what the head reads); negative counts from the end
         (``-1``, the default, is ``depth``). The other arguments are :meth:`forward`'s."""
-        depth = self.config.depth
-        chosen = depth if layer is None else layer + depth + 1 if layer < 0 else layer
-        if isinstance(layer, bool) or not 0 <= chosen <= depth:
-            raise ValueError(f"layer={layer!r} is outside 0..{depth} (or -{depth + 1}..-1) for this "
-                             f"{depth}-layer model")
+        chosen = self.layer_index(layer)
         x, grid = self._embed_patches(spec, patch_size, resize, stride, pos_grid)
         for block in self.blocks[:chosen]:
             x = block(x)
-        if chosen == depth:
+        if chosen == self.num_layers:
             x = self.norm(x)
         p = self.config.prefix_tokens
         return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid)

@@ -329,8 +329,9 @@ def init_from(path: str | Path, target: ASTConfig, **hints) -> AST:
     """
     from ..registry import load_model
 
+    stride = None if target.stride == target.patch_size else target.stride  # None: no overlap, at any kernel
     overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
-                     patch_size=target.patch_size, stride=target.stride, drop_rate=target.drop_rate,
+                     patch_size=target.patch_size, stride=stride, drop_rate=target.drop_rate,
                      drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
     model = load_model(path, arch=ASTConfig.arch, **overrides)
     got = model.config

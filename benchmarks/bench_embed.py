@@ -23,14 +23,13 @@ second and milliseconds per call are medians with their minimum and maximum.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import interleaved, ms, spread, summary, table
+from common import interleaved, ms, run_script, spread, summary, table
 from flexiast import AST
 from flexiast.batch import embed_files, predict_files
 from flexiast.embeddings import embed_audio
@@ -38,7 +37,6 @@ from flexiast.export import export_onnx
 from flexiast.features import FeatureConfig, finish_input, log_mel
 from flexiast.inference import load_inference_model
 
-ROOT = Path(__file__).resolve().parents[1]
 FEATURES = FeatureConfig(num_mel_bins=128, target_length=64, mean=-3.0856, std=5.309)
 
 
@@ -125,13 +123,5 @@ def section(res: dict) -> str:
         + table(["input", "path", "ms", "vs eager", "max diff"], graph)) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--fsdd", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
-    args, _ = parser.parse_known_args(argv)
-    return section(measure(args.quick, args.fsdd))
-
-
 if __name__ == "__main__":
-    print(main())
+    run_script(__doc__, measure, section, fsdd=True)

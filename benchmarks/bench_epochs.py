@@ -19,7 +19,6 @@ the wall-time ratio of the training epochs, cold and warm.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from common import table
+from common import run_script, table
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 44100
@@ -159,13 +158,5 @@ def section(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--fsdd", default=str(ROOT.parent / "shared" / "data" / "fsdd"))
-    args, _ = parser.parse_known_args(argv)
-    return section(measure(args.quick, args.fsdd))
-
-
 if __name__ == "__main__":
-    print(main())
+    run_script(__doc__, measure, section, fsdd=True)

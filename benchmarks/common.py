@@ -11,6 +11,7 @@ import argparse
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -87,13 +88,16 @@ def auto_dtype() -> str:
     return resolve_precision("auto", "cpu").name
 
 
-def run_script(doc: str, measure, section) -> None:
-    """Command line of a benchmark module: ``--quick``, then print its section."""
+def run_script(doc: str, measure, section, fsdd: bool = False) -> None:
+    """Command line of a benchmark module: ``--quick`` (and ``--fsdd DIR`` for ``measure(quick,
+    fsdd)``, default ``../shared/data/fsdd``), then print its section."""
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--quick", action="store_true", help="tiny shapes, two repeats: checks the script runs")
+    if fsdd:
+        parser.add_argument("--fsdd", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd"))
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
-    print(section(measure(args.quick)))
+    print(section(measure(args.quick, args.fsdd) if fsdd else measure(args.quick)))
 
 
 def train_step(model, forward, spec: torch.Tensor, target: torch.Tensor, dtype: str):

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from .constants import POOLINGS
-from .embeddings import embed_audio
+from .embeddings import embedding_task
 from .inference import InferenceModel, load_inference_model
 
 __all__ = ["HearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "read_options"]
@@ -70,12 +70,13 @@ class HearModel(nn.Module):
         self.scene_embedding_size = self.timestamp_embedding_size = int(probe.prefix.shape[-1])
 
     def embed(self, audio: torch.Tensor, frames: bool) -> list[dict]:
-        """``embed_audio`` of each sound of ``audio [n_sounds, n_samples]`` at the fixed size."""
+        """:func:`embed_audio`'s result for each sound of ``audio [n_sounds, n_samples]`` at the
+        fixed size, the windows of all the sounds run ``batch_size`` at a time."""
         sounds = _checked_audio(audio)
-        return [embed_audio(self.im, sound, patch_size=self.patch_size, resize=self.resize, layer=self.layer,
-                            pooling=self.pooling, frames=frames, hop_seconds=self.hop_seconds,
-                            batch_size=self.batch_size, precision=self.precision)
-                for sound in sounds.detach().cpu()]
+        task = embedding_task(self.im, patch_size=self.patch_size, resize=self.resize, layer=self.layer,
+                              pooling=self.pooling, frames=frames, hop_seconds=self.hop_seconds,
+                              precision=self.precision)
+        return self.im.run_tasks(task, [self.im.waveform(sound) for sound in sounds.detach().cpu()], self.batch_size)
 
 
 def _checked_audio(audio) -> torch.Tensor:

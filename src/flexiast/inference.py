@@ -450,12 +450,20 @@ class InferenceModel:
                                    "choice": choice["reason"]})
 
     def run_task(self, task: WindowTask, audio, sample_rate: int | None = None, batch_size: int = 32) -> dict:
-        """``task`` on one clip (a path, or a waveform at ``sample_rate``): its windows in batches of
-        ``batch_size`` through :func:`batched_windows`, as :mod:`flexiast.batch` runs many files."""
-        source, wave = self.waveform(audio, sample_rate)
-        specs, spans = task.cut(self, wave)
-        [(_, outputs)] = batched_windows([(None, specs)], task.compute, batch_size)
-        return task.finish(source, wave.numel(), spans, tuple(specs.shape[1:]), outputs)
+        """``task`` on one clip (a path, or a waveform at ``sample_rate``): :meth:`run_tasks`."""
+        return self.run_tasks(task, [self.waveform(audio, sample_rate)], batch_size)[0]
+
+    @torch.inference_mode()
+    def run_tasks(self, task: WindowTask, clips: list[tuple[str, torch.Tensor]], batch_size: int = 32) -> list[dict]:
+        """``task`` on decoded clips ``(source, waveform at the features' rate)``, their windows
+        run ``batch_size`` at a time across clips (:func:`batched_windows`), as
+        :mod:`flexiast.batch` runs many files; one result per clip, in order."""
+        cut = [task.cut(self, wave) for _, wave in clips]
+        out = []
+        for i, outputs in batched_windows(((i, specs) for i, (specs, _) in enumerate(cut)), task.compute, batch_size):
+            (source, wave), (specs, spans) = clips[i], cut[i]
+            out.append(task.finish(source, wave.numel(), spans, tuple(specs.shape[1:]), outputs))
+        return out
 
     @torch.inference_mode()
     def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,

@@ -368,11 +368,12 @@ def test_batch_predict_csv_resumes_and_retries_bad_files(im, audio, tmp_path, ca
                                                                                rel=1e-4)
     with open(out, newline="") as f:
         assert next(csv.reader(f))[:5] == ["path", "error", "patch_size", "duration_s", "windows"]
-    # Another --top-k would change the columns, another patch size the scores: both refused.
+    # The settings of the rows are kept beside them; another --top-k or patch size is refused, naming it.
+    assert json.loads((tmp_path / "p.csv.json").read_text())["top_k"] == 3
     assert main(["predict", weights, *files, "--out", str(out), "--top-k", "5", "--resume"]) == 2
-    assert "another --top-k" in capsys.readouterr().err
+    assert "other settings (top_k 3 there, 5 here)" in capsys.readouterr().err
     assert main(["predict", weights, *files, "--out", str(out), "--top-k", "3", "--resume", "--patch-size", "8"]) == 2
-    assert "scored at patch 16x16; this run scores at 8x8" in capsys.readouterr().err
+    assert "patch_size [16, 16] there, [8, 8] here" in capsys.readouterr().err
     # A wrong suffix, or --windows with a CSV, is an argparse error before anything loads.
     for args in (["--out", str(tmp_path / "p.txt")], ["--out", str(out), "--windows", "--resume"]):
         with pytest.raises(SystemExit) as stop:

@@ -43,6 +43,8 @@ __all__ = ["audio_files", "check_output", "run_files", "embed_files", "read_embe
 
 #: What an embeddings file must share with a run that resumes it.
 RESUME_KEYS = ("model", "patch_size", "resize", "layer", "pooling", "frames", "hop_s")
+#: What a :func:`predict_files` output's rows depend on: a resume with other values is refused.
+PREDICTION_KEYS = ("model", "patch_size", "resize", "top_k", "aggregate", "hop_s", "whole")
 
 
 def audio_files(inputs, list_file: str | Path | None = None) -> list[str]:
@@ -188,8 +190,8 @@ def read_embeddings(path: str | Path) -> dict:
     return {**arrays, "files": meta.pop("files"), "skipped": meta.pop("skipped", []), "metadata": meta}
 
 
-def _resume_difference(old: dict, new: dict) -> list[str]:
-    return [f"{k} {json.dumps(old.get(k))} there, {json.dumps(new[k])} here" for k in RESUME_KEYS
+def _resume_difference(old: dict, new: dict, keys=RESUME_KEYS) -> list[str]:
+    return [f"{k} {json.dumps(old.get(k))} there, {json.dumps(new[k])} here" for k in keys
             if old.get(k) != new[k]]
 
 
@@ -263,15 +265,15 @@ def _csv_fields(top_k: int) -> list[str]:
     return ["path", "error", "patch_size", "duration_s", "windows", *ranks]
 
 
-def _patch_text(patch) -> str:
-    """A row's patch size as CSV writes it, ``16x16``, from either output's form."""
-    return patch if isinstance(patch, str) else "x".join(map(str, patch))
+def settings_path(out: Path) -> Path:
+    """Where :func:`predict_files` keeps the settings of ``out``'s rows: ``OUT.json``."""
+    return out.with_name(out.name + ".json")
 
 
 def _csv_row(row: dict) -> dict:
     if "error" in row:
         return {"path": row["path"], "error": row["error"]}
-    out = {"path": row["path"], "error": "", "patch_size": _patch_text(row["patch_size"]),
+    out = {"path": row["path"], "error": "", "patch_size": "x".join(map(str, row["patch_size"])),
            "duration_s": f"{row['duration_s']:.6g}", "windows": row["num_windows"]}
     for r, top in enumerate(row["top"], 1):
         out[f"label_{r}"], out[f"score_{r}"] = top["label"], f"{top['score']:.6g}"
@@ -315,25 +317,28 @@ def predict_files(im: InferenceModel, paths, *, out: str | Path | None = None, r
     ``top_k``) the rows are written there, every ``save_every`` files and at the end; an
     existing ``out`` is refused unless ``overwrite`` or ``resume``, which keeps its rows,
     scores only the files without one (rows with an error are replaced when the file is
-    tried again) and appends them; rows scored at another patch size, or a CSV whose columns
-    differ (another ``top_k``), are refused.
+    tried again) and appends them. The settings go to ``OUT.json`` beside it (the weights'
+    identity, patch size, resize, ``top_k``, aggregation, hop, ``whole``): a resume with other
+    settings is refused, naming them.
     """
     out = check_output(out, PREDICTION_FORMATS, resume, overwrite) if out is not None else None
     task = im.prediction_task(patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
                               top_k=top_k, hop_seconds=hop_seconds, aggregate=aggregate, whole=whole,
                               pos_grid=pos_grid, precision=precision)
     fields = _csv_fields(top_k) if out is not None and out.suffix == ".csv" else None
+    settings = {"model": model_identity(im), **task.setting, "top_k": top_k, "aggregate": aggregate,
+                "whole": whole, "flexiast_version": VERSION}
     kept = []
     if resume and out is not None and out.exists():
+        sidecar = settings_path(out)
+        if not sidecar.exists():
+            raise ValueError(f"cannot resume {out}: {sidecar}, which says how its rows were scored, is missing")
+        differences = _resume_difference(json.loads(sidecar.read_text()), settings, PREDICTION_KEYS)
+        if differences:
+            raise ValueError(f"cannot resume {out}: it was written with other settings ({'; '.join(differences)})")
         kept = read_predictions(out)
-        if fields is not None and kept and list(kept[0]) != fields:
-            raise ValueError(f"cannot resume {out}: its columns are {', '.join(kept[0])}; this run writes "
-                             f"{', '.join(fields)} (another --top-k?)")
-        patch = "x".join(map(str, task.setting["patch_size"]))
-        other = sorted({_patch_text(r["patch_size"]) for r in kept if not r.get("error")} - {patch})
-        if other:
-            raise ValueError(f"cannot resume {out}: its rows were scored at patch {', '.join(other)}; this run "
-                             f"scores at {patch}")
+    if out is not None:
+        write_atomic(settings_path(out), lambda f: f.write(json.dumps(settings, indent=1).encode()))
     done = {r["path"] for r in kept if not r.get("error")}
     todo = [p for p in map(str, paths) if p not in done]
     retried = set(todo)

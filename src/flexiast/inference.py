@@ -447,7 +447,7 @@ class InferenceModel:
         return WindowTask(cut=functools.partial(InferenceModel.spectrograms, hop=hop, whole=whole), compute=compute,
                           finish=finish,
                           setting={"patch_size": list(choice["patch"]), "resize": choice["resize"],
-                                   "choice": choice["reason"]})
+                                   "choice": choice["reason"], "hop_s": hop / sr})
 
     def run_task(self, task: WindowTask, audio, sample_rate: int | None = None, batch_size: int = 32) -> dict:
         """``task`` on one clip (a path, or a waveform at ``sample_rate``): :meth:`run_tasks`."""

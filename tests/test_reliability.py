@@ -12,9 +12,11 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -176,8 +178,17 @@ def test_a_two_process_run_killed_mid_step_resumes_to_the_same_run(fsdd_small, t
 
 # -- damaged checkpoints --------------------------------------------------------------------------
 def _flip_a_byte_in_the_weights(path: Path) -> None:
+    """Flip one byte inside tensor data, where torch.load alone would not notice: in a torch
+    zip file, the middle of its largest record's data (after that record's local header,
+    whose alignment padding carries no data); in a safetensors file, the middle of the file."""
     data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # inside the tensor data: torch.load alone would not notice
+    where = len(data) // 2
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            record = max(z.infolist(), key=lambda info: info.file_size)
+        name, extra = struct.unpack("<HH", data[record.header_offset + 26: record.header_offset + 30])
+        where = record.header_offset + 30 + name + extra + record.file_size // 2
+    data[where] ^= 0xFF
     path.write_bytes(bytes(data))
 
 

@@ -193,7 +193,8 @@ class Trainer:
         current = self.model.config
         target = self.plan.model_config(i, current)
         if target != current:
-            changes = {k: v for k, v in target.to_dict().items() if v != current.to_dict()[k]}
+            before = current.to_dict()
+            changes = {k: v for k, v in target.to_dict().items() if v != before[k]}
             self.model = self.model.adapt(kernel_resize=self.plan.transfer(i), **changes)
             log.info("phase %d: model adapted to %s", i, self.model.config)
         self._build_phase(i)

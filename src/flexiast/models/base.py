@@ -150,8 +150,6 @@ class ModelFamily:
     writers: dict = field(default_factory=dict)
     recipe_section: type | None = None
     config_from_recipe: Callable[..., Any] | None = None
-    #: What a caller may vary per call (``forward``'s keywords), e.g. ``("patch_size", "resize")``.
-    call_options: tuple[str, ...] = ()
     #: A small configuration (keyword arguments of ``config_class``) and calls that exercise
     #: its flexibility: what the contract test (``tests/test_families.py``) runs on every family.
     #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.

@@ -33,8 +33,9 @@ DEVICES = ("auto", "cpu", "cuda")
 #: before families had names holds an AST.
 DEFAULT_ARCH = "ast"
 
-#: Front ends, by the name a model family and its saved features give them: AST's Kaldi fbank.
-FEATURE_KINDS = ("kaldi_fbank",)
+#: Front ends, by the name a model family and its saved features give them: AST's Kaldi fbank,
+#: and the 32 kHz Slaney log-mel of PANNs and HTS-AT (torchlibrosa's ``LogmelFilterBank``).
+FEATURE_KINDS = ("kaldi_fbank", "slaney_logmel")
 
 #: Temporal compressions of the coarse-to-fine paper (Sec. 2.2-2.3), ``method:C``.
 COMPRESSION_METHODS = ("none", "fshift", "avgpool", "maxpool", "patch")

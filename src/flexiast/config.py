@@ -258,8 +258,14 @@ class RunConfig:
                              frame_shift_ms=f.frame_shift_ms, window=f.window, sample_rate=f.sample_rate,
                              **{**base, **given})
 
-    def base_patch(self) -> tuple[int, int]:
-        return to_pair(self.model.patch_size, "model.patch_size")
+    @property
+    def patch_calls(self) -> bool:
+        """Whether the model's calls take a patch size (an AST's do; an HTS-AT's take none)."""
+        return get_family(self.model.arch).patch_calls
+
+    def base_patch(self) -> tuple[int, int] | None:
+        """The recipe's stored patch, or None for a family whose calls take none."""
+        return to_pair(self.model.patch_size, "model.patch_size") if self.patch_calls else None
 
     def model_config(self, *, num_classes: int, features: FeatureConfig | None = None, labels=None):
         """The configuration of the model this recipe trains, for the data's classes: the
@@ -279,7 +285,9 @@ class RunConfig:
         return Compression.parse(self.phases[i].compression)
 
     def phase_kernel(self, i: int) -> tuple[int, int]:
-        """The stored kernel during phase ``i``: ``p x Cp`` in a ``patch:C`` phase."""
+        """The stored kernel during phase ``i``: ``p x Cp`` in a ``patch:C`` phase (None without patches)."""
+        if not self.patch_calls:
+            return None
         pf, pt = self.base_patch()
         c = self.phase_compression(i)
         return (pf, pt * c.factor) if c.method == "patch" else (pf, pt)
@@ -289,7 +297,10 @@ class RunConfig:
         return [self.patch_pair(s, i) for s in (self.phases[i].patch.sizes or [None])]
 
     def patch_pair(self, size, i: int) -> tuple[int, int]:
-        """``size`` on the phase's axes: ``(s, s)``, ``(base_f, s)`` or ``(s, base_t)``, time x C."""
+        """``size`` on the phase's axes: ``(s, s)``, ``(base_f, s)`` or ``(s, base_t)``, time x C;
+        None for a family whose calls take no patch size."""
+        if not self.patch_calls:
+            return None
         pf, pt = self.base_patch()
         axes = self.phases[i].patch.axes
         if size is not None:
@@ -305,6 +316,8 @@ class RunConfig:
         (which picks ``best.safetensors``) at all of them (validation refuses a recipe otherwise).
         """
         features = features or self.feature_config()
+        if not self.patch_calls:
+            return {"stored": None}
         frames = features.frames(self.phase_compression(i))
         out = {}
         for s in self.eval_sizes():
@@ -631,22 +644,11 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
                 raise ConfigError(f"{key}.patch.weights: {s.weights} must be non-negative with a positive sum")
         elif s.weights is not None:
             raise ConfigError(f"{key}.patch.weights: only the weighted sampler takes weights")
-        kf, kt = cfg.phase_kernel(i)
-        if kf > features.num_mel_bins or kt > frames:
-            raise ConfigError(f"{key}.compression: the stored {kf}x{kt} kernel (model.patch_size, x C in a patch "
-                              f"phase) is larger than the phase's input of {features.num_mel_bins} bins x "
-                              f"{frames} frames (compression {comp})")
         if loss.teacher is not None and comp.input_factor > 1:
             raise ConfigError(f"{key}.compression: distillation (loss.teacher) needs full-resolution input; "
                               f"{comp} would feed the teacher compressed spectrograms it was not trained on")
-        for pf, pt in cfg.phase_patch_sizes(i):
-            if pf > features.num_mel_bins or pt > frames:
-                raise ConfigError(f"{key}.patch.sizes: patch {pf}x{pt} (freq x time) is larger than the phase's "
-                                  f"input of {features.num_mel_bins} bins x {frames} frames "
-                                  f"(compression {comp})")
-        if not cfg.eval_patches(i, features):
-            raise ConfigError(f"train.eval_patch_sizes: none of {cfg.eval_sizes()} fits phase {i}'s input of "
-                              f"{features.num_mel_bins} bins x {frames} frames")
+        if cfg.patch_calls:
+            _check_phase_patches(cfg, i, features, frames, comp)
         if ph.optimizer is not None:
             _check_optimizer(ph.optimizer, f"{key}.optimizer")
         sched, lr = cfg.phase_schedule(i), cfg.phase_optimizer(i).lr
@@ -654,17 +656,10 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
             raise ConfigError(f"{key}: schedule min_lr={sched.min_lr} is above the learning rate {lr}")
         if ph.schedule is not None:
             _check_schedule(ph.schedule, f"{key}.schedule")
-    last_frames = features.frames(cfg.phase_compression(len(cfg.phases) - 1))
-    for size in cfg.eval_sizes():  # all of them must fit the final phase, which picks best.safetensors
-        pf, pt = cfg.patch_pair(size, len(cfg.phases) - 1)
-        if pf > features.num_mel_bins or pt > last_frames:
-            raise ConfigError(f"train.eval_patch_sizes: patch {pf}x{pt} is larger than the input "
-                              f"({features.num_mel_bins} x {last_frames})")
-    if isinstance(t.select, str):
-        if t.select != SELECT_MEAN:
-            raise ConfigError(f"train.select: {t.select!r} is not 'mean' or a patch size")
-    elif t.select not in cfg.eval_sizes():
-        raise ConfigError(f"train.select: patch size {t.select} is not among the validation sizes {cfg.eval_sizes()}")
+    if cfg.patch_calls:
+        _check_eval_sizes(cfg, features)
+    else:
+        _refuse_patch_settings(cfg)
     if t.weight_averaging:
         _positive(t.wa_start, "train.wa_start")
         last = cfg.phases[-1]
@@ -683,3 +678,55 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         if d.cache_dir not in (None, AUTO, OFF):
             _exists(str(Path(d.cache_dir).parent), "data.cache_dir", "parent folder")
         _writable(cfg.out_dir, "out")
+
+
+def _check_phase_patches(cfg: RunConfig, i: int, features: FeatureConfig, frames: int, comp: Compression) -> None:
+    """Phase ``i``'s stored kernel and drawn patches fit its (compressed) input."""
+    key = f"phases[{i}]"
+    kf, kt = cfg.phase_kernel(i)
+    if kf > features.num_mel_bins or kt > frames:
+        raise ConfigError(f"{key}.compression: the stored {kf}x{kt} kernel (model.patch_size, x C in a patch "
+                          f"phase) is larger than the phase's input of {features.num_mel_bins} bins x "
+                          f"{frames} frames (compression {comp})")
+    for pf, pt in cfg.phase_patch_sizes(i):
+        if pf > features.num_mel_bins or pt > frames:
+            raise ConfigError(f"{key}.patch.sizes: patch {pf}x{pt} (freq x time) is larger than the phase's "
+                              f"input of {features.num_mel_bins} bins x {frames} frames "
+                              f"(compression {comp})")
+    if not cfg.eval_patches(i, features):
+        raise ConfigError(f"train.eval_patch_sizes: none of {cfg.eval_sizes()} fits phase {i}'s input of "
+                          f"{features.num_mel_bins} bins x {frames} frames")
+
+
+def _check_eval_sizes(cfg: RunConfig, features: FeatureConfig) -> None:
+    """Every validation size fits the final phase, which picks ``best.safetensors``; ``select`` is one of them."""
+    t = cfg.train
+    last_frames = features.frames(cfg.phase_compression(len(cfg.phases) - 1))
+    for size in cfg.eval_sizes():  # all of them must fit the final phase, which picks best.safetensors
+        pf, pt = cfg.patch_pair(size, len(cfg.phases) - 1)
+        if pf > features.num_mel_bins or pt > last_frames:
+            raise ConfigError(f"train.eval_patch_sizes: patch {pf}x{pt} is larger than the input "
+                              f"({features.num_mel_bins} x {last_frames})")
+    if isinstance(t.select, str):
+        if t.select != SELECT_MEAN:
+            raise ConfigError(f"train.select: {t.select!r} is not 'mean' or a patch size")
+    elif t.select not in cfg.eval_sizes():
+        raise ConfigError(f"train.select: patch size {t.select} is not among the validation sizes {cfg.eval_sizes()}")
+
+
+def _refuse_patch_settings(cfg: RunConfig) -> None:
+    """A family whose calls take no patch size (HTS-AT) has no patch to draw, widen or sweep."""
+    arch, t = cfg.model.arch, cfg.train
+    why = f"a {arch} model's calls take no patch size"
+    for i, ph in enumerate(cfg.phases):
+        if ph.patch != PatchSampling():
+            raise ConfigError(f"phases[{i}].patch: {why}; remove the section (it has nothing to draw)")
+        if cfg.phase_compression(i).method == "patch":
+            raise ConfigError(f"phases[{i}].compression: patch:C widens a patch kernel and {why}; "
+                              f"compress with fshift:C, avgpool:C or maxpool:C")
+    if t.eval_patch_sizes is not None:
+        raise ConfigError(f"train.eval_patch_sizes: {why}; a {arch} model validates at its input length")
+    if t.select != SELECT_MEAN:
+        raise ConfigError(f"train.select: {t.select!r} names a patch size and {why}; use 'mean'")
+    if cfg.loss.teacher_patch_size is not None:
+        raise ConfigError(f"loss.teacher_patch_size: {why}")

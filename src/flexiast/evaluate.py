@@ -36,7 +36,7 @@ from .atomic import write_text_atomic
 from .constants import AXES, PATCH_SIZES
 from .hardware import Precision, device_capability, resolve_precision
 from .metrics import classification_metrics
-from .models import FlexModel, flops
+from .models import FlexModel, flops, patch_call
 from .resize import grid_shape
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
@@ -69,7 +69,7 @@ def evaluate_model(model: FlexModel, loader, patches: dict, *, multilabel: bool,
         frames.add(int(spec.shape[1]))
         for name, patch in patches.items():
             with autocast():
-                scores[name].append(model(spec, patch_size=patch, resize=resize).float().cpu())
+                scores[name].append(model(spec, **patch_call(patch, resize)).float().cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
         faults.point("validation")

@@ -16,14 +16,15 @@ __all__ = ["PatchSampler"]
 
 
 class PatchSampler:
-    """Draw ``(freq, time)`` patches from ``pairs`` ("fixed": always the first)."""
+    """Draw ``(freq, time)`` patches from ``pairs`` ("fixed": always the first); ``[None]`` for a
+    family whose calls take no patch size (every step draws None)."""
 
     def __init__(self, pairs: list[tuple[int, int]], kind: str = "fixed", weights=None, seed: int = 0):
         if not pairs:
             raise ValueError("a patch sampler needs at least one size")
         if kind not in PATCH_SAMPLERS:
             raise ValueError(f"patch sampler {kind!r} is not one of {', '.join(PATCH_SAMPLERS)}")
-        self.pairs, self.kind, self.seed = [tuple(p) for p in pairs], kind, seed
+        self.pairs, self.kind, self.seed = [None if p is None else tuple(p) for p in pairs], kind, seed
         p = np.asarray(weights if kind == "weighted" else np.ones(len(pairs)), dtype=np.float64)
         if p.shape != (len(pairs),) or (p < 0).any() or not p.sum() > 0:
             raise ValueError(f"patch weights {weights} must be {len(pairs)} non-negative numbers with a positive sum")

@@ -31,6 +31,8 @@ class PhasePlan:
         kernel does not overlap; the recipe's stride applies to the base kernel)."""
         cfg = self.cfg
         frames = self.features.frames(cfg.phase_compression(i))
+        if not cfg.patch_calls:  # HTS-AT: the input length is the whole geometry
+            return {"input_tdim": frames}
         kernel = cfg.phase_kernel(i)
         base_stride = cfg.model.stride
         stride = to_pair(base_stride, "model.stride") if base_stride and kernel == cfg.base_patch() else None

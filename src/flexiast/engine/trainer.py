@@ -49,7 +49,7 @@ from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from ..data.samplers import BalancedSampler, ast_balanced_weights
 from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
-from ..models import create_model, family_of, flops, get_family, load_model
+from ..models import create_model, family_of, flops, get_family, load_model, patch_call
 from ..resize import to_pair
 from ..tasks import Classification, Distillation, Task
 from .logs import RunLogs, format_seconds, unreadable_report
@@ -184,8 +184,9 @@ class Trainer:
             raise ConfigError(f"loss.teacher: {cfg.teacher} predicts {tc.num_classes} classes from {tc.input_fdim} "
                               f"mel bins; the run has {self.num_classes} classes and "
                               f"{self.features.num_mel_bins} bins")
-        patch = to_pair(cfg.teacher_patch_size, "loss.teacher_patch_size") if cfg.teacher_patch_size else tc.patch_size
-        return Distillation(kind, teacher.to(self.info.device), teacher_call={"patch_size": patch},
+        patch = to_pair(cfg.teacher_patch_size, "loss.teacher_patch_size") if cfg.teacher_patch_size else \
+            getattr(tc, "patch_size", None)
+        return Distillation(kind, teacher.to(self.info.device), teacher_call=patch_call(patch),
                             weight=cfg.kd_weight, temperature=cfg.temperature, label_smoothing=cfg.label_smoothing)
 
     def _enter_phase(self, i: int) -> None:
@@ -314,7 +315,7 @@ class Trainer:
 
     def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch) -> torch.Tensor:
         with self._autocast():
-            outputs = self.task.forward(self.forward, spec, {"patch_size": patch})
+            outputs = self.task.forward(self.forward, spec, patch_call(patch))
         return self.task.loss(outputs, target)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:
@@ -431,10 +432,10 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{out['loss']:.4f}", lr=f"{out['lr']:.2e}",
-                                patch=f"{out['patch'][0]}x{out['patch'][1]}", clips_s=f"{rate:.0f}")
+                                patch=_patch_text(out["patch"]), clips_s=f"{rate:.0f}")
             if p.step % cfg.train.log_every == 0:
                 self.logs.step({"step": p.step, "phase": self.phase, "epoch": p.epoch, "loss": out["loss"],
-                                "lr": out["lr"], "patch": f"{out['patch'][0]}x{out['patch'][1]}",
+                                "lr": out["lr"], "patch": _patch_text(out["patch"]),
                                 "clips_per_s": round(rate, 2), "skipped": out["skipped"],
                                 "unreadable": " | ".join(out["errors"])})
             if cfg.train.checkpoint_every and p.step % cfg.train.checkpoint_every == 0 and done < steps:
@@ -613,3 +614,8 @@ def resume(run_dir: str | Path) -> dict:
     cfg = build_config(state["run_config"], check_files=False)
     log.info("resuming %s from %s at step %d", run_dir, path, state["progress"]["step"])
     return run_training(cfg, run_dir, resume_state=state)
+
+
+def _patch_text(patch) -> str:
+    """``16x16``, or ``-`` for a family whose calls take no patch size."""
+    return "-" if patch is None else f"{patch[0]}x{patch[1]}"

@@ -24,7 +24,8 @@ import torch.nn as nn
 from ..checkpoints import FORMAT_VERSION, save_directory
 from ..constants import SAVE_FORMATS
 
-__all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError"]
+__all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError",
+           "patch_call"]
 
 
 class FamilyError(ValueError):
@@ -134,7 +135,11 @@ class ModelFamily:
       flexiast's;
     * ``recipe_section``: the dataclass of a recipe's ``model:`` section for this family,
       and ``config_from_recipe(section, **data) -> config`` (``data``: ``num_classes``,
-      ``input_fdim``, ``input_tdim``, ``labels``).
+      ``input_fdim``, ``input_tdim``, ``labels``);
+    * ``patch_calls``: whether its calls take a ``patch_size`` (and ``resize``), as an AST's
+      do. Only then may a recipe draw patch sizes per step, widen the kernel (``patch:C``)
+      or validate at several sizes; a family without (HTS-AT) is called with ``{}`` and
+      the recipe refuses those settings.
     """
 
     arch: str
@@ -155,6 +160,16 @@ class ModelFamily:
     #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.
     tiny: dict = field(default_factory=dict)
     example_calls: tuple[dict, ...] = ({},)
+    patch_calls: bool = True
+
+
+def patch_call(patch, resize: str | None = None) -> dict:
+    """The call options of a patch drawn by the engine: ``{}`` for ``None`` (the stored
+    patch, and the only call of a family without ``patch_calls``), else ``patch_size`` and,
+    if given, ``resize``."""
+    if patch is None:
+        return {}
+    return {"patch_size": patch, **({"resize": resize} if resize is not None else {})}
 
 
 _FAMILIES: dict[str, ModelFamily] = {}

@@ -112,6 +112,15 @@ def test_wrong_types_are_named(tmp_path, base, override, key):
     (["data.val_fraction=0"], "data: give a val split"),
     (["train.weight_averaging=true", "train.wa_start=3"], "train.wa_start"),
     (["model.preset=huge"], "model.preset"),
+    (["train.average_best=-1"], r"train.average_best=-1 must be 0 \(off\)"),
+    (["train.average_best=2", "train.weight_averaging=true"],
+     "train.average_best=2 cannot be combined with train.weight_averaging"),
+    (["train.average_best=99"], "train.average_best=99 is more than the final phase's"),
+    (["augment.mixup_on=melspec"], "augment: mixup_on='melspec' is not one of waveform, spectrogram"),
+    (["schedule={name: htsat, epoch_rates: [0.1, 0.2]}"], "schedule.epoch_bounds: .* one epoch per rate"),
+    (["schedule={name: htsat, epoch_bounds: [20, 10, 30]}"], "schedule.epoch_bounds: .* increasing"),
+    (["schedule={name: htsat, epoch_rates: [0.1, 0, 1]}"], "schedule.epoch_rates"),
+    (["schedule={name: cosine, epoch_rates: [0.1]}"], "schedule.epoch_rates: only the htsat schedule"),
     (["phases=[]"], "phases: at least one phase"),
 ])
 def test_impossible_values_are_refused_with_the_key(tmp_path, base, overrides, match):

@@ -227,6 +227,36 @@ def test_mixup_mixes_targets_with_beta_10_weights(fsdd_test):
     assert 0.55 < float(np.mean(lams)) < 0.63 and max(lams) < 0.85
 
 
+def test_spectrogram_mixup_mixes_two_clips_log_mel_and_targets_with_one_beta_lam(fsdd_test):
+    """``mixup_on: spectrogram`` (HTS-AT: every clip, Beta(0.5, 0.5)): the input is
+    ``lam a + (1 - lam) b`` of the two clips' spectrograms and the target mixes with the same
+    ``lam``, the partner and ``lam`` drawn from the clip's seeded generator (so a resumed run
+    draws them again)."""
+    cfg = FeatureConfig(target_length=128)
+    aug = AugmentConfig(mixup=1.0, mixup_alpha=0.5, mixup_on="spectrogram")
+    ds = AudioDataset(fsdd_test, cfg, augment=aug, train=True, seed=7)
+    ds.set_epoch(3)
+    plain = AudioDataset(fsdd_test, cfg)
+    lams, mixed_classes = [], 0
+    for i in range(12):
+        rng = np.random.default_rng(np.random.SeedSequence([7, 3, i]))
+        assert rng.random() < 1.0  # the mixup draw
+        other = int(rng.integers(len(ds)))
+        lam = float(rng.beta(0.5, 0.5))
+        lams.append(lam)
+        item = ds[i]
+        torch.testing.assert_close(item["spec"], lam * plain[i]["spec"] + (1 - lam) * plain[other]["spec"],
+                                   atol=2e-6, rtol=0)
+        torch.testing.assert_close(item["target"], lam * plain[i]["target"] + (1 - lam) * plain[other]["target"],
+                                   atol=1e-7, rtol=0)
+        mixed_classes += int((item["target"] > 0).sum()) == 2
+        torch.testing.assert_close(ds[(3, i)]["spec"], item["spec"], atol=0, rtol=0)  # seeded by (seed, epoch, clip)
+    assert mixed_classes >= 6
+    # Beta(0.5, 0.5) is U-shaped: lam is mostly near 0 or 1, unlike AST's Beta(10, 10).
+    assert np.mean([abs(lam - 0.5) for lam in lams]) > 0.2
+    assert AugmentConfig().mixup_on == "waveform" and AugmentConfig().mixup_alpha == 10.0  # AST's defaults
+
+
 # -- samplers --------------------------------------------------------------------------
 def test_sharded_sampler_partitions_and_resumes():
     shards = [list(ShardedSampler(10, seed=1, rank=r, world_size=3)) for r in range(3)]

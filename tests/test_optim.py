@@ -90,3 +90,29 @@ def test_built_optimizer_takes_torchs_reference_steps(name):
             optimizer.step()
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_htsat_schedule_is_its_lambdalr_table_per_epoch():
+    """HTS-AT's ``lr_foo`` with its config.py (``lr_rate = [0.02, 0.05, 0.1]``,
+    ``lr_scheduler_epoch = [10, 20, 30]``), written out by hand: three warm-up epochs,
+    ``bisect_left`` makes each bound the last epoch of its step, and past epoch 30
+    ``max(0.02 * 0.98 ** e, 0.03)`` is the floor 0.03. Lightning steps it per epoch, so
+    every step of an epoch has the same factor."""
+    by_hand = ([0.02, 0.05, 0.1]          # epochs 0-2: warm-up
+               + [0.1] * 8                # epochs 3-10
+               + [0.05] * 10              # epochs 11-20
+               + [0.02] * 10              # epochs 21-30
+               + [0.03] * 10)             # epochs 31-40
+    assert len(by_hand) == 41
+    s = ScheduleConfig(name="htsat")
+    for epoch, factor in enumerate(by_hand):
+        for step in (0, 7, 999):
+            assert lr_factor(s, 1e-3, step=epoch * 1000 + step, epoch=epoch, total_steps=10**6, epochs=100) \
+                == pytest.approx(factor, rel=1e-12), epoch
+    explicit = ScheduleConfig(name="htsat", epoch_rates=[0.02, 0.05, 0.1], epoch_bounds=[10, 20, 30])
+    assert [lr_factor(explicit, 1e-3, 0, e, 0, 100) for e in range(41)] == [lr_factor(s, 1e-3, 0, e, 0, 100)
+                                                                            for e in range(41)]
+    # Other tables follow the same rule: rates [a, b, c] warm up, then c, b, a between the bounds.
+    other = ScheduleConfig(name="htsat", epoch_rates=[0.5, 0.25, 1.0], epoch_bounds=[4, 6, 8])
+    assert [lr_factor(other, 1.0, 0, e, 0, 20) for e in range(10)] == pytest.approx(
+        [0.5, 0.25, 1.0, 1.0, 1.0, 0.25, 0.25, 0.5, 0.5, max(0.5 * 0.98 ** 9, 0.03)])

@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import yaml
 
@@ -32,13 +33,14 @@ from helpers import Exploit, one_thread_env, read_csv, tiny_recipe, torchrun_cli
 # A run in which every source of randomness matters: dropout and drop-path (torch RNG),
 # SpecAugment, mixup and noise (per-clip seeds), a cosine schedule, a compressed first
 # phase and a FlexiAST phase drawing patch sizes. 6 epochs of 10 steps; a checkpoint
-# every 3 steps and at every epoch's end.
+# every 3 steps and at every epoch's end. The 2 best epochs of the final phase are kept
+# (files beside the checkpoints, replaced as better epochs come) and averaged at the end.
 EPOCHS, STEPS = 6, 60
 CRASH_RECIPE = dict(
     model={"drop_path_rate": 0.1, "drop_rate": 0.1},
     augment={"freqm": 8, "timem": 8, "mixup": 0.5, "noise": True},
     schedule={"name": "cosine", "warmup_steps": 5},
-    train={"checkpoint_every": 3, "threads": 1},
+    train={"checkpoint_every": 3, "threads": 1, "average_best": 2},
     phases=[{"epochs": 2, "compression": "avgpool:2", "patch": {"sizes": [8]}},
             {"epochs": 4, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}])
 
@@ -75,6 +77,12 @@ def assert_same_run(a: Path, b: Path) -> None:
     wa, wb = (load_run_checkpoint(r / "last.pt")["model"] for r in (a, b))
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+    # train.average_best: the same epochs kept, the same average bit for bit, no stray file.
+    assert sa["averaged_epochs"] == sb["averaged_epochs"] and sa["averaged_val"] == sb["averaged_val"]
+    va, vb = (safetensors.torch.load_file(r / "averaged.safetensors") for r in (a, b))
+    assert list(va) == list(vb) and all(torch.equal(va[k], vb[k]) for k in va)
+    kept = sorted(f"epoch{e['epoch']:04d}.safetensors" for e in sa["averaged_epochs"])
+    assert sorted(p.name for p in (b / "best_epochs").iterdir()) == kept
     # The logs carry each step and epoch once, with the same values.
     rows = [[(r["step"], r["loss"], r["patch"]) for r in read_csv(run / "steps.csv")] for run in (a, b)]
     assert rows[0] == rows[1]
@@ -150,9 +158,11 @@ def test_seven_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(cras
 def test_a_two_process_run_killed_mid_step_resumes_to_the_same_run(fsdd_small, tmp_path):
     """torchrun, both ranks killed at their 13th step (after the checkpoint at step 12), then
     ``torchrun ... --resume``: every rank restores its own RNG state and trims its own step
-    log, and the run ends bit-identical to an uninterrupted two-process run."""
+    log, and the run ends bit-identical to an uninterrupted two-process run, with HTS-AT's
+    spectrogram mixup and the average of the 2 best epochs (rank 0 keeps and averages them)."""
     raw = tiny_recipe(fsdd_small, tmp_path / "unused", model={"drop_path_rate": 0.1, "drop_rate": 0.1},
-                      augment={"freqm": 8, "timem": 8}, train={"checkpoint_every": 3, "threads": 1},
+                      augment={"freqm": 8, "timem": 8, "mixup": 1.0, "mixup_alpha": 0.5, "mixup_on": "spectrogram"},
+                      train={"checkpoint_every": 3, "threads": 1, "average_best": 2},
                       phases=[{"epochs": 3, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}])
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(raw))
@@ -166,8 +176,12 @@ def test_a_two_process_run_killed_mid_step_resumes_to_the_same_run(fsdd_small, t
     resumed = torchrun_cli("--resume", run, env=one_thread_env())
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read().decode()
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (tmp_path / "full", run))
-    for key in ("best_val", "best_epoch", "test", "final_val", "train_flops", "world_size"):
+    for key in ("best_val", "best_epoch", "test", "final_val", "train_flops", "world_size", "averaged_epochs",
+                "averaged_val"):
         assert sa[key] == sb[key], key
+    assert set(sa["test"]) == {"best", "averaged"}
+    va, vb = (safetensors.torch.load_file(r / "averaged.safetensors") for r in (tmp_path / "full", run))
+    assert list(va) == list(vb) and all(torch.equal(va[k], vb[k]) for k in va)
     wa, wb = (load_run_checkpoint(r / "last.pt")["model"] for r in (tmp_path / "full", run))
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k

@@ -417,6 +417,71 @@ def test_weight_averaging_is_the_mean_of_the_chosen_epochs(fsdd_small, tmp_path)
     assert set(summary["test"]) == {"best", "averaged"} and "averaged_val" in summary
 
 
+def test_average_best_is_the_mean_of_the_k_best_epochs_by_validation(fsdd_small, tmp_path):
+    """``train.average_best: 2`` over a final phase of 4 epochs (after a coarse one, whose
+    epochs never count): ``averaged.safetensors`` is the mean of the two epochs whose logged
+    validation numbers are highest, and only their weights stay on disk."""
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", train={"average_best": 2}, optimizer={"lr": 3e-3},
+                      phases=[{"epochs": 1, "compression": "avgpool:2"}, {"epochs": 4}])
+    states = {}
+
+    class Keep(Trainer):
+        def _end_epoch(self, out):
+            states[self.progress.epoch + 1] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            super()._end_epoch(out)
+
+    summary = Keep(build_config(raw), tmp_path / "run").fit()
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    final = [(h["val_select"], h["epoch"]) for h in history if h["final_phase"]]
+    assert [e for _, e in final] == [2, 3, 4, 5]
+    best_first = sorted(final, key=lambda p: (-p[0], p[1]))[:2]  # a tie keeps the earlier epoch
+    assert [[a["val_select"], a["epoch"]] for a in summary["averaged_epochs"]] == [list(p) for p in best_first]
+    epochs = sorted(e for _, e in best_first)
+    averaged = safetensors.torch.load_file(tmp_path / "run" / "averaged.safetensors")
+    assert set(averaged) == set(states[epochs[0]])
+    for k in averaged:
+        expected = ((states[epochs[0]][k].double() + states[epochs[1]][k].double()) / 2).float()
+        torch.testing.assert_close(averaged[k], expected, atol=0, rtol=0)
+    assert sorted(p.name for p in (tmp_path / "run" / "best_epochs").iterdir()) == \
+        [f"epoch{e:04d}.safetensors" for e in epochs]
+    assert set(summary["test"]) == {"best", "averaged"} and "averaged_val" in summary
+    AST.from_pretrained(tmp_path / "run" / "averaged.safetensors")
+
+
+def test_sync_batchnorm_converts_on_gpus_keeps_keys_and_stays_per_process_on_cpu():
+    """Under DDP a model's BatchNorm layers become SyncBatchNorm where torch can run it (the
+    conversion itself needs no GPU, so it is checked here with the device named); the state
+    dict keeps its keys and tensors, so saved weights load into the plain model. On CPU the
+    layers stay (torch 2.13's SyncBatchNorm refuses CPU tensors in training) and the note
+    says so; a model without BatchNorm (AST) is left alone without a note."""
+    from flexiast.distributed import sync_batchnorm
+
+    torch.manual_seed(0)
+
+    def tiny():
+        return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                   torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(4 * 6 * 6)))
+
+    model = tiny()
+    model.train()(torch.randn(3, 1, 8, 8))  # running statistics and num_batches_tracked move
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    synced, note = sync_batchnorm(model, torch.device("cuda"))
+    assert "2 BatchNorm layers synchronised" in note
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 2
+    assert not any(type(m) in (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d) for m in synced.modules())
+    after = synced.state_dict()
+    assert list(after) == list(before)
+    for k in before:
+        assert torch.equal(after[k], before[k]) and after[k].dtype == before[k].dtype, k
+    plain = tiny()
+    plain.load_state_dict(after)  # strict: what a synced run saves loads into the plain model
+    assert sync_batchnorm(synced, torch.device("cuda")) == (synced, None)  # already converted
+    cpu_model = tiny()
+    same, note = sync_batchnorm(cpu_model, torch.device("cpu"))
+    assert same is cpu_model and "stay per process" in note
+    assert sync_batchnorm(AST.preset("tiny", 3), torch.device("cuda"))[1] is None
+
+
 def test_multilabel_data_trains_with_bce_and_reports_map(fsdd_small, tmp_path):
     rows = ["path,labels,split"]
     for wav in sorted((fsdd_small / "recordings").glob("*.wav")):

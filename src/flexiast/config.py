@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS,
-                        PRECISIONS, RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
+from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, HTSAT_EPOCH_BOUNDS, HTSAT_EPOCH_RATES, LOSSES, OFF,
+                        ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS, RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
 from .models import FamilyError, get_family
@@ -153,7 +153,10 @@ class ScheduleConfig:
     (AST's first 1000 steps). Then ``constant``; ``multistep``: times ``gamma`` at each epoch
     of ``milestones`` (AST: ``milestones`` from ``decay_from`` every ``decay_every`` epochs);
     or ``cosine``: half cosine per step from lr to ``min_lr``. Milestones follow ``MultiStepLR``
-    stepped after each epoch: milestone m lowers the rate from epoch m + 1 on."""
+    stepped after each epoch: milestone m lowers the rate from epoch m + 1 on.
+    ``htsat``: HTS-AT's per-epoch factor table from ``epoch_rates`` (its ``lr_rate``, default
+    ``[0.02, 0.05, 0.1]``) and ``epoch_bounds`` (its ``lr_scheduler_epoch``, default
+    ``[10, 20, 30]``), constant within an epoch (:func:`flexiast.engine.optim.htsat_factor`)."""
 
     name: str = "constant"
     warmup_steps: int = 0
@@ -162,6 +165,8 @@ class ScheduleConfig:
     decay_every: int = 1
     gamma: float = 0.5
     min_lr: float = 0.0
+    epoch_rates: list[float] | None = None
+    epoch_bounds: list[int] | None = None
 
 
 @dataclass
@@ -203,7 +208,11 @@ class TrainSection:
     ``select``: the validation number that picks ``best.safetensors``, ``mean`` over those sizes or
     one size. ``checkpoint_every``: also checkpoint every N optimizer steps.
     ``weight_averaging``: AST's average of the final phase's epoch weights from ``wa_start``
-    to ``wa_end`` (1-based, inclusive; None = last)."""
+    to ``wa_end`` (1-based, inclusive; None = last). ``average_best: k`` (0 = off): the
+    uniform average of the final phase's ``k`` best epochs by ``select`` (HTS-AT's AudioSet
+    recipe averages its best checkpoints); their weights are kept as files in the run
+    directory (``best_epochs/``) until the run ends. Both write ``averaged.safetensors``, so
+    a run takes one or the other."""
 
     precision: str = "auto"
     compile: bool | str = False
@@ -221,6 +230,7 @@ class TrainSection:
     weight_averaging: bool = False
     wa_start: int = 1
     wa_end: int | None = None
+    average_best: int = 0
 
 
 @dataclass
@@ -521,6 +531,20 @@ def _check_schedule(s: ScheduleConfig, key: str):
         raise ConfigError(f"{key}: multistep needs milestones or decay_from")
     if s.milestones is not None and any(m < 1 for m in s.milestones):
         raise ConfigError(f"{key}.milestones: {s.milestones} must be epochs >= 1")
+    if s.name != "htsat":
+        for name in ("epoch_rates", "epoch_bounds"):
+            if getattr(s, name) is not None:
+                raise ConfigError(f"{key}.{name}: only the htsat schedule takes it (name is {s.name})")
+        return
+    rates = s.epoch_rates if s.epoch_rates is not None else list(HTSAT_EPOCH_RATES)
+    bounds = s.epoch_bounds if s.epoch_bounds is not None else list(HTSAT_EPOCH_BOUNDS)
+    if not rates or any(r <= 0 for r in rates):
+        raise ConfigError(f"{key}.epoch_rates: {rates} must be a non-empty list of positive factors")
+    if len(bounds) != len(rates):
+        raise ConfigError(f"{key}.epoch_bounds: {bounds} must have one epoch per rate of epoch_rates={rates}")
+    if any(b < len(rates) for b in bounds) or bounds != sorted(bounds):
+        raise ConfigError(f"{key}.epoch_bounds: {bounds} must be increasing epochs, each at least the "
+                          f"{len(rates)} warm-up epochs")
 
 
 def fold_paths(path: str | None, kfold: int, key: str) -> list[str | None]:
@@ -669,6 +693,15 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         if not 1 <= t.wa_start <= end <= last.epochs:
             raise ConfigError(f"train.wa_start/wa_end: {t.wa_start}..{end} must lie within the final phase's "
                               f"{last.epochs} epochs")
+    if t.average_best < 0:
+        raise ConfigError(f"train.average_best={t.average_best} must be 0 (off) or the number of best epochs to "
+                          "average")
+    if t.average_best and t.weight_averaging:
+        raise ConfigError(f"train.average_best={t.average_best} cannot be combined with train.weight_averaging: both "
+                          "write the run's averaged weights (averaged.safetensors); choose one")
+    if t.average_best and cfg.phases[-1].epochs is not None and t.average_best > cfg.phases[-1].epochs:
+        raise ConfigError(f"train.average_best={t.average_best} is more than the final phase's "
+                          f"{cfg.phases[-1].epochs} epochs")
     if check_files:
         _exists(d.root, "data.root", "data folder")
         for key, path, what in (("init.path", cfg.init.path, "initial weights"),

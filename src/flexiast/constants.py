@@ -51,7 +51,18 @@ LOSSES = ("auto", "ce", "bce")
 
 #: Optimizers and learning-rate schedules of a phase.
 OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "multistep", "cosine")
+SCHEDULES = ("constant", "multistep", "cosine", "htsat")
+
+#: The ``htsat`` schedule's defaults: HTS-AT's ``lr_rate`` and ``lr_scheduler_epoch`` (its
+#: config.py and esc_config.py), and the rule its ``lr_foo`` applies after the last bound:
+#: ``max(lr_rate[0] * 0.98 ** epoch, 0.03)``.
+HTSAT_EPOCH_RATES = (0.02, 0.05, 0.1)
+HTSAT_EPOCH_BOUNDS = (10, 20, 30)
+HTSAT_LATE_DECAY, HTSAT_LATE_FLOOR = 0.98, 0.03
+
+#: Where mixup mixes two clips: their waveforms before the front end (AST) or their log-mel
+#: spectrograms after it (HTS-AT, which mixes inside its model after the front end).
+MIXUP_DOMAINS = ("waveform", "spectrogram")
 
 #: What picks ``best.safetensors`` besides a patch size: the mean over validation sizes.
 SELECT_MEAN = "mean"

@@ -16,7 +16,12 @@ import torch.distributed as dist
 
 from .hardware import select_device
 
-__all__ = ["DistInfo", "setup", "teardown", "gather_objects", "broadcast_object"]
+__all__ = ["DistInfo", "setup", "teardown", "gather_objects", "broadcast_object", "sync_batchnorm",
+           "SYNC_BN_DEVICES"]
+
+#: Devices whose tensors ``torch.nn.SyncBatchNorm`` synchronises (torch 2.13 refuses CPU tensors
+#: in a training forward: "SyncBatchNorm expected input tensor to be on GPU or XPU ...").
+SYNC_BN_DEVICES = ("cuda", "xpu", "hpu")
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,24 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def sync_batchnorm(model: torch.nn.Module, device: torch.device) -> tuple[torch.nn.Module, str | None]:
+    """``model`` with its BatchNorm layers made ``SyncBatchNorm`` (HTS-AT trains with Lightning's
+    ``sync_batchnorm=True``), for a model about to be wrapped in DDP, and a note for the log.
+
+    The conversion keeps every parameter and buffer (the same tensors, under the same
+    state-dict keys), so what a run saves loads into the plain model. It happens only on
+    :data:`SYNC_BN_DEVICES`: on CPU (gloo) SyncBatchNorm cannot run, the layers stay as they
+    are, and the note says that each rank normalises with its own micro-batch's statistics.
+    A model without BatchNorm is returned as it is, with no note.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or all(isinstance(m, torch.nn.SyncBatchNorm) for m in bns):
+        return model, None
+    if device.type not in SYNC_BN_DEVICES:
+        return model, (f"{len(bns)} BatchNorm layers stay per process: SyncBatchNorm does not run on {device.type}, "
+                       "so each rank normalises with its own micro-batch's statistics (the running statistics "
+                       "are rank 0's, which DDP broadcasts)")
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return synced, f"{len(bns)} BatchNorm layers synchronised across ranks"

@@ -15,8 +15,11 @@ order or resumption.
 * Gain: a random level change of ``g ~ U(-gain_db, gain_db)`` dB. The fbank is a log
   power, so this is ``x + g ln(10) / 10`` (exact except where Kaldi's floor applies).
 * Mixup (Zhang et al. 2018, as AST): with probability ``mixup`` a clip is mixed with a
-  random other one, ``lam ~ Beta(alpha, alpha)`` (AST: alpha = 10), on the waveforms;
-  targets mix with the same ``lam``. Done by the dataset, which owns the waveforms.
+  random other one, ``lam ~ Beta(alpha, alpha)`` (AST: alpha = 10), on the waveforms
+  (``mixup_on: waveform``, AST) or on the two clips' log-mel spectrograms after each has
+  had its gain and SpecAugment masks (``mixup_on: spectrogram``; HTS-AT mixes after its
+  front end and masks, every clip, alpha = 0.5: ``mixup: 1.0, mixup_alpha: 0.5``);
+  targets mix with the same ``lam``. Done by the dataset, which owns the clips.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..constants import MIXUP_DOMAINS
 
 __all__ = ["AugmentConfig", "spec_augment", "add_noise_and_roll", "apply_gain"]
 
@@ -38,6 +43,7 @@ class AugmentConfig:
     mixup_alpha: float = 10.0
     noise: bool = False
     gain_db: float = 0.0
+    mixup_on: str = MIXUP_DOMAINS[0]
 
     def __post_init__(self):
         for name in ("freqm", "timem"):
@@ -47,6 +53,8 @@ class AugmentConfig:
             raise ValueError(f"mixup={self.mixup} is a probability in [0, 1]")
         if self.mixup_alpha <= 0 or self.gain_db < 0:
             raise ValueError(f"mixup_alpha={self.mixup_alpha} must be positive and gain_db={self.gain_db} non-negative")
+        if self.mixup_on not in MIXUP_DOMAINS:
+            raise ValueError(f"mixup_on={self.mixup_on!r} is not one of {', '.join(MIXUP_DOMAINS)}")
 
 
 def _mask(spec: torch.Tensor, axis: int, width_max: int, rng: np.random.Generator) -> torch.Tensor:

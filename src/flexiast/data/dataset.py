@@ -2,10 +2,11 @@
 
 For clip ``i`` the pipeline is AST's (its dataloader), in this order:
 
-1. waveform at 16 kHz, mean removed (mixed with another clip under mixup);
+1. waveform at 16 kHz, mean removed (mixed with another clip under waveform mixup);
 2. log-mel (``frame_shift x C`` under Fshift), optional gain;
 3. zero-pad or cut to ``target_length`` (``/ C`` under Fshift);
-4. SpecAugment masks (training), then ``(x - mean) / (2 std)``, then noise and roll;
+4. SpecAugment masks (training); under spectrogram mixup, steps 2-4 run for both clips
+   and their results are mixed; then ``(x - mean) / (2 std)``, then noise and roll;
 5. 1 x C average or max pooling (pooling compression).
 
 Targets are probability vectors (one-hot, multi-hot, or mixed), which both
@@ -97,21 +98,38 @@ class AudioDataset(torch.utils.data.Dataset):
                 return {"error": str(e), "index": index}
             raise
 
+    def _masked(self, spec: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Gain, then padded or cut to the phase's frames, then SpecAugment (a training clip's
+        log-mel before normalisation)."""
+        aug, cfg = self.augment, self.features
+        if aug.gain_db:
+            spec = apply_gain(spec, aug.gain_db, rng)
+        shift = self.compression.factor if self.compression.method == "fshift" else 1
+        return spec_augment(pad_or_cut(spec, cfg.fbank_frames(self.compression)), aug.freqm, aug.timem // shift, rng)
+
     def _item(self, index: int, epoch: int) -> dict:
         aug, cfg = self.augment, self.features
         rng = self._rng(index, epoch) if self.train else None
-        if rng is not None and aug.mixup > 0 and rng.random() < aug.mixup:
-            spec, target = self._mixed(index, rng)
-        else:
-            spec, target = self.log_mel(index), self._target(index)
-        if rng is not None and aug.gain_db:
-            spec = apply_gain(spec, aug.gain_db, rng)
         if rng is None:
-            return {"spec": finish_input(spec, cfg, self.compression), "target": target, "index": index}
-        shift = self.compression.factor if self.compression.method == "fshift" else 1
-        spec = spec_augment(pad_or_cut(spec, cfg.fbank_frames(self.compression)), aug.freqm, aug.timem // shift, rng)
+            spec = finish_input(self.log_mel(index), cfg, self.compression)
+            return {"spec": spec, "target": self._target(index), "index": index}
+        mixed = aug.mixup > 0 and rng.random() < aug.mixup
+        if mixed and aug.mixup_on == "spectrogram":
+            # Each clip's log-mel (from the cache), with its own gain and masks, then mixed:
+            # the mean and the 2 std of the normalisation below commute with a mix whose
+            # weights sum to 1, so this is the mix of the two normalised spectrograms.
+            other = int(rng.integers(len(self)))
+            lam = float(rng.beta(aug.mixup_alpha, aug.mixup_alpha))
+            a = self._masked(self.log_mel(index), rng)
+            b = self._masked(self.log_mel(other), rng)
+            spec = lam * a + (1 - lam) * b
+            target = lam * self._target(index) + (1 - lam) * self._target(other)
+        else:
+            spec, target = self._mixed(index, rng) if mixed else (self.log_mel(index), self._target(index))
+            spec = self._masked(spec, rng)
         spec = normalize(spec, cfg)
         if aug.noise:
+            shift = self.compression.factor if self.compression.method == "fshift" else 1
             spec = add_noise_and_roll(spec, rng, max_roll=10 // shift)
         return {"spec": compress_spec(spec, self.compression), "target": target, "index": index}
 

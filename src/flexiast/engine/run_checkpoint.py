@@ -4,7 +4,9 @@ A checkpoint is one ``torch.save`` of plain containers and tensors:
 ``model`` (state dict) and ``model_config`` (so ``AST.from_pretrained`` loads it as
 weights), ``run_config`` (the resolved recipe), ``optimizer``, ``scaler``, ``rng``
 (torch CPU and CUDA states), ``progress`` (phase, global step, phase step, epoch, batch
-within the epoch), ``accounting``, ``history`` and ``extra`` (the weight-averaging sum).
+within the epoch), ``accounting``, ``history``, ``extra`` (the weight-averaging sum) and
+``average_best`` (the epochs ``train.average_best`` keeps, whose weights are files in
+``best_epochs/``).
 Nothing in it needs unpickling beyond ``weights_only=True``.
 
 Writes go to ``NAME.tmp``, are flushed and fsynced, and replace ``NAME`` with

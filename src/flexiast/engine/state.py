@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["Progress", "PhaseAccount", "Best", "WeightAverage"]
+__all__ = ["Progress", "PhaseAccount", "Best", "WeightAverage", "BestEpochs"]
 
 
 class _Saved:
@@ -94,3 +94,24 @@ class WeightAverage:
     @classmethod
     def from_dict(cls, d: dict) -> "WeightAverage":
         return cls(d["wa_sum"], d["wa_count"])
+
+
+@dataclass
+class BestEpochs(_Saved):
+    """``train.average_best``: the final phase's ``k`` best epochs so far by the selection
+    number, as ``[value, epoch]`` pairs (1-based epochs), best first. A tie keeps the earlier
+    epoch, as :class:`Best` does. Their weights are files in the run directory; this list
+    is what the checkpoint saves."""
+
+    kept: list = field(default_factory=list)
+
+    def offer(self, value: float, epoch: int, k: int) -> bool:
+        """Count ``epoch`` with ``value``; True when it is now among the ``k`` best."""
+        if len(self.kept) >= k and not value > self.kept[-1][0]:
+            return False
+        self.kept = sorted(self.kept + [[float(value), int(epoch)]], key=lambda p: (-p[0], p[1]))[:k]
+        return True
+
+    def epochs(self) -> list[int]:
+        """The kept epochs in increasing order (the order their weights are summed in)."""
+        return sorted(e for _, e in self.kept)

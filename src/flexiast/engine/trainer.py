@@ -58,11 +58,14 @@ from .patch_sampler import PatchSampler
 from .phases import PhasePlan
 from .run_checkpoint import WEIGHT_FILES, load_latest, run_weights, save_run_checkpoint
 from .splits import eval_loader, load_splits
-from .state import Best, PhaseAccount, Progress, WeightAverage
+from .state import Best, BestEpochs, PhaseAccount, Progress, WeightAverage
 
 __all__ = ["Trainer", "run_training", "resume"]
 
 log = logging.getLogger(__name__)
+
+#: The folder of a run that holds the weights of the epochs ``train.average_best`` keeps.
+BEST_EPOCHS_DIR = "best_epochs"
 
 
 # -- the engine -----------------------------------------------------------------------
@@ -120,6 +123,9 @@ class Trainer:
         self.history: list[dict] = []
         self.best = Best()
         self.average = WeightAverage()
+        self.top = BestEpochs()  # train.average_best
+        self._top_previous: set[int] = set()  # the kept epochs of the previous checkpoint (last.prev.pt)
+        self._sync_bn_noted = False
         self._flop_cache: dict = {}
         self.logs = RunLogs(self.run_dir, rank=self.info.rank, is_main=self.info.is_main,
                             tensorboard=cfg.train.tensorboard)
@@ -204,6 +210,11 @@ class Trainer:
         cfg, info = self.cfg, self.info
         self.phase = i
         self.model.to(info.device)
+        if info.enabled:
+            self.model, note = distributed.sync_batchnorm(self.model, info.device)
+            if note and info.is_main and not self._sync_bn_noted:
+                print(f"{cfg.name}: {note}", flush=True)
+                self._sync_bn_noted = True
         self.optimizer = build_optimizer(self.model.parameters(), cfg.phase_optimizer(i))
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.precision.scaler)
         self.forward = self.model
@@ -265,6 +276,7 @@ class Trainer:
             "history": copy.deepcopy(self.history),
             "best": self.best.to_dict(),
             "extra": self.average.to_dict(),
+            "average_best": self.top.to_dict(),
             "precision": self.precision.to_dict(),
         }
 
@@ -281,6 +293,8 @@ class Trainer:
         self.history = state["history"]
         self.best = Best.from_dict(state["best"])
         self.average = WeightAverage.from_dict(state["extra"])
+        self.top = BestEpochs.from_dict(state.get("average_best", {}))  # absent in older checkpoints
+        self._top_previous = set(self.top.epochs())
         before = state.get("precision")
         if before is not None and before["name"] != self.precision.name:
             warnings.warn(f"train.precision: the run trained in {before['name']} ({before['reason']}) and continues "
@@ -304,6 +318,40 @@ class Trainer:
         rng = self._rng_states()
         if self.info.is_main:
             save_run_checkpoint(self.state(rng), self.run_dir)
+            if self.cfg.train.average_best:
+                self._prune_best_epochs()
+
+    # -- train.average_best ----------------------------------------------------------
+    def _best_epoch_file(self, epoch: int) -> Path:
+        return self.run_dir / BEST_EPOCHS_DIR / f"epoch{epoch:04d}.safetensors"
+
+    def _prune_best_epochs(self) -> None:
+        """Delete the epoch weights no checkpoint needs. Those kept by ``last.pt`` (just
+        written) and by ``last.prev.pt`` (the previous save, which a resume falls back to
+        when ``last.pt`` is damaged) stay; every other file in the folder goes, partial
+        writes of a killed run included."""
+        keep = {self._best_epoch_file(e).name for e in set(self.top.epochs()) | self._top_previous}
+        folder = self.run_dir / BEST_EPOCHS_DIR
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        self._top_previous = set(self.top.epochs())
+
+    def _best_epochs_average(self) -> dict:
+        """The uniform average of the kept epochs' weights (read one file at a time, summed in
+        float64 in epoch order); integer tensors (BatchNorm's ``num_batches_tracked``) are
+        the best epoch's."""
+        like = self.model.state_dict()
+        total, ints = None, load_state_dict(self._best_epoch_file(self.top.kept[0][1]))[0]
+        for epoch in self.top.epochs():
+            sd = load_state_dict(self._best_epoch_file(epoch))[0]
+            if total is None:
+                total = {k: v.double() for k, v in sd.items() if v.is_floating_point()}
+            else:
+                for k in total:
+                    total[k] += sd[k].double()
+        n = len(self.top.kept)
+        return {k: (total[k] / n).to(v.dtype) if k in total else ints[k].clone() for k, v in like.items()}
 
     # -- one optimizer step --------------------------------------------------------
     def _step_flops(self, batch: int, frames: int, patch) -> int:
@@ -493,6 +541,10 @@ class Trainer:
             self.best = Best(record["val_select"], record["epoch"])
             if self.info.is_main:
                 save_safetensors(self.model, self.run_dir / WEIGHT_FILES["best"], inference=self.inference_info())
+        if final and cfg.train.average_best and self.top.offer(record["val_select"], record["epoch"],
+                                                                cfg.train.average_best):
+            if self.info.is_main:  # written before the checkpoint that keeps it
+                save_safetensors(self.model, self._best_epoch_file(record["epoch"]), inference=self.inference_info())
         if final and cfg.train.weight_averaging:
             end = cfg.train.wa_end or cfg.phases[-1].epochs
             if cfg.train.wa_start <= p.phase_epoch + 1 <= end:
@@ -580,9 +632,16 @@ class Trainer:
             m = create_model(self.model.config).to(self.info.device)
             m.load_state_dict(best)
             models["best"] = m
+        averaged = None
         if self.average.sum is not None:
+            averaged = self.average.mean(self.model.state_dict())
+        elif cfg.train.average_best and self.top.kept:
+            averaged = distributed.broadcast_object(self._best_epochs_average() if self.info.is_main else None,
+                                                    self.info)
+            summary["averaged_epochs"] = [{"epoch": e, "val_select": v} for v, e in self.top.kept]
+        if averaged is not None:
             m = create_model(self.model.config).to(self.info.device)
-            m.load_state_dict(self.average.mean(self.model.state_dict()))
+            m.load_state_dict(averaged)
             models["averaged"] = m
             summary["averaged_val"] = self._validate(m)
             if self.info.is_main:

@@ -75,9 +75,11 @@ def test_a_model_is_never_fed_features_of_another_kind(tmp_path):
     model = AST(**SMALL)
     features = FeatureConfig(num_mel_bins=32, target_length=32).to_dict()
     assert features["kind"] == "kaldi_fbank"
-    path = model.save_pretrained(tmp_path / "m", inference={"features": dict(features, kind="slaney_logmel"),
-                                                          "multilabel": False})
-    with pytest.raises(ValueError, match="features kind 'slaney_logmel' is not one of kaldi_fbank"):
+    slaney = FeatureConfig.htsat(num_mel_bins=32, target_length=32).to_dict()
+    path = model.save_pretrained(tmp_path / "m", inference={"features": slaney, "multilabel": False})
+    with pytest.raises(ValueError, match="a ast model takes kaldi_fbank features; the files give slaney_logmel"):
         load_inference_model(path)
+    with pytest.raises(ValueError, match="features kind 'mfcc' is not one of kaldi_fbank, slaney_logmel"):
+        FeatureConfig(**dict(features, kind="mfcc"))
     ok = model.save_pretrained(tmp_path / "ok", inference={"features": features, "multilabel": False})
     assert load_inference_model(ok).features.kind == "kaldi_fbank"

@@ -37,6 +37,10 @@ DEFAULT_ARCH = "ast"
 #: and the 32 kHz Slaney log-mel of PANNs and HTS-AT (torchlibrosa's ``LogmelFilterBank``).
 FEATURE_KINDS = ("kaldi_fbank", "slaney_logmel")
 
+#: How features are normalised before the model: AST's ``(x - mean) / (2 std)`` with dataset
+#: statistics, or not at all (HTS-AT and CNN14 normalise with a BatchNorm inside the model).
+FEATURE_NORMALIZATIONS = ("mean_std", "none")
+
 #: Temporal compressions of the coarse-to-fine paper (Sec. 2.2-2.3), ``method:C``.
 COMPRESSION_METHODS = ("none", "fshift", "avgpool", "maxpool", "patch")
 

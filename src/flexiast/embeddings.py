@@ -33,22 +33,24 @@ __all__ = ["embed_audio", "embedding_task", "column_spans", "regular_windows"]
 
 def column_spans(im: InferenceModel, patch: int, stride: int, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(first sample, centre)`` from a window's start of each of ``columns`` token columns whose
-    patches span ``patch`` model frames every ``stride``. The centre is the middle of the
-    first and last sample their fbank frames cover; a model frame is ``C`` fbank frames
-    under avg/max pooling (fshift's longer shift is in the features' frame shift)."""
+    patches span ``patch`` model frames every ``stride``. The first sample is ``t * shift``
+    of the column's first frame ``t`` (where a Kaldi frame starts; where a centred STFT's
+    frame is centred, its window reaching half a window before). The centre is the middle
+    of the first and last sample their frames cover; a model frame is ``C`` front-end
+    frames under avg/max pooling (fshift's longer shift is in the features' frame shift)."""
     shift, window, pool = _framing(im)
-    first = torch.arange(columns, dtype=torch.float64) * stride * pool  # first fbank frame of each column
+    offset = -(window // 2) if im.features.centered else 0  # a frame covers t * shift + offset + [0, window)
+    first = torch.arange(columns, dtype=torch.float64) * stride * pool  # first frame of each column
     last = first + patch * pool - 1
-    return first * shift, (first * shift + last * shift + window) / 2
+    return first * shift, (first * shift + last * shift + 2 * offset + window) / 2
 
 
 def _framing(im: InferenceModel) -> tuple[int, int, int]:
-    """``(frame shift, frame length)`` in samples of the fbank, and the fbank frames per model
+    """``(frame shift, frame length)`` in samples of the front end, and its frames per model
     frame (``C`` under avg/max pooling, else 1)."""
     f, c = im.features, im.compression
-    kw = f.fbank_kwargs(c)
     pool = c.factor if c.method in ("avgpool", "maxpool") else 1
-    return int(f.sample_rate * kw["frame_shift_ms"] / 1000), int(f.sample_rate * kw["frame_length_ms"] / 1000), pool
+    return f.frame_shift_samples(c), f.frame_length_samples(), pool
 
 
 def column_hop(im: InferenceModel, hop: int, patch: int, stride: int) -> tuple[int, int, int]:
@@ -61,9 +63,12 @@ def column_hop(im: InferenceModel, hop: int, patch: int, stride: int) -> tuple[i
 
 
 def audio_columns(im: InferenceModel, samples: int, step: int) -> int:
-    """How many token columns, ``step`` samples apart, start on an fbank frame that lies in
-    ``samples`` samples of audio (a whole Kaldi frame, ``snip_edges``); at least one."""
-    _, window, _ = _framing(im)
+    """How many token columns, ``step`` samples apart, start on a frame the front end gives
+    for ``samples`` samples of audio (a whole Kaldi frame, ``snip_edges``; a centred
+    frame whose centre lies in the audio); at least one."""
+    shift, window, _ = _framing(im)
+    if im.features.centered:  # 1 + samples // shift frames; a column every step // shift of them
+        return max(1, -(-im.features.num_frames(samples, im.compression) // (step // shift)))
     return max(1, (samples - window) // step + 1) if samples >= window else 1
 
 

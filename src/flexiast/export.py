@@ -31,6 +31,7 @@ import torch
 from .constants import EXPORT_INPUTS
 from .fbank import _frame_sizes, fbank
 from .features import Compression, FeatureConfig, finish_input, log_mel
+from .logmel import slaney_logmel
 from .models import FlexModel
 
 __all__ = ["export_onnx", "export_program", "check_onnx", "check_onnx_waveform", "export_hf", "WaveformFrontEnd"]
@@ -58,29 +59,38 @@ class _Logits(torch.nn.Module):
 class WaveformFrontEnd(torch.nn.Module):
     """``waveform [batch, samples] -> [batch, frames, mel_bins]``: the model's input as evaluation makes it.
 
-    Per clip: remove the waveform's mean, Kaldi fbank with ``features.fbank_kwargs(compression)``,
-    zero-pad or cut to ``features.fbank_frames(compression)`` frames, normalise, pool
-    (avgpool / maxpool): :func:`~flexiast.features.log_mel` then
-    :func:`~flexiast.features.finish_input`, for any ``samples``. The shapes inside do not
-    depend on ``samples``, so ``torch.export`` traces it with a symbolic length: after the
-    mean is removed, the waveform is zero-padded or cut to the samples of exactly
-    ``fbank_frames`` frames (``features.clip_samples``), and the frames that the clip
-    itself does not fill (frame ``i`` needs ``i * shift + window <= samples``) are set to
-    zero, as :func:`~flexiast.features.pad_or_cut` pads them. A clip shorter than one
-    window gives all-zero frames, as in evaluation.
+    Per clip, :func:`~flexiast.features.log_mel` then :func:`~flexiast.features.finish_input`
+    for any ``samples``: the features' front end (``features.frontend_kwargs(compression)``),
+    zero-padded or cut to ``features.fbank_frames(compression)`` frames, normalised, pooled
+    (avgpool / maxpool). The shapes inside do not depend on ``samples``, so
+    ``torch.export`` traces it with a symbolic length, and the frames that the clip itself
+    does not give are set to zero, as :func:`~flexiast.features.pad_or_cut` pads them:
+
+    * ``kaldi_fbank``: after the mean is removed, the waveform is zero-padded or cut to
+      the samples of exactly ``fbank_frames`` frames (``features.clip_samples``); frame
+      ``i`` is the clip's if ``i * shift + window <= samples``. A clip shorter than one
+      window gives all-zero frames, as in evaluation.
+    * ``slaney_logmel``: the first ``fbank_frames`` centred frames are gathered from the
+      clip at its own length (reflected at its ends, :func:`~flexiast.logmel.frame_index`),
+      so a frame reaching past the end reads the reflection an eager call reads; frame
+      ``i`` is the clip's if ``i * shift <= samples``.
     """
 
     def __init__(self, features: FeatureConfig, compression: Compression = Compression()):
         super().__init__()
         self.features, self.compression = features, compression
-        self.fbank_kwargs = features.fbank_kwargs(compression)
-        self.window, self.shift, _ = _frame_sizes(features.sample_rate, self.fbank_kwargs["frame_length_ms"],
-                                                  self.fbank_kwargs["frame_shift_ms"], True)
+        self.kwargs = features.frontend_kwargs(compression)
         self.frames = features.fbank_frames(compression)
         self.samples = features.clip_samples(compression)
-        # fbank's window and mel matrix are built once and cached; building them is not
-        # traceable (nonzero), so they are built here, eagerly, and a trace finds them built.
-        fbank(torch.zeros(1, self.window), chunked=False, **self.fbank_kwargs)
+        # The front end's window and mel matrix are built once and cached; building fbank's is
+        # not traceable (nonzero), so they are built here, eagerly, and a trace finds them built.
+        if features.kind == "slaney_logmel":
+            self.window, self.shift = features.frame_length_samples(), features.frame_shift_samples(compression)
+            slaney_logmel(torch.zeros(1, self.window), **self.kwargs)
+        else:
+            self.window, self.shift, _ = _frame_sizes(features.sample_rate, self.kwargs["frame_length_ms"],
+                                                      self.kwargs["frame_shift_ms"], True)
+            fbank(torch.zeros(1, self.window), chunked=False, **self.kwargs)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
@@ -89,10 +99,15 @@ class WaveformFrontEnd(torch.nn.Module):
         if not waveform.is_floating_point():
             raise TypeError(f"waveform must be float32 samples in [-1, 1], got {waveform.dtype}")
         length = waveform.shape[-1]
-        x = waveform - waveform.mean(dim=-1, keepdim=True)
-        x = torch.cat([x, x.new_zeros(x.shape[0], self.samples)], dim=-1)[:, :self.samples]
-        spec = fbank(x, chunked=False, **self.fbank_kwargs)
-        filled = torch.arange(self.frames, device=x.device) * self.shift + self.window <= length
+        first = torch.arange(self.frames, device=waveform.device) * self.shift
+        if self.features.kind == "slaney_logmel":
+            spec = slaney_logmel(waveform, frames=self.frames, length=length, **self.kwargs)
+            filled = first <= length
+        else:
+            x = waveform - waveform.mean(dim=-1, keepdim=True)
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.samples)], dim=-1)[:, :self.samples]
+            spec = fbank(x, chunked=False, **self.kwargs)
+            filled = first + self.window <= length
         spec = torch.where(filled[:, None], spec, torch.zeros((), dtype=spec.dtype, device=spec.device))
         return finish_input(spec, self.features, self.compression)
 
@@ -106,6 +121,12 @@ class _WaveformLogits(torch.nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.model(self.front(waveform))
+
+
+#: How the waveform graph's JSON describes each front end and normalisation.
+_FRONT_ENDS = {"kaldi_fbank": "mean removed, Kaldi fbank",
+               "slaney_logmel": "Slaney log-mel in dB (centred STFT, reflect padding)"}
+_NORMALIZED = {"mean_std": "normalised", "none": "not normalised"}
 
 
 def _inference_features(inference: dict | None) -> tuple[FeatureConfig, Compression]:
@@ -153,8 +174,9 @@ def _waveform_graph(fixed: FlexModel, inference: dict | None, samples: int | Non
     about = dict(input="waveform", input_shape=["batch", "samples" if dynamic_length else length],
                  sample_rate=features.sample_rate, length="dynamic" if dynamic_length else "fixed",
                  samples=None if dynamic_length else length, clip_samples=front.samples,
-                 preprocessing="in the graph: mean removed, Kaldi fbank, zero-padded or cut to "
-                               f"{front.frames} frames, normalised, compression {compression}")
+                 preprocessing=f"in the graph: {_FRONT_ENDS[features.kind]}, zero-padded or cut to "
+                               f"{front.frames} frames, {_NORMALIZED[features.normalization]}, "
+                               f"compression {compression}")
     return _WaveformLogits(front, fixed), example, dynamic, about
 
 
@@ -292,6 +314,10 @@ def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frame
     """
     if inference is not None:
         feats = inference.get("features", {})
+        kind = feats.get("kind", "kaldi_fbank")
+        if kind != "kaldi_fbank":
+            raise ValueError(f"features.kind={kind!r}: Hugging Face's ASTFeatureExtractor computes Kaldi fbank "
+                             "only; export to ONNX or flexiast instead")
         fixed_framing = {"frame_length_ms": 25.0, "frame_shift_ms": 10.0, "window": "hanning"}
         for key, value in fixed_framing.items():
             if key in feats and feats[key] != value:

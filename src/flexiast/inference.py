@@ -376,9 +376,9 @@ class InferenceModel:
 
     def hop(self, hop_seconds: float | None = None) -> int:
         """Samples between windows of long audio: ``hop_seconds`` in whole frame shifts, or half a window."""
-        f = self.features
-        shift_ms = f.fbank_kwargs(self.compression)["frame_shift_ms"]
-        shift = int(f.sample_rate * shift_ms / 1000)
+        f, c = self.features, self.compression
+        shift_ms = f.frame_shift_ms * (c.factor if c.method == "fshift" else 1)
+        shift = f.frame_shift_samples(c)
         if hop_seconds is None:
             return max(shift, self.window_samples // 2 // shift * shift)
         hop = int(round(hop_seconds * f.sample_rate)) // shift * shift

@@ -194,7 +194,8 @@ def dataset_stats(manifest: Manifest, features: FeatureConfig, *, batch_size: in
     """Mean and std of the padded, unnormalised features, as AST's ``get_norm_stats.py``:
     the average over batches of each batch's mean and standard deviation. The exact
     mean and std over every value are returned too (``exact_mean``, ``exact_std``)."""
-    identity = FeatureConfig(**{**features.to_dict(), "mean": 0.0, "std": 0.5})  # (x - 0) / (2 * 0.5) = x
+    identity = FeatureConfig(**{**features.to_dict(), "mean": 0.0, "std": 0.5,  # (x - 0) / (2 * 0.5) = x
+                                "normalization": "mean_std"})
     ds = AudioDataset(manifest, identity, cache=cache)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
     means, stds, total, sq, count = [], [], 0.0, 0.0, 0

@@ -192,7 +192,7 @@ class WindowAttention(nn.Module):
         if mask is not None:
             nw = mask.shape[0]
             scores = (scores.reshape(bw // nw, nw, h, n, n) + mask[:, None].to(scores.dtype)).reshape(bw, h, n, n)
-        weights = scores.softmax(dim=-1, dtype=torch.float32).to(v.dtype)
+        weights = scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
 
@@ -521,6 +521,16 @@ class HTSAT(FlexModel):
         """Official HTS-AT Lightning checkpoints (``sed_model.*``), Hugging Face CLAP audio towers
         or flexiast files (:mod:`flexiast.models.htsat.weights`); ``overrides``: ``num_classes``
         (a new head), ``input_tdim``, ``labels``, drop rates. Never runs code from the file."""
-        from ..registry import load_model
+        from ...checkpoints import CheckpointError, load_state_dict
+        from ..registry import identify, load_model
 
+        sd, flexiast_config, foreign_config = load_state_dict(path)
+        if flexiast_config is None:
+            try:
+                identify(sd, None, foreign_config)
+            except CheckpointError:
+                sample = ", ".join(sorted(sd)[:4])
+                raise CheckpointError(f"{path}: not an HTS-AT checkpoint: no sed_model.* keys (an official HTS-AT "
+                                      "Lightning file's state_dict has them) and no other layout a model family "
+                                      f"reads; found keys such as {sample}") from None
         return load_model(path, arch=HTSATConfig.arch, **overrides)

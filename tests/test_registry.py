@@ -21,14 +21,15 @@ SMALL = dict(num_classes=4, input_fdim=32, input_tdim=32, embed_dim=32, depth=1,
 
 
 def test_names_build_the_preset_with_overrides():
-    assert list_models() == ["ast-base", "ast-small", "ast-tiny"]
+    assert list_models() == ["ast-base", "ast-small", "ast-tiny", "htsat-micro", "htsat-mini", "htsat-tiny"]
+    assert list_models("ast") == ["ast-base", "ast-small", "ast-tiny"]
     model = create_model("ast-tiny", num_classes=3, depth=1, input_tdim=64)
     cfg = model.config
     assert isinstance(model, AST) and (cfg.embed_dim, cfg.num_heads, cfg.depth, cfg.num_classes) == (192, 3, 1, 3)
     assert create_model(cfg.to_dict()).config == cfg
     assert create_model(cfg, num_classes=7).config.num_classes == 7
-    with pytest.raises(FamilyError, match="unknown model family 'htsat'"):
-        create_model("htsat-tiny")
+    with pytest.raises(FamilyError, match="unknown model family 'cnn14'"):
+        create_model("cnn14-tiny")
     with pytest.raises(FamilyError, match="unknown ast size 'huge'.*ast-base, ast-small, ast-tiny"):
         create_model("ast-huge")
 

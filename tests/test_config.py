@@ -171,3 +171,45 @@ def test_fold_placeholder_needs_kfold_and_every_folds_weights(tmp_path, base):
         (tmp_path / "ast" / f"fold{k}" / "best.safetensors").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"init.path: initial weights .*fold5/best.safetensors does not exist"):
         load(tmp_path, esc, "data.kfold=5", f"init.path={tmp_path}/ast/fold{{fold}}/best.safetensors")
+
+
+HTSAT = """
+name: h
+out: {out}
+model: {{arch: htsat, preset: micro, freq_ratio: 2}}
+features: {{target_length: 128}}
+data: {{format: fsdd, root: {root}}}
+phases:
+  - {{epochs: 1, compression: "fshift:4"}}
+  - {{epochs: 2}}
+"""
+
+
+def test_an_htsat_recipe_takes_its_log_mel_and_refuses_patch_settings(tmp_path, fsdd_dir):
+    """A family whose calls take no patch size (HTS-AT) gets its own front end by default,
+    its phases change only the input length, and every patch setting is refused, named."""
+    text = HTSAT.format(out=tmp_path / "run", root=fsdd_dir.parent)
+    cfg = load(tmp_path, text)
+    f = cfg.feature_config()
+    assert (f.kind, f.sample_rate, f.num_mel_bins, f.fmin, f.fmax, f.normalization) == \
+        ("slaney_logmel", 32000, 64, 50.0, 14000.0, "none")
+    assert cfg.eval_patches(0) == {"stored": None} and cfg.phase_patch_sizes(0) == [None]
+    from flexiast.engine.phases import PhasePlan
+    assert PhasePlan(cfg, f).geometry(0) == {"input_tdim": 32}
+    assert PhasePlan(cfg, f).geometry(1) == {"input_tdim": 128}
+    refusals = {
+        "phases.0.compression=patch:2": "phases[0].compression: patch:C widens a patch kernel",
+        "phases.1.patch.sizes=[8,16]": "phases[1].patch: a htsat model's calls take no patch size",
+        "train.eval_patch_sizes=[16]": "train.eval_patch_sizes: a htsat model's calls take no patch size",
+        "train.select=16": "train.select: 16 names a patch size",
+        "model.patch_size=16": "unknown key model.patch_size",
+        "features.dataset=audioset": "features.dataset: 'audioset' names AST's Kaldi fbank statistics",
+        "features.kind=kaldi_fbank features.num_mel_bins=64 features.mean=-4 features.std=4":
+            "features: kaldi_fbank features, but a htsat model takes slaney_logmel",
+        "features.mean=-4.2": "features.mean",
+        "features.fmax=20000": "features.fmax=20000 exceeds the Nyquist frequency 16000",
+        "features.kind=mfcc": "features.kind: 'mfcc' is not one of kaldi_fbank, slaney_logmel",
+    }
+    for override, message in refusals.items():
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+            load(tmp_path, text, *override.split())

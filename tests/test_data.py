@@ -366,3 +366,34 @@ def test_full_scan_finds_nan_samples_before_training(tmp_path):
         scan(manifest, decode=True)
     kept, report = scan(manifest, on_error="skip", max_bad_fraction=0.5, decode=True)
     assert len(kept) == 3 and report.problems[0][0] == "a/good2.wav"
+
+
+def test_log_mel_clips_pad_and_mask_with_silence_and_gain_in_decibels(fsdd_test):
+    """A dB log-mel is padded and masked with the log-mel of digital silence (-100 dB, not a
+    loud 0 dB), and a gain of g dB adds g to it (Kaldi's natural-log fbank: g ln(10) / 10)."""
+    cfg = FeatureConfig.htsat(target_length=128)
+    plain = AudioDataset(fsdd_test, cfg)
+    x = plain[0]["spec"]
+    n = 1 + sf.info(fsdd_test.items[0].path).frames * 4 // 320  # 8 kHz -> 32 kHz, centred frames
+    assert n < 128 and x.shape == (128, 64)
+    assert bool((x[n:] == -100.0).all()) and bool((x[:n] > -100.0).any())
+    from flexiast.features import log_mel
+    assert float(log_mel(torch.zeros(32000), cfg).max()) == -100.0  # the front end's value for zeros
+
+    masked = AudioDataset(fsdd_test, cfg, augment=AugmentConfig(freqm=20), train=True)
+    for i in range(10):
+        spec = masked[i]["spec"]
+        full = (spec == -100.0).all(0)
+        assert int(full.sum()) < 20 and not bool((spec == 0.0).all(0).any())
+
+    louder = AudioDataset(fsdd_test, cfg, augment=AugmentConfig(gain_db=6.0), train=True, seed=1)
+    kaldi = AudioDataset(fsdd_test, FeatureConfig(target_length=128), augment=AugmentConfig(gain_db=6.0), train=True,
+                         seed=1)
+    kaldi_plain = AudioDataset(fsdd_test, FeatureConfig(target_length=128))
+    for i in range(3):
+        shift_db = louder[i]["spec"][:n] - x[:n] if i == 0 else None
+        k = (kaldi[i]["spec"] - kaldi_plain[i]["spec"]) * 2 * FeatureConfig().std  # undo AST's normalisation
+        g = float(k[0, 0]) / (np.log(10) / 10)  # the draw, in dB, shared by both datasets (same seed, clip)
+        assert -6.0 <= g <= 6.0
+        if shift_db is not None:
+            torch.testing.assert_close(shift_db, torch.full_like(shift_db, g), atol=1e-4, rtol=0)

@@ -68,7 +68,8 @@ def test_clip_samples_fill_the_frames_exactly(rate, comp):
 
 def test_fshift_and_pooling_frames_for_the_log_mel_kind(fsdd_dir):
     """fshift:4 is a hop of 1280 samples and target_length // 4 frames; avgpool / maxpool:4
-    pool the finished 1024 frames by 4. HTS-AT's input is not normalised."""
+    pool the finished frames by 4, a short clip padded with silence (-100 dB), not with a
+    loud 0 dB. HTS-AT's input is not normalised."""
     cfg = FeatureConfig.htsat(target_length=128)
     wave = load_audio(fsdd_dir / "5_lucas_3.wav", 32000)
     fshift = Compression.parse("fshift:4")
@@ -79,7 +80,9 @@ def test_fshift_and_pooling_frames_for_the_log_mel_kind(fsdd_dir):
     assert x.shape == (cfg.frames(fshift), 64) == (32, 64)
     full = log_mel(wave, cfg)
     assert full.shape == (1 + len(wave) // 320, 64)
-    padded = torch.nn.functional.pad(full, (0, 0, 0, 128 - len(full))) if len(full) < 128 else full[:128]
+    silence = float(log_mel(torch.zeros(3200), cfg).max())  # digital silence: the floor, 10 log10(1e-10)
+    assert silence == cfg.pad_value == -100.0
+    padded = torch.nn.functional.pad(full, (0, 0, 0, 128 - len(full)), value=silence) if len(full) < 128 else full[:128]
     for method in ("avgpool", "maxpool"):
         comp = Compression.parse(f"{method}:4")
         x = finish_input(full, cfg, comp)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, HTSAT_EPOCH_BOUNDS, HTSAT_EPOCH_RATES, LOSSES, OFF,
+from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, HTSAT_EPOCH_BOUNDS, HTSAT_EPOCH_RATES, LOSSES, OFF,
                         ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS, RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
@@ -77,18 +77,25 @@ class InitSection:
 
 @dataclass
 class FeaturesSection:
-    """AST's features. ``dataset`` takes AST's statistics and length (audioset, esc50, ...);
-    explicit ``mean``/``std``/``target_length`` override them."""
+    """The front end. ``kind`` (default: the model family's, ``kaldi_fbank`` for an AST,
+    ``slaney_logmel`` for HTS-AT) starts from that front end's defaults
+    (:meth:`flexiast.features.FeatureConfig.for_kind`); fields given override them.
+    For Kaldi fbank, ``dataset`` takes AST's statistics and length (audioset, esc50, ...)
+    and explicit ``mean``/``std``/``target_length`` override them; the log-mel is not
+    normalised here (HTS-AT's BatchNorm does it) and takes no statistics."""
 
     dataset: str | None = None
-    num_mel_bins: int = 128
+    kind: str | None = None
+    num_mel_bins: int | None = None
     target_length: int | None = None
     mean: float | None = None
     std: float | None = None
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    window: str = "hanning"
-    sample_rate: int = 16000
+    frame_length_ms: float | None = None
+    frame_shift_ms: float | None = None
+    window: str | None = None
+    sample_rate: int | None = None
+    fmin: float | None = None
+    fmax: float | None = None
 
 
 @dataclass
@@ -257,16 +264,19 @@ class RunConfig:
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(f"out: {self.out!r} may only use {{name}} ({e})") from None
 
+    def feature_kind(self) -> str:
+        return self.features.kind or get_family(self.model.arch).feature_kind
+
     def feature_config(self) -> FeatureConfig:
+        """The features: the kind's defaults, AST's dataset statistics (Kaldi fbank), then the fields given."""
         f = self.features
         base = {}
         if f.dataset is not None:
             mean, std, length = DATASET_STATS[f.dataset]
             base = {"mean": mean, "std": std, "target_length": length}
-        given = {k: getattr(f, k) for k in ("mean", "std", "target_length") if getattr(f, k) is not None}
-        return FeatureConfig(num_mel_bins=f.num_mel_bins, frame_length_ms=f.frame_length_ms,
-                             frame_shift_ms=f.frame_shift_ms, window=f.window, sample_rate=f.sample_rate,
-                             **{**base, **given})
+        given = {k.name: getattr(f, k.name) for k in dataclasses.fields(f)
+                 if k.name not in ("dataset", "kind") and getattr(f, k.name) is not None}
+        return FeatureConfig.for_kind(self.feature_kind(), **{**base, **given})
 
     @property
     def patch_calls(self) -> bool:
@@ -580,7 +590,13 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         raise ConfigError(f"model.{e}") from None
     if loss.teacher_patch_size is not None and min(to_pair(loss.teacher_patch_size, "loss.teacher_patch_size")) < 1:
         raise ConfigError(f"loss.teacher_patch_size: {loss.teacher_patch_size} must be positive")
-    if f.dataset is not None:
+    kind = cfg.feature_kind()
+    _choice(kind, FEATURE_KINDS, "features.kind")
+    if kind != "kaldi_fbank":
+        if f.dataset is not None:
+            raise ConfigError(f"features.dataset: {f.dataset!r} names AST's Kaldi fbank statistics; {kind} "
+                              f"features take none (give target_length)")
+    elif f.dataset is not None:
         _choice(f.dataset, tuple(DATASET_STATS), "features.dataset")
     elif None in (f.target_length, f.mean, f.std):
         raise ConfigError("features: give target_length, mean and std (flexiast stats computes them), "
@@ -590,9 +606,14 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _positive(f.std, "features.std")
     _positive(f.frame_shift_ms, "features.frame_shift_ms")
     _positive(f.frame_length_ms, "features.frame_length_ms")
-    features = cfg.feature_config()
+    try:
+        features = cfg.feature_config()
+    except ValueError as e:
+        raise ConfigError(str(e) if str(e).startswith("features.") else f"features: {e}") from None
     if features.kind != family.feature_kind:
         raise ConfigError(f"features: {features.kind} features, but a {m.arch} model takes {family.feature_kind}")
+    if not family.patch_calls:
+        _refuse_patch_settings(cfg)
 
     from .data.readers import FORMATS
     _choice(d.format, tuple(FORMATS), "data.format")
@@ -682,8 +703,6 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
             _check_schedule(ph.schedule, f"{key}.schedule")
     if cfg.patch_calls:
         _check_eval_sizes(cfg, features)
-    else:
-        _refuse_patch_settings(cfg)
     if t.weight_averaging:
         _positive(t.wa_start, "train.wa_start")
         last = cfg.phases[-1]
@@ -754,7 +773,7 @@ def _refuse_patch_settings(cfg: RunConfig) -> None:
     for i, ph in enumerate(cfg.phases):
         if ph.patch != PatchSampling():
             raise ConfigError(f"phases[{i}].patch: {why}; remove the section (it has nothing to draw)")
-        if cfg.phase_compression(i).method == "patch":
+        if str(ph.compression).partition(":")[0] == "patch":
             raise ConfigError(f"phases[{i}].compression: patch:C widens a patch kernel and {why}; "
                               f"compress with fshift:C, avgpool:C or maxpool:C")
     if t.eval_patch_sizes is not None:

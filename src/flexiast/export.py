@@ -64,7 +64,7 @@ class WaveformFrontEnd(torch.nn.Module):
     zero-padded or cut to ``features.fbank_frames(compression)`` frames, normalised, pooled
     (avgpool / maxpool). The shapes inside do not depend on ``samples``, so
     ``torch.export`` traces it with a symbolic length, and the frames that the clip itself
-    does not give are set to zero, as :func:`~flexiast.features.pad_or_cut` pads them:
+    does not give are set to ``features.pad_value``, as :func:`~flexiast.features.pad_or_cut` pads them:
 
     * ``kaldi_fbank``: after the mean is removed, the waveform is zero-padded or cut to
       the samples of exactly ``fbank_frames`` frames (``features.clip_samples``); frame
@@ -108,7 +108,8 @@ class WaveformFrontEnd(torch.nn.Module):
             x = torch.cat([x, x.new_zeros(x.shape[0], self.samples)], dim=-1)[:, :self.samples]
             spec = fbank(x, chunked=False, **self.kwargs)
             filled = first + self.window <= length
-        spec = torch.where(filled[:, None], spec, torch.zeros((), dtype=spec.dtype, device=spec.device))
+        pad = torch.full((), self.features.pad_value, dtype=spec.dtype, device=spec.device)
+        spec = torch.where(filled[:, None], spec, pad)
         return finish_input(spec, self.features, self.compression)
 
 

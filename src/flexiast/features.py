@@ -22,6 +22,7 @@ Coarse-to-fine (Feng et al., ICASSP 2024, Sec. 2.3) compresses time by ``C``, fo
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from .constants import COMPRESSION_METHODS, FEATURE_KINDS, FEATURE_NORMALIZATIONS
 from .fbank import fbank
 from .fbank import num_frames as kaldi_num_frames
-from .logmel import slaney_logmel
+from .logmel import SILENCE_DB, slaney_logmel
 
 __all__ = ["Compression", "FeatureConfig", "log_mel", "pad_or_cut", "normalize", "compress_spec",
            "finish_input", "DATASET_STATS", "HTSAT_FEATURES"]
@@ -212,6 +213,23 @@ class FeatureConfig:
         return cls.htsat(**overrides) if kind == "slaney_logmel" else cls(**{**overrides, "kind": kind})
 
     @property
+    def pad_value(self) -> float:
+        """What fills frames a clip does not give, and SpecAugment's masks, before normalisation.
+
+        AST pads its fbank with 0 (which its normalisation then maps near the mean). For the
+        dB log-mel 0 would be loud (0 dB); it is padded with the front end's floor,
+        ``10 log10(amin) = -100`` dB, the log-mel of digital silence: a short clip is padded
+        as if its waveform were padded with zeros (HTS-AT pads the waveform).
+        """
+        return 0.0 if self.kind == "kaldi_fbank" else SILENCE_DB
+
+    @property
+    def units_per_db(self) -> float:
+        """How much one dB of level moves a value: ``ln(10) / 10`` for Kaldi's natural-log
+        energies, 1 for the dB log-mel (a gain augmentation of ``g`` dB adds ``g`` times this)."""
+        return math.log(10) / 10 if self.kind == "kaldi_fbank" else 1.0
+
+    @property
     def centered(self) -> bool:
         """Whether frame ``t`` is centred on sample ``t * hop`` (a centred STFT, ``slaney_logmel``)
         rather than starting there (Kaldi's ``snip_edges``)."""
@@ -305,11 +323,12 @@ def log_mel(wave: torch.Tensor, cfg: FeatureConfig, compression: Compression = C
     return fbank(wave - wave.mean(dim=-1, keepdim=True), **cfg.frontend_kwargs(compression))
 
 
-def pad_or_cut(spec: torch.Tensor, frames: int) -> torch.Tensor:
-    """Zero-pad at the end, or keep the first ``frames`` frames, of ``[..., T, F]``."""
+def pad_or_cut(spec: torch.Tensor, frames: int, value: float = 0.0) -> torch.Tensor:
+    """Pad at the end with ``value`` (:attr:`FeatureConfig.pad_value`), or keep the first
+    ``frames`` frames, of ``[..., T, F]``."""
     n = spec.shape[-2]
     if n < frames:
-        return F.pad(spec, (0, 0, 0, frames - n))
+        return F.pad(spec, (0, 0, 0, frames - n), value=value)
     return spec[..., :frames, :]
 
 
@@ -324,10 +343,11 @@ def normalize(spec: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
 def finish_input(spec: torch.Tensor, cfg: FeatureConfig, compression: Compression = Compression()) -> torch.Tensor:
     """A clip's log-mel ``[T, F]`` made into the model's input, as for evaluation in training.
 
-    Zero-pad or cut to :meth:`FeatureConfig.fbank_frames`, normalise, then pool (avgpool /
-    maxpool): the model sees ``cfg.frames(compression)`` frames.
+    Pad (with :attr:`FeatureConfig.pad_value`) or cut to :meth:`FeatureConfig.fbank_frames`,
+    normalise, then pool (avgpool / maxpool): the model sees ``cfg.frames(compression)`` frames.
     """
-    return compress_spec(normalize(pad_or_cut(spec, cfg.fbank_frames(compression)), cfg), compression)
+    padded = pad_or_cut(spec, cfg.fbank_frames(compression), cfg.pad_value)
+    return compress_spec(normalize(padded, cfg), compression)
 
 
 def compress_spec(spec: torch.Tensor, compression: Compression) -> torch.Tensor:

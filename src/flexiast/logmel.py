@@ -54,6 +54,10 @@ F_SP = 200.0 / 3.0
 MIN_LOG_HZ = 1000.0
 MIN_LOG_MEL = MIN_LOG_HZ / F_SP  # 15
 LOG_STEP = math.log(6.4) / 27.0
+#: The smallest power the dB conversion keeps (HTS-AT's and PANNs' ``amin``), and so the
+#: value of digital silence with ``ref = 1``: ``10 log10(amin) = -100`` dB.
+AMIN = 1e-10
+SILENCE_DB = 10.0 * math.log10(AMIN)
 
 
 def hz_to_slaney_mel(freq: torch.Tensor | float) -> torch.Tensor | float:
@@ -140,7 +144,7 @@ def _constants(sample_rate: float, n_fft: int, n_mels: int, fmin: float, fmax: f
     return window.to(device=device, dtype=dtype), mel.to(device=device, dtype=dtype)
 
 
-def power_to_db(power: torch.Tensor, *, ref: float = 1.0, amin: float = 1e-10,
+def power_to_db(power: torch.Tensor, *, ref: float = 1.0, amin: float = AMIN,
                 top_db: float | None = None) -> torch.Tensor:
     """``10 log10(max(power, amin)) - 10 log10(max(amin, ref))`` of ``[..., frames, bins]``;
     with ``top_db``, floored at each clip's maximum minus ``top_db``."""
@@ -167,7 +171,7 @@ def slaney_logmel(
     fmin: float = 50.0,
     fmax: float | None = 14000.0,
     ref: float = 1.0,
-    amin: float = 1e-10,
+    amin: float = AMIN,
     top_db: float | None = None,
     frames: int | None = None,
     length=None,

@@ -12,8 +12,12 @@ order or resumption.
 * Time masks and the roll count frames of the full-resolution spectrogram: under
   Fshift, whose frames are C times longer, the dataset divides them by C, so an
   augmentation covers the same duration whatever the compression.
-* Gain: a random level change of ``g ~ U(-gain_db, gain_db)`` dB. The fbank is a log
-  power, so this is ``x + g ln(10) / 10`` (exact except where Kaldi's floor applies).
+* Gain: a random level change of ``g ~ U(-gain_db, gain_db)`` dB. Both front ends give a
+  log power, so this adds a constant: ``g ln(10) / 10`` to Kaldi's natural-log fbank,
+  ``g`` to the dB log-mel (``FeatureConfig.units_per_db``; exact except at the floor).
+* Masks and padding hold ``FeatureConfig.pad_value``: 0 for AST's fbank (as AST), the
+  front end's floor (-100 dB, silence) for the dB log-mel, whose 0 would be loud. (HTS-AT
+  masks after its BatchNorm, with 0 there: the mean; a mask here is silence instead.)
 * Mixup (Zhang et al. 2018, as AST): with probability ``mixup`` a clip is mixed with a
   random other one, ``lam ~ Beta(alpha, alpha)`` (AST: alpha = 10), on the waveforms
   (``mixup_on: waveform``, AST) or on the two clips' log-mel spectrograms after each has
@@ -57,7 +61,7 @@ class AugmentConfig:
             raise ValueError(f"mixup_on={self.mixup_on!r} is not one of {', '.join(MIXUP_DOMAINS)}")
 
 
-def _mask(spec: torch.Tensor, axis: int, width_max: int, rng: np.random.Generator) -> torch.Tensor:
+def _mask(spec: torch.Tensor, axis: int, width_max: int, rng: np.random.Generator, fill: float) -> torch.Tensor:
     size = spec.shape[axis]
     value = rng.random() * width_max
     start = int(rng.random() * (size - value))  # negative when the mask outgrows the axis
@@ -68,16 +72,17 @@ def _mask(spec: torch.Tensor, axis: int, width_max: int, rng: np.random.Generato
     spec = spec.clone()
     index = [slice(None)] * spec.dim()
     index[axis] = slice(start, end)
-    spec[tuple(index)] = 0.0
+    spec[tuple(index)] = fill
     return spec
 
 
-def spec_augment(spec: torch.Tensor, freqm: int, timem: int, rng: np.random.Generator) -> torch.Tensor:
-    """One frequency mask and one time mask on ``spec[T, F]``."""
+def spec_augment(spec: torch.Tensor, freqm: int, timem: int, rng: np.random.Generator,
+                 fill: float = 0.0) -> torch.Tensor:
+    """One frequency mask and one time mask on ``spec[T, F]``, set to ``fill``."""
     if freqm:
-        spec = _mask(spec, -1, freqm, rng)
+        spec = _mask(spec, -1, freqm, rng, fill)
     if timem:
-        spec = _mask(spec, -2, timem, rng)
+        spec = _mask(spec, -2, timem, rng, fill)
     return spec
 
 
@@ -86,5 +91,7 @@ def add_noise_and_roll(spec: torch.Tensor, rng: np.random.Generator, max_roll: i
     return torch.roll(spec + noise, int(rng.integers(-max_roll, max_roll)) if max_roll else 0, dims=-2)
 
 
-def apply_gain(spec: torch.Tensor, gain_db: float, rng: np.random.Generator) -> torch.Tensor:
-    return spec + rng.uniform(-gain_db, gain_db) * math.log(10) / 10
+def apply_gain(spec: torch.Tensor, gain_db: float, rng: np.random.Generator,
+               units_per_db: float = math.log(10) / 10) -> torch.Tensor:
+    """``spec`` ``g ~ U(-gain_db, gain_db)`` dB louder: ``spec + g * units_per_db``."""
+    return spec + rng.uniform(-gain_db, gain_db) * units_per_db

@@ -103,9 +103,10 @@ class AudioDataset(torch.utils.data.Dataset):
         log-mel before normalisation)."""
         aug, cfg = self.augment, self.features
         if aug.gain_db:
-            spec = apply_gain(spec, aug.gain_db, rng)
+            spec = apply_gain(spec, aug.gain_db, rng, cfg.units_per_db)
         shift = self.compression.factor if self.compression.method == "fshift" else 1
-        return spec_augment(pad_or_cut(spec, cfg.fbank_frames(self.compression)), aug.freqm, aug.timem // shift, rng)
+        spec = pad_or_cut(spec, cfg.fbank_frames(self.compression), cfg.pad_value)
+        return spec_augment(spec, aug.freqm, aug.timem // shift, rng, cfg.pad_value)
 
     def _item(self, index: int, epoch: int) -> dict:
         aug, cfg = self.augment, self.features

@@ -13,6 +13,8 @@ Studies (recipes in ``recipes/fsdd/``):
 * ``c2f``   coarse-to-fine Tables 2-5: the AST-16 baseline against Fshift, avg pool, max
   pool, Patch-BL and Patch-PI as 2->1 (every seed) and 4->1 (seed 0; Fshift and Patch-PI
   every seed), and Fshift 4->2->1 (seed 0).
+* ``htsat`` coarse-to-fine Table 6's HTS-AT row at small scale: the HTS-AT (micro) baseline
+  against Fshift 4->1, every seed.
 
 Each run lives in ``RUNS/<recipe name>-s<seed>``. A finished run (``summary.json``) is not
 trained again and a started one is resumed, so the command can be killed and rerun. Runs
@@ -89,6 +91,9 @@ def jobs(seeds: list[int], only: set[str]) -> list[Job]:
         out += [Job(f"digits_c2f_{m}_4-1.yaml", s, "c2f") for s in rest for m in ("fshift", "patchpi")]
     if "flex" in only:
         out.append(Job("digits_flexiast_kd.yaml", s0, "flex", after=[f"fsdd-digits-ast8-s{s0}"], evals=both))
+    if "htsat" in only:
+        out += [Job(recipe, s, "htsat") for s in seeds
+                for recipe in ("digits_htsat.yaml", "digits_htsat_c2f_fshift_4-1.yaml")]
     return out
 
 
@@ -266,6 +271,44 @@ def c2f_table(runs: Path, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def _test_accuracy(summ: dict) -> float:
+    """Test accuracy of the best epoch at the run's one validation setting (AST-16's ``16``,
+    an HTS-AT's ``stored``)."""
+    (row,) = [v for k, v in summ["test"]["best"].items() if not k.startswith("_")]
+    return row["accuracy"]
+
+
+def htsat_table(runs: Path, seeds: list[int]) -> str:
+    """HTS-AT baseline against Fshift 4->1, per seed and as mean ± std (the paper's Table 6 row)."""
+    from flexiast.accounting import savings
+
+    base = [(s, _load(runs / f"fsdd-digits-htsat-s{s}" / "summary.json")) for s in seeds]
+    pairs = [(s, b, _load(runs / f"fsdd-digits-htsat-c2f-fshift-4-1-s{s}" / "summary.json")) for s, b in base]
+    pairs = [(s, b, c) for s, b, c in pairs if b and c]
+    if not pairs:
+        return ""
+    lines = ["| seed | baseline best val | its test | Fshift 4->1 best val | its test | reached at epoch | "
+             "FLOPs saved | time saved | baseline TFLOPs | c2f TFLOPs |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    saved = []
+    for s, b, c in pairs:
+        sv = savings(runs / f"fsdd-digits-htsat-c2f-fshift-4-1-s{s}", runs / f"fsdd-digits-htsat-s{s}")
+        saved.append(sv)
+        reached = (f"{sv['run_epoch']} | {100 * sv['flops_saved']:+.0f}% | {100 * sv['time_saved']:+.0f}%"
+                   if sv["reached"] else "never | - | -")
+        lines.append(f"| {s} | {b['best_val']:.3f} | {_test_accuracy(b):.3f} | {c['best_val']:.3f} | "
+                     f"{_test_accuracy(c):.3f} | {reached} | {b['train_flops'] / 1e12:.2f} | "
+                     f"{c['train_flops'] / 1e12:.2f} |")
+    flops = [sv["flops_saved"] for sv in saved if sv["reached"]]
+    secs = [sv["time_saved"] for sv in saved if sv["reached"]]
+    lines.append(f"| mean ± std | {_spread([b['best_val'] for _, b, _ in pairs])} | "
+                 f"{_spread([_test_accuracy(b) for _, b, _ in pairs])} | {_spread([c['best_val'] for _, _, c in pairs])} | "
+                 f"{_spread([_test_accuracy(c) for _, _, c in pairs])} | {sum(sv['reached'] for sv in saved)}/"
+                 f"{len(saved)} reached | {_pct(flops)} | {_pct(secs)} | "
+                 f"{_spread([b['train_flops'] / 1e12 for _, b, _ in pairs], 2)} | "
+                 f"{_spread([c['train_flops'] / 1e12 for _, _, c in pairs], 2)} |")
+    return "\n".join(lines)
+
+
 def per_seed_c2f(runs: Path, seeds: list[int]) -> str:
     from flexiast.accounting import savings
 
@@ -306,6 +349,7 @@ def tables(runs: Path, seeds: list[int], out: Path) -> Path:
                          axes_table(runs, seeds[0], out / "axes")),
                         ("Coarse-to-fine: mean ± standard deviation over seeds", c2f_table(runs, seeds)),
                         ("Coarse-to-fine per seed", per_seed_c2f(runs, seeds)),
+                        ("HTS-AT (micro): baseline against Fshift 4->1", htsat_table(runs, seeds)),
                         ("Wall time of every run", walltimes(runs))):
         if body:
             parts += [f"## {title}", "", body, ""]
@@ -319,7 +363,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "fsdd"), help="where the runs go (default runs/fsdd)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--only", default="flex,axes,c2f", help="studies: flex, axes, c2f")
+    ap.add_argument("--only", default="flex,axes,c2f,htsat", help="studies: flex, axes, c2f, htsat")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--tables", default=str(ROOT / "docs" / "results" / "fsdd"), help="where tables go")

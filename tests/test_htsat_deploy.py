@@ -256,6 +256,33 @@ def test_profile_over_input_lengths_feeds_pooled_clips(im, data, tmp_path):
     profile_path(im.weights).unlink()
 
 
+def test_cli_evaluate_profiles_input_lengths_and_predict_budgets_with_it(model_dir, tmp_path, capsys):
+    from flexiast.models import load_model as load_weights
+
+    # the model under labels that sort as the folder reader's classes do
+    model = load_weights(model_dir).adapt(labels=("a_low", "b_high"))
+    weights = model.save_pretrained(tmp_path / "model", inference={"features": FEATURES.to_dict(),
+                                                                   "compression": "none", "multilabel": True})
+    g = torch.Generator().manual_seed(3)
+    for c, name in enumerate(("a_low", "b_high")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for k in range(4):
+            wave = tone(WINDOW, FREQ[c]) + 0.003 * torch.randn(WINDOW, generator=g)
+            sf.write(tmp_path / "data" / name / f"{k}.wav", wave.numpy(), SR, subtype="FLOAT")
+    assert main(["evaluate", str(weights), "--data", f"folder:{tmp_path / 'data'}", "--input-lengths", "32,64",
+                 "--latency-runs", "1", "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "| input frames | pooling |" in out and "| 32 | avgpool:2 |" in out
+    profile = read_profile(profile_path(weights))
+    assert profile["row_kind"] == "input_length" and profile["clips"] == 8
+    assert (tmp_path / "eval-model-lengths" / "profile.csv").exists()
+    cheap = min(r["gflops"] for r in profile["rows"])
+    assert main(["predict", str(weights), str(tmp_path / "data" / "a_low" / "0.wav"), "--max-gflops",
+                 f"{cheap * 1.001:.9g}", "--json", "--precision", "fp32"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["input_frames"], r["compression"]) == (32, "avgpool:2") and r["events"][0]["label"] == "a_low"
+
+
 # -- embeddings and HEAR -----------------------------------------------------------------------------------
 def test_embeddings_use_the_models_own_time_steps(im, two_sounds):
     wave = two_sounds[0][:48000]  # 1.5 s: 151 frames; the last layer's columns are 8 frames (80 ms)

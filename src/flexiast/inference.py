@@ -16,6 +16,13 @@ instead, the positional grid following its length (:meth:`flexiast.AST.pos_embed
 
 With a budget (``max_gflops``, ``max_ms``) the patch size is the most accurate row of the
 checkpoint's stored profile (:mod:`flexiast.evaluate`) whose cost fits.
+
+A family without patch sizes (HTS-AT: ``ModelFamily.patch_calls`` False) is run with no
+call options at its trained input length; a given patch size is refused, naming the
+family, and a budget picks a row of its input-length profile (the windows then
+average-pooled to that length). A model with framewise output (``model.sed``) also gets
+sound events: its framewise scores, windows stitched so each frame of the audio is
+scored once (:func:`stitch_framewise`), and the runs above a threshold (:func:`detect_events`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ __all__ = ["audio_files", "check_output", "run_files", "embed_files", "read_embe
 #: What an embeddings file must share with a run that resumes it.
 RESUME_KEYS = ("model", "patch_size", "resize", "layer", "pooling", "frames", "hop_s")
 #: What a :func:`predict_files` output's rows depend on: a resume with other values is refused.
-PREDICTION_KEYS = ("model", "patch_size", "resize", "top_k", "aggregate", "hop_s", "whole")
+PREDICTION_KEYS = ("model", "patch_size", "resize", "top_k", "aggregate", "hop_s", "whole", "input_frames",
+                   "compression", "threshold", "framewise", "min_duration_s", "merge_gap_s")
 
 
 def audio_files(inputs, list_file: str | Path | None = None) -> list[str]:
@@ -191,8 +192,8 @@ def read_embeddings(path: str | Path) -> dict:
 
 
 def _resume_difference(old: dict, new: dict, keys=RESUME_KEYS) -> list[str]:
-    return [f"{k} {json.dumps(old.get(k))} there, {json.dumps(new[k])} here" for k in keys
-            if old.get(k) != new[k]]
+    return [f"{k} {json.dumps(old.get(k))} there, {json.dumps(new.get(k))} here" for k in keys
+            if old.get(k) != new.get(k)]
 
 
 def embed_files(im: InferenceModel, paths, *, out: str | Path | None = None, resume: bool = False,
@@ -260,9 +261,9 @@ def embed_files(im: InferenceModel, paths, *, out: str | Path | None = None, res
 
 
 # -- predictions -----------------------------------------------------------------------------------------
-def _csv_fields(top_k: int) -> list[str]:
+def _csv_fields(top_k: int, events: bool = False) -> list[str]:
     ranks = [f"{what}_{r}" for r in range(1, top_k + 1) for what in ("label", "score")]
-    return ["path", "error", "patch_size", "duration_s", "windows", *ranks]
+    return ["path", "error", "patch_size", "duration_s", "windows", *ranks, *(["events"] if events else [])]
 
 
 def settings_path(out: Path) -> Path:
@@ -273,10 +274,14 @@ def settings_path(out: Path) -> Path:
 def _csv_row(row: dict) -> dict:
     if "error" in row:
         return {"path": row["path"], "error": row["error"]}
-    out = {"path": row["path"], "error": "", "patch_size": "x".join(map(str, row["patch_size"])),
+    patch = "" if row["patch_size"] is None else "x".join(map(str, row["patch_size"]))
+    out = {"path": row["path"], "error": "", "patch_size": patch,
            "duration_s": f"{row['duration_s']:.6g}", "windows": row["num_windows"]}
     for r, top in enumerate(row["top"], 1):
         out[f"label_{r}"], out[f"score_{r}"] = top["label"], f"{top['score']:.6g}"
+    if "events" in row:  # one JSON list of [onset_s, offset_s, label, score]
+        out["events"] = json.dumps([[round(e["onset_s"], 6), round(e["offset_s"], 6), e["label"],
+                                     round(e["score"], 6)] for e in row["events"]])
     return out
 
 
@@ -307,7 +312,8 @@ def predict_files(im: InferenceModel, paths, *, out: str | Path | None = None, r
                   workers: int | None = None, progress: bool = False, patch_size=None,
                   max_gflops: float | None = None, max_ms: float | None = None, resize: str | None = None,
                   top_k: int = 5, hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
-                  pos_grid: str = "leading", precision: str = "auto") -> list[dict]:
+                  pos_grid: str = "leading", precision: str = "auto", threshold: float | None = None,
+                  framewise: bool = False, min_duration_s: float = 0.0, merge_gap_s: float = 0.0) -> list[dict]:
     """One row per file, as :meth:`InferenceModel.predict` scores each: ``path`` and its
     result, ``windows`` replaced by ``num_windows`` unless ``windows``; or, for a file that
     could not be read, ``{"path", "error"}``. Returns the rows of this run.
@@ -318,14 +324,22 @@ def predict_files(im: InferenceModel, paths, *, out: str | Path | None = None, r
     existing ``out`` is refused unless ``overwrite`` or ``resume``, which keeps its rows,
     scores only the files without one (rows with an error are replaced when the file is
     tried again) and appends them. The settings go to ``OUT.json`` beside it (the weights'
-    identity, patch size, resize, ``top_k``, aggregation, hop, ``whole``): a resume with other
-    settings is refused, naming them.
+    identity, patch size, resize, ``top_k``, aggregation, hop, ``whole``, and for a model with
+    framewise output the event settings): a resume with other settings is refused, naming them.
+
+    A model with framewise output (:meth:`InferenceModel.predict`'s ``events``) gives each
+    row its ``events``; a CSV row holds them in one ``events`` column, a JSON list of
+    ``[onset_s, offset_s, label, score]``. ``framewise`` scores go to ``.jsonl`` only.
     """
     out = check_output(out, PREDICTION_FORMATS, resume, overwrite) if out is not None else None
+    if framewise and out is not None and out.suffix == ".csv":
+        raise ValueError(f"{out}: framewise scores (--framewise) are kept in a .jsonl output; a .csv row has "
+                         "room for the events only")
     task = im.prediction_task(patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
                               top_k=top_k, hop_seconds=hop_seconds, aggregate=aggregate, whole=whole,
-                              pos_grid=pos_grid, precision=precision)
-    fields = _csv_fields(top_k) if out is not None and out.suffix == ".csv" else None
+                              pos_grid=pos_grid, precision=precision, threshold=threshold, framewise=framewise,
+                              min_duration_s=min_duration_s, merge_gap_s=merge_gap_s)
+    fields = _csv_fields(top_k, events=im.sed) if out is not None and out.suffix == ".csv" else None
     settings = {"model": model_identity(im), **task.setting, "top_k": top_k, "aggregate": aggregate,
                 "whole": whole, "flexiast_version": VERSION}
     kept = []

@@ -15,7 +15,6 @@ import torch
 import yaml
 
 from .config import build_config
-from .constants import PATCH_SIZES
 from .data import AudioDataset, collate
 from .engine import load_splits
 from .evaluate import profile_model, store_profile, write_profile
@@ -40,10 +39,11 @@ def run_split(checkpoint: Path, split: str):
 
 def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None, split: str = "test",
                         weights: str = "best", features=None, compression: str | None = None,
-                        multilabel: bool | None = None, device: str | None = None, patch_sizes=PATCH_SIZES,
-                        resize: str = "pi", axes: str = "both", precision: str = "auto", batch_size: int = 32,
-                        workers: int = 0, on_error: str = "raise", latency_runs: int = 20, label: str | None = None,
-                        out: str | Path | None = None, store: bool = True) -> dict:
+                        multilabel: bool | None = None, device: str | None = None, patch_sizes=None,
+                        resize: str | None = None, axes: str | None = None, precision: str = "auto",
+                        batch_size: int = 32, workers: int = 0, on_error: str = "raise", latency_runs: int = 20,
+                        label: str | None = None, out: str | Path | None = None, store: bool = True,
+                        input_lengths=None) -> dict:
     """Profile the weights at ``checkpoint`` (what ``flexiast evaluate`` does) and write the profile.
 
     ``checkpoint`` is a path that :func:`flexiast.inference.load_inference_model` loads with
@@ -51,9 +51,12 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
     :class:`~flexiast.inference.InferenceModel` already loaded. ``data`` is a
     :class:`~flexiast.data.Manifest` (``data_label`` names it in the profile); without it,
     the ``split`` of the training run that wrote the weights, read from its recipe. Its
-    classes must be the model's. The profile (:func:`profile_model`) is written into
-    ``out`` (default ``eval-STEM-RESIZE-AXES`` beside the weights) and, with ``store``,
-    stored beside the weights for ``predict --max-gflops``. Prints nothing.
+    classes must be the model's. The profile (:func:`profile_model`: over ``patch_sizes``,
+    default :data:`~flexiast.constants.PATCH_SIZES`, with ``resize`` pi and ``axes`` both; or,
+    for a family without patch sizes, over ``input_lengths``, default the trained length) is
+    written into ``out`` (default ``eval-STEM-RESIZE-AXES``, or ``eval-STEM-lengths``, beside
+    the weights) and, with ``store``, stored beside the weights for ``predict --max-gflops``.
+    Prints nothing.
 
     Returns ``profile``, ``files`` (the paths :func:`write_profile` wrote), ``weights``
     (the file profiled), ``stored`` (where the profile was stored, or None) and
@@ -61,6 +64,15 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
     """
     im = checkpoint if isinstance(checkpoint, InferenceModel) else load_inference_model(
         checkpoint, weights=weights, features=features, compression=compression, multilabel=multilabel, device=device)
+    if not im.patch_calls:  # before any data is read
+        given = [name for name, v in (("patch_sizes (--patch-sizes)", patch_sizes), ("resize (--resize)", resize),
+                                      ("axes (--axes)", axes)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: a {im.model.arch} model takes no patch size; its profile is over "
+                             "input lengths (input_lengths, --input-lengths)")
+    elif input_lengths is not None:
+        raise ValueError(f"input_lengths (--input-lengths): a {im.model.arch} model is profiled over patch sizes "
+                         "(--patch-sizes) at its trained length")
     if data is None:
         data, data_label = run_split(im.weights, split)
     data_label = data_label or data.name
@@ -77,8 +89,9 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
                 "data": data_label, "compression": str(im.compression)}
     profile = profile_model(im.model, loader, multilabel=im.multilabel, patch_sizes=patch_sizes, resize=resize,
                             axes=axes, frames=im.model.config.input_tdim, precision=precision,
-                            latency_runs=latency_runs, describe=describe)
-    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{resize}-{axes}"
+                            latency_runs=latency_runs, describe=describe, input_lengths=input_lengths)
+    kind = f"{profile['resize']}-{profile['axes']}" if profile["row_kind"] == "patch_size" else "lengths"
+    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{kind}"
     result = {"profile": profile, "files": write_profile(profile, out), "weights": im.weights, "stored": None,
               "store_error": None}
     if store:

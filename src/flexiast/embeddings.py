@@ -16,6 +16,12 @@ after the encoder's final norm). Then:
   spaced (what HEAR's timestamp embeddings need). Where windows overlap, a time step is
   taken from the window whose centre is nearest, so each is reported once; steps whose
   first frame lies past the end of the audio (only zero padding) are dropped.
+
+A family without patch sizes (HTS-AT) has its own time steps: the time columns of the
+layer's token grid (:meth:`FlexModel.embed` unfolds HTS-AT's into time order), each
+``model.token_frames(layer)`` model frames wide and one column apart (4 frames after the
+patch embedding, 32 at Swin-T's last stage), centred as above on the front end's centred
+frames; its ``head`` and ``mean`` pooling are both the mean token (it has no prefix tokens).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 
 from .constants import POOLINGS
 from .hardware import resolve_precision
-from .inference import InferenceModel, WindowTask
+from .inference import InferenceModel, WindowTask, _Compressed
 
 __all__ = ["embed_audio", "embedding_task", "column_spans", "regular_windows"]
 
@@ -91,20 +97,31 @@ def regular_windows(im: InferenceModel, wave: torch.Tensor, *, hop: int, patch: 
 def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | None = None,
                    max_ms: float | None = None, resize: str | None = None, layer: int | None = None,
                    pooling: str = "head", frames: bool = False, hop_seconds: float | None = None,
-                   precision: str = "auto") -> WindowTask:
+                   precision: str = "auto", choice: dict | None = None) -> WindowTask:
     """The :class:`WindowTask` of :func:`embed_audio`: each window's pooled tokens (and its
     frame tokens), and a clip's embeddings from its windows'. Every argument is checked
-    here, before any audio is read or any model runs."""
+    here, before any audio is read or any model runs. ``choice`` (:meth:`InferenceModel.choose`'s)
+    replaces the patch size and budget arguments."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
     chosen_layer = im.model.layer_index(layer)
     device = next(im.model.parameters()).device
     chosen = resolve_precision(precision, device, setting="precision")
-    choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
-    model = im.at(choice["patch"], choice["resize"])
-    patch, stride = model.config.patch_size[1], model.config.stride[1]
+    if choice is None:
+        choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
+    base, im = im, im.deployed(choice)  # im: with the choice's compression (a profiled input length)
+    if base.patch_calls:
+        model = im.at(choice["patch"], choice["resize"])
+        patch, stride = model.config.patch_size[1], model.config.stride[1]
+    else:
+        model = base.at(None, frames=choice["frames"])
+        patch = stride = model.token_frames(chosen_layer)  # its time columns: whole, side by side
     hop, step, _ = column_hop(im, im.hop(hop_seconds), patch, stride)
     sr = im.features.sample_rate
+    cut = functools.partial(regular_windows, hop=hop, patch=patch, stride=stride)
+    if im.compression != base.compression:
+        cut = _Compressed(cut, im.compression)
+    chosen_patch = list(choice["patch"]) if choice["patch"] is not None else None
 
     def compute(specs: torch.Tensor) -> dict:
         with chosen.autocast():
@@ -115,7 +132,7 @@ def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | N
         return out
 
     def finish(source: str, samples: int, spans: list, shape: tuple, outputs: dict) -> dict:
-        result = {"source": source, "duration_s": samples / sr, "patch_size": list(choice["patch"]),
+        result = {"source": source, "duration_s": samples / sr, "patch_size": chosen_patch,
                   "resize": choice["resize"], "choice": choice["reason"], "layer": chosen_layer, "pooling": pooling,
                   "windows": len(spans), "clip": outputs["pooled"].mean(0)}
         if frames:
@@ -132,11 +149,12 @@ def embedding_task(im: InferenceModel, *, patch_size=None, max_gflops: float | N
             result["timestamps"] = times[keep][order] / sr
         return result
 
-    return WindowTask(cut=functools.partial(regular_windows, hop=hop, patch=patch, stride=stride), compute=compute,
-                      finish=finish,
-                      setting={"patch_size": list(choice["patch"]), "resize": choice["resize"],
-                               "choice": choice["reason"], "layer": chosen_layer, "pooling": pooling,
-                               "frames": frames, "hop_s": hop / sr})
+    setting = {"patch_size": chosen_patch, "resize": choice["resize"], "choice": choice["reason"],
+               "layer": chosen_layer, "pooling": pooling, "frames": frames, "hop_s": hop / sr}
+    if not base.patch_calls:
+        setting.update(input_frames=choice["frames"], compression=str(im.compression),
+                       step_s=step / sr)
+    return WindowTask(cut=cut, compute=compute, finish=finish, setting=setting)
 
 
 @torch.inference_mode()

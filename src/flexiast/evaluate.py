@@ -13,6 +13,16 @@ Cost and latency are those of the model deployed at that size
 (``model.fixed``, :meth:`flexiast.AST.at_patch_size` for an AST): the kernel is resized once per size, not per clip,
 so neither includes the resize (its one-time cost is in ``docs/PERFORMANCE.md``).
 
+A family without patch sizes (HTS-AT, ``ModelFamily.patch_calls`` False) is profiled over
+**input lengths** instead (``row_kind: "input_length"``): a row of ``L`` frames feeds each
+clip of the trained ``T`` frames average-pooled over time by ``C = T / L`` (a whole factor:
+``avgpool:C``, coarse-to-fine's pooled compression), not its first ``L`` frames. The
+pooled clip still covers all the audio a deployed window covers, so a row's metric is what
+deploying with that compression gives (:meth:`flexiast.inference.InferenceModel.choose` applies
+a budget's row as ``avgpool:C``) and its GFLOPs are the cost of that audio; the first
+``L`` frames would leave the rest of each clip unscored, and covering it would take ``C``
+windows, the same cost as the full length.
+
 The profile is written as Markdown, CSV and JSON, and stored beside the checkpoint
 (:func:`flexiast.inference.profile_path`), where ``flexiast predict --max-gflops`` reads it.
 """
@@ -34,9 +44,10 @@ import torch
 from . import distributed, faults
 from .atomic import write_text_atomic
 from .constants import AXES, PATCH_SIZES
+from .features import Compression, compress_spec
 from .hardware import Precision, device_capability, resolve_precision
 from .metrics import classification_metrics
-from .models import FlexModel, flops, patch_call
+from .models import FlexModel, family_of, flops, patch_call
 from .resize import grid_shape
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
@@ -47,10 +58,13 @@ PROFILE_FORMAT = "flexiast-profile"
 
 @torch.no_grad()
 def evaluate_model(model: FlexModel, loader, patches: dict, *, multilabel: bool, resize: str = "pi",
-                   info: distributed.DistInfo = distributed.DistInfo(), autocast=contextlib.nullcontext) -> dict:
+                   info: distributed.DistInfo = distributed.DistInfo(), autocast=contextlib.nullcontext,
+                   pool: dict | None = None) -> dict:
     """Metrics per patch size: ``{name: {"accuracy": ..., ...}}`` over the whole (gathered) split.
 
-    ``patches`` maps a display name to the ``(freq, time)`` patch to run. Each rank scores
+    ``patches`` maps a display name to the ``(freq, time)`` patch to run (None: the model's
+    own call, the only one of a family without patch sizes); ``pool`` maps a name to a
+    factor by which its input is average-pooled over time first (an input-length row). Each rank scores
     its share; predictions are gathered by clip index so every clip counts once.
     ``"_clips"`` and ``"_skipped"`` count the clips scored and those left out as unreadable
     (under ``on_error="skip"``), and ``"_unreadable"`` lists the latter's errors (file, reason);
@@ -68,8 +82,10 @@ def evaluate_model(model: FlexModel, loader, patches: dict, *, multilabel: bool,
         spec = batch["spec"].to(device)
         frames.add(int(spec.shape[1]))
         for name, patch in patches.items():
+            factor = (pool or {}).get(name, 1)
+            x = spec if factor == 1 else compress_spec(spec, Compression("avgpool", factor))
             with autocast():
-                scores[name].append(model(spec, **patch_call(patch, resize)).float().cpu())
+                scores[name].append(model(x, **patch_call(patch, resize)).float().cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
         faults.point("validation")
@@ -122,12 +138,13 @@ def measure_latency(model: FlexModel, frames: int, patch, *, resize: str = "pi",
     p = next(model.parameters())
     spec = torch.zeros(1, frames, model.config.input_fdim, device=p.device)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    call = {"patch_size": patch, "resize": resize} if patch is not None else {}  # None: the model's own call
     times = []
     for i in range(warmup + runs):
         sync()
         start = time.perf_counter()
         with autocast():
-            model(spec, patch_size=patch, resize=resize)
+            model(spec, **call)
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
@@ -144,10 +161,13 @@ def machine_info(device: torch.device, precision: Precision) -> dict:
             "latency_batch": 1}
 
 
-def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=PATCH_SIZES, resize: str = "pi",
-                  axes: str = "both", frames: int | None = None, precision: str = "auto", latency_runs: int = 20,
-                  describe: dict | None = None) -> dict:
-    """The accuracy/cost profile of ``model`` on ``loader`` at every size in ``patch_sizes``.
+def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=None, resize: str | None = None,
+                  axes: str | None = None, frames: int | None = None, precision: str = "auto", latency_runs: int = 20,
+                  describe: dict | None = None, input_lengths=None) -> dict:
+    """The accuracy/cost profile of ``model`` on ``loader`` at every size in ``patch_sizes``
+    (default :data:`~flexiast.constants.PATCH_SIZES`, ``resize`` pi, ``axes`` both), or for a
+    family without patch sizes at every length in ``input_lengths`` (default: ``frames``;
+    :func:`_length_profile`).
 
     ``frames`` is the input length the loader yields (default: the model's trained
     length); sizes whose patch does not fit it are left out and listed under ``"skipped"``.
@@ -160,6 +180,20 @@ def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=PAT
     frames = frames or cfg.input_tdim
     device = next(model.parameters()).device
     chosen = resolve_precision(precision, device, setting="precision")
+    if not family_of(model).patch_calls:
+        given = [name for name, v in (("patch_sizes (--patch-sizes)", patch_sizes), ("resize (--resize)", resize),
+                                      ("axes (--axes)", axes)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: a {model.arch} model takes no patch size; its profile is over "
+                             "input lengths (input_lengths, --input-lengths)")
+        return _length_profile(model, loader, multilabel=multilabel, frames=frames, lengths=input_lengths,
+                               chosen=chosen, latency_runs=latency_runs, describe=describe)
+    if input_lengths is not None:
+        raise ValueError(f"input_lengths (--input-lengths): a {model.arch} model is profiled over patch sizes "
+                         "(--patch-sizes) at its trained length")
+    patch_sizes = PATCH_SIZES if patch_sizes is None else patch_sizes
+    resize = "pi" if resize is None else resize
+    axes = "both" if axes is None else axes
     autocast = chosen.autocast
     patches, skipped = {}, []
     for s in patch_sizes:
@@ -192,9 +226,55 @@ def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=PAT
     return {"format": PROFILE_FORMAT, "version": 1,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(describe or {}), "metric": "mAP" if multilabel else "accuracy", "multilabel": multilabel,
-            "resize": resize, "axes": axes, "stored_patch": list(cfg.patch_size),
+            "row_kind": "patch_size", "resize": resize, "axes": axes, "stored_patch": list(cfg.patch_size),
             "input": {"frames": frames, "mel_bins": cfg.input_fdim}, "clips": results["_clips"],
             "unreadable_clips": results["_skipped"], "skipped_sizes": skipped,
+            "machine": machine_info(device, chosen), "latency_runs": latency_runs, "rows": rows}
+
+
+def _length_profile(model: FlexModel, loader, *, multilabel: bool, frames: int, lengths, chosen: Precision,
+                    latency_runs: int, describe: dict | None) -> dict:
+    """The profile of a family without patch sizes: a row per input length ``L`` (frames),
+    each clip of ``frames`` frames average-pooled over time by ``C = frames / L`` (the
+    module docstring says why), with its metrics, analytic forward GFLOPs per clip of ``L``
+    frames and the latency of the model fixed at ``L`` frames."""
+    cfg = model.config
+    lengths = [frames] if lengths is None else list(lengths)
+    if not lengths:
+        raise ValueError("input_lengths is empty")
+    pool = {}
+    for n in lengths:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"input length {n!r} must be a positive number of frames")
+        if n > frames or frames % n:
+            divisors = [frames // c for c in range(1, min(frames, 16) + 1) if frames % c == 0]
+            raise ValueError(f"input length {n}: a profile feeds the {frames}-frame clips average-pooled by a whole "
+                             f"factor, so a length must divide {frames} (e.g. {', '.join(map(str, divisors[:6]))})")
+        pool[str(n)] = frames // n
+    names = list(dict.fromkeys(str(n) for n in sorted(lengths, reverse=True)))
+    device = next(model.parameters()).device
+    results = evaluate_model(model, loader, {n: None for n in names}, multilabel=True, autocast=chosen.autocast,
+                             pool=pool)
+    if results["_frames"] != [frames]:
+        raise ValueError(f"the data gave inputs of {results['_frames']} frames; the profile is for {frames}")
+    rows = []
+    for name in names:
+        n = int(name)
+        fixed = model.fixed(input_tdim=n, **patch_call(None))
+        count = flops(fixed.config, (n, cfg.input_fdim))
+        lat = measure_latency(fixed, n, None, runs=latency_runs, autocast=chosen.autocast)
+        del fixed
+        factor = pool[name]
+        rows.append({"frames": n, "compression": "none" if factor == 1 else f"avgpool:{factor}", "factor": factor,
+                     "tokens": count.tokens, "gflops": count.forward / 1e9, "latency_ms": 1e3 * lat["median"],
+                     "latency_ms_min": 1e3 * lat["min"], "latency_ms_max": 1e3 * lat["max"], **results[name]})
+    return {"format": PROFILE_FORMAT, "version": 1,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **(describe or {}), "metric": "mAP" if multilabel else "accuracy", "multilabel": multilabel,
+            "row_kind": "input_length", "arch": model.arch, "resize": None, "axes": None, "stored_patch": None,
+            "feed": "each clip average-pooled over time to the row's length",
+            "input": {"frames": frames, "mel_bins": cfg.input_fdim}, "clips": results["_clips"],
+            "unreadable_clips": results["_skipped"], "skipped_sizes": [],
             "machine": machine_info(device, chosen), "latency_runs": latency_runs, "rows": rows}
 
 
@@ -207,6 +287,8 @@ def profile_markdown(profile: dict) -> str:
     """The profile as a Markdown table with a line of provenance."""
     metrics = _metric_names(profile)
     m = profile["machine"]
+    if profile.get("row_kind") == "input_length":
+        return _length_markdown(profile, metrics, m)
     lines = [f"Profile of `{profile.get('checkpoint', 'model')}` on {profile.get('data', 'data')} "
              f"({profile['clips']} clips): resize {profile['resize'].upper()}, axes {profile['axes']}, "
              f"input {profile['input']['frames']} frames x {profile['input']['mel_bins']} mel bins"
@@ -221,6 +303,23 @@ def profile_markdown(profile: dict) -> str:
                      f"{r['latency_ms']:.2f} | " + " | ".join(f"{r[k]:.4f}" for k in metrics) + " |")
     if profile["skipped_sizes"]:
         lines.append(f"\nLeft out (larger than the input): {', '.join(map(str, profile['skipped_sizes']))}.")
+    return "\n".join(lines) + "\n"
+
+
+def _length_markdown(profile: dict, metrics: list[str], m: dict) -> str:
+    lines = [f"Profile of `{profile.get('checkpoint', 'model')}` on {profile.get('data', 'data')} "
+             f"({profile['clips']} clips) over input lengths: each {profile['input']['frames']}-frame x "
+             f"{profile['input']['mel_bins']}-bin clip average-pooled over time to the row's length"
+             + (f" (after compression {profile['compression']})." if profile.get("compression", "none") != "none"
+                else "."),
+             f"Latency: batch 1, median of {profile['latency_runs']} calls, {m['precision']}, "
+             + (f"{m['precision_reason']}" if "precision_reason" in m else f"{m['name']}, {m['threads']} threads")
+             + f", torch {m['torch']}.", "",
+             "| input frames | pooling | tokens | GFLOPs/clip | ms/clip | " + " | ".join(metrics) + " |",
+             "|---:|---|---:|---:|---:|" + "---:|" * len(metrics)]
+    for r in profile["rows"]:
+        lines.append(f"| {r['frames']} | {r['compression']} | {r['tokens']} | {r['gflops']:.3f} | "
+                     f"{r['latency_ms']:.2f} | " + " | ".join(f"{r[k]:.4f}" for k in metrics) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -255,11 +354,18 @@ def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
     metrics = _metric_names(profile)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["size", "patch_freq", "patch_time", "tokens", "gflops", "latency_ms", "latency_ms_min",
-                "latency_ms_max", *metrics])
-    for r in profile["rows"]:
-        w.writerow([r["size"], *r["patch"], r["tokens"], r["gflops"], r["latency_ms"], r["latency_ms_min"],
-                    r["latency_ms_max"], *(r[k] for k in metrics)])
+    if profile.get("row_kind") == "input_length":
+        w.writerow(["input_frames", "compression", "tokens", "gflops", "latency_ms", "latency_ms_min",
+                    "latency_ms_max", *metrics])
+        for r in profile["rows"]:
+            w.writerow([r["frames"], r["compression"], r["tokens"], r["gflops"], r["latency_ms"],
+                        r["latency_ms_min"], r["latency_ms_max"], *(r[k] for k in metrics)])
+    else:
+        w.writerow(["size", "patch_freq", "patch_time", "tokens", "gflops", "latency_ms", "latency_ms_min",
+                    "latency_ms_max", *metrics])
+        for r in profile["rows"]:
+            w.writerow([r["size"], *r["patch"], r["tokens"], r["gflops"], r["latency_ms"], r["latency_ms_min"],
+                        r["latency_ms_max"], *(r[k] for k in metrics)])
     write_text_atomic(paths["csv"], buf.getvalue())
     store_profile(profile, paths["json"])
     return paths
@@ -267,6 +373,8 @@ def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
 
 PROFILE_KEYS = ("metric", "multilabel", "resize", "axes", "input", "machine", "rows")
 ROW_KEYS = ("size", "patch", "tokens", "gflops", "latency_ms")
+#: The keys of an input-length profile's rows (``row_kind: "input_length"``).
+LENGTH_ROW_KEYS = ("frames", "compression", "tokens", "gflops", "latency_ms")
 
 
 def read_profile(path: str | Path) -> dict:
@@ -283,7 +391,8 @@ def read_profile(path: str | Path) -> dict:
     if not isinstance(data, dict) or data.get("format") != PROFILE_FORMAT or not data.get("rows"):
         raise ValueError(f"{path}: not a flexiast profile (no format {PROFILE_FORMAT!r} with rows)")
     missing = [k for k in PROFILE_KEYS if k not in data]
-    missing += [f"rows[{i}].{k}" for i, r in enumerate(data["rows"]) for k in (*ROW_KEYS, data.get("metric"))
+    row_keys = LENGTH_ROW_KEYS if data.get("row_kind") == "input_length" else ROW_KEYS
+    missing += [f"rows[{i}].{k}" for i, r in enumerate(data["rows"]) for k in (*row_keys, data.get("metric"))
                 if not isinstance(r, dict) or k not in r]
     if missing:
         raise ValueError(f"{path}: the profile lacks {', '.join(map(str, missing[:5]))}; write it again with "

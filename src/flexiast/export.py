@@ -14,6 +14,12 @@ it takes ``waveform [batch, samples]`` (float32 at the features' sample rate) an
 what evaluation computes before the model (:func:`flexiast.features.log_mel`, then
 :func:`flexiast.features.finish_input`), so a runtime needs only the audio.
 
+A family without patch sizes (HTS-AT) exports the same way at one input length: ``model.fixed``
+at ``frames`` with no call options; a patch size, another resize than ``pi`` or another
+``pos_grid`` than ``leading`` is refused, naming the family. HTS-AT's Swin windows are planned
+from the (static) input length in Python, so the graph traces; its batch is dynamic, its length
+fixed. Hugging Face's layout is an AST's only.
+
 ONNX export needs the ``export`` extra (``onnx``, ``onnxscript``, ``onnxruntime``).
 """
 
@@ -32,7 +38,7 @@ from .constants import EXPORT_INPUTS
 from .fbank import _frame_sizes, fbank
 from .features import Compression, FeatureConfig, finish_input, log_mel
 from .logmel import slaney_logmel
-from .models import FlexModel
+from .models import FlexModel, family_of, patch_call
 
 __all__ = ["export_onnx", "export_program", "check_onnx", "check_onnx_waveform", "export_hf", "WaveformFrontEnd"]
 
@@ -43,6 +49,25 @@ def _need(module: str):
     except ImportError:
         raise ImportError(f"ONNX export needs {module}: pip install 'flexiast[export]' "
                           "(onnx, onnxscript, onnxruntime)") from None
+
+
+def _call(model: FlexModel, patch_size, resize: str, pos_grid: str) -> dict:
+    """The call options of ``model`` at ``patch_size``: an AST's, or ``{}`` for a family without
+    patch sizes, which refuses them (naming the family)."""
+    if family_of(model).patch_calls:
+        return dict(patch_size=patch_size, resize=resize, pos_grid=pos_grid)
+    given = [name for name, v, default in (("patch_size (--patch-size)", patch_size, None),
+                                           ("resize (--resize)", resize, "pi"),
+                                           ("pos_grid (--pos-grid)", pos_grid, "leading")) if v != default]
+    if given:
+        raise ValueError(f"{', '.join(given)}: a {model.arch} model takes no patch size or positional grid; it is "
+                         "exported at one input length (frames, --frames)")
+    return patch_call(None)
+
+
+def _fixed(model: FlexModel, patch_size, resize: str, frames: int | None, pos_grid: str) -> FlexModel:
+    """``model.fixed`` at the call of :func:`_call` and ``frames``, in fp32 on the CPU, in eval mode."""
+    return model.fixed(input_tdim=frames, **_call(model, patch_size, resize, pos_grid)).float().cpu().eval()
 
 
 class _Logits(torch.nn.Module):
@@ -204,7 +229,7 @@ def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: 
     _need("onnx")
     _need("onnxscript")
     path = Path(path)
-    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
+    fixed = _fixed(model, patch_size, resize, frames, pos_grid)
     cfg = fixed.config
     meta = {"format": "flexiast-onnx", "input_kind": input}
     if input == "spectrogram":
@@ -224,8 +249,12 @@ def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: 
 
 def _write_meta(path: Path, meta: dict, cfg, resize: str, pos_grid: str, inference: dict | None) -> None:
     """The JSON beside an exported graph: its input, logits out, the sizes, labels and ``inference``."""
-    meta = {**meta, "output": "logits", "patch_size": list(cfg.patch_size), "stride": list(cfg.stride),
-            "resize": resize, "pos_grid": pos_grid, "labels": list(cfg.labels) if cfg.labels else None,
+    if hasattr(cfg, "stride"):
+        sizes = {"patch_size": list(cfg.patch_size), "stride": list(cfg.stride), "resize": resize,
+                 "pos_grid": pos_grid}
+    else:  # a family without patch sizes: its length is the graph's
+        sizes = {"arch": cfg.arch, "patch_size": None, "input_frames": cfg.input_tdim}
+    meta = {**meta, "output": "logits", **sizes, "labels": list(cfg.labels) if cfg.labels else None,
             **(inference or {})}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -239,7 +268,7 @@ def export_program(model: FlexModel, path: str | Path, *, patch_size=None, frame
     ``torch.export.load(path).module()`` and call it on ``waveform [batch, samples]``.
     """
     path = Path(path)
-    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid).float().cpu().eval()
+    fixed = _fixed(model, patch_size, resize, frames, pos_grid)
     module, example, dynamic, about = _waveform_graph(fixed, inference, samples, dynamic_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -266,7 +295,7 @@ def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: s
     got = torch.from_numpy(session.run(None, {"spec": spec.numpy()})[0])
     eager = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its dtype, device and mode
     with torch.no_grad():
-        ref = eager(spec, patch_size=patch_size, resize=resize, pos_grid=pos_grid)
+        ref = eager(spec, **_call(eager, patch_size, resize, pos_grid))
     return float((got - ref).abs().max())
 
 
@@ -301,7 +330,7 @@ def check_onnx_waveform(path: str | Path, model: FlexModel, features: FeatureCon
     specs = torch.stack([finish_input(log_mel(w, features, compression), features, compression) for w in waves])
     eager = copy.deepcopy(model).float().cpu().eval()  # the caller's model keeps its dtype, device and mode
     with torch.no_grad():
-        ref = eager(specs, patch_size=patch_size, resize=resize, pos_grid=pos_grid)
+        ref = eager(specs, **_call(eager, patch_size, resize, pos_grid))
     return float((torch.cat(got) - ref).abs().max())
 
 
@@ -313,6 +342,9 @@ def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frame
     no compression); features made otherwise are refused, naming the setting, since
     ``transformers`` would silently compute other ones.
     """
+    if "hf" not in family_of(model).writers:
+        raise ValueError(f"format hf: Hugging Face's layout here is ASTForAudioClassification; a {model.arch} "
+                         "model is exported to ONNX or flexiast")
     if inference is not None:
         feats = inference.get("features", {})
         kind = feats.get("kind", "kaldi_fbank")

@@ -58,12 +58,13 @@ class HearModel(nn.Module):
             raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
         self.im = im
         self.network = im.model
-        self.encoder = im.at(choice["patch"], choice["resize"])
-        self.patch_size, self.resize, self.choice = tuple(choice["patch"]), choice["resize"], choice["reason"]
+        self.encoder = im.at(choice["patch"], choice["resize"], frames=choice.get("frames"))
+        self.patch_size = tuple(choice["patch"]) if choice["patch"] is not None else None
+        self.resize, self.choice, self.chosen = choice["resize"], choice["reason"], choice
         self.layer, self.pooling, self.hop_seconds = layer, pooling, hop_seconds
         self.precision, self.batch_size = precision, batch_size
         self.sample_rate = int(im.features.sample_rate)
-        cfg = im.model.config
+        cfg = self.encoder.config
         device = next(self.encoder.parameters()).device
         with torch.inference_mode():
             probe = self.encoder.embed(torch.zeros(1, cfg.input_tdim, cfg.input_fdim, device=device), layer=layer)
@@ -73,9 +74,8 @@ class HearModel(nn.Module):
         """:func:`embed_audio`'s result for each sound of ``audio [n_sounds, n_samples]`` at the
         fixed size, the windows of all the sounds run ``batch_size`` at a time."""
         sounds = _checked_audio(audio)
-        task = embedding_task(self.im, patch_size=self.patch_size, resize=self.resize, layer=self.layer,
-                              pooling=self.pooling, frames=frames, hop_seconds=self.hop_seconds,
-                              precision=self.precision)
+        task = embedding_task(self.im, layer=self.layer, pooling=self.pooling, frames=frames,
+                              hop_seconds=self.hop_seconds, precision=self.precision, choice=self.chosen)
         return self.im.run_tasks(task, [self.im.waveform(sound) for sound in sounds.detach().cpu()], self.batch_size)
 
 

@@ -16,10 +16,18 @@ instead, the positional grid following its length (:meth:`flexiast.AST.pos_embed
 
 With a budget (``max_gflops``, ``max_ms``) the patch size is the most accurate row of the
 checkpoint's stored profile (:mod:`flexiast.evaluate`) whose cost fits.
+
+A family without patch sizes (HTS-AT: ``ModelFamily.patch_calls`` False) is run with no
+call options at its trained input length; a given patch size is refused, naming the
+family, and a budget picks a row of its input-length profile (the windows then
+average-pooled to that length). A model with framewise output (``model.sed``) also gets
+sound events: its framewise scores, windows stitched so each frame of the audio is
+scored once (:func:`stitch_framewise`), and the runs above a threshold (:func:`detect_events`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -37,11 +45,15 @@ from .engine.run_checkpoint import WEIGHT_FILES, run_weights
 from .evaluate import read_profile
 from .features import DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize
 from .hardware import device_capability, resolve_precision
-from .models import FlexModel, flops, load_model
+from .models import FlexModel, family_of, flops, load_model, patch_call
 from .resize import to_pair
 
 __all__ = ["InferenceModel", "WindowTask", "batched_windows", "load_inference_model", "resolve_weights",
-           "profile_path", "choose_patch", "window_starts", "weights_stat", "WEIGHT_NAMES"]
+           "profile_path", "choose_patch", "window_starts", "grid_window_starts", "weights_stat", "WEIGHT_NAMES",
+           "stitch_framewise", "detect_events", "pooled_compression", "SED_THRESHOLD"]
+
+#: The default score above which a frame counts as an event (:func:`detect_events`).
+SED_THRESHOLD = 0.5
 
 WEIGHT_NAMES = tuple(WEIGHT_FILES)
 #: Datasets whose task is multi-label, for files that do not say.
@@ -163,6 +175,10 @@ def choose_patch(profile: dict, *, max_gflops: float | None = None, max_ms: floa
         cheapest = min(profile["rows"], key=lambda r: (r["gflops"], r["latency_ms"]))
         budget = " and ".join(f"{name} {v:g}" for name, v in (("--max-gflops", max_gflops), ("--max-ms", max_ms))
                               if v is not None)
+        if profile.get("row_kind") == "input_length":
+            raise ValueError(f"no profiled input length fits {budget}: the cheapest, {cheapest['frames']} frames "
+                             f"({cheapest['compression']}), costs {cheapest['gflops']:.3g} GFLOPs "
+                             f"and {cheapest['latency_ms']:.3g} ms per clip")
         raise ValueError(f"no profiled patch size fits {budget}: the cheapest, "
                          f"{cheapest['patch'][0]}x{cheapest['patch'][1]}, costs {cheapest['gflops']:.3g} GFLOPs "
                          f"and {cheapest['latency_ms']:.3g} ms per clip")
@@ -179,6 +195,117 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[int]:
     if starts[-1] + window < num_samples:
         starts.append(num_samples - window)
     return starts
+
+
+def grid_window_starts(num_samples: int, window: int, hop: int, grid: int) -> list[int]:
+    """:func:`window_starts` with every start on a multiple of ``grid`` samples (``hop`` must be
+    one): the last window starts at the first multiple at or after ``num_samples - window``,
+    so it may run up to ``grid - 1`` samples past the end (padded as a short clip is). With
+    ``grid`` one model frame, every window's frames lie on one grid of the audio's frames."""
+    if hop % grid:
+        raise ValueError(f"hop of {hop} samples is not a whole number of {grid}-sample frames")
+    if num_samples <= window:
+        return [0]
+    starts = list(range(0, num_samples - window + 1, hop))
+    if starts[-1] + window < num_samples:
+        starts.append(-(-(num_samples - window) // grid) * grid)
+    return starts
+
+
+def pooled_compression(base: Compression, factor: int) -> Compression:
+    """``base`` followed by average pooling of time by ``factor``: how a model is fed a profile's
+    shorter input length (:func:`flexiast.evaluate.profile_model`) when deployed."""
+    if factor == 1:
+        return base
+    if base.method == "none":
+        return Compression("avgpool", factor)
+    if base.method == "avgpool":
+        return Compression("avgpool", base.factor * factor)
+    raise ValueError(f"the model's input is compressed by {base}; a profiled input length that pools it by a "
+                     f"further {factor} cannot be deployed on top of that (only on none or avgpool)")
+
+
+def stitch_framewise(starts: list[int], frames_per_window: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which window scores each of the audio's ``total`` frames, and at which of its frames.
+
+    Window ``w`` begins at the audio's frame ``starts[w]`` (a whole number of frames) and
+    holds ``frames_per_window`` frames. Each audio frame ``g`` is scored once, by the window
+    in which it lies most centrally: among the windows holding it (``0 <= g - starts[w] <
+    frames_per_window``), the one whose frame ``g - starts[w]`` is nearest the window's
+    middle frame ``(frames_per_window - 1) / 2``; on a tie, the earlier window. Returns
+    ``(window [total], frame in that window [total])``. Raises where a frame lies in no window.
+    """
+    n = frames_per_window
+    start = torch.tensor(starts, dtype=torch.long)
+    g = torch.arange(total, dtype=torch.long)
+    local = g[:, None] - start[None, :]  # [total, windows]
+    inside = (local >= 0) & (local < n)
+    if not bool(inside.any(dim=1).all()):
+        raise ValueError("some frames lie in no window")
+    distance = (2 * local - (n - 1)).abs().double()  # twice the distance from the middle frame
+    distance = distance.masked_fill(~inside, float("inf"))
+    window = distance.argmin(dim=1)  # the first of equal minima: the earlier window
+    return window, local.gather(1, window[:, None])[:, 0]
+
+
+def detect_events(scores: torch.Tensor, labels: list[str], *, hop_s: float, first_s: float = 0.0,
+                  duration_s: float | None = None, threshold: float = SED_THRESHOLD, min_duration_s: float = 0.0,
+                  merge_gap_s: float = 0.0) -> list[dict]:
+    """Events from framewise scores ``[frames, classes]``: per class, each run of consecutive
+    frames whose score is above ``threshold`` (strictly) is one event.
+
+    Frame ``g`` is centred at ``first_s + g * hop_s`` seconds and stands for the ``hop_s``
+    around its centre, so an event of frames ``a .. b`` runs from ``first_s + (a - 1/2)
+    hop_s`` to ``first_s + (b + 1/2) hop_s``, clipped to ``[0, duration_s]``. Events of one
+    class that are ``merge_gap_s`` or less apart are merged first; events shorter than
+    ``min_duration_s`` are then dropped. An event's ``score`` is the largest frame score in
+    it. Returns ``{"onset_s", "offset_s", "label", "index", "score"}`` sorted by onset (then
+    class index).
+    """
+    if scores.dim() != 2 or scores.shape[1] != len(labels):
+        raise ValueError(f"scores of shape {tuple(scores.shape)}: expected [frames, {len(labels)} classes]")
+    if min_duration_s < 0 or merge_gap_s < 0:
+        raise ValueError(f"min_duration_s={min_duration_s} and merge_gap_s={merge_gap_s} must not be negative")
+    above = (scores > threshold).cpu()
+    events = []
+    for c in range(scores.shape[1]):
+        runs = []  # [first frame, last frame]
+        flags = above[:, c].tolist()
+        g = 0
+        while g < len(flags):
+            if flags[g]:
+                end = g
+                while end + 1 < len(flags) and flags[end + 1]:
+                    end += 1
+                gap = (g - runs[-1][1] - 1) * hop_s if runs else None
+                if gap is not None and gap <= merge_gap_s + 1e-9:
+                    runs[-1][1] = end
+                else:
+                    runs.append([g, end])
+                g = end + 1
+            else:
+                g += 1
+        for a, b in runs:
+            onset = max(0.0, first_s + (a - 0.5) * hop_s)
+            offset = first_s + (b + 0.5) * hop_s
+            if duration_s is not None:
+                offset = min(offset, duration_s)
+            if offset - onset + 1e-9 < min_duration_s:
+                continue
+            events.append({"onset_s": onset, "offset_s": offset, "label": labels[c], "index": c,
+                           "score": float(scores[a:b + 1, c].max())})
+    return sorted(events, key=lambda e: (e["onset_s"], e["index"]))
+
+
+@dataclass(frozen=True)
+class _Compressed:
+    """A window cutter run with another compression than the model's own (a profiled input length)."""
+
+    cut: Callable
+    compression: Compression
+
+    def __call__(self, im: "InferenceModel", wave: torch.Tensor):
+        return self.cut(dataclasses.replace(im, compression=self.compression), wave)
 
 
 def weights_stat(weights: Path) -> dict:
@@ -331,16 +458,45 @@ class InferenceModel:
                           f"machine ({_machine_name()}); --max-ms budgets follow that machine", stacklevel=3)
         return profile
 
+    @property
+    def patch_calls(self) -> bool:
+        """Whether the model's calls take a patch size (an AST's do; an HTS-AT's do not)."""
+        return family_of(self.model).patch_calls
+
+    @property
+    def sed(self) -> bool:
+        """Whether the model gives framewise scores (``model.sed``: HTS-AT), so that
+        :meth:`predict` detects sound events."""
+        return callable(getattr(self.model, "sed", None))
+
+    def _refuse_patch(self, patch_size, resize) -> None:
+        given = [name for name, v in (("patch_size (--patch-size)", patch_size), ("resize (--resize)", resize))
+                 if v is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)}: a {self.model.arch} model takes no patch size (its family's "
+                             "calls have none: the patches are fixed by the weights and the tokens follow the input "
+                             "length); leave it out, or budget with --max-gflops/--max-ms over input lengths")
+
     def choose(self, patch_size=None, *, max_gflops: float | None = None, max_ms: float | None = None,
                resize: str | None = None) -> dict:
         """``{"patch", "resize", "reason", "row"}``: the size given, the budget's, or the stored one.
 
-        Budgets are per clip of the trained length (one window), as profiled.
+        Budgets are per clip of the trained length (one window), as profiled. For a family
+        without patch sizes (HTS-AT) ``patch`` and ``resize`` are None, a given ``patch_size``
+        or ``resize`` is refused, and the choice adds ``frames`` (the model's input length)
+        and ``compression`` (how a window of the trained length is brought to it): the stored
+        length and compression, or a budget's row of an input-length profile
+        (:func:`flexiast.evaluate.profile_model`: the window average-pooled by a whole factor).
         """
+        if not self.patch_calls:
+            return self._choose_length(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
         if patch_size is not None and (max_gflops is not None or max_ms is not None):
             raise ValueError("give a patch size or a budget, not both")
         if max_gflops is not None or max_ms is not None:
             profile = self._checked_profile(max_ms)
+            if profile.get("row_kind", "patch_size") != "patch_size":
+                raise ValueError(f"the stored profile's rows are {profile['row_kind']}s, not patch sizes; "
+                                 "evaluate this model again")
             if resize is not None and resize != profile["resize"]:
                 raise ValueError(f"the stored profile was measured with resize={profile['resize']}, "
                                  f"not {resize}; evaluate with --resize {resize} to budget it")
@@ -355,12 +511,68 @@ class InferenceModel:
         reason = "given" if patch_size is not None else "stored patch size"
         return {"patch": patch, "resize": resize or "pi", "reason": reason, "row": None}
 
-    def at(self, patch, resize: str = "pi") -> FlexModel:
-        """The model fixed at ``patch`` (``model.fixed``), made once per size and method."""
+    def _choose_length(self, patch_size, *, max_gflops, max_ms, resize) -> dict:
+        self._refuse_patch(patch_size, resize)
+        frames = self.model.config.input_tdim
+        if max_gflops is None and max_ms is None:
+            return {"patch": None, "resize": None, "frames": frames, "compression": str(self.compression),
+                    "reason": "stored input length", "row": None}
+        profile = self._checked_profile(max_ms)
+        if profile.get("row_kind") != "input_length":
+            raise ValueError(f"the stored profile of this {self.model.arch} model has no input-length rows; "
+                             f"evaluate it again (flexiast evaluate {self.weights})")
+        row = choose_patch(profile, max_gflops=max_gflops, max_ms=max_ms)
+        factor = frames // row["frames"]
+        if factor * row["frames"] != frames:
+            raise ValueError(f"the profiled input length {row['frames']} does not divide the model's {frames} frames; "
+                             "evaluate this model again")
+        compression = pooled_compression(self.compression, factor)
+        budget = ", ".join(f"{k} {v:g}" for k, v in (("max GFLOPs", max_gflops), ("max ms", max_ms)) if v is not None)
+        m = profile["metric"]
+        reason = (f"most accurate profiled input length within {budget}: {row['frames']} frames "
+                  f"(compression {compression}), {m} {row[m]:.4f} on {profile.get('data')}, "
+                  f"{row['gflops']:.3g} GFLOPs, {row['latency_ms']:.3g} ms on {profile['machine']['name']}")
+        return {"patch": None, "resize": None, "frames": row["frames"], "compression": str(compression),
+                "reason": reason, "row": row}
+
+    def deployed(self, choice: dict) -> "InferenceModel":
+        """This model with the compression of ``choice`` (itself where it is the stored one)."""
+        compression = Compression.parse(choice.get("compression")) if "compression" in choice else self.compression
+        return self if compression == self.compression else dataclasses.replace(self, compression=compression)
+
+    def at(self, patch, resize: str = "pi", frames: int | None = None) -> FlexModel:
+        """The model fixed at ``patch`` (``model.fixed``), made once per size and method; for a
+        family without patch sizes (``patch`` None) fixed at ``frames`` (default: its own)."""
+        if not self.patch_calls:
+            if patch is not None:
+                self._refuse_patch(patch, None)
+            key = ("frames", frames)
+            if key not in self._fixed:
+                self._fixed[key] = self.model.fixed(input_tdim=frames, **patch_call(None)).eval()
+            return self._fixed[key]
         key = (tuple(to_pair(patch, "patch_size")), resize)
         if key not in self._fixed:
             self._fixed[key] = self.model.fixed(patch_size=key[0], resize=resize).eval()
         return self._fixed[key]
+
+    def frame_timing(self) -> tuple[float, float]:
+        """``(hop_s, first_s)``: seconds between the model's input frames and the centre of
+        frame 0 from the start of its window. A centred front end (``slaney_logmel``)
+        centres frame ``t`` on sample ``t * shift``; Kaldi's frame ``t`` starts there and is
+        centred half a frame length later. ``shift`` is ``C`` times longer under fshift; under
+        avg/max pooling a model frame is ``C`` front-end frames, centred on their middle."""
+        f, c = self.features, self.compression
+        shift = f.frame_shift_samples(c)
+        pool = c.factor if c.method in ("avgpool", "maxpool") else 1
+        offset = 0.0 if f.centered else f.frame_length_samples() / 2
+        return pool * shift / f.sample_rate, ((pool - 1) / 2 * shift + offset) / f.sample_rate
+
+    def audio_frames(self, samples: int) -> int:
+        """The model frames that ``samples`` of audio give (a pooled frame counts if its first
+        front-end frame does), at least 1."""
+        c = self.compression
+        pool = c.factor if c.method in ("avgpool", "maxpool") else 1
+        return max(1, -(-self.features.num_frames(samples, c) // pool))
 
     def waveform(self, audio, sample_rate: int | None = None) -> tuple[str, torch.Tensor]:
         """``(source, mono waveform at the features' rate)`` of a path or of samples at ``sample_rate``."""
@@ -388,27 +600,38 @@ class InferenceModel:
                              "or audio between windows would go unscored")
         return hop
 
-    def spectrograms(self, wave: torch.Tensor, hop: int, whole: bool = False) -> tuple[torch.Tensor,
-                                                                                      list[tuple[int, int]]]:
+    def spectrograms(self, wave: torch.Tensor, hop: int, whole: bool = False,
+                     grid: int | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """The model's inputs ``[windows, frames, bins]`` for ``wave`` and each window's span in
         samples: one clip padded as in training, windows ``hop`` apart over longer audio, or with
-        ``whole`` the whole clip at its own length."""
+        ``whole`` the whole clip at its own length. With ``grid`` (samples per model frame) every
+        window starts on the frame grid (:func:`grid_window_starts`)."""
         f, c = self.features, self.compression
         if whole and wave.numel() > self.window_samples:  # the whole clip, at its own length
             return compress_spec(normalize(log_mel(wave, f, c), f), c)[None], [(0, wave.numel())]
         if wave.numel() <= self.window_samples:  # one clip, padded as in training
             return finish_input(log_mel(wave, f, c), f, c)[None], [(0, wave.numel())]
-        starts = window_starts(wave.numel(), self.window_samples, hop)
+        starts = (window_starts(wave.numel(), self.window_samples, hop) if grid is None
+                  else grid_window_starts(wave.numel(), self.window_samples, hop, grid))
         specs = [finish_input(log_mel(wave[s:s + self.window_samples], f, c), f, c) for s in starts]
         return torch.stack(specs), [(s, s + self.window_samples) for s in starts]
 
     def prediction_task(self, *, patch_size=None, max_gflops: float | None = None, max_ms: float | None = None,
                         resize: str | None = None, top_k: int = 5, hop_seconds: float | None = None,
                         aggregate: str = "mean", whole: bool = False, pos_grid: str = "leading",
-                        precision: str = "auto") -> WindowTask:
+                        precision: str = "auto", threshold: float | None = None, framewise: bool = False,
+                        min_duration_s: float = 0.0, merge_gap_s: float = 0.0) -> WindowTask:
         """The :class:`WindowTask` of :meth:`predict`: logits per window, and a file's result from them."""
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate={aggregate!r} is not one of mean, max")
+        if not self.sed and (threshold is not None or framewise or min_duration_s or merge_gap_s):
+            raise ValueError(f"threshold (--threshold), framewise (--framewise), min_duration_s and merge_gap_s "
+                             f"detect sound events; a {self.model.arch} model has no framewise output (no sed)")
+        if not self.patch_calls and pos_grid != "leading":
+            raise ValueError(f"pos_grid={pos_grid!r} (--pos-grid): a {self.model.arch} model has no positional grid "
+                             "to resize; its tokens follow the input length")
+        if min_duration_s < 0 or merge_gap_s < 0:
+            raise ValueError(f"min_duration_s={min_duration_s} and merge_gap_s={merge_gap_s} must not be negative")
         device = next(self.model.parameters()).device
         chosen = resolve_precision(precision, device, setting="precision")
         if top_k < 1:
@@ -417,6 +640,10 @@ class InferenceModel:
             raise ValueError("budgets are profiled per clip of the trained length; with whole=True (--whole) the "
                              "cost grows with the clip: give a patch size instead")
         choice = self.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
+        if not self.patch_calls:
+            return self._length_task(choice, chosen, device, top_k=top_k, hop_seconds=hop_seconds,
+                                     aggregate=aggregate, whole=whole, threshold=threshold, framewise=framewise,
+                                     min_duration_s=min_duration_s, merge_gap_s=merge_gap_s)
         hop = self.hop(hop_seconds)
         model = self.at(choice["patch"], choice["resize"])
         f = self.features
@@ -449,6 +676,81 @@ class InferenceModel:
                           setting={"patch_size": list(choice["patch"]), "resize": choice["resize"],
                                    "choice": choice["reason"], "hop_s": hop / sr})
 
+    def _length_task(self, choice: dict, chosen, device, *, top_k: int, hop_seconds, aggregate: str, whole: bool,
+                     threshold, framewise: bool, min_duration_s: float, merge_gap_s: float) -> WindowTask:
+        """:meth:`prediction_task` for a family without patch sizes: the model fixed at the chosen
+        input length, and for a model with ``sed`` the framewise scores stitched across windows
+        and the events above ``threshold``."""
+        im = self.deployed(choice)
+        model = self.at(None, frames=choice["frames"])
+        sed = self.sed
+        threshold = SED_THRESHOLD if threshold is None else float(threshold)
+        f = im.features
+        sr = f.sample_rate
+        frame_hop_s, first_s = im.frame_timing()
+        frame_samples = int(round(frame_hop_s * sr))  # a whole number of front-end shifts
+        hop = im.hop(hop_seconds)
+        if sed:
+            hop = max(frame_samples, hop // frame_samples * frame_samples)
+        cut = functools.partial(InferenceModel.spectrograms, hop=hop, whole=whole,
+                                grid=frame_samples if sed else None)
+        if im.compression != self.compression:
+            cut = _Compressed(cut, im.compression)
+        multilabel = self.multilabel
+
+        def compute(specs: torch.Tensor) -> dict:
+            with chosen.autocast():
+                if not sed:
+                    return {"logits": model(specs.to(device)).float().cpu()}
+                out = model.sed(specs.to(device))
+                return {"logits": out.clip.float().cpu(), "framewise": out.framewise.float().cpu()}
+
+        def score(logits: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+
+        def finish(source: str, samples: int, spans: list, shape: tuple, outputs: dict) -> dict:
+            scores = score(outputs["logits"])
+            total = scores.mean(0) if aggregate == "mean" else scores.max(0).values
+            per_window = flops(model.config, tuple(shape)).forward / 1e9
+            result = {
+                "source": source, "duration_s": samples / sr, "patch_size": None, "resize": None,
+                "input_frames": int(shape[0]), "choice": choice["reason"], "profile_row": choice["row"],
+                "compression": str(im.compression), "precision": chosen.name, "gflops_per_window": per_window,
+                "gflops_total": per_window * len(spans), "scores": "sigmoid" if multilabel else "softmax",
+                "aggregate": aggregate if len(spans) > 1 else "none",
+                "window_s": samples / sr if whole else im.window_samples / sr,
+                "hop_s": hop / sr if len(spans) > 1 else None,
+                "top": self._top(total, top_k),
+                "windows": [{"start_s": a / sr, "end_s": min(b, samples) / sr, "top": self._top(s, top_k)}
+                            for (a, b), s in zip(spans, scores)],
+            }
+            if sed:
+                frame_scores = score(outputs["framewise"])  # [windows, frames, classes]
+                total_frames = im.audio_frames(samples)
+                if len(spans) == 1:  # a short clip's padding, or the frames a whole-clip pass gives
+                    total_frames = min(total_frames, frame_scores.shape[1])
+                starts = [a // frame_samples for a, _ in spans]
+                window, local = stitch_framewise(starts, frame_scores.shape[1], total_frames)
+                stitched = frame_scores[window, local]  # [frames, classes]
+                events = detect_events(stitched, self.labels, hop_s=frame_hop_s, first_s=first_s,
+                                       duration_s=samples / sr, threshold=threshold, min_duration_s=min_duration_s,
+                                       merge_gap_s=merge_gap_s)
+                result["sed"] = {"threshold": threshold, "frame_hop_s": frame_hop_s, "first_frame_s": first_s,
+                                 "frames": int(total_frames), "min_duration_s": min_duration_s,
+                                 "merge_gap_s": merge_gap_s, "event_score": "max"}
+                result["events"] = events
+                if framewise:
+                    result["framewise"] = {"times_s": [first_s + g * frame_hop_s for g in range(total_frames)],
+                                           "labels": self.labels, "scores": stitched.tolist()}
+            return result
+
+        setting = {"patch_size": None, "resize": None, "choice": choice["reason"], "hop_s": hop / sr,
+                   "input_frames": choice["frames"], "compression": str(im.compression)}
+        if sed:
+            setting.update(threshold=threshold, framewise=framewise, min_duration_s=min_duration_s,
+                           merge_gap_s=merge_gap_s)
+        return WindowTask(cut=cut, compute=compute, finish=finish, setting=setting)
+
     def run_task(self, task: WindowTask, audio, sample_rate: int | None = None, batch_size: int = 32) -> dict:
         """``task`` on one clip (a path, or a waveform at ``sample_rate``): :meth:`run_tasks`."""
         return self.run_tasks(task, [self.waveform(audio, sample_rate)], batch_size)[0]
@@ -469,17 +771,30 @@ class InferenceModel:
     def predict(self, audio, *, sample_rate: int | None = None, patch_size=None, max_gflops: float | None = None,
                 max_ms: float | None = None, resize: str | None = None, top_k: int = 5,
                 hop_seconds: float | None = None, aggregate: str = "mean", whole: bool = False,
-                pos_grid: str = "leading", batch_size: int = 32, precision: str = "auto") -> dict:
+                pos_grid: str = "leading", batch_size: int = 32, precision: str = "auto",
+                threshold: float | None = None, framewise: bool = False, min_duration_s: float = 0.0,
+                merge_gap_s: float = 0.0) -> dict:
         """Labels with scores for one clip (a path, or a waveform at ``sample_rate``).
 
         Returns the top ``top_k`` labels of the aggregated scores and, per window, its
         span in seconds and its own top labels; plus the patch size used, why, and the
         GFLOPs per window and in all. :func:`flexiast.batch.predict_files` runs the same
         :meth:`prediction_task` over many files.
+
+        A model with framewise output (``model.sed``: HTS-AT) also gives ``events``: per
+        class, the runs of frames whose score (sigmoid for multi-label models, else softmax
+        over the classes) is above ``threshold`` (default 0.5), as ``{"onset_s", "offset_s",
+        "label", "index", "score"}`` (:func:`detect_events`; ``min_duration_s`` and
+        ``merge_gap_s`` filter and join them), ``sed`` (how: the frame hop and the first
+        frame's centre in seconds, the number of frames), and with ``framewise`` the scores of
+        every frame (``framewise``: ``times_s``, ``labels``, ``scores [frames][classes]``).
+        Windows start on the frame grid, and each frame is scored by the window in which it
+        lies most centrally (:func:`stitch_framewise`), so each frame of the audio is scored once.
         """
         task = self.prediction_task(patch_size=patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize,
                                     top_k=top_k, hop_seconds=hop_seconds, aggregate=aggregate, whole=whole,
-                                    pos_grid=pos_grid, precision=precision)
+                                    pos_grid=pos_grid, precision=precision, threshold=threshold,
+                                    framewise=framewise, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s)
         return self.run_task(task, audio, sample_rate, batch_size)
 
     def _top(self, scores: torch.Tensor, k: int) -> list[dict]:
@@ -554,9 +869,14 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
 
 def format_prediction(result: dict, windows: bool = True) -> str:
     """A prediction as lines of text: the choice, the top labels, and the windows."""
-    f, t = result["patch_size"]
-    lines = [f"{result['source']}: {result['duration_s']:.2f} s, patch {f}x{t} ({result['resize'].upper()}; "
-             f"{result['choice']}), {result['gflops_per_window']:.3g} GFLOPs per window"]
+    if result["patch_size"] is None:
+        compression = f", compression {result['compression']}" if result.get("compression", "none") != "none" else ""
+        lines = [f"{result['source']}: {result['duration_s']:.2f} s, {result['input_frames']} input frames"
+                 f"{compression} ({result['choice']}), {result['gflops_per_window']:.3g} GFLOPs per window"]
+    else:
+        f, t = result["patch_size"]
+        lines = [f"{result['source']}: {result['duration_s']:.2f} s, patch {f}x{t} ({result['resize'].upper()}; "
+                 f"{result['choice']}), {result['gflops_per_window']:.3g} GFLOPs per window"]
     n = len(result["windows"])
     if n > 1:
         lines.append(f"  {n} windows of {result['window_s']:.2f} s, hop {result['hop_s']:.2f} s, "
@@ -567,4 +887,10 @@ def format_prediction(result: dict, windows: bool = True) -> str:
         for w in result["windows"]:
             best = w["top"][0]
             lines.append(f"    [{w['start_s']:{width}.2f} - {w['end_s']:{width}.2f} s]  {best['label']}  {best['score']:.4f}")
+    if "events" in result:
+        sed = result["sed"]
+        lines.append(f"  {len(result['events'])} event(s) above {sed['threshold']:g} ({result['scores']} scores of "
+                     f"{sed['frames']} frames every {1000 * sed['frame_hop_s']:g} ms):")
+        lines += [f"    [{e['onset_s']:8.3f} - {e['offset_s']:8.3f} s]  {e['label']}  {e['score']:.4f}"
+                  for e in result["events"]]
     return "\n".join(lines)

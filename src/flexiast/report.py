@@ -114,6 +114,9 @@ def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, me
     plt = _pyplot()
     metric = metric or profiles[0]["metric"]
     for p in profiles:
+        if p.get("row_kind", "patch_size") != "patch_size":
+            raise ValueError(f"profile of {p.get('checkpoint')}: its rows are {p['row_kind']}s (a "
+                             f"{p.get('arch', 'model')} without patch sizes); this figure draws patch-size profiles")
         if metric not in p["rows"][0]:
             raise ValueError(f"profile of {p.get('checkpoint')} has no {metric!r}; it has "
                              f"{', '.join(k for k in p['rows'][0] if k not in ('size', 'patch'))}")

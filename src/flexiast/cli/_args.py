@@ -53,6 +53,17 @@ def patch_size(text: str):
     return sizes[0]
 
 
+def frame_counts(text: str) -> list[int]:
+    """``--input-lengths``: positive frame counts, comma-separated (``"256,512,1024"``)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of frame counts") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive frame counts, like 256,512,1024")
+    return values
+
+
 def positive(kind):
     """A type for numbers of ``kind`` (int, float) above zero."""
     def parse(text: str):

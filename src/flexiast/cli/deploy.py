@@ -9,10 +9,23 @@ from pathlib import Path
 from ..constants import (AGGREGATES, AUDIO_EXTENSIONS, AXES, EMBEDDING_FORMATS, EXPORT_FORMATS, EXPORT_INPUTS,
                          ON_ERROR, PATCH_SIZES, POOLINGS, POS_GRID_POLICIES, PRECISIONS, PREDICTION_FORMATS,
                          RESIZE_METHODS)
-from ._args import (UsageError, add_command, add_data_arguments, add_model_arguments, data_source, load_model,
-                    non_negative, output_file, patch_size, patch_sizes, positive)
+from ._args import (UsageError, add_command, add_data_arguments, add_model_arguments, data_source, frame_counts,
+                    load_model, non_negative, output_file, patch_size, patch_sizes, positive)
 
 PRECISION_HELP = "auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)"
+
+
+def non_negative_float(text: str) -> float:
+    """A number of seconds, 0 or more."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
 
 
 def cmd_evaluate(args) -> int:
@@ -26,7 +39,7 @@ def cmd_evaluate(args) -> int:
         im, data=data, data_label=data_label, split=args.split, patch_sizes=args.patch_sizes, resize=args.resize,
         axes=args.axes, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
         on_error=args.on_error, latency_runs=args.latency_runs, label=args.label, out=args.out,
-        store=not args.no_store)
+        store=not args.no_store, input_lengths=args.input_lengths)
     files = result["files"]
     print(profile_markdown(result["profile"]))
     print(f"wrote {files['md']}, {files['csv'].name}, {files['json'].name}")
@@ -64,13 +77,19 @@ def cmd_predict(args) -> int:
                                        ("--overwrite", args.overwrite), ("--windows", args.windows)) if on]
         if given:
             raise UsageError(f"{', '.join(given)} go with --out FILE (many files to a CSV or JSONL file)")
+        if args.framewise and not args.json:
+            raise UsageError("--framewise prints every frame's scores as JSON: add --json (or write --out FILE.jsonl)")
     elif args.windows and args.out.suffix != ".jsonl":
         raise UsageError("--windows keeps each file's windows in a .jsonl output; a .csv row has no room for them")
+    elif args.framewise and args.out.suffix != ".jsonl":
+        raise UsageError("--framewise keeps each file's framewise scores in a .jsonl output; a .csv row has room "
+                         "for the events only (its events column)")
         if not args.audio:
             raise UsageError("give audio files")
     options = dict(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms, resize=args.resize,
                    top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate, whole=args.whole,
-                   pos_grid=args.pos_grid, precision=args.precision)
+                   pos_grid=args.pos_grid, precision=args.precision, threshold=args.threshold,
+                   framewise=args.framewise, min_duration_s=args.min_duration, merge_gap_s=args.merge_gap)
     if args.out is not None:
         return _predict_to_file(args, options)
     im = load_model(args)
@@ -118,11 +137,12 @@ def cmd_embed(args) -> int:
                        max_ms=args.max_ms, resize=args.resize, layer=args.layer, pooling=args.pooling,
                        frames=args.frames, hop_seconds=args.hop, precision=args.precision)
     meta = data["metadata"]
-    f, t = meta["patch_size"]
     what = f"clip embeddings [{', '.join(map(str, data['clip'].shape))}]"
     if args.frames:
         what += f" and {len(data['frames'])} frame embeddings"
-    print(f"wrote {args.out}: {what} from layer {meta['layer']} ({meta['pooling']} pooling), patch {f}x{t}")
+    at = ("patch {}x{}".format(*meta["patch_size"]) if meta["patch_size"] is not None
+          else f"{meta['input_frames']} input frames")
+    print(f"wrote {args.out}: {what} from layer {meta['layer']} ({meta['pooling']} pooling), {at}")
     _report_skipped(data["skipped"])
     return 0
 
@@ -169,14 +189,21 @@ def cmd_export(args) -> int:
     frames = args.frames or im.model.config.input_tdim
     info = im.inference_info(frames)
     kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
-    patch = im.model.config.resolve_patch(args.patch_size)[0]
+    if im.patch_calls:
+        patch = im.model.config.resolve_patch(args.patch_size)[0]
+        at = f"patch {patch[0]}x{patch[1]}"
+    else:
+        from ..export import _call
+
+        _call(im.model, args.patch_size, args.resize, args.pos_grid)  # refused here, naming the family
+        at = im.model.arch
     if args.format == "onnx":
         path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, input=args.input,
                            samples=args.samples, dynamic_length=args.dynamic_length, **kwargs)
         meta = json.loads(path.with_suffix(".json").read_text())
         takes = (f", waveform [batch, {meta['samples'] or 'samples'}] at {meta['sample_rate']} Hz"
                  if waveform else "")
-        print(f"wrote {path} (patch {patch[0]}x{patch[1]}, {frames} frames{takes}) and {path.with_suffix('.json')}")
+        print(f"wrote {path} ({at}, {frames} frames{takes}) and {path.with_suffix('.json')}")
         if not args.no_check:
             tolerance = args.tolerance if args.tolerance is not None else (1e-3 if waveform else 1e-4)
             check = dict(patch_size=args.patch_size, resize=args.resize, pos_grid=args.pos_grid)
@@ -195,7 +222,14 @@ def cmd_export(args) -> int:
                 return 1
     elif args.format == "hf":
         path = export_hf(im.model, args.dest, inference=info, **kwargs)
-        print(f"wrote {path} (Hugging Face ASTForAudioClassification, patch {patch[0]}x{patch[1]}, {frames} frames)")
+        print(f"wrote {path} (Hugging Face ASTForAudioClassification, {at}, {frames} frames)")
+    elif not im.patch_calls:
+        from ..export import _fixed
+
+        model = im.model if args.frames is None else _fixed(im.model, args.patch_size, args.resize, frames,
+                                                            args.pos_grid)
+        path = model.save_pretrained(args.dest, inference=info)
+        print(f"wrote {path} (flexiast, {im.model.arch} at {model.config.input_tdim} frames; any length at run time)")
     else:
         model = im.model if args.patch_size is None and args.frames is None else \
             im.model.fixed(patch_size=args.patch_size, resize=args.resize, input_tdim=frames, pos_grid=args.pos_grid)
@@ -210,11 +244,15 @@ def add_parsers(sub) -> None:
                      help="metric, GFLOPs and latency at every patch size; stores the profile")
     add_model_arguments(ev)
     add_data_arguments(ev, split="test")
-    ev.add_argument("--patch-sizes", type=patch_sizes, default=list(PATCH_SIZES))
-    ev.add_argument("--resize", choices=RESIZE_METHODS, default=RESIZE_METHODS[0],
+    ev.add_argument("--patch-sizes", type=patch_sizes,
+                    help=f"the sizes to profile (default {','.join(map(str, PATCH_SIZES))}; AST)")
+    ev.add_argument("--input-lengths", type=frame_counts, metavar="FRAMES",
+                    help="for a model without patch sizes (HTS-AT): the input lengths to profile, each clip "
+                         "average-pooled to it (e.g. 256,512,1024; default: the trained length)")
+    ev.add_argument("--resize", choices=RESIZE_METHODS,
                     help="how the kernel is resized (default pi)")
-    ev.add_argument("--axes", choices=AXES, default=AXES[0],
-                    help="resize both axes (p x p), time only or frequency only (FlexiAST Fig. 4a)")
+    ev.add_argument("--axes", choices=AXES,
+                    help="resize both axes (p x p), time only or frequency only (FlexiAST Fig. 4a; default both)")
     ev.add_argument("--out", type=Path, help="directory for profile.md/.csv/.json (default: beside the weights)")
     ev.add_argument("--label", help="the model's name in reports")
     ev.add_argument("--no-store", action="store_true", help="do not store the profile beside the weights")
@@ -240,6 +278,15 @@ def add_parsers(sub) -> None:
     _add_batch_arguments(pr, "write one row per file to this .csv or .jsonl instead of printing",
                          PREDICTION_FORMATS, required=False)
     pr.add_argument("--windows", action="store_true", help="with --out .jsonl: keep each file's windows")
+    sed = pr.add_argument_group("sound events (models with framewise output: HTS-AT)")
+    sed.add_argument("--threshold", type=float, help="a frame belongs to an event where its score (sigmoid, or "
+                     "softmax for single-label models) is above this (default 0.5)")
+    sed.add_argument("--framewise", action="store_true",
+                     help="also every frame's scores (large; --json or --out .jsonl)")
+    sed.add_argument("--min-duration", type=non_negative_float, default=0.0, metavar="SECONDS",
+                     help="drop events shorter than this")
+    sed.add_argument("--merge-gap", type=non_negative_float, default=0.0, metavar="SECONDS",
+                     help="join events of one class at most this far apart")
 
     em = add_command(sub, "embed", cmd_embed, help="clip (and per-time-step) embeddings of many audio files")
     add_model_arguments(em)

@@ -1,4 +1,5 @@
-"""``flexiast flops`` and ``flexiast convert``: FLOPs per patch size, and weights from one layout to another.
+"""``flexiast flops`` and ``flexiast convert``: FLOPs per patch size (per input length for a family
+without patch sizes, HTS-AT), and weights from one layout to another.
 
 Models are named as :func:`flexiast.models.list_models` names them (``ast-base``) and
 files are read by :func:`flexiast.models.load_model`, whatever their family.
@@ -10,22 +11,31 @@ import json
 from pathlib import Path
 
 from ..constants import PATCH_SIZES, RESIZE_METHODS, SAVE_FORMATS
-from ._args import UsageError, add_command, patch_sizes, positive
+from ._args import UsageError, add_command, frame_counts, patch_sizes, positive
 
 
 def cmd_flops(args) -> int:
-    from ..models import create_config, flops, load_model
+    from ..models import create_config, family_of, flops, load_model
     from ..resize import to_pair
 
     if args.checkpoint:
         config = load_model(args.checkpoint).config
     else:
-        config = create_config(args.model, num_classes=args.num_classes, input_tdim=args.frames,
-                               input_fdim=args.mel_bins)
+        sizes = {k: v for k, v in (("input_tdim", args.frames), ("input_fdim", args.mel_bins)) if v is not None}
+        if family_of(create_config(args.model)).patch_calls:
+            sizes = {"input_tdim": 1024, "input_fdim": 128, **sizes}  # AST's defaults
+        config = create_config(args.model, num_classes=args.num_classes, **sizes)
+    if not family_of(config).patch_calls:
+        return _length_flops(args, config)
+    if args.input_lengths is not None:
+        raise UsageError(f"--input-lengths: a {config.arch} model is counted per patch size (--patch-sizes)")
+    args.frames = args.frames or 1024
+    args.mel_bins = args.mel_bins or 128
+    args.patch_sizes = args.patch_sizes or list(PATCH_SIZES)
     shape = (args.frames, args.mel_bins)
     rows = []
     for p in args.patch_sizes:
-        c = flops(config, shape, p, resize=args.resize)
+        c = flops(config, shape, p, resize=args.resize or RESIZE_METHODS[0])
         rows.append({"patch_size": list(to_pair(p)), "tokens": c.tokens, "grid": list(c.grid),
                      "forward_gflops": c.forward / 1e9, "training_gflops": c.training / 1e9,
                      "components_gflops": {k: v / 1e9 for k, v in c.components().items()}})
@@ -35,6 +45,34 @@ def cmd_flops(args) -> int:
     print(f"{'patch':>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
     for r in rows:
         print(f"{'x'.join(map(str, r['patch_size'])):>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"
+              f"  {r['forward_gflops']:>14.2f}  {r['training_gflops']:>15.2f}")
+    return 0
+
+
+def _length_flops(args, config) -> int:
+    """``flexiast flops`` for a family without patch sizes: a row per input length."""
+    from ..models import flops
+
+    if args.patch_sizes is not None or args.resize is not None:
+        raise UsageError(f"--patch-sizes and --resize: a {config.arch} model takes no patch size; give "
+                         "--input-lengths")
+    if args.mel_bins is not None and args.mel_bins != config.input_fdim:
+        raise UsageError(f"--mel-bins {args.mel_bins}: this {config.arch} model takes {config.input_fdim} mel bins")
+    top = config.input_tdim
+    lengths = args.input_lengths or sorted({max(1, top // 4), max(1, top // 2), top})
+    rows = []
+    for n in lengths:
+        c = flops(config, (n, config.input_fdim))
+        rows.append({"frames": n, "tokens": c.tokens, "grid": list(c.grid), "forward_gflops": c.forward / 1e9,
+                     "training_gflops": c.training / 1e9,
+                     "components_gflops": {k: v / 1e9 for k, v in c.components().items()}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{config.arch}, {config.input_fdim} mel bins; FLOPs per clip of each input length:")
+    print(f"{'frames':>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
+    for r in rows:
+        print(f"{r['frames']:>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"
               f"  {r['forward_gflops']:>14.2f}  {r['training_gflops']:>15.2f}")
     return 0
 
@@ -60,15 +98,20 @@ def add_parsers(sub) -> None:
     """``flops`` and ``convert``."""
     from ..models import list_models
 
-    fl = add_command(sub, "flops", cmd_flops, help="forward and training FLOPs per clip at each patch size")
+    fl = add_command(sub, "flops", cmd_flops, help="forward and training FLOPs per clip at each patch size "
+                     "(each input length for HTS-AT)")
     fl.add_argument("--checkpoint", help="take the configuration from these weights")
     fl.add_argument("--model", choices=list_models(), default="ast-base",
                     help="a model by name (default ast-base), where no --checkpoint is given")
     fl.add_argument("--num-classes", type=positive(int), default=527)
-    fl.add_argument("--frames", type=positive(int), default=1024)
-    fl.add_argument("--mel-bins", type=positive(int), default=128)
-    fl.add_argument("--patch-sizes", type=patch_sizes, default=list(PATCH_SIZES))
-    fl.add_argument("--resize", choices=RESIZE_METHODS, default=RESIZE_METHODS[0])
+    fl.add_argument("--frames", type=positive(int), help="input frames (default 1024; for HTS-AT its trained "
+                    "length, whose quarter, half and whole are counted)")
+    fl.add_argument("--mel-bins", type=positive(int), help="mel bins (default 128; HTS-AT: its own, 64)")
+    fl.add_argument("--patch-sizes", type=patch_sizes,
+                    help=f"default {','.join(map(str, PATCH_SIZES))} (AST)")
+    fl.add_argument("--input-lengths", type=frame_counts, metavar="FRAMES",
+                    help="for a model without patch sizes (HTS-AT): the input lengths to count (e.g. 256,512,1024)")
+    fl.add_argument("--resize", choices=RESIZE_METHODS, help="default pi (AST)")
     fl.add_argument("--json", action="store_true")
 
     cv = add_command(sub, "convert", cmd_convert,

@@ -4,7 +4,7 @@
     python recipes/generate.py --check    # exit 1 if a committed recipe differs from this table
 
 The recipes are plain, self-contained YAML files (users read, copy and edit them); this
-script exists so that 114 files share one source of truth for the constants they
+script exists so that 123 files share one source of truth for the constants they
 have in common, and ``tests/test_recipes.py`` checks the files against it and runs two
 steps of each.
 
@@ -23,6 +23,11 @@ Where the numbers come from:
   patches; the coarse phase 25% of the baseline's epochs (1 on AudioSet, 5 elsewhere), the
   3-phase 4->2->1 variant 30% (3 epochs) split over its two coarse phases; the optimizer
   and schedule restart in every phase.
+* HTS-AT (Chen et al., 2022), read from RetroCirce/HTS-Audio-Transformer (config.py,
+  esc_config.py, sed_model.py, main.py, data_generator.py, model/htsat.py), and the
+  coarse-to-fine paper's Sec. 3.2 and 3.5 for its Table 6: HTS-AT baselines of 25 epochs
+  (AudioSet-2M, top-15 average) and 50 (VGGSound), Fshift 4->1 with a first phase of about
+  25%; HTS-AT's ESC-50 fine-tuning; HTS-AT-micro on FSDD for a CPU.
 """
 
 from __future__ import annotations
@@ -330,8 +335,194 @@ def c2f_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+# -- HTS-AT (Chen et al., ICASSP 2022) and the coarse-to-fine paper's Table 6 ------------
+# Read from RetroCirce/HTS-Audio-Transformer at 2e29471 (config.py, esc_config.py, sed_model.py,
+# main.py, data_generator.py, model/htsat.py); the file and setting are named where used.
+
+#: sed_model.py configure_optimizers: AdamW, betas (0.9, 0.999), eps 1e-8, weight decay 0.05;
+#: config.py / esc_config.py learning_rate = 1e-3.
+HTSAT_OPTIMIZER = {"name": "adamw", "lr": 1.0e-3, "weight_decay": 0.05, "betas": [0.9, 0.999], "eps": 1.0e-8}
+#: sed_model.py lr_foo (a LambdaLR stepped per epoch) with config.py lr_rate and lr_scheduler_epoch.
+HTSAT_SCHEDULE = {"name": "htsat", "epoch_rates": [0.02, 0.05, 0.1], "epoch_bounds": [10, 20, 30]}
+#: model/htsat.py: SpecAugmentation(time_drop_width=64, time_stripes_num=2, freq_drop_width=8,
+#: freq_stripes_num=2) in every training forward. Our SpecAugment draws one mask per axis of
+#: width U(0, max): twice HTS-AT's stripe width gives the same expected masked width (2 x 32
+#: frames, 2 x 4 bins) and the same most (128 frames, 16 bins).
+HTSAT_SPECAUGMENT = {"freqm": 16, "timem": 128}
+HTSAT_TRAIN = {"precision": "auto", "grad_clip": 1.0}   # main.py: Trainer(gradient_clip_val=1.0)
+HTSAT_SOURCES = (
+    "HTS-AT's settings, from RetroCirce/HTS-Audio-Transformer (2e29471): AdamW lr 1e-3, betas\n"
+    "0.9/0.999, weight decay 0.05 (config.py learning_rate; sed_model.py configure_optimizers); the\n"
+    "per-epoch LR factors 0.02, 0.05, 0.1, then 0.1 to epoch 10, 0.05 to 20, 0.02 to 30, so a peak\n"
+    "rate of 1e-4 (config.py lr_rate, lr_scheduler_epoch; sed_model.py lr_foo); gradient clip 1.0\n"
+    "(main.py gradient_clip_val); Swin-T, window 8 (config.py htsat_*: preset tiny), drop path 0.1\n"
+    "(model/htsat.py); the 32 kHz 64-bin log-mel, 50-14000 Hz (config.py; features kind\n"
+    "slaney_logmel, HTS-AT's front end by default); SpecAugment 2 x 64 frames, 2 x 8 bins\n"
+    "(model/htsat.py), here one mask of up to 128 frames and one of up to 16 bins, the same\n"
+    "expected width.")
+HTSAT_C2F_EPOCHS = {"audioset": 25, "vggsound": 50}      # c2f Sec. 3.2 (HTS-AT baselines)
+
+
+def htsat_recipe(name: str, ds: Dataset, *, epochs: int, batch: int, phases: list[dict] | None = None,
+                 augment: dict | None = None, train: dict | None = None, init: str | None = None,
+                 target_length: int = 1024, balanced: bool = False) -> dict:
+    """An HTS-AT-Tiny recipe on one of the papers' datasets, with HTS-AT's optimiser and schedule."""
+    data = {k: v for k, v in ds.data.items() if k != "balanced"} | ({"balanced": True} if balanced else {})
+    return recipe(name, model={"arch": "htsat", "preset": "tiny"}, init=init, loss=dict(ds.loss),
+                  features={"kind": "slaney_logmel", "target_length": target_length},
+                  data={**data, "batch_size": batch}, augment={**HTSAT_SPECAUGMENT, **(augment or {})},
+                  optimizer=HTSAT_OPTIMIZER, schedule=HTSAT_SCHEDULE, train={**HTSAT_TRAIN, **(train or {})},
+                  phases=phases or [_htsat_phase("full", epochs)])
+
+
+def _htsat_phase(name: str, epochs: int, compression: str = "none") -> dict:
+    phase = {"name": name, "epochs": epochs}
+    if compression != "none":
+        phase["compression"] = compression
+    return phase
+
+
+def htsat_c2f_phases(epochs: int, method: str = "fshift", c: int = 4) -> list[dict]:
+    """The coarse phase at C for about 25% of the baseline's epochs (rounded as the AST c2f
+    recipes round, half to even), then the baseline's full length at full resolution."""
+    return [_htsat_phase(f"coarse{c}", max(1, round(epochs / 4)), f"{method}:{c}"), _htsat_phase("fine", epochs)]
+
+
+def htsat_recipes() -> dict[str, tuple[str, dict]]:
+    """Coarse-to-fine Table 6's HTS-AT rows (AudioSet-2M, VGGSound), HTS-AT's ESC-50 fine-tuning."""
+    out = {}
+    # AudioSet-2M. config.py: balanced_data = True; batch_size = 32 x 4 = 128 (one global batch here);
+    # loss clip_bce; sed_model.py training_step: every AudioSet clip mixed after the SpecAugment,
+    # lambda ~ Beta(0.5, 0.5), on the spectrogram (model/htsat.py forward).
+    audioset = dict(epochs=HTSAT_C2F_EPOCHS["audioset"], batch=128,
+                    augment={"mixup": 1.0, "mixup_alpha": 0.5, "mixup_on": "spectrogram"},
+                    train={"average_best": 15}, balanced=True)
+    as_common = (
+        "Class-balanced sampling (config.py balanced_data), spectrogram mixup with lambda ~ Beta(0.5, 0.5)\n"
+        "on every clip (sed_model.py training_step, model/htsat.py; the targets are mixed too, which\n"
+        "HTS-AT's code leaves out: docs/TRAINING.md), BCE (config.py loss_type clip_bce), batch 128\n"
+        "(config.py: 32 per GPU x 4). 25 epochs and the uniform average of the 15 best epochs'\n"
+        "weights (c2f Sec. 3.2: 'train for 25 epochs and report the weighted averaging result of the top\n"
+        "15 checkpoints'; HTS-AT's main.py weight_average is a plain mean). HTS-AT keeps its best\n"
+        "checkpoints by mAP on the eval set, 10 validations per epoch (main.py); here one per epoch, on\n"
+        "1% of the training clips, so the test set never picks a checkpoint. From scratch, as config.py\n"
+        "(swin_pretrain_path = None); init.path=<an ImageNet Swin-T> starts from ImageNet instead.\n")
+    out["audioset/htsat.yaml"] = (
+        "HTS-AT baseline on AudioSet-2M (527 classes, mAP): coarse-to-fine Table 6, 'Baseline HTS-AT'\n"
+        "(46.92 mAP in the paper).\n" + as_common + HTSAT_SOURCES + "\n" + AUDIOSET.layout,
+        htsat_recipe("audioset-htsat", AUDIOSET, **audioset))
+    out["audioset/htsat_c2f_fshift_4-1.yaml"] = (
+        "Coarse-to-fine HTS-AT on AudioSet-2M: coarse-to-fine Table 6, 'HTS-AT Fshift 4->1' (46.75 mAP,\n"
+        "21.13% of the FLOPs and 10.50% of the time saved in the paper). Fshift 4 (frames of 40 ms, 256\n"
+        "per clip: a quarter of the time tokens) for 6 epochs, about 25% of the baseline's 25 (c2f Sec.\n"
+        "3.5: 'approximately 25% of the total number of training epochs in the HTS-AT baseline\n"
+        "settings'), then the baseline's 25 epochs at full resolution, as the AST c2f recipes do: the\n"
+        "savings are read at the first full-resolution epoch that reaches the baseline's best (Sec. 3.5:\n"
+        "'the final fine-tuning phase is terminated when it surpasses the baseline performance'), so\n"
+        "the fine phase needs at most the baseline's length. Optimizer and schedule (warm-up included)\n"
+        "restart in each phase; the top-15 average is taken over the fine phase's epochs.\n"
+        "Savings against recipes/audioset/htsat.yaml:\n"
+        "  flexiast savings runs/audioset-htsat-c2f-fshift-4-1 --baseline runs/audioset-htsat\n"
+        + as_common + HTSAT_SOURCES + "\n" + AUDIOSET.layout,
+        htsat_recipe("audioset-htsat-c2f-fshift-4-1", AUDIOSET, **audioset,
+                     phases=htsat_c2f_phases(HTSAT_C2F_EPOCHS["audioset"])))
+    # VGGSound: HTS-AT has no VGGSound configuration; its AudioSet one without what is AudioSet's.
+    vgg_common = (
+        "HTS-AT's AudioSet settings (batch 128) with what its code keeps to AudioSet left out: mixup\n"
+        "(sed_model.py training_step mixes only when dataset_type is audioset) and class-balanced\n"
+        "sampling (config.py: balanced_data 'only works for audioset'); CE for the single label, as\n"
+        "esc_config.py (clip_ce); 50 epochs, no weight averaging (c2f Sec. 3.2). The best epoch by\n"
+        "accuracy on 5% of the training clips, as the AST VGGSound recipes.\n")
+    vgg = dict(epochs=HTSAT_C2F_EPOCHS["vggsound"], batch=128)
+    out["vggsound/htsat.yaml"] = (
+        "HTS-AT baseline on VGGSound (309 classes, accuracy): coarse-to-fine Table 6, 'Baseline HTS-AT'\n"
+        "(52.82% in the paper).\n" + vgg_common + HTSAT_SOURCES + "\n" + VGGSOUND.layout,
+        htsat_recipe("vggsound-htsat", VGGSOUND, **vgg))
+    out["vggsound/htsat_c2f_fshift_4-1.yaml"] = (
+        "Coarse-to-fine HTS-AT on VGGSound: coarse-to-fine Table 6, 'HTS-AT Fshift 4->1' (52.98%, 14.32%\n"
+        "of the time saved in the paper). Fshift 4 for 12 epochs, about 25% of the baseline's 50 (c2f\n"
+        "Sec. 3.5; 12.5 rounded half to even, as the AST c2f recipes round), then the baseline's 50 at\n"
+        "full resolution, read at the first epoch that reaches the baseline (Sec. 3.5). Optimizer and\n"
+        "schedule restart in each phase. Savings against recipes/vggsound/htsat.yaml:\n"
+        "  flexiast savings runs/vggsound-htsat-c2f-fshift-4-1 --baseline runs/vggsound-htsat\n"
+        + vgg_common + HTSAT_SOURCES + "\n" + VGGSOUND.layout,
+        htsat_recipe("vggsound-htsat-c2f-fshift-4-1", VGGSOUND, **vgg,
+                     phases=htsat_c2f_phases(HTSAT_C2F_EPOCHS["vggsound"])))
+    # ESC-50: esc_config.py, fine-tuned from the AudioSet model (main.py drops its head).
+    out["esc50/htsat.yaml"] = (
+        "HTS-AT fine-tuned on ESC-50 (50 classes, 5-fold accuracy) from the AudioSet HTS-AT (run\n"
+        "recipes/audioset/htsat.yaml first; its averaged weights, the model it reports). esc_config.py:\n"
+        "resume_checkpoint = the AudioSet checkpoint (its token-semantic head re-initialised, main.py),\n"
+        "batch 64, lr 1e-3, max_epoch 100, loss clip_ce, the same schedule; no mixup and no balanced\n"
+        "sampling (AudioSet only). HTS-AT repeats each 5 s clip to 10 s (data_generator.py\n"
+        "ESC_Dataset); flexiast cannot repeat a clip, so it takes the clip as it is, 512 frames\n"
+        "(5.12 s: four 128-frame units of the model): the token-semantic head averages over time, so\n"
+        "the repetition adds no content. HTS-AT picks the epoch on the test fold; here fold k+1 does.\n"
+        "The official AudioSet checkpoint (a Lightning .ckpt) also loads: init.path=HTSAT_AudioSet_Saved_1.ckpt\n"
+        + HTSAT_SOURCES + "\n" + ESC50.layout.replace("resampled to 16 kHz", "resampled to 32 kHz"),
+        htsat_recipe("esc50-htsat", ESC50, epochs=100, batch=64, init="runs/audioset-htsat/averaged.safetensors",
+                     target_length=512))
+    return out
+
+
+# -- HTS-AT on FSDD: Table 6's experiment at a size a 2-core CPU trains in minutes ----------
+#: HTS-AT's micro preset (three stages, 32 wide) with freq_ratio 2: its unit is 2 x 16 = 32 frames,
+#: so 128 frames fold into 2 chunks of 64 and Fshift 4's 32 frames are exactly one unit, a quarter
+#: of the tokens (a coarse phase that pads back to a whole unit would save less).
+FSDD_HTSAT_MODEL = {"arch": "htsat", "preset": "micro", "freq_ratio": 2}
+FSDD_HTSAT_FEATURES = {"kind": "slaney_logmel", "target_length": 128}
+FSDD_HTSAT_SCHEDULE = {"name": "cosine", "warmup_steps": 100}
+FSDD_HTSAT_LR = 5.0e-4                                      # tuned on this CPU: see FSDD_HTSAT_HEAD
+FSDD_HTSAT_METHODS = ("fshift", "avgpool", "maxpool")      # patch:C needs a patch size; HTS-AT's calls take none
+FSDD_HTSAT_HEAD = (
+    "HTS-AT-micro on FSDD digits, sized for a 2-core CPU: three Swin stages (32 wide, depths 1/1/2), 4x4\n"
+    "patches, window 8, freq_ratio 2; HTS-AT's own front end (the 32 kHz 64-bin Slaney log-mel of\n"
+    "config.py, clips resampled from 8 kHz) cut or padded to 128 frames (1.28 s). HTS-AT's AdamW\n"
+    "(betas 0.9/0.999, weight decay 0.05: sed_model.py configure_optimizers), gradient clip 1.0\n"
+    "(main.py) and SpecAugment widths (freqm 16: its 2 x 8 bins; timem 16: its 2 x 64 frames of a\n"
+    "1024-frame clip, scaled to 128). Learning rate and schedule are ours, tuned on this CPU\n"
+    "(docs/RECIPES.md, 'HTS-AT: coarse-to-fine Table 6'): 5e-4 with 100 warm-up steps (1.3 epochs)\n"
+    "and a half cosine. HTS-AT's per-epoch table is tuned for AudioSet's 2M clips per epoch (its\n"
+    "README says to adjust the warm-up to the dataset): its factors never pass 0.1, so a 24-epoch\n"
+    "run at its 1e-3 trains at 1e-4 or less and reached 0.89 validation accuracy; a cosine at 1e-3\n"
+    "stalled near chance in one seed of two, at 2e-3 in the only one; at 5e-4 both seeds learned\n"
+    "(0.985 and 0.907), the second after 8 epochs near chance.\n"
+    "No mixup and no balanced sampling (HTS-AT's code keeps both to AudioSet).")
+
+
+def fsdd_htsat(name: str, phases: list[dict]) -> dict:
+    return recipe(
+        name, model=FSDD_HTSAT_MODEL, features=FSDD_HTSAT_FEATURES,
+        data={"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": "digits"}, "train": {"split": "train"},
+              "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32},
+        augment={"freqm": 16, "timem": 16}, optimizer={**HTSAT_OPTIMIZER, "lr": FSDD_HTSAT_LR},
+        schedule=FSDD_HTSAT_SCHEDULE,
+        train=dict(HTSAT_TRAIN), phases=phases)
+
+
+def fsdd_htsat_recipes() -> dict[str, tuple[str, dict]]:
+    out = {"fsdd/digits_htsat.yaml": (
+        f"HTS-AT baseline on FSDD digits, {FSDD_EPOCHS} epochs (the AST FSDD recipes' length): the small-scale\n"
+        "# counterpart of coarse-to-fine Table 6's 'Baseline HTS-AT'.\n" + FSDD_HTSAT_HEAD,
+        fsdd_htsat("fsdd-digits-htsat", [_htsat_phase("full", FSDD_EPOCHS)]))}
+    coarse = FSDD_COARSE["4-1"][0]
+    for method in FSDD_HTSAT_METHODS:
+        name = f"fsdd-digits-htsat-c2f-{method}-4-1"
+        out[f"fsdd/digits_htsat_c2f_{method}_4-1.yaml"] = (
+            f"Coarse-to-fine HTS-AT on FSDD digits: {METHOD_NAMES[method]} 4->1 ({coarse} coarse epochs on 32 frames,\n"
+            f"# 25% of the baseline's {FSDD_EPOCHS}, then {FSDD_EPOCHS} at full resolution; optimizer and schedule\n"
+            "# restart in each phase), coarse-to-fine Table 6's 'HTS-AT Fshift 4->1'"
+            + (" at small scale." if method == "fshift" else f" with {METHOD_NAMES[method]}\n# (Sec. 2.3) instead.")
+            + "\n# Baseline: recipes/fsdd/digits_htsat.yaml. Savings:\n"
+            f"#   flexiast savings runs/{name} --baseline runs/fsdd-digits-htsat\n" + FSDD_HTSAT_HEAD,
+            fsdd_htsat(name, [_htsat_phase("coarse4", coarse, f"{method}:4"), _htsat_phase("fine", FSDD_EPOCHS)]))
+    for key, (comment, body) in out.items():
+        out[key] = (comment + "\n" + FSDD_LAYOUT.replace("resampled to 16 kHz", "resampled to 32 kHz"), body)
+    return out
+
+
 def all_recipes() -> dict[str, tuple[str, dict]]:
-    return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes()}
+    return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes()}
 
 
 def render(comment: str, body: dict, path: str) -> str:

@@ -6,7 +6,9 @@ ESC-50 repository, the Speech Commands release, VoxCeleb1's iden_split.txt) and 
 FSDD clips for the FSDD recipes. Each recipe then runs as written except for the model's
 widths (32 wide, one block), the batch (2) and the phases' length (one epoch of two
 steps): data format, features, augmentation, loss, sampler, phases, compression,
-transfer, weight averaging, initialisation and distillation are the recipe's own.
+transfer, weight averaging, initialisation and distillation are the recipe's own. An HTS-AT
+recipe keeps its stages and freq_ratio with every stage one block of one head, 8 wide, and
+averages its best epoch alone (``train.average_best=1``: one epoch per phase here).
 Initial weights named under ``runs/`` are produced by running the recipe that writes them
 first; ImageNet DeiT weights are a tiny file in timm's layout.
 """
@@ -28,14 +30,28 @@ import yaml
 from flexiast import AST
 from flexiast.config import load_config
 from flexiast.engine import train
+from flexiast.models import load_model
+from flexiast.models.htsat.config import PRESETS as HTSAT_PRESETS
 from helpers import tiny_deit
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
 P = [8, 10, 12, 16, 20, 24, 30, 32, 40, 48]
 WIDTH = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"]
-# Starting a recipe from ImageNet or another dataset's AST is expected to re-initialise the head.
-pytestmark = pytest.mark.filterwarnings("ignore:.*classifier head initialised at random")
+# Starting a recipe from ImageNet or another dataset's model is expected to re-initialise the head
+# (an AST's classifier, an HTS-AT's token-semantic head).
+pytestmark = pytest.mark.filterwarnings("ignore:.*initialised at random")
+
+
+def _width(raw: dict) -> list[str]:
+    """The small model the recipe runs as: an AST 32 wide with one block; an HTS-AT with its
+    preset's stages (and the recipe's freq_ratio), one block of one head each, 8 wide."""
+    model = raw["model"]
+    if model.get("arch", "ast") == "ast":
+        return WIDTH
+    stages = len(model.get("depths") or HTSAT_PRESETS[model["preset"]]["depths"])
+    ones = "[" + ",".join(["1"] * stages) + "]"
+    return ["model.embed_dim=8", f"model.depths={ones}", f"model.num_heads={ones}"]
 
 
 def _tone(freq: float, seconds: float, rate: int, seed: int) -> np.ndarray:
@@ -165,9 +181,12 @@ class Runner:
             return self.done[recipe]
         raw = _raw(recipe)
         out = self.base / raw["out"].replace("{name}", raw["name"])
-        overrides = WIDTH + [f"data.root={self.layouts[recipe.split('/')[0]]}", f"out={out}", "data.batch_size=2",
-                             "data.num_workers=0", "train.progress=false", "train.tensorboard=false", "train.log_every=1"]
+        overrides = _width(raw) + [f"data.root={self.layouts[recipe.split('/')[0]]}", f"out={out}",
+                                   "data.batch_size=2", "data.num_workers=0", "train.progress=false",
+                                   "train.tensorboard=false", "train.log_every=1"]
         overrides += [f"phases.{i}.epochs=1" for i in range(len(raw["phases"]))]
+        if raw["train"].get("average_best"):  # the final phase has one epoch here
+            overrides.append("train.average_best=1")
         if raw.get("init", {}).get("path"):
             overrides.append(f"init.path={self.weights(raw['init']['path'])}")
         if raw.get("loss", {}).get("teacher"):
@@ -196,6 +215,11 @@ def test_every_paper_experiment_has_a_recipe():
     for name in ("digits_ast8", "digits_ast16", "digits_ast32", "digits_flexiast", "speakers_ast16",
                  "speakers_flexiast_both", "speakers_flexiast_time", "speakers_flexiast_freq"):
         want.add(f"fsdd/{name}.yaml")
+    # Coarse-to-fine Table 6, HTS-AT rows: the baseline and Fshift 4->1 on AudioSet-2M and VGGSound;
+    # HTS-AT's ESC-50 fine-tuning; the FSDD counterparts that run on a CPU.
+    for ds in ("audioset", "vggsound"):
+        want |= {f"{ds}/htsat.yaml", f"{ds}/htsat_c2f_fshift_4-1.yaml"}
+    want |= {"esc50/htsat.yaml", "fsdd/digits_htsat.yaml", "fsdd/digits_htsat_c2f_fshift_4-1.yaml"}
     assert want <= set(RECIPES), sorted(want - set(RECIPES))
 
 
@@ -249,6 +273,67 @@ def test_hyper_parameters_follow_the_papers_and_ast():
         assert "mixup" not in flexi["augment"] and not flexi["train"].get("weight_averaging")
 
 
+#: HTS-AT's settings, written out from RetroCirce/HTS-Audio-Transformer (2e29471), not read from
+#: the generator: sed_model.py configure_optimizers (AdamW, betas 0.9/0.999, eps 1e-8, weight
+#: decay 0.05), config.py learning_rate 1e-3, lr_rate [0.02, 0.05, 0.1], lr_scheduler_epoch
+#: [10, 20, 30], main.py gradient_clip_val 1.0.
+HTSAT_ADAMW = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05, "betas": [0.9, 0.999], "eps": 1e-8}
+HTSAT_TABLE = {"name": "htsat", "epoch_rates": [0.02, 0.05, 0.1], "epoch_bounds": [10, 20, 30]}
+
+
+def test_htsat_recipes_follow_htsat_and_the_c2f_paper():
+    """Value by value: HTS-AT's config.py / esc_config.py / sed_model.py / main.py, and the
+    coarse-to-fine paper's Sec. 3.2 and 3.5 for Table 6 (25 and 50 epochs, top-15 average on
+    AudioSet, Fshift 4->1 with a first phase of about 25%)."""
+    for ds, epochs, coarse in (("audioset", 25, 6), ("vggsound", 50, 12)):
+        base, c2f = _raw(f"{ds}/htsat.yaml"), _raw(f"{ds}/htsat_c2f_fshift_4-1.yaml")
+        for r in (base, c2f):
+            assert r["model"] == {"arch": "htsat", "preset": "tiny"}  # Swin-T (config.py htsat_*)
+            assert r["features"] == {"kind": "slaney_logmel", "target_length": 1024}
+            assert r["optimizer"] == HTSAT_ADAMW and r["schedule"] == HTSAT_TABLE
+            assert r["train"]["grad_clip"] == 1.0
+            assert r["data"]["batch_size"] == 128  # config.py: 32 per GPU x 4
+            assert (r["augment"]["freqm"], r["augment"]["timem"]) == (16, 128)  # 2 x 8 bins, 2 x 64 frames
+            assert "init" not in r  # config.py: swin_pretrain_path = None
+            audioset = ds == "audioset"
+            assert r["loss"]["name"] == ("bce" if audioset else "ce")
+            assert bool(r["data"].get("balanced")) == audioset  # balanced_data 'only works for audioset'
+            # sed_model.py training_step: AudioSet clips mixed on the spectrogram, lambda ~ Beta(0.5, 0.5)
+            assert ({k: r["augment"].get(k) for k in ("mixup", "mixup_alpha", "mixup_on")} ==
+                    ({"mixup": 1.0, "mixup_alpha": 0.5, "mixup_on": "spectrogram"} if audioset else
+                     {"mixup": None, "mixup_alpha": None, "mixup_on": None}))
+            # c2f Sec. 3.2: top-15 averaging on AudioSet, none on VGGSound
+            assert r["train"].get("average_best", 0) == (15 if audioset else 0)
+            assert not r["train"].get("weight_averaging")
+        assert base["phases"] == [{"name": "full", "epochs": epochs}]
+        # Sec. 3.5: Fshift, C = 4, the first phase about 25% of the baseline's epochs, then the
+        # baseline's length at full resolution (cut where it passes the baseline: flexiast savings)
+        assert c2f["phases"] == [{"name": "coarse4", "epochs": coarse, "compression": "fshift:4"},
+                                 {"name": "fine", "epochs": epochs}]
+    esc = _raw("esc50/htsat.yaml")  # esc_config.py
+    assert esc["init"]["path"] == "runs/audioset-htsat/averaged.safetensors"  # resume_checkpoint: AudioSet
+    assert (esc["data"]["batch_size"], esc["optimizer"], esc["schedule"]) == (64, HTSAT_ADAMW, HTSAT_TABLE)
+    assert esc["phases"] == [{"name": "full", "epochs": 100}] and esc["data"]["kfold"] == 5  # max_epoch 100
+    assert esc["loss"]["name"] == "ce" and "mixup" not in esc["augment"] and not esc["data"].get("balanced")
+    assert esc["features"] == {"kind": "slaney_logmel", "target_length": 512}  # the 5 s clip, not repeated
+    assert esc["train"]["grad_clip"] == 1.0
+    base = _raw("fsdd/digits_htsat.yaml")
+    assert base["model"] == {"arch": "htsat", "preset": "micro", "freq_ratio": 2}
+    assert base["features"]["target_length"] == 128
+    assert base["optimizer"] == {**HTSAT_ADAMW, "lr": 5e-4}  # HTS-AT's AdamW at the rate tuned on FSDD
+    assert base["phases"] == [{"name": "full", "epochs": 24}]
+    for method in ("fshift", "avgpool", "maxpool"):
+        r = _raw(f"fsdd/digits_htsat_c2f_{method}_4-1.yaml")
+        assert r["phases"] == [{"name": "coarse4", "epochs": 6, "compression": f"{method}:4"},
+                               {"name": "fine", "epochs": 24}]
+        assert {k: v for k, v in r.items() if k not in ("name", "phases")} == \
+            {k: v for k, v in base.items() if k not in ("name", "phases")}
+    for recipe in RECIPES:  # HTS-AT's calls take no patch size: no recipe for it names one
+        r = _raw(recipe)
+        if r["model"].get("arch") == "htsat":
+            assert all("patch" not in ph for ph in r["phases"]) and "eval_patch_sizes" not in r["train"]
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
     raw = _raw(recipe)
@@ -265,6 +350,9 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
     assert [p["name"] for p in summary["phases"]] == [p["name"] for p in raw["phases"]]
     assert [p["compression"] for p in summary["phases"]] == [p.get("compression", "none") for p in raw["phases"]]
     assert all(p["steps"] == 2 for p in summary["phases"]), summary["phases"]
+    if raw["model"].get("arch") == "htsat":
+        _check_htsat_run(raw, summary, out)
+        return
     sizes = raw["train"]["eval_patch_sizes"]
     assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {str(s) for s in sizes}
     model = AST.from_pretrained(out / "best.safetensors")
@@ -274,3 +362,21 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
         assert len(steps) == 2 and all(int(v) in P for row in steps for v in row["patch"].split("x"))
     if raw.get("train", {}).get("weight_averaging"):
         assert (out / "averaged.safetensors").exists() and "averaged" in summary["test"]
+
+
+def _check_htsat_run(raw: dict, summary: dict, out: Path) -> None:
+    """An HTS-AT run: its model, its one validation at the input length, its averaged epochs, and a
+    4x compressed phase that computed at most about a quarter of a full-resolution step."""
+    model = load_model(out / "best.safetensors", arch="htsat")
+    preset = HTSAT_PRESETS[raw["model"]["preset"]]
+    assert model.config.embed_dim == 8 and len(model.config.depths) == len(preset["depths"])
+    assert model.config.freq_ratio == raw["model"].get("freq_ratio", 4)
+    assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {"stored"}
+    if raw["train"].get("average_best"):
+        assert (out / "averaged.safetensors").exists() and "averaged" in summary["test"]
+        assert len(summary["averaged_epochs"]) == 1
+    phases = summary["phases"]
+    if len(phases) > 1:  # coarse at C = 4 (its input a whole number of the model's units), then full:
+        # a quarter of the tokens, and less where the coarse grid is narrower than a window
+        per_clip = [p["train_flops"] / p["clips"] for p in phases]
+        assert 0.1 < per_clip[0] / per_clip[-1] <= 0.26, per_clip

@@ -327,7 +327,7 @@ def per_seed_c2f(runs: Path, seeds: list[int]) -> str:
                 else:
                     lines.append(f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {s} | never | "
                                  f"{sv['run_best']:.3f} | - | - |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def walltimes(runs: Path) -> str:

@@ -259,8 +259,8 @@ def detect_events(scores: torch.Tensor, labels: list[str], *, hop_s: float, firs
     hop_s`` to ``first_s + (b + 1/2) hop_s``, clipped to ``[0, duration_s]``. Events of one
     class that are ``merge_gap_s`` or less apart are merged first; events shorter than
     ``min_duration_s`` are then dropped. An event's ``score`` is the largest frame score in
-    it. Returns ``{"onset_s", "offset_s", "label", "index", "score"}`` sorted by onset (then
-    class index).
+    it. Returns ``{"onset_s", "offset_s", "label", "index", "score"}`` (times rounded to the
+    microsecond) sorted by onset (then class index).
     """
     if scores.dim() != 2 or scores.shape[1] != len(labels):
         raise ValueError(f"scores of shape {tuple(scores.shape)}: expected [frames, {len(labels)} classes]")
@@ -292,7 +292,7 @@ def detect_events(scores: torch.Tensor, labels: list[str], *, hop_s: float, firs
                 offset = min(offset, duration_s)
             if offset - onset + 1e-9 < min_duration_s:
                 continue
-            events.append({"onset_s": onset, "offset_s": offset, "label": labels[c], "index": c,
+            events.append({"onset_s": round(onset, 6), "offset_s": round(offset, 6), "label": labels[c], "index": c,
                            "score": float(scores[a:b + 1, c].max())})
     return sorted(events, key=lambda e: (e["onset_s"], e["index"]))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flexiast.config import ConfigError, apply_overrides, load_config
@@ -206,10 +208,12 @@ def test_an_htsat_recipe_takes_its_log_mel_and_refuses_patch_settings(tmp_path, 
         "features.dataset=audioset": "features.dataset: 'audioset' names AST's Kaldi fbank statistics",
         "features.kind=kaldi_fbank features.num_mel_bins=64 features.mean=-4 features.std=4":
             "features: kaldi_fbank features, but a htsat model takes slaney_logmel",
-        "features.mean=-4.2": "features.mean",
+        "features.mean=-4.2": "features.mean: slaney_logmel features take no dataset statistics",
+        "features.num_mel_bins=40": "features.num_mel_bins / features.target_length: the htsat model .* cannot take 40 "
+                                    "mel bins",
         "features.fmax=20000": "features.fmax=20000 exceeds the Nyquist frequency 16000",
         "features.kind=mfcc": "features.kind: 'mfcc' is not one of kaldi_fbank, slaney_logmel",
     }
     for override, message in refusals.items():
-        with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        with pytest.raises(ConfigError, match=" .* ".join(re.escape(part) for part in message.split(" .* "))):
             load(tmp_path, text, *override.split())

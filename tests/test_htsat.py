@@ -432,3 +432,56 @@ def test_the_recipe_section_refuses_patch_settings():
 
     with pytest.raises(ConfigError, match="unknown key model.patch_size; HTSATSection takes"):
         build_config({"name": "t", "model": {"arch": "htsat", "patch_size": 8}}, check_files=False)
+
+
+def _htsat_module_tree(depths=(2, 2, 2), dim=16, heads=(2, 4, 8), window=4, mel_bins=16, classes=5, c_freq_bin=1):
+    """The learned tensors of HTS-AT's ``sed_model`` with their shapes, written from the names in
+    its ``model/htsat.py`` and ``model/layers.py`` (RetroCirce/HTS-Audio-Transformer @ 2e29471:
+    ``bn0``, ``patch_embed.{proj,norm}``, ``layers.i.blocks.j.{norm1, attn.{relative_position_bias_table,
+    qkv, proj}, norm2, mlp.{fc1, fc2}}``, ``layers.i.downsample.{reduction, norm}``, ``norm``,
+    ``tscam_conv``), not from flexiast's module."""
+    tree = {"bn0.weight": (mel_bins,), "bn0.bias": (mel_bins,), "bn0.running_mean": (mel_bins,),
+            "bn0.running_var": (mel_bins,), "bn0.num_batches_tracked": (),
+            "patch_embed.proj.weight": (dim, 1, 4, 4), "patch_embed.proj.bias": (dim,),
+            "patch_embed.norm.weight": (dim,), "patch_embed.norm.bias": (dim,)}
+    d = dim
+    for i, (depth, h) in enumerate(zip(depths, heads)):
+        for j in range(depth):
+            b = f"layers.{i}.blocks.{j}."
+            tree.update({b + "norm1.weight": (d,), b + "norm1.bias": (d,),
+                         b + "attn.relative_position_bias_table": ((2 * window - 1) ** 2, h),
+                         b + "attn.qkv.weight": (3 * d, d), b + "attn.qkv.bias": (3 * d,),
+                         b + "attn.proj.weight": (d, d), b + "attn.proj.bias": (d,),
+                         b + "norm2.weight": (d,), b + "norm2.bias": (d,),
+                         b + "mlp.fc1.weight": (4 * d, d), b + "mlp.fc1.bias": (4 * d,),
+                         b + "mlp.fc2.weight": (d, 4 * d), b + "mlp.fc2.bias": (d,)})
+        if i < len(depths) - 1:
+            tree.update({f"layers.{i}.downsample.reduction.weight": (2 * d, 4 * d),
+                         f"layers.{i}.downsample.norm.weight": (4 * d,), f"layers.{i}.downsample.norm.bias": (4 * d,)})
+            d *= 2
+    tree.update({"norm.weight": (d,), "norm.bias": (d,), "tscam_conv.weight": (classes, d, c_freq_bin, 3),
+                 "tscam_conv.bias": (classes,)})
+    return tree
+
+
+def test_a_checkpoint_in_htsat_module_tree_loads_strictly(tmp_path):
+    """A Lightning file built from HTS-AT's own module names and shapes (with the buffers and
+    front end it also saves) loads, every learned tensor in its place."""
+    tree = _htsat_module_tree()
+    g = torch.Generator().manual_seed(1)
+    sd = {f"sed_model.{k}": (torch.randn(shape, generator=g) if shape else torch.tensor(7)) for k, shape in tree.items()}
+    sd["sed_model.bn0.running_var"] = sd["sed_model.bn0.running_var"].abs() + 0.5
+    for i, depth in enumerate((2, 2, 2)):
+        for j in range(depth):
+            sd[f"sed_model.layers.{i}.blocks.{j}.attn.relative_position_index"] = torch.zeros(16, 16, dtype=torch.long)
+    sd.update({"sed_model.head.weight": torch.randn(5, 5), "sed_model.head.bias": torch.zeros(5),
+               "sed_model.spectrogram_extractor.stft.conv_real.weight": torch.randn(513, 1, 1024),
+               "sed_model.logmel_extractor.melW": torch.randn(513, 16)})
+    path = tmp_path / "htsat_tree.ckpt"
+    torch.save({"state_dict": sd, "pytorch-lightning_version": "1.5.9"}, path)
+    model = load_model(path, freq_ratio=4)
+    mine = model.state_dict()
+    assert set(mine) == set(tree)
+    for k, shape in tree.items():
+        assert tuple(mine[k].shape) == shape, k
+        assert torch.equal(mine[k], sd[f"sed_model.{k}"]), k

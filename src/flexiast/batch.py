@@ -42,7 +42,8 @@ __all__ = ["audio_files", "check_output", "run_files", "embed_files", "read_embe
            "predict_files", "read_predictions", "model_identity", "RESUME_KEYS"]
 
 #: What an embeddings file must share with a run that resumes it.
-RESUME_KEYS = ("model", "patch_size", "resize", "layer", "pooling", "frames", "hop_s")
+RESUME_KEYS = ("model", "patch_size", "resize", "layer", "pooling", "frames", "hop_s", "input_frames", "compression",
+               "step_s")
 #: What a :func:`predict_files` output's rows depend on: a resume with other values is refused.
 PREDICTION_KEYS = ("model", "patch_size", "resize", "top_k", "aggregate", "hop_s", "whole", "input_frames",
                    "compression", "threshold", "framewise", "min_duration_s", "merge_gap_s")

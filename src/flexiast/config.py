@@ -596,6 +596,10 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         if f.dataset is not None:
             raise ConfigError(f"features.dataset: {f.dataset!r} names AST's Kaldi fbank statistics; {kind} "
                               f"features take none (give target_length)")
+        for name in ("mean", "std"):
+            if getattr(f, name) is not None:
+                raise ConfigError(f"features.{name}: {kind} features take no dataset statistics (the model "
+                                  f"normalises them with its own BatchNorm); remove features.{name}")
     elif f.dataset is not None:
         _choice(f.dataset, tuple(DATASET_STATS), "features.dataset")
     elif None in (f.target_length, f.mean, f.std):
@@ -703,6 +707,12 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
             _check_schedule(ph.schedule, f"{key}.schedule")
     if cfg.patch_calls:
         _check_eval_sizes(cfg, features)
+    try:  # the family's own checks, now on the recipe's input
+        family.config_from_recipe(m, num_classes=1, input_fdim=features.num_mel_bins,
+                                  input_tdim=features.target_length)
+    except ValueError as e:
+        raise ConfigError(f"features.num_mel_bins / features.target_length: the {m.arch} model of the model: section "
+                          f"cannot take {features.num_mel_bins} mel bins x {features.target_length} frames: {e}") from None
     if t.weight_averaging:
         _positive(t.wa_start, "train.wa_start")
         last = cfg.phases[-1]

@@ -51,13 +51,13 @@ def _need(module: str):
                           "(onnx, onnxscript, onnxruntime)") from None
 
 
-def _call(model: FlexModel, patch_size, resize: str, pos_grid: str) -> dict:
-    """The call options of ``model`` at ``patch_size``: an AST's, or ``{}`` for a family without
-    patch sizes, which refuses them (naming the family)."""
+def _call(model: FlexModel, patch_size, resize: str | None, pos_grid: str) -> dict:
+    """The call options of ``model`` at ``patch_size``: an AST's (``resize`` None: PI), or ``{}``
+    for a family without patch sizes, which refuses them (naming the family)."""
     if family_of(model).patch_calls:
-        return dict(patch_size=patch_size, resize=resize, pos_grid=pos_grid)
+        return dict(patch_size=patch_size, resize=resize or "pi", pos_grid=pos_grid)
     given = [name for name, v, default in (("patch_size (--patch-size)", patch_size, None),
-                                           ("resize (--resize)", resize, "pi"),
+                                           ("resize (--resize)", resize, None),
                                            ("pos_grid (--pos-grid)", pos_grid, "leading")) if v != default]
     if given:
         raise ValueError(f"{', '.join(given)}: a {model.arch} model takes no patch size or positional grid; it is "
@@ -65,7 +65,7 @@ def _call(model: FlexModel, patch_size, resize: str, pos_grid: str) -> dict:
     return patch_call(None)
 
 
-def _fixed(model: FlexModel, patch_size, resize: str, frames: int | None, pos_grid: str) -> FlexModel:
+def _fixed(model: FlexModel, patch_size, resize: str | None, frames: int | None, pos_grid: str) -> FlexModel:
     """``model.fixed`` at the call of :func:`_call` and ``frames``, in fp32 on the CPU, in eval mode."""
     return model.fixed(input_tdim=frames, **_call(model, patch_size, resize, pos_grid)).float().cpu().eval()
 
@@ -206,7 +206,7 @@ def _waveform_graph(fixed: FlexModel, inference: dict | None, samples: int | Non
     return _WaveformLogits(front, fixed), example, dynamic, about
 
 
-def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str = "pi",
+def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None, resize: str | None = None,
                 pos_grid: str = "leading", opset: int = 18, inference: dict | None = None,
                 input: str = "spectrogram", samples: int | None = None, dynamic_length: bool = False) -> Path:
     """Write ``model`` at ``patch_size`` for ``frames``-frame inputs to ``path`` (ONNX).
@@ -250,7 +250,7 @@ def export_onnx(model: FlexModel, path: str | Path, *, patch_size=None, frames: 
 def _write_meta(path: Path, meta: dict, cfg, resize: str, pos_grid: str, inference: dict | None) -> None:
     """The JSON beside an exported graph: its input, logits out, the sizes, labels and ``inference``."""
     if hasattr(cfg, "stride"):
-        sizes = {"patch_size": list(cfg.patch_size), "stride": list(cfg.stride), "resize": resize,
+        sizes = {"patch_size": list(cfg.patch_size), "stride": list(cfg.stride), "resize": resize or "pi",
                  "pos_grid": pos_grid}
     else:  # a family without patch sizes: its length is the graph's
         sizes = {"arch": cfg.arch, "patch_size": None, "input_frames": cfg.input_tdim}
@@ -260,7 +260,7 @@ def _write_meta(path: Path, meta: dict, cfg, resize: str, pos_grid: str, inferen
 
 
 def export_program(model: FlexModel, path: str | Path, *, patch_size=None, frames: int | None = None,
-                   resize: str = "pi", pos_grid: str = "leading", inference: dict | None = None,
+                   resize: str | None = None, pos_grid: str = "leading", inference: dict | None = None,
                    samples: int | None = None, dynamic_length: bool = False) -> Path:
     """The waveform graph of :func:`export_onnx` as a ``torch.export`` program (``torch.export.save``).
 
@@ -279,7 +279,7 @@ def export_program(model: FlexModel, path: str | Path, *, patch_size=None, frame
     return path
 
 
-def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: str = "pi", pos_grid: str = "leading",
+def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: str | None = None, pos_grid: str = "leading",
                batch: int = 2, seed: int = 0) -> float:
     """Largest absolute difference of ONNX Runtime's logits from eager PyTorch's.
 
@@ -301,7 +301,7 @@ def check_onnx(path: str | Path, model: FlexModel, *, patch_size=None, resize: s
 
 def check_onnx_waveform(path: str | Path, model: FlexModel, features: FeatureConfig,
                         compression: Compression = Compression(), waveforms=None, *, patch_size=None,
-                        resize: str = "pi", pos_grid: str = "leading", seed: int = 0) -> float:
+                        resize: str | None = None, pos_grid: str = "leading", seed: int = 0) -> float:
     """Largest absolute difference of a waveform graph's logits in ONNX Runtime from eager flexiast's.
 
     ``waveforms``: 1-D float arrays at ``features.sample_rate`` (default: three seeded
@@ -335,7 +335,7 @@ def check_onnx_waveform(path: str | Path, model: FlexModel, features: FeatureCon
 
 
 def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frames: int | None = None,
-              resize: str = "pi", pos_grid: str = "leading", inference: dict | None = None) -> Path:
+              resize: str | None = None, pos_grid: str = "leading", inference: dict | None = None) -> Path:
     """Hugging Face's ``ASTForAudioClassification`` layout at one (square) patch size.
 
     ``ASTFeatureExtractor`` frames audio one way only (25 ms Hanning windows every 10 ms,
@@ -359,5 +359,5 @@ def export_hf(model: FlexModel, directory: str | Path, *, patch_size=None, frame
         if inference.get("compression", "none") != "none" and not str(inference["compression"]).startswith("patch"):
             raise ValueError(f"compression {inference['compression']}: Hugging Face's ASTFeatureExtractor cannot "
                              "compress time; export to ONNX or flexiast instead")
-    fixed = model.fixed(patch_size=patch_size, resize=resize, input_tdim=frames, pos_grid=pos_grid)
+    fixed = model.fixed(patch_size=patch_size, resize=resize or "pi", input_tdim=frames, pos_grid=pos_grid)
     return fixed.save_pretrained(directory, format="hf", inference=inference)

@@ -237,15 +237,20 @@ def stitch_framewise(starts: list[int], frames_per_window: int, total: int) -> t
     """
     n = frames_per_window
     start = torch.tensor(starts, dtype=torch.long)
+    if len(starts) > 1 and not bool((start[1:] > start[:-1]).all()):
+        raise ValueError(f"window starts {starts} must increase")
     g = torch.arange(total, dtype=torch.long)
-    local = g[:, None] - start[None, :]  # [total, windows]
-    inside = (local >= 0) & (local < n)
-    if not bool(inside.any(dim=1).all()):
+    # Windows of one length: the one whose middle is nearest holds g whenever any window does,
+    # so each frame needs only the two windows whose (doubled) middles bracket 2g: O(frames).
+    middle = 2 * start + (n - 1)  # twice each window's middle frame, increasing
+    after = torch.searchsorted(middle, 2 * g).clamp(max=len(starts) - 1)  # first middle >= 2g
+    before = (after - 1).clamp(min=0)
+    earlier = (2 * g - middle[before]).abs() <= (middle[after] - 2 * g).abs()  # a tie: the earlier window
+    window = torch.where(earlier, before, after)
+    local = g - start[window]
+    if not bool(((local >= 0) & (local < n)).all()):
         raise ValueError("some frames lie in no window")
-    distance = (2 * local - (n - 1)).abs().double()  # twice the distance from the middle frame
-    distance = distance.masked_fill(~inside, float("inf"))
-    window = distance.argmin(dim=1)  # the first of equal minima: the earlier window
-    return window, local.gather(1, window[:, None])[:, 0]
+    return window, local
 
 
 def detect_events(scores: torch.Tensor, labels: list[str], *, hop_s: float, first_s: float = 0.0,
@@ -267,24 +272,17 @@ def detect_events(scores: torch.Tensor, labels: list[str], *, hop_s: float, firs
     if min_duration_s < 0 or merge_gap_s < 0:
         raise ValueError(f"min_duration_s={min_duration_s} and merge_gap_s={merge_gap_s} must not be negative")
     above = (scores > threshold).cpu()
+    edges = torch.diff(torch.nn.functional.pad(above.to(torch.int8).T, (1, 1)), dim=1)  # [classes, frames + 1]
     events = []
-    for c in range(scores.shape[1]):
-        runs = []  # [first frame, last frame]
-        flags = above[:, c].tolist()
-        g = 0
-        while g < len(flags):
-            if flags[g]:
-                end = g
-                while end + 1 < len(flags) and flags[end + 1]:
-                    end += 1
-                gap = (g - runs[-1][1] - 1) * hop_s if runs else None
-                if gap is not None and gap <= merge_gap_s + 1e-9:
-                    runs[-1][1] = end
-                else:
-                    runs.append([g, end])
-                g = end + 1
+    for c in torch.nonzero(above.any(dim=0)).flatten().tolist():
+        firsts = torch.nonzero(edges[c] == 1).flatten().tolist()  # a run's first frame
+        lasts = (torch.nonzero(edges[c] == -1).flatten() - 1).tolist()  # its last
+        runs = []  # [first frame, last frame], runs merged across gaps of merge_gap_s or less
+        for a, b in zip(firsts, lasts):
+            if runs and (a - runs[-1][1] - 1) * hop_s <= merge_gap_s + 1e-9:
+                runs[-1][1] = b
             else:
-                g += 1
+                runs.append([a, b])
         for a, b in runs:
             onset = max(0.0, first_s + (a - 0.5) * hop_s)
             offset = first_s + (b + 0.5) * hop_s

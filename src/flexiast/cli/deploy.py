@@ -232,7 +232,8 @@ def cmd_export(args) -> int:
         print(f"wrote {path} (flexiast, {im.model.arch} at {model.config.input_tdim} frames; any length at run time)")
     else:
         model = im.model if args.patch_size is None and args.frames is None else \
-            im.model.fixed(patch_size=args.patch_size, resize=args.resize, input_tdim=frames, pos_grid=args.pos_grid)
+            im.model.fixed(patch_size=args.patch_size, resize=args.resize or "pi", input_tdim=frames,
+                           pos_grid=args.pos_grid)
         path = model.save_pretrained(args.dest, inference=info)
         print(f"wrote {path} (flexiast, stored patch {model.config.patch_size}; any patch size at run time)")
     return 0
@@ -307,7 +308,7 @@ def add_parsers(sub) -> None:
     ex.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0])
     ex.add_argument("--patch-size", type=patch_size, help="the size to export (default: the stored one)")
     ex.add_argument("--frames", type=positive(int), help="input length (default: the trained one)")
-    ex.add_argument("--resize", choices=RESIZE_METHODS, default=RESIZE_METHODS[0])
+    ex.add_argument("--resize", choices=RESIZE_METHODS, help="kernel resize of an AST (default pi)")
     ex.add_argument("--pos-grid", choices=POS_GRID_POLICIES, default=POS_GRID_POLICIES[0],
                     help="positional grid when --frames differs from the trained length")
     ex.add_argument("--opset", type=int, default=18)

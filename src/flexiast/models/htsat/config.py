@@ -122,10 +122,6 @@ class HTSATConfig:
         """Frequency rows of the last stage after unfolding: the head's kernel height."""
         return self.input_fdim // self.frames_per_position
 
-    @property
-    def mlp_dim(self) -> int:
-        return int(self.embed_dim * self.mlp_ratio)
-
     def replace(self, **changes) -> "HTSATConfig":
         """This configuration with ``changes``; a new ``num_classes`` without ``labels`` drops the labels."""
         d = self.to_dict()

@@ -93,10 +93,6 @@ class WindowPlan:
         return self.window[0] * self.window[1]
 
     @property
-    def num_windows(self) -> int:
-        return (self.padded[0] // self.window[0]) * (self.padded[1] // self.window[1])
-
-    @property
     def needs_mask(self) -> bool:
         return self.padded != self.grid or self.shift != (0, 0)
 

@@ -14,11 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # 45 s: every benchmark section end to end; the sections' own tests below run by default
 def test_quick_benchmark_run_writes_every_section(tmp_path, fsdd_dir):
     out = tmp_path / "PERFORMANCE.md"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out),

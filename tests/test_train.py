@@ -24,6 +24,7 @@ from helpers import one_thread_env, read_csv, tiny_deit, tiny_recipe, torchrun_c
 from reference_vit import pinv_resize
 
 # -- learning ------------------------------------------------------------------------
+@pytest.mark.slow  # 40 s: learning to 0.6+ on real speech; the demo test and the recipe runs train by default
 def test_tiny_ast_learns_fsdd_digits(fsdd_dir, tmp_path):
     """A real learning check: 8 epochs on all 2,700 FSDD training clips, chance is 10%."""
     raw = tiny_recipe(fsdd_dir.parent, tmp_path / "run",

@@ -245,6 +245,16 @@ def test_hyper_parameters_follow_the_papers_and_ast():
     assert base["augment"] == {"freqm": 48, "timem": 192, "mixup": 0.5} and base["data"]["balanced"]
     assert base["train"]["weight_averaging"] and base["schedule"]["warmup_steps"] == 1000
     assert base["model"]["stride"] == 16  # non-overlapping (c2f Sec. 3.1)
+    # c2f Sec. 3.2: VGGSound, VoxCeleb and Kinetics-Sounds "adopt the setup of the AudioSet training", AST's
+    # egs/audioset/run.sh: lr 1e-5, warm-up (1000 steps), x0.5 per epoch from epoch 2. The FlexiAST authors'
+    # egs/vggsound/run16.sh and egs/voxceleb/vox_sup_from16.sh set the same, with BCE and CE respectively.
+    audioset_schedule = {"name": "multistep", "warmup_steps": 1000, "decay_from": 2, "decay_every": 1, "gamma": 0.5}
+    assert base["schedule"] == audioset_schedule
+    for ds, loss in (("vggsound", "bce"), ("voxceleb", "ce"), ("kinetics_sounds", "bce")):
+        for name in ["c2f_baseline", "c2f_fshift_4-1"] + (["ast_b16", "flexiast"] if ds != "kinetics_sounds" else []):
+            r = _raw(f"{ds}/{name}.yaml")
+            assert (r["optimizer"]["lr"], r["schedule"], r["loss"]["name"]) == (1e-5, audioset_schedule, loss), name
+            assert (r["data"]["batch_size"], "mixup" in r["augment"]) == (12, False)
     for ds, epochs, coarse in (("audioset", 5, 1), ("vggsound", 20, 5), ("voxceleb", 20, 5), ("kinetics_sounds", 20, 5)):
         for m, compression, transfer in (("fshift", "fshift", None), ("avgpool", "avgpool", None),
                                          ("maxpool", "maxpool", None), ("patchbl", "patch", "bl"),

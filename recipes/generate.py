@@ -111,12 +111,12 @@ FSDD_LAYOUT = """\
 
 
 def fsdd(name: str, task: str, phases: list[dict], eval_sizes: list[int], *, patch: int = 16,
-         init: str | None = None, loss: dict | None = None, select="mean") -> dict:
+         init: str | None = None, loss: dict | None = None, select="mean", model: dict | None = None) -> dict:
     train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
     if len(eval_sizes) > 1:
         train["select"] = select
     return recipe(
-        name, model={**FSDD_MODEL, "patch_size": patch}, init=init, loss=loss, features=FSDD_FEATURES,
+        name, model={**FSDD_MODEL, "patch_size": patch, **(model or {})}, init=init, loss=loss, features=FSDD_FEATURES,
         data={"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": task}, "train": {"split": "train"},
               "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32},
         augment={"freqm": 24, "timem": 12}, optimizer=adam(5.0e-4),
@@ -146,6 +146,12 @@ def fsdd_recipes() -> dict[str, tuple[str, dict]]:
     out["fsdd/digits_flexiast_scratch.yaml"] = (
         "FlexiAST on FSDD digits from random weights (the paper's Fig. 4b asks what initialisation buys).",
         fsdd("fsdd-digits-flexiast-scratch", "digits", [_phase("flexible", FSDD_EPOCHS, flexible())], flexi_eval))
+    out["fsdd/digits_flexiast_scratch_pad.yaml"] = (
+        "digits_flexiast_scratch.yaml with partial last patches zero-padded (model.partial_patches: pad):\n"
+        "# the ceil grid of FlexiAST Sec. 2.2 instead of the authors' floor, which at patch 48 never sees\n"
+        "# the top 32 of 128 mel bins nor the last 16 of 64 frames (docs/RESULTS.md compares the two).",
+        fsdd("fsdd-digits-flexiast-scratch-pad", "digits", [_phase("flexible", FSDD_EPOCHS, flexible())], flexi_eval,
+             model={"partial_patches": "pad"}))
     out["fsdd/speakers_ast16.yaml"] = (
         "Standard AST-16 for speaker identification on FSDD (6 speakers), the FlexiAST VoxCeleb setting's\n"
         "# initialisation (AST-B/16).",

@@ -15,6 +15,8 @@ PATCH_SIZES = (8, 10, 12, 16, 20, 24, 30, 32, 40, 48)
 
 #: How a patch kernel is resized: PI-resize (FlexiAST eq. 3) or bilinear ("BL", Fig. 1, 5).
 RESIZE_METHODS = ("pi", "bl")
+#: What an AST does with bins or frames that do not fill a last patch (``ASTConfig.partial_patches``).
+PARTIAL_PATCHES = ("drop", "pad")
 
 #: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t``
 #: (frequency); FlexiAST Fig. 4a.

@@ -75,11 +75,17 @@ def to_pair(value, name: str = "size") -> tuple[int, int]:
     return tuple(out)  # type: ignore[return-value]
 
 
-def grid_shape(input_size: tuple[int, int], patch_size, stride=None) -> tuple[int, int]:
-    """Token grid of a ``(freq, time)`` input: ``floor((n - p) / s) + 1`` per axis.
+def grid_shape(input_size: tuple[int, int], patch_size, stride=None, partial: str = "drop") -> tuple[int, int]:
+    """Token grid of a ``(freq, time)`` input, per axis of ``n`` bins or frames:
 
-    This is the output size of the patch-embedding convolution; ``stride`` defaults to
-    the patch size (no overlap). Raises if a patch does not fit in the input.
+    * ``partial="drop"``: ``floor((n - p) / s) + 1``, the patch-embedding convolution's
+      output size (AST's and the FlexiAST authors' code): bins or frames that do not fill a
+      last patch are never seen;
+    * ``partial="pad"``: ``ceil((n - p) / s) + 1``, the input zero-padded at the end to
+      whole patches, FlexiAST Sec. 2.2's ``ceil(h/2) x ceil(w/2)`` grid at patch ``2p``.
+
+    ``stride`` defaults to the patch size (no overlap). Raises if a patch does not fit in
+    the input, in both modes.
     """
     p = to_pair(patch_size, "patch_size")
     s = to_pair(stride if stride is not None else p, "stride")
@@ -87,6 +93,10 @@ def grid_shape(input_size: tuple[int, int], patch_size, stride=None) -> tuple[in
     if p[0] > fdim or p[1] > tdim:
         raise ValueError(f"patch size {p} (freq, time) is larger than the input "
                          f"({fdim} mel bins, {tdim} frames)")
+    if partial == "pad":
+        return -(-(fdim - p[0]) // s[0]) + 1, -(-(tdim - p[1]) // s[1]) + 1
+    if partial != "drop":
+        raise ValueError(f"partial={partial!r} is not one of drop, pad")
     return (fdim - p[0]) // s[0] + 1, (tdim - p[1]) // s[1] + 1
 
 

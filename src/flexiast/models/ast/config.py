@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ...constants import PARTIAL_PATCHES
 from ...resize import grid_shape, to_pair
 
 __all__ = ["ASTConfig", "PRESETS"]
@@ -25,6 +26,10 @@ class ASTConfig:
     ``patch_size`` and ``stride`` are ``(freq, time)``; ``stride=None`` means the patch
     size. ``norm_eps`` is the encoder's LayerNorm epsilon (1e-6 in AST/timm, 1e-12 in
     Hugging Face's port), ``head_norm_eps`` the classifier's (1e-5 in AST).
+    ``partial_patches`` says what happens to bins or frames that do not fill a last patch
+    (:func:`flexiast.resize.grid_shape`): ``"drop"`` (the convolution's floor, AST's and
+    the FlexiAST authors' code) or ``"pad"`` (zero-padded to whole patches, the ceil grid of
+    FlexiAST Sec. 2.2). At patch 48 on 128 mel bins ``drop`` never sees the top 32 bins.
     """
 
     num_classes: int = 527
@@ -40,6 +45,7 @@ class ASTConfig:
     qkv_bias: bool = True
     norm_eps: float = 1e-6
     head_norm_eps: float = 1e-5
+    partial_patches: str = "drop"
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     labels: tuple[str, ...] | None = field(default=None, compare=False)
@@ -61,6 +67,8 @@ class ASTConfig:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.prefix_tokens not in (1, 2):
             raise ValueError(f"prefix_tokens={self.prefix_tokens!r} must be 1 (cls) or 2 (cls + distillation)")
+        if self.partial_patches not in PARTIAL_PATCHES:
+            raise ValueError(f"partial_patches={self.partial_patches!r} must be one of {', '.join(PARTIAL_PATCHES)}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
         for name in ("drop_rate", "drop_path_rate"):
@@ -68,7 +76,7 @@ class ASTConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
         if self.labels is not None and len(self.labels) != self.num_classes:
             raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
-        grid_shape(self.input_size, self.patch_size, self.stride)
+        grid_shape(self.input_size, self.patch_size, self.stride, self.partial_patches)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -78,7 +86,12 @@ class ASTConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """The stored positional grid, ``(freq, time)`` tokens."""
-        return grid_shape(self.input_size, self.patch_size, self.stride)
+        return grid_shape(self.input_size, self.patch_size, self.stride, self.partial_patches)
+
+    def grid_at(self, input_size: tuple[int, int], patch, stride) -> tuple[int, int]:
+        """The token grid of a call on a ``(mel_bins, frames)`` input (:func:`grid_shape`
+        with this model's ``partial_patches``)."""
+        return grid_shape(input_size, patch, stride, self.partial_patches)
 
     @property
     def mlp_dim(self) -> int:

@@ -36,7 +36,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ...constants import RESIZE_METHODS
-from ...resize import grid_shape
 from .config import ASTConfig
 
 __all__ = ["flops", "FlopCount"]
@@ -97,7 +96,7 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     if resize not in RESIZE_METHODS:
         raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
     patch, stride = config.resolve_patch(patch_size, stride)
-    gf, gt = grid_shape((bins, frames), patch, stride)
+    gf, gt = config.grid_at((bins, frames), patch, stride)
     n = gf * gt
     p = config.prefix_tokens
     s = n + p
@@ -106,7 +105,7 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     k = patch[0] * patch[1]
     (h0, w0), (pf, pt) = config.patch_size, patch
     resized = patch != config.patch_size and resize == "pi"
-    (gf0, gt0), (rf, rt) = config.grid, grid_shape(config.input_size, patch, stride)
+    (gf0, gt0), (rf, rt) = config.grid, config.grid_at(config.input_size, patch, stride)
     return FlopCount(
         patch_resize=2 * d * (h0 * w0 * pt + pf * h0 * pt) if resized else 0,
         pos_resize=2 * d * (gf0 * gt0 * rt + rf * gf0 * rt) if (rf, rt) != (gf0, gt0) else 0,

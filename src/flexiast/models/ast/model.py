@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...constants import POS_GRID_POLICIES, RESIZE_METHODS
-from ...resize import ast_adapt_pos_grid, grid_shape, resize_patch_weight, resize_pos_grid, to_pair
+from ...resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, to_pair
 from ..base import FlexModel, TokenEmbedding
 from .config import PRESETS, ASTConfig
 
@@ -154,8 +154,9 @@ class PatchEmbed(nn.Module):
     ``proj.weight`` is ``[dim, 1, pf, pt]`` at the stored patch size. A token is
     ``e = <x_patch, w> + b``. Without overlap this is computed as one matrix product over
     the patches (a GEMM that bf16 autocast and AMX accelerate); with overlap, as a strided
-    convolution. Both give the convolution's floor semantics: trailing bins or frames that
-    do not fill a patch are dropped.
+    convolution. The caller's ``grid`` decides partial patches: the convolution's floor
+    drops trailing bins or frames that do not fill a patch; a larger (ceil) grid zero-pads
+    the input at the end first.
     """
 
     def __init__(self, embed_dim: int, patch_size: tuple[int, int], stride: tuple[int, int]):
@@ -163,13 +164,16 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_size, stride=stride)
 
     def forward(self, x: torch.Tensor, patch_size: tuple[int, int], stride: tuple[int, int],
-                resize: str) -> tuple[torch.Tensor, tuple[int, int]]:
+                resize: str, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         weight = resize_patch_weight(self.proj.weight, patch_size, resize)
+        need = [(g - 1) * s + p for g, s, p in zip(grid, stride, patch_size)]
+        if need[0] > x.shape[2] or need[1] > x.shape[3]:  # partial_patches="pad": zeros to whole patches
+            x = F.pad(x, (0, max(0, need[1] - x.shape[3]), 0, max(0, need[0] - x.shape[2])))
         if stride != patch_size:
             out = F.conv2d(x, weight, self.proj.bias, stride=stride)
             return out.flatten(2).transpose(1, 2), tuple(out.shape[-2:])
-        b, _, fdim, tdim = x.shape
-        gf, gt = fdim // patch_size[0], tdim // patch_size[1]
+        b = x.shape[0]
+        gf, gt = grid
         x = x[:, 0, : gf * patch_size[0], : gt * patch_size[1]]
         patches = x.reshape(b, gf, patch_size[0], gt, patch_size[1]).permute(0, 1, 3, 2, 4)
         patches = patches.reshape(b, gf * gt, patch_size[0] * patch_size[1])
@@ -317,7 +321,7 @@ class AST(FlexModel):
             raise ValueError(f"pos_grid={pos_grid!r} is not one of {', '.join(POS_GRID_POLICIES)}")
         cfg = self.config
         patch = to_pair(patch_size, "patch_size")
-        ref = grid_shape(tuple(max(n, q) for n, q in zip(cfg.input_size, patch)), patch, stride)
+        ref = cfg.grid_at(tuple(max(n, q) for n, q in zip(cfg.input_size, patch)), patch, stride)
         pos = resize_pos_grid(self.pos_embed, cfg.grid, ref, num_prefix_tokens=cfg.prefix_tokens)
         if grid == ref:
             return pos
@@ -338,9 +342,9 @@ class AST(FlexModel):
         if resize not in RESIZE_METHODS:
             raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
         patch, stride = self.config.resolve_patch(patch_size, stride)
-        grid_shape((spec.shape[2], spec.shape[1]), patch, stride)  # raises if the patch does not fit
+        grid = self.config.grid_at((spec.shape[2], spec.shape[1]), patch, stride)  # raises if a patch does not fit
         x = spec.unsqueeze(1).transpose(2, 3)  # [B, 1, mel_bins, frames], as AST
-        tokens, grid = self.patch_embed(x, patch, stride, resize)
+        tokens, grid = self.patch_embed(x, patch, stride, resize, grid)
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
         prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
@@ -403,7 +407,7 @@ class AST(FlexModel):
             raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
         patch, stride = cfg.resolve_patch(patch_size, stride)
         frames = cfg.input_tdim if input_tdim is None else input_tdim
-        grid = grid_shape((cfg.input_fdim, frames), patch, stride)
+        grid = cfg.grid_at((cfg.input_fdim, frames), patch, stride)
         new = cfg.replace(patch_size=patch, stride=stride, input_tdim=frames)
         with torch.no_grad():
             sd = dict(self.state_dict())

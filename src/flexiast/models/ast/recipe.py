@@ -15,8 +15,9 @@ class ASTSection:
     """The network. ``preset`` gives the widths (tiny/small/base); explicit fields override it.
 
     ``patch_size`` is the stored (base) kernel; FlexiAST keeps 16 and resizes it per step.
-    ``stride`` applies at that kernel (AST's overlapping 10). ``num_classes`` and the input
-    size come from the data and features.
+    ``stride`` applies at that kernel (AST's overlapping 10). ``partial_patches``: ``drop``
+    (AST's and the FlexiAST authors' floor) or ``pad`` (zeros to whole patches, the ceil grid
+    of FlexiAST Sec. 2.2). ``num_classes`` and the input size come from the data and features.
     """
 
     arch: str = ASTConfig.arch
@@ -28,6 +29,7 @@ class ASTSection:
     patch_size: int | list[int] = 16
     stride: int | list[int] | None = None
     prefix_tokens: int = 2
+    partial_patches: str = "drop"
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
@@ -53,5 +55,5 @@ def config_from_recipe(section: ASTSection, *, num_classes: int, input_fdim: int
     return ASTConfig(num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
                      patch_size=to_pair(section.patch_size, "patch_size"),
                      stride=None if section.stride is None else to_pair(section.stride, "stride"),
-                     prefix_tokens=section.prefix_tokens, drop_rate=section.drop_rate,
+                     prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches, drop_rate=section.drop_rate,
                      drop_path_rate=section.drop_path_rate, labels=labels, **section.widths())

@@ -32,7 +32,7 @@ import torch
 
 from ...atomic import write_text_atomic
 from ...checkpoints import CheckpointError, save_directory
-from ...resize import ast_adapt_pos_grid, to_pair
+from ...resize import ast_adapt_pos_grid, grid_shape, to_pair
 from .config import ASTConfig
 from .model import AST, adapt_state_dict
 
@@ -332,7 +332,8 @@ def init_from(path: str | Path, target: ASTConfig, **hints) -> AST:
     stride = None if target.stride == target.patch_size else target.stride  # None: no overlap, at any kernel
     overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
                      patch_size=target.patch_size, stride=stride, drop_rate=target.drop_rate,
-                     drop_path_rate=target.drop_path_rate, labels=target.labels, **hints)
+                     drop_path_rate=target.drop_path_rate, partial_patches=target.partial_patches,
+                     labels=target.labels, **hints)
     model = load_model(path, arch=ASTConfig.arch, **overrides)
     got = model.config
     if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
@@ -356,6 +357,9 @@ def to_hf(model: AST) -> tuple[dict, dict]:
         raise ValueError("Hugging Face's AST has cls and distillation tokens; this model has one prefix token")
     if cfg.qkv_bias is False:
         raise ValueError("export with qkv_bias=False is not supported")
+    if cfg.grid != grid_shape(cfg.input_size, cfg.patch_size, cfg.stride):
+        raise ValueError(f"Hugging Face's AST drops partial patches; this model pads them (partial_patches='pad', "
+                         f"grid {cfg.grid} on {cfg.input_size})")
     if cfg.head_norm_eps != cfg.norm_eps:
         warnings.warn(f"Hugging Face's AST has one layer_norm_eps; writing {cfg.norm_eps} (the classifier "
                       f"used {cfg.head_norm_eps}), which changes logits by a few 1e-6", stacklevel=3)

@@ -51,7 +51,8 @@ def _fold_of(item) -> int:
 
 # -- configuration -------------------------------------------------------------------------------
 @pytest.mark.parametrize("data, message", [
-    ({"kfold": 3, "kfold_protocol": "leave_one_out"}, r"data.kfold_protocol: 'leave_one_out' is not one of held_out, ast"),
+    ({"kfold": 3, "kfold_protocol": "leave_one_out"},
+     r"data.kfold_protocol: 'leave_one_out' is not one of held_out, ast"),
     ({"kfold_protocol": "ast"}, r"data.kfold_protocol: ast applies to k-fold runs; set data.kfold"),
     ({"kfold": 2}, r"data.kfold: 2 folds under kfold_protocol held_out leave no fold to train on"),
 ], ids=["unknown name", "ast without kfold", "2 held-out folds"])
@@ -101,7 +102,8 @@ def test_ast_protocol_trains_on_the_other_folds_and_evaluate_averages_the_folds(
     assert "the fold average" in capsys.readouterr().out
     folds = [read_profile(run / f"fold{k}" / "eval-best-bl-both") for k in range(1, K + 1)]
     for k, p in enumerate(folds, start=1):
-        assert p["clips"] == CLIPS_PER_FOLD and p["resize"] == "bl" and p["checkpoint"].endswith(f"fold{k}/best.safetensors")
+        assert p["clips"] == CLIPS_PER_FOLD and p["resize"] == "bl"
+        assert p["checkpoint"].endswith(f"fold{k}/best.safetensors")
     mean = read_profile(run / "eval-best-bl-both")
     assert mean["kind"] == "kfold_mean" and mean["clips"] == K * CLIPS_PER_FOLD and mean["resize"] == "bl"
     assert mean["epoch_chosen_on"] == "test" and mean["protocol"] == "ast"

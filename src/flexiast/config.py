@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, HTSAT_EPOCH_BOUNDS, HTSAT_EPOCH_RATES,
-                        KFOLD_PROTOCOLS, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS, RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
+                        KFOLD_PROTOCOLS, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS,
+                        RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
 from .models import FamilyError, get_family

@@ -79,14 +79,16 @@ def savings_table(s: dict) -> str:
 
 def budget_table(b: dict) -> str:
     """:func:`flexiast.accounting.fixed_budget` as a Markdown table."""
-    lines = [f"Run at the end of its final-phase epoch {b['fine_epochs']} (global epoch {b['run_epoch']}) against the "
-             f"baseline's whole run ({b['baseline_final_epochs']} final-phase epochs, last epoch {b['baseline_epoch']}):",
+    lines = [f"Run at the end of its final-phase epoch {b['fine_epochs']} (global epoch {b['run_epoch']}) against "
+             f"the baseline's whole run ({b['baseline_final_epochs']} final-phase epochs, last epoch "
+             f"{b['baseline_epoch']}):",
              "", "| | run | baseline | difference |", "|---|---:|---:|---:|",
              f"| validation | {_num(b['run_val'])} | {_num(b['baseline_val'])} | {_signed(b['val_difference'])} |",
              f"| test | {_num(b['run_test'])} | {_num(b['baseline_test'])} | {_signed(b['test_difference'])} |",
              f"| training TFLOPs | {b['run_flops'] / 1e12:.3f} | {b['baseline_flops'] / 1e12:.3f} | "
              f"saved {_pct(b['flops_saved'])} |",
-             f"| training seconds | {b['run_seconds']:.1f} | {b['baseline_seconds']:.1f} | saved {_pct(b['time_saved'])} |"]
+             f"| training seconds | {b['run_seconds']:.1f} | {b['baseline_seconds']:.1f} | "
+             f"saved {_pct(b['time_saved'])} |"]
     if b.get("test_unavailable"):
         lines.append(f"\nNo test numbers: {b['test_unavailable']}.")
     return "\n".join(lines)

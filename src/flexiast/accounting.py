@@ -83,7 +83,7 @@ def _reading(run_final: list[dict], base_final: list[dict], key: str, strict: bo
     if reach is None:
         out.update(run_epoch=None, run_value=None, flops_saved=None, time_saved=None)
         return out
-    out.update(run_epoch=reach["epoch"], run_phase_epoch=reach["phase_epoch"] if "phase_epoch" in reach else None,
+    out.update(run_epoch=reach["epoch"], run_phase_epoch=reach.get("phase_epoch"),
                run_value=reach[key], run_flops=reach["train_flops_cum"], run_seconds=reach["train_seconds_cum"],
                **_cost(reach, ref))
     return out

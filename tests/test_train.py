@@ -352,7 +352,7 @@ def test_kfold_runs_every_fold_and_reports_the_mean(fsdd_small, tmp_path):
         assert sorted(rows["train"]["folds"] + [k, k % 5 + 1]) == [1, 2, 3, 4, 5]
     accs = [r["test"]["stored"] for r in result["folds"]]
     assert result["mean"]["stored"] == pytest.approx(sum(accs) / 5)
-    assert (tmp_path / "cv" / "kfold.md").read_text().count("\n") == 8
+    assert (tmp_path / "cv" / "kfold.md").read_text().count("\n") == 10  # the protocol line, a blank, 8 table lines
 
 
 # -- options ----------------------------------------------------------------------------------------

@@ -4,10 +4,15 @@ The weights are loaded with the features they were trained on (:mod:`flexiast.in
 the data is given or read from the recipe of the run that wrote them (its split, as the
 engine reads it), and :func:`flexiast.evaluate.profile_model` measures every patch size;
 the profile is written and stored beside the weights for budgeted prediction.
+
+A k-fold run (a directory with ``kfold.json`` and ``fold1`` ... ``foldK``,
+:mod:`flexiast.engine.kfold`) is profiled fold by fold, each fold's model on its own test
+fold, and the folds' profiles averaged (:func:`evaluate_kfold`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,10 +22,11 @@ import yaml
 from .config import build_config
 from .data import AudioDataset, collate
 from .engine import load_splits
-from .evaluate import profile_model, store_profile, write_profile
+from .engine.kfold import KFOLD_FILE
+from .evaluate import fold_mean_profile, profile_model, store_profile, write_profile
 from .inference import InferenceModel, load_inference_model, profile_path, weights_stat
 
-__all__ = ["evaluate_checkpoint", "run_split"]
+__all__ = ["evaluate_checkpoint", "evaluate_kfold", "is_kfold_run", "run_split"]
 
 
 def run_split(checkpoint: Path, split: str):
@@ -100,3 +106,41 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
         except OSError as e:
             result["store_error"] = e
     return result
+
+
+def is_kfold_run(path) -> bool:
+    """Whether ``path`` is the directory of a k-fold run (it holds ``kfold.json``)."""
+    return Path(path).is_dir() and (Path(path) / KFOLD_FILE).is_file()
+
+
+def evaluate_kfold(run_dir, *, split: str = "test", weights: str = "best", out: str | Path | None = None,
+                   label: str | None = None, store: bool = True, **options) -> dict:
+    """Profile every fold of the k-fold run in ``run_dir`` on its own ``split`` (its test fold)
+    with :func:`evaluate_checkpoint` (``weights`` and ``options`` as there: patch sizes, resize,
+    axes, precision, ...), then average the folds' profiles (:func:`flexiast.evaluate.fold_mean_profile`).
+
+    Each fold's profile is written as a normal evaluation does (beside its weights, or into
+    ``out/fold{k}``) and, with ``store``, stored beside its weights; the fold-averaged profile is
+    written into ``out`` (default ``run_dir/eval-STEM-RESIZE-AXES``) and stored nowhere (no
+    single model has it). Returns ``profile`` (the average), ``files`` and ``folds`` (each fold's
+    :func:`evaluate_checkpoint` result)."""
+    run_dir = Path(run_dir)
+    table = json.loads((run_dir / KFOLD_FILE).read_text())
+    folds = [row["fold"] for row in table["folds"]]
+    results = []
+    for k in folds:
+        fold_dir = run_dir / f"fold{k}"
+        if not fold_dir.is_dir():
+            raise ValueError(f"{run_dir / KFOLD_FILE} lists fold {k}, but {fold_dir} is missing")
+        results.append(evaluate_checkpoint(fold_dir, split=split, weights=weights, store=store,
+                                           out=Path(out) / f"fold{k}" if out else None,
+                                           label=f"{label or run_dir.name} fold {k}", **options))
+    describe = {"checkpoint": str(run_dir), "label": label or None, "weights": weights,
+                "data": f"each fold's {split} split (its own fold), from the run's recipe",
+                "protocol": table.get("protocol", "held_out"),
+                "epoch_chosen_on": table.get("epoch_chosen_on", "validation")}
+    profile = fold_mean_profile([r["profile"] for r in results], describe=describe)
+    kind = f"{profile['resize']}-{profile['axes']}" if profile["row_kind"] == "patch_size" else "lengths"
+    stem = results[0]["weights"].stem
+    target = Path(out) if out else run_dir / f"eval-{stem}-{kind}"
+    return {"profile": profile, "files": write_profile(profile, target), "folds": results}

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, HTSAT_EPOCH_BOUNDS, HTSAT_EPOCH_RATES, LOSSES, OFF,
-                        ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS, RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
+from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, HTSAT_EPOCH_BOUNDS, HTSAT_EPOCH_RATES,
+                        KFOLD_PROTOCOLS, LOSSES, OFF, ON_ERROR, OPTIMIZERS, PATCH_SAMPLERS, PRECISIONS,
+                        RESIZE_METHODS, SCHEDULES, SELECT_MEAN)
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
 from .models import FamilyError, get_family
@@ -104,8 +105,10 @@ class DataSection:
     ``val`` and ``test`` add reader options per split (``{split: val}``, ``{folds: [2]}``).
     Without ``val``, ``val_fraction`` of the training clips is held out (seeded) for
     validation. ``batch_size`` is global: divided over ranks and accumulation steps.
-    ``kfold: K`` runs K folds (ESC-50 style): fold k tests on fold k, validates on k+1,
-    trains on the rest (the reader must accept ``folds=[...]``).
+    ``kfold: K`` runs K folds (ESC-50 style; the reader must accept ``folds=[...]``): fold k
+    tests on fold k; ``kfold_protocol`` says what picks its best epoch: ``held_out`` (default)
+    fold ``k mod K + 1``, training on the other ``K - 2``; ``ast`` the test fold itself,
+    training on the other ``K - 1``, as AST's egs/esc50 recipe does (optimistic).
     ``num_workers``: loader processes, ``auto`` (from the cores) or a number; ``cache_dir``:
     the feature cache, ``auto`` (a shared folder, unless the features would not fit),
     ``off`` or a folder (:mod:`flexiast.data.loader`)."""
@@ -118,6 +121,7 @@ class DataSection:
     test: dict | None = field(default_factory=lambda: {"split": "test"})
     val_fraction: float = 0.1
     kfold: int = 0
+    kfold_protocol: str = KFOLD_PROTOCOLS[0]
     batch_size: int = 32
     eval_batch_size: int | None = None
     num_workers: int | str = "auto"
@@ -219,7 +223,12 @@ class TrainSection:
     uniform average of the final phase's ``k`` best epochs by ``select`` (HTS-AT's AudioSet
     recipe averages its best checkpoints); their weights are kept as files in the run
     directory (``best_epochs/``) until the run ends. Both write ``averaged.safetensors``, so
-    a run takes one or the other."""
+    a run takes one or the other. ``test_every_epoch``: also score the test split after every
+    epoch (at the validation sizes, recorded in ``history.json`` as ``test`` and
+    ``test_select``; it costs an evaluation per epoch), which the coarse-to-fine paper's reading
+    of Table 2 needs (``flexiast savings``); it never picks ``best.safetensors``. Where the
+    validation split is the test split (``data.kfold_protocol: ast``) the validation numbers are
+    recorded as the test numbers at no cost."""
 
     precision: str = "auto"
     compile: bool | str = False
@@ -238,6 +247,7 @@ class TrainSection:
     wa_start: int = 1
     wa_end: int | None = None
     average_best: int = 0
+    test_every_epoch: bool = False
 
 
 @dataclass
@@ -637,6 +647,13 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         raise ConfigError(f"data.max_bad_fraction: {d.max_bad_fraction} must lie in [0, 1]")
     if d.kfold == 1 or d.kfold < 0:
         raise ConfigError(f"data.kfold: {d.kfold} must be 0 (off) or at least 2")
+    _choice(d.kfold_protocol, KFOLD_PROTOCOLS, "data.kfold_protocol")
+    if d.kfold_protocol != KFOLD_PROTOCOLS[0] and not d.kfold:
+        raise ConfigError(f"data.kfold_protocol: {d.kfold_protocol} applies to k-fold runs; set data.kfold "
+                          "(e.g. 5 for ESC-50) or leave kfold_protocol out")
+    if d.kfold_protocol == "held_out" and d.kfold == 2:
+        raise ConfigError("data.kfold: 2 folds under kfold_protocol held_out leave no fold to train on (one "
+                          "tests, one validates); use 3 or more, or kfold_protocol: ast")
     if d.kfold and d.format not in KFOLD_FORMATS:
         raise ConfigError(f"data.kfold: the {d.format} reader has no folds (k-fold runs on "
                           f"{', '.join(KFOLD_FORMATS)}); its validation and test would be the training clips")
@@ -658,6 +675,8 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     _positive(t.accum_steps, "train.accum_steps")
     _positive(t.threads, "train.threads")
     _positive(t.checkpoint_every, "train.checkpoint_every", strict=False)
+    if t.test_every_epoch and d.test is None and not d.kfold:
+        raise ConfigError("train.test_every_epoch: the run has no test split (data.test is null)")
     _positive(t.log_every, "train.log_every")
     _choice(t.eval_resize, RESIZE_METHODS, "train.eval_resize")
     if d.batch_size % t.accum_steps:

@@ -49,6 +49,12 @@ COMPRESSION_METHODS = ("none", "fshift", "avgpool", "maxpool", "patch")
 #: What an unreadable clip does: stop with an error naming it, or be left out and counted.
 ON_ERROR = ("raise", "skip")
 
+#: How ``data.kfold`` splits the folds (docs/TRAINING.md, "k-fold"). ``held_out``: fold k tests, fold
+#: ``k mod K + 1`` picks the best epoch, the other ``K - 2`` train. ``ast``: AST's egs/esc50/run_esc.sh
+#: (and FlexiAST's, coarse-to-fine's ESC-50 numbers): the other ``K - 1`` folds train and the test fold
+#: itself is the validation set, so the epoch is chosen on test (optimistic).
+KFOLD_PROTOCOLS = ("held_out", "ast")
+
 #: How a phase draws its patch sizes (FlexiAST Sec. 2.3: uniform over PATCH_SIZES).
 PATCH_SAMPLERS = ("fixed", "uniform", "weighted")
 

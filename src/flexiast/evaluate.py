@@ -51,9 +51,14 @@ from .models import FlexModel, family_of, flops, patch_call
 from .resize import grid_shape
 
 __all__ = ["AXES", "evaluate_model", "axis_patch", "measure_latency", "profile_model", "write_profile",
-           "store_profile", "read_profile", "profile_markdown", "machine_info", "PROFILE_FORMAT"]
+           "store_profile", "read_profile", "profile_markdown", "machine_info", "fold_mean_profile", "PROFILE_FORMAT",
+           "KFOLD_MEAN"]
 
 PROFILE_FORMAT = "flexiast-profile"
+#: The ``kind`` of a fold-averaged profile (:func:`fold_mean_profile`).
+KFOLD_MEAN = "kfold_mean"
+#: Every metric a profile row holds.
+METRICS = ("accuracy", "mAP", "AUC", "d_prime")
 
 
 @torch.no_grad()
@@ -278,6 +283,94 @@ def _length_profile(model: FlexModel, loader, *, multilabel: bool, frames: int, 
             "machine": machine_info(device, chosen), "latency_runs": latency_runs, "rows": rows}
 
 
+def _stat(values: list) -> tuple[float | None, float | None]:
+    """Mean and population standard deviation of ``values``; None for both where one is not a
+    finite number (d' of a perfect AUC)."""
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None, None
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
+def fold_mean_profile(profiles: list[dict], *, describe: dict | None = None) -> dict:
+    """The k-fold profile: fold ``k``'s model profiled on its own test fold (``profiles[k - 1]``),
+    averaged row by row, as FlexiAST Table 1 reports ESC-50 (the mean over the 5 folds).
+
+    Each row keeps the first fold's size, patch (or input length), tokens and GFLOPs (checked
+    equal across folds); every metric is the mean over folds, ``<metric>_std`` its population
+    standard deviation over folds; ``latency_ms`` is the mean of the folds' medians (one machine),
+    ``latency_ms_min``/``_max`` the extremes. ``folds`` keeps each fold's rows. The result is a
+    profile (:func:`read_profile` reads it, ``flexiast report`` draws it) of ``kind``
+    :data:`KFOLD_MEAN`; ``clips`` counts every fold's test clips."""
+    if not profiles:
+        raise ValueError("no fold profiles to average")
+    first = profiles[0]
+    key = "frames" if first.get("row_kind") == "input_length" else "size"
+    fixed_keys = ("frames", "compression", "factor") if key == "frames" else ("size", "patch")
+    for k, p in enumerate(profiles[1:], start=2):
+        for name in ("metric", "row_kind", "resize", "axes", "input"):
+            if p.get(name) != first.get(name):
+                raise ValueError(f"fold {k}'s profile has {name} {p.get(name)!r}, fold 1's {first.get(name)!r}: "
+                                 "the folds' profiles must be alike to be averaged")
+        if [r[key] for r in p["rows"]] != [r[key] for r in first["rows"]]:
+            raise ValueError(f"fold {k}'s profile has rows {[r[key] for r in p['rows']]}, fold 1's "
+                             f"{[r[key] for r in first['rows']]}")
+    rows = []
+    for i, r0 in enumerate(first["rows"]):
+        same = [p["rows"][i] for p in profiles]
+        for name in ("tokens", "gflops"):
+            if any(r[name] != r0[name] for r in same):
+                raise ValueError(f"row {r0[key]}: the folds' models differ in {name}; they are not the same model")
+        row = {name: r0[name] for name in (*fixed_keys, "tokens", "gflops") if name in r0}
+        row.update(latency_ms=statistics.fmean(r["latency_ms"] for r in same),
+                   latency_ms_min=min(r["latency_ms_min"] for r in same),
+                   latency_ms_max=max(r["latency_ms_max"] for r in same))
+        for m in METRICS:
+            row[m], row[f"{m}_std"] = _stat([r[m] for r in same])
+        rows.append(row)
+    folds = [{"fold": k, "checkpoint": p.get("checkpoint"), "data": p.get("data"), "clips": p["clips"],
+              "rows": [{key: r[key], **{m: r[m] for m in METRICS}} for r in p["rows"]]}
+             for k, p in enumerate(profiles, start=1)]
+    return {"format": PROFILE_FORMAT, "version": 1, "kind": KFOLD_MEAN,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **(describe or {}), "metric": first["metric"], "multilabel": first["multilabel"],
+            "row_kind": first.get("row_kind", "patch_size"), "arch": first.get("arch"), "resize": first["resize"],
+            "axes": first["axes"], "stored_patch": first.get("stored_patch"), "input": first["input"],
+            "compression": first.get("compression", "none"), "n_folds": len(profiles),
+            "spread": "population standard deviation over folds",
+            "clips": sum(p["clips"] for p in profiles),
+            "unreadable_clips": sum(p["unreadable_clips"] for p in profiles),
+            "skipped_sizes": first["skipped_sizes"], "machine": first["machine"],
+            "latency_runs": first["latency_runs"], "rows": rows, "folds": folds}
+
+
+def _kfold_markdown(profile: dict, metrics: list[str], m: dict) -> str:
+    lengths = profile.get("row_kind") == "input_length"
+    key = "frames" if lengths else "size"
+    first = profile["folds"][0]["rows"]
+    task = profile["metric"]
+    lines = [f"Fold-averaged profile of `{profile.get('checkpoint', 'k-fold run')}`: each of the {profile['n_folds']} "
+             f"folds' models on its own test fold ({profile['clips']} clips in all), "
+             + ("over input lengths" if lengths else f"resize {profile['resize'].upper()}, axes {profile['axes']}")
+             + f"; mean ± {profile['spread']}."
+             + (f" Epoch chosen on {profile['epoch_chosen_on']}." if profile.get("epoch_chosen_on") else ""),
+             f"Latency: batch 1, mean over folds of the median of {profile['latency_runs']} calls, {m['precision']}, "
+             f"{m['name']}, {m['threads']} threads, torch {m['torch']}.", "",
+             f"| {'input frames' if lengths else 'patch'} | tokens | GFLOPs/clip | ms/clip | " + " | ".join(metrics)
+             + " |", "|---|---:|---:|---:|" + "---:|" * len(metrics)]
+    for r in profile["rows"]:
+        name = str(r["frames"]) if lengths else f"{r['patch'][0]}x{r['patch'][1]}"
+        cells = ["-" if r[k] is None else f"{r[k]:.4f} ± {r[k + '_std']:.4f}" for k in metrics]
+        lines.append(f"| {name} | {r['tokens']} | {r['gflops']:.3f} | {r['latency_ms']:.2f} | " + " | ".join(cells)
+                     + " |")
+    lines += ["", f"Per fold, {task}:", "",
+              f"| {key} | " + " | ".join(f"fold {f['fold']}" for f in profile["folds"]) + " |",
+              "|---:|" + "---:|" * len(profile["folds"])]
+    for i, r in enumerate(first):
+        lines.append(f"| {r[key]} | " + " | ".join(
+            "-" if f["rows"][i][task] is None else f"{f['rows'][i][task]:.4f}" for f in profile["folds"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _metric_names(profile: dict) -> list[str]:
     """The task's metric first (mAP for multi-label, accuracy otherwise), then the others."""
     return ["mAP", "AUC", "d_prime", "accuracy"] if profile["multilabel"] else ["accuracy", "mAP", "AUC", "d_prime"]
@@ -287,6 +380,8 @@ def profile_markdown(profile: dict) -> str:
     """The profile as a Markdown table with a line of provenance."""
     metrics = _metric_names(profile)
     m = profile["machine"]
+    if profile.get("kind") == KFOLD_MEAN:
+        return _kfold_markdown(profile, metrics, m)
     if profile.get("row_kind") == "input_length":
         return _length_markdown(profile, metrics, m)
     lines = [f"Profile of `{profile.get('checkpoint', 'model')}` on {profile.get('data', 'data')} "
@@ -352,6 +447,8 @@ def write_profile(profile: dict, out_dir: str | Path) -> dict[str, Path]:
     paths = {"md": out / "profile.md", "csv": out / "profile.csv", "json": out / "profile.json"}
     write_text_atomic(paths["md"], profile_markdown(profile))
     metrics = _metric_names(profile)
+    if profile.get("kind") == KFOLD_MEAN:  # each metric's spread over folds beside it
+        metrics = [name for k in metrics for name in (k, f"{k}_std")]
     buf = io.StringIO()
     w = csv.writer(buf)
     if profile.get("row_kind") == "input_length":

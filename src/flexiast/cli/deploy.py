@@ -29,10 +29,12 @@ def non_negative_float(text: str) -> float:
 
 
 def cmd_evaluate(args) -> int:
-    from ..checkpoint_eval import evaluate_checkpoint
+    from ..checkpoint_eval import evaluate_checkpoint, is_kfold_run
     from ..evaluate import profile_markdown
 
     source = data_source(args, required=False)
+    if is_kfold_run(args.checkpoint):
+        return _evaluate_kfold(args, source)
     im = load_model(args)  # before the data: a bad checkpoint is named first
     data, data_label = (source.read(), f"{source.label} ({source.split})") if source else (None, None)
     result = evaluate_checkpoint(
@@ -49,6 +51,28 @@ def cmd_evaluate(args) -> int:
     elif result["store_error"]:
         print(f"could not store the profile beside the weights ({result['store_error']}); pass --profile "
               f"{files['json']} to predict", file=sys.stderr)
+    return 0
+
+
+def _evaluate_kfold(args, source) -> int:
+    """``flexiast evaluate KFOLD_RUN``: every fold's model on its own test fold, then the fold average."""
+    from ..checkpoint_eval import evaluate_kfold
+    from ..evaluate import profile_markdown
+
+    if source is not None:
+        raise UsageError(f"{args.checkpoint} is a k-fold run: each fold's model is evaluated on its own test fold "
+                         "(from the fold's recipe); give no --data/--format/--root")
+    result = evaluate_kfold(
+        args.checkpoint, split=args.split, weights=args.weights, features=args.features,
+        compression=args.compression, multilabel=args.multilabel, device=args.device, patch_sizes=args.patch_sizes,
+        resize=args.resize, axes=args.axes, precision=args.precision, batch_size=args.batch_size,
+        workers=args.workers, on_error=args.on_error, latency_runs=args.latency_runs, label=args.label,
+        out=args.out, store=not args.no_store, input_lengths=args.input_lengths)
+    for fold in result["folds"]:
+        print(f"fold profile: {fold['files']['json']}")
+    print(profile_markdown(result["profile"]))
+    files = result["files"]
+    print(f"wrote {files['md']}, {files['csv'].name}, {files['json'].name} (the fold average)")
     return 0
 
 
@@ -242,7 +266,8 @@ def cmd_export(args) -> int:
 def add_parsers(sub) -> None:
     """``evaluate``, ``predict``, ``embed`` and ``export``."""
     ev = add_command(sub, "evaluate", cmd_evaluate,
-                     help="metric, GFLOPs and latency at every patch size; stores the profile")
+                     help="metric, GFLOPs and latency at every patch size; stores the profile (a k-fold run: "
+                          "each fold's model on its test fold, and the fold-averaged profile)")
     add_model_arguments(ev)
     add_data_arguments(ev, split="test")
     ev.add_argument("--patch-sizes", type=patch_sizes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ._args import UsageError, add_command
+from ._args import UsageError, add_command, positive
 
 
 def cmd_train(args) -> int:
@@ -38,18 +38,78 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_savings(args) -> int:
-    from ..accounting import savings
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _signed(x) -> str:
+    return "-" if x is None else f"{x:+.4f}"
+
+
+def savings_table(s: dict) -> str:
+    """Both readings of :func:`flexiast.accounting.savings` as a Markdown table, and why the
+    paper's is missing where it is."""
+    rows = [("validation-decided (clean)", s["validation"]), ("paper, Sec. 3.3 (decided on test)", s["paper"])]
+    lines = ["| reading | baseline ref. epoch | baseline value | run stops at epoch | run value | run test | "
+             "baseline test | FLOPs saved | time saved |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows:
+        if r is None:
+            lines.append(f"| {name} | not available | | | | | | | |")
+            continue
+        rule = "reaches (>=) its best val" if r["decided_on"] == "validation" else "surpasses (>) its best test"
+        stop = r["run_epoch"] if r["reached"] else f"never (run best {r['run_best']:.4f})"
+        if r["decided_on"] == "test":
+            run_test, base_test = r["run_value"], r["baseline_value"]
+        else:
+            run_test, base_test = r.get("run_test"), r.get("baseline_test")
+        lines.append(f"| {name}: {rule} | {r['baseline_epoch']} | {_num(r['baseline_value'])} | {stop} | "
+                     f"{_num(r['run_value'])} | {_num(run_test)} | {_num(base_test)} | {_pct(r['flops_saved'])} | "
+                     f"{_pct(r['time_saved'])} |")
+    if s["paper"] is not None and s["paper"]["difference"] is not None:
+        lines.append(f"\nTable 2's Acc column (paper reading): {s['paper']['run_value']:.4f} "
+                     f"({s['paper']['difference']:+.4f} against the baseline's {s['paper']['baseline_value']:.4f}).")
+    if s["paper_unavailable"]:
+        lines.append(f"\nPaper reading not available: {s['paper_unavailable']}.")
+    return "\n".join(lines)
+
+
+def budget_table(b: dict) -> str:
+    """:func:`flexiast.accounting.fixed_budget` as a Markdown table."""
+    lines = [f"Run at the end of its final-phase epoch {b['fine_epochs']} (global epoch {b['run_epoch']}) against "
+             f"the baseline's whole run ({b['baseline_final_epochs']} final-phase epochs, last epoch "
+             f"{b['baseline_epoch']}):",
+             "", "| | run | baseline | difference |", "|---|---:|---:|---:|",
+             f"| validation | {_num(b['run_val'])} | {_num(b['baseline_val'])} | {_signed(b['val_difference'])} |",
+             f"| test | {_num(b['run_test'])} | {_num(b['baseline_test'])} | {_signed(b['test_difference'])} |",
+             f"| training TFLOPs | {b['run_flops'] / 1e12:.3f} | {b['baseline_flops'] / 1e12:.3f} | "
+             f"saved {_pct(b['flops_saved'])} |",
+             f"| training seconds | {b['run_seconds']:.1f} | {b['baseline_seconds']:.1f} | "
+             f"saved {_pct(b['time_saved'])} |"]
+    if b.get("test_unavailable"):
+        lines.append(f"\nNo test numbers: {b['test_unavailable']}.")
+    return "\n".join(lines)
+
+
+def cmd_savings(args) -> int:
+    from ..accounting import fixed_budget, paper_savings, savings
+
+    if args.fine_epochs is not None:
+        if args.reading != "both":
+            raise UsageError("--fine-epochs reads the run at a fixed epoch; it takes no --reading")
+        result = fixed_budget(args.run, args.baseline, args.fine_epochs)
+        print(json.dumps(result, indent=1) if args.json else budget_table(result))
+        return 0
+    if args.reading == "paper":
+        paper_savings(args.run, args.baseline)  # refuses here, naming what the histories lack
     s = savings(args.run, args.baseline)
     if args.json:
         print(json.dumps(s, indent=1))
-    elif s["reached"]:
-        print(f"baseline best {s['baseline_best']:.4f} at epoch {s['baseline_epoch']}; reached at epoch "
-              f"{s['run_epoch']} ({s['run_value']:.4f}): FLOPs saved {100 * s['flops_saved']:.1f}%, "
-              f"time saved {100 * s['time_saved']:.1f}%")
     else:
-        print(f"never reached the baseline's best {s['baseline_best']:.4f} (run's best {s['run_best']:.4f})")
+        print(savings_table(s))
     return 0
 
 
@@ -66,4 +126,10 @@ def add_parsers(sub) -> None:
                      help="coarse-to-fine FLOPs and time saved against a baseline run (Table 2)")
     sv.add_argument("run")
     sv.add_argument("--baseline", required=True)
+    sv.add_argument("--reading", choices=("both", "paper"), default="both",
+                    help="both (default): the validation-decided reading and, where the histories hold per-epoch "
+                         "test numbers (train.test_every_epoch), the paper's; paper: fail unless the paper's is there")
+    sv.add_argument("--fine-epochs", type=positive(int), metavar="N",
+                    help="fixed budget (AudioSet, Table 2): the run at the end of its N-th final-phase epoch against "
+                         "the baseline's whole run")
     sv.add_argument("--json", action="store_true")

@@ -81,14 +81,16 @@ class RunLogs:
         self.scalar("train/lr", row["lr"], row["step"])
 
     def epoch(self, record: dict, history: list[dict]) -> None:
-        """``record``'s row in ``metrics.csv`` (validation flattened as ``val_<metric>@<size>``)
-        and the whole ``history.json``; rank 0 only."""
-        row = {k: v for k, v in record.items() if k != "val"}
-        for name, metrics in record["val"].items():
-            if name.startswith("_"):
-                continue
-            for m, v in metrics.items():
-                row[f"val_{m}@{name}"] = v
+        """``record``'s row in ``metrics.csv`` (validation flattened as ``val_<metric>@<size>``, the
+        per-epoch test of ``train.test_every_epoch`` as ``test_<metric>@<size>``) and the whole
+        ``history.json``; rank 0 only."""
+        row = {k: v for k, v in record.items() if k not in ("val", "test")}
+        for split in ("val", "test"):
+            for name, metrics in record.get(split, {}).items():
+                if name.startswith("_"):
+                    continue
+                for m, v in metrics.items():
+                    row[f"{split}_{m}@{name}"] = v
         _append_csv(self.run_dir / "metrics.csv", row)
         write_text_atomic(self.run_dir / "history.json", json.dumps(history, indent=1))
 

@@ -13,8 +13,11 @@ One optimizer step = ``accum_steps`` micro-batches of ``batch_size / (world * ac
 clips on each rank. Training epochs drop the last incomplete batch, so every step has
 the same shape and FLOP count. Validation runs at the end of every epoch on the
 validation split at ``train.eval_patch_sizes``; ``best.safetensors`` is the final phase's best
-epoch on validation (never on test); the test split is evaluated once, at the end, with
-the best (and, with weight averaging, the averaged) weights.
+epoch on validation (on test only where the recipe makes the validation split the test
+split, as ``data.kfold_protocol: ast`` does; the summary's ``epoch_chosen_on`` says which); the
+test split is evaluated at the end with the best (and, with weight averaging, the averaged)
+weights, and after every epoch too with ``train.test_every_epoch`` (``history.json``'s ``test``
+and ``test_select``, which ``flexiast savings`` reads for the coarse-to-fine paper's Table 2).
 
 Everything a step depends on is a function of saved state: data order of ``(seed,
 epoch)``, augmentation of ``(seed, epoch, clip)``, patch size of ``(seed, step)``, the
@@ -499,6 +502,20 @@ class Trainer:
                                       phase_epochs=self.phase_epochs, steps_per_epoch=self.steps_per_epoch,
                                       current=self.model.config, task=self.task)
 
+    @property
+    def val_is_test(self) -> bool:
+        """Whether the recipe validates on the test split itself (``data.val == data.test``, as
+        ``data.kfold_protocol: ast`` makes each fold's): the best epoch is then chosen on test."""
+        d = self.cfg.data
+        return d.val is not None and d.test is not None and d.val == d.test
+
+    def chosen_on(self) -> str:
+        """What picked ``best.safetensors``, in words, for the summary."""
+        if self.val_is_test:
+            return ("test: the validation split is the test split (data.val == data.test, as data.kfold_protocol: "
+                    "ast makes it), so the best epoch and its number are optimistic")
+        return "validation"
+
     def _select(self, metrics: dict) -> float:
         sel = self.cfg.train.select
         names = [k for k in metrics if not k.startswith("_")]
@@ -507,16 +524,13 @@ class Trainer:
         return float(metrics[str(sel)][self.metric])
 
     def _validate(self, model=None, split: str = "val") -> dict:
-        dataset = self.val_set if split == "val" else AudioDataset(
-            self.splits[split], self.features, compression=self.cfg.phase_compression(self.phase),
-            cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed)
-        bs = self.cfg.data.eval_batch_size or self.micro_batch
-        if split != "val":
-            loader = eval_loader(dataset, bs, self.info, self.workers)
-        else:  # the phase's validation loader, its workers kept
-            if "val" not in self._loaders:
-                self._loaders["val"] = eval_loader(dataset, bs, self.info, self.workers)
-            loader = self._loaders["val"]
+        if split not in self._loaders:  # the phase's evaluation loaders, their workers kept
+            dataset = self.val_set if split == "val" else AudioDataset(
+                self.splits[split], self.features, compression=self.cfg.phase_compression(self.phase),
+                cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed)
+            bs = self.cfg.data.eval_batch_size or self.micro_batch
+            self._loaders[split] = eval_loader(dataset, bs, self.info, self.workers)
+        loader = self._loaders[split]
         return evaluate_model(model or self.model, loader, self.cfg.eval_patches(self.phase, self.features),
                               multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
                               autocast=self._autocast)
@@ -525,6 +539,11 @@ class Trainer:
         cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]
         t0 = time.perf_counter()
         val = self._validate()
+        test = None
+        if self.val_is_test:  # the same clips: the validation numbers are the test numbers
+            test = val
+        elif cfg.train.test_every_epoch and "test" in self.splits:
+            test = self._validate(split="test")
         acc.val_seconds += time.perf_counter() - t0
         final = self.phase == len(cfg.phases) - 1
         record = {"phase": self.phase, "phase_name": cfg.phases[self.phase].name or f"phase{self.phase}",
@@ -535,6 +554,8 @@ class Trainer:
                   "val": val, "val_select": self._select(val),
                   "unreadable": {"train_skipped": p.skipped, "val_skipped": val["_skipped"],
                                  "files": sorted(set(p.unreadable) | set(val["_unreadable"]))}}
+        if test is not None:
+            record.update(test=test, test_select=self._select(test))
         p.skipped, p.unreadable = 0, []
         self.history.append(record)
         if final and record["val_select"] > self.best.value:
@@ -617,7 +638,8 @@ class Trainer:
     def _finish(self) -> dict:
         cfg = self.cfg
         summary = {"name": cfg.name, "seed": cfg.seed, "metric": self.metric, "best_epoch": self.best.epoch,
-                   "best_val": self.best.value, "world_size": self.info.world_size,
+                   "best_val": self.best.value, "epoch_chosen_on": self.chosen_on(),
+                   "world_size": self.info.world_size,
                    "phases": [{"name": ph.name or f"phase{i}", "compression": ph.compression, **a.to_dict()}
                               for i, (ph, a) in enumerate(zip(cfg.phases, self.accounting))],
                    "train_flops": sum(a.train_flops for a in self.accounting),

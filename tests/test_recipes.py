@@ -325,7 +325,8 @@ def test_flexiast_fig4_ablation_recipes_follow_the_paper():
     time_only = _raw("voxceleb/flexiast.yaml")
     for axes in ("both", "freq"):
         r = _raw(f"voxceleb/flexiast_{axes}.yaml")
-        assert r["phases"][0]["patch"] == {"sampler": "uniform", "sizes": P, **({"axes": axes} if axes != "both" else {})}
+        axis = {"axes": axes} if axes != "both" else {}  # both: the default
+        assert r["phases"][0]["patch"] == {"sampler": "uniform", "sizes": P, **axis}
         assert r["init"] == time_only["init"] == {"path": "runs/voxceleb-ast-b16/best.safetensors"}
         assert rest(r) == rest(time_only) and r["train"] == time_only["train"]
         assert r["phases"][0]["epochs"] == 20 and r["name"] == f"voxceleb-flexiast-{axes}"

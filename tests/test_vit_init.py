@@ -89,15 +89,43 @@ def _hf_vit(w: dict[str, np.ndarray]) -> ViTModel:
     return model.eval()
 
 
-def test_jax_npz_vit_encodes_as_hugging_face_vit(tmp_path):
+def _as_layout(w: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
+    """The same arrays under another JAX ViT layout: an older training checkpoint's ``opt/target/``
+    prefix, or big_vision's ``params/`` names (``MultiHeadDotProductAttention_0``, ``LayerNorm_1``,
+    ``MlpBlock_0``, a top-level ``pos_embedding``) with the blocks scanned: stacked on a first axis
+    under ``Transformer/encoderblock/``."""
+    if layout == "augreg":
+        return dict(w)
+    if layout == "opt-target":
+        return {"opt/target/" + k: v for k, v in w.items()}
+    rename = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0", "LayerNorm_2": "LayerNorm_1",
+              "MlpBlock_3": "MlpBlock_0"}
+    out, blocks = {}, {}
+    for k, v in w.items():
+        if k.startswith("Transformer/encoderblock_"):
+            i, rest = k[len("Transformer/encoderblock_"):].split("/", 1)
+            for old, new in rename.items():
+                rest = rest.replace(old, new)
+            blocks.setdefault(rest, {})[int(i)] = v
+        elif k == "Transformer/posembed_input/pos_embedding":
+            out["params/pos_embedding"] = v
+        else:
+            out["params/" + k] = v
+    for rest, per in blocks.items():
+        out["params/Transformer/encoderblock/" + rest] = np.stack([per[i] for i in range(DEPTH)])
+    return out
+
+
+@pytest.mark.parametrize("layout", ["augreg", "opt-target", "big_vision-scanned"])
+def test_jax_npz_vit_encodes_as_hugging_face_vit(tmp_path, layout):
     """An image whose three channels are the spectrogram goes through HF's RGB kernel as through
     AST's channel-summed one; at the ViT's own 4x4 grid no positional embedding is cut, so the
     whole encoder ([CLS] and patch tokens after the final norm) must agree."""
     w = _jax_vit_npz()
     path = tmp_path / "ViT-B_8.npz"
-    np.savez(path, **w)
+    np.savez(path, **_as_layout(w, layout))
     sd, _, _ = load_state_dict(path)
-    assert set(sd) == set(w) and all(isinstance(v, torch.Tensor) for v in sd.values())
+    assert set(sd) == set(_as_layout(w, layout)) and all(isinstance(v, torch.Tensor) for v in sd.values())
     model = AST.from_pretrained(path, input_fdim=IMAGE, input_tdim=IMAGE).eval()
     cfg = model.config
     assert (cfg.prefix_tokens, cfg.patch_size, cfg.num_heads, cfg.depth, cfg.mlp_dim) == (1, (8, 8), HEADS, DEPTH, MLP)

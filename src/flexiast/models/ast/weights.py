@@ -87,15 +87,16 @@ def _npz_prefix(keys) -> str | None:
     return None
 
 
-def npz_to_timm(sd: dict) -> dict:
-    """A JAX ViT's arrays (Flax names, ``.npz``) as a timm ViT state dict.
+def npz_to_timm(sd: dict) -> tuple[dict, int]:
+    """A JAX ViT's arrays (Flax names, ``.npz``) as ``(timm ViT state dict, number of heads)``.
 
     Flax stores a convolution kernel HWIO (``embedding/kernel``: ``[ph, pw, 3, D]``, torch's
     ``[D, 3, ph, pw]`` is its ``(3, 2, 0, 1)`` transpose) and a dense kernel ``[in, out]``
     (torch's ``[out, in]``). Attention keeps heads apart: ``query/kernel`` is ``[D, heads,
     d_head]`` (flattened to ``[D, D]`` and transposed; q, k and v stacked into timm's fused
-    ``qkv``), its bias ``[heads, d_head]``; ``out/kernel`` is ``[heads, d_head, D]``. Per block,
-    ``LayerNorm_0`` precedes attention and ``LayerNorm_2`` the ``MlpBlock_3`` (big_vision:
+    ``qkv``), its bias ``[heads, d_head]``; ``out/kernel`` is ``[heads, d_head, D]``. So the
+    file fixes the head count. Per block, ``LayerNorm_0`` precedes attention
+    (``MultiHeadDotProductAttention_1``) and ``LayerNorm_2`` the ``MlpBlock_3`` (big_vision:
     ``MultiHeadDotProductAttention_0``, ``LayerNorm_1``, ``MlpBlock_0``; its scanned layout
     stacks every block's arrays along a first axis under ``encoderblock/``). ``scale`` is a
     LayerNorm's weight. The positional embedding (``Transformer/posembed_input/pos_embedding``,
@@ -110,35 +111,39 @@ def npz_to_timm(sd: dict) -> dict:
     if prefix + "cls" not in keys:
         raise CheckpointError("the JAX ViT has no [CLS] token (cls): an AST reads its prediction from one; "
                               "a global-average-pooled ViT cannot initialise it")
-    t = lambda name: sd[prefix + name].float()  # noqa: E731
-    big_vision = prefix + "Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel" in keys or \
-        prefix + "Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel" in keys
-    mha, ln2, mlp = (0, 1, 0) if big_vision else (1, 2, 3)
+
+    def t(name: str) -> torch.Tensor:
+        return sd[prefix + name].float()
+
     scanned = prefix + "Transformer/encoderblock/LayerNorm_0/scale" in keys
-    depth = (sd[prefix + "Transformer/encoderblock/LayerNorm_0/scale"].shape[0] if scanned
+    first = "Transformer/encoderblock/" if scanned else "Transformer/encoderblock_0/"
+    big_vision = prefix + first + "MultiHeadDotProductAttention_0/query/kernel" in keys
+    attn, ln2, mlp = ("MultiHeadDotProductAttention_0/", "LayerNorm_1", "MlpBlock_0/") if big_vision else \
+        ("MultiHeadDotProductAttention_1/", "LayerNorm_2", "MlpBlock_3/")
+    depth = (sd[prefix + first + "LayerNorm_0/scale"].shape[0] if scanned
              else _depth(sd, re.escape(prefix) + r"Transformer/encoderblock_(\d+)/"))
-    pos = prefix + ("pos_embedding" if prefix + "pos_embedding" in keys else "Transformer/posembed_input/pos_embedding")
+
+    def block(i: int, name: str) -> torch.Tensor:
+        return t("Transformer/encoderblock/" + name)[i] if scanned else t(f"Transformer/encoderblock_{i}/{name}")
+
+    pos = "pos_embedding" if prefix + "pos_embedding" in keys else "Transformer/posembed_input/pos_embedding"
     out = {"patch_embed.proj.weight": t("embedding/kernel").permute(3, 2, 0, 1).contiguous(),
            "patch_embed.proj.bias": t("embedding/bias"), "cls_token": t("cls").reshape(1, 1, -1),
-           "pos_embed": sd[pos].float(), "norm.weight": t("Transformer/encoder_norm/scale"),
+           "pos_embed": t(pos), "norm.weight": t("Transformer/encoder_norm/scale"),
            "norm.bias": t("Transformer/encoder_norm/bias")}
+    qkv = ("query", "key", "value")
     for i in range(depth):
-        if scanned:
-            block = lambda name: t("Transformer/encoderblock/" + name)[i]  # noqa: E731
-        else:
-            block = lambda name: t(f"Transformer/encoderblock_{i}/" + name)  # noqa: E731
         b = f"blocks.{i}."
-        attn = f"MultiHeadDotProductAttention_{mha}/"
-        out[b + "attn.qkv.weight"] = torch.cat([block(f"{attn}{n}/kernel").flatten(1).T for n in ("query", "key", "value")])
-        out[b + "attn.qkv.bias"] = torch.cat([block(f"{attn}{n}/bias").reshape(-1) for n in ("query", "key", "value")])
-        out[b + "attn.proj.weight"] = block(f"{attn}out/kernel").flatten(0, 1).T.contiguous()
-        out[b + "attn.proj.bias"] = block(f"{attn}out/bias")
-        for ours, theirs in (("norm1", "LayerNorm_0"), ("norm2", f"LayerNorm_{ln2}")):
-            out[f"{b}{ours}.weight"], out[f"{b}{ours}.bias"] = block(f"{theirs}/scale"), block(f"{theirs}/bias")
+        out[b + "attn.qkv.weight"] = torch.cat([block(i, f"{attn}{n}/kernel").flatten(1).T for n in qkv])
+        out[b + "attn.qkv.bias"] = torch.cat([block(i, f"{attn}{n}/bias").reshape(-1) for n in qkv])
+        out[b + "attn.proj.weight"] = block(i, f"{attn}out/kernel").flatten(0, 1).T.contiguous()
+        out[b + "attn.proj.bias"] = block(i, f"{attn}out/bias")
+        for ours, theirs in (("norm1", "LayerNorm_0"), ("norm2", ln2)):
+            out[f"{b}{ours}.weight"], out[f"{b}{ours}.bias"] = block(i, f"{theirs}/scale"), block(i, f"{theirs}/bias")
         for r in (0, 1):
-            out[f"{b}mlp.fc{r + 1}.weight"] = block(f"MlpBlock_{mlp}/Dense_{r}/kernel").T.contiguous()
-            out[f"{b}mlp.fc{r + 1}.bias"] = block(f"MlpBlock_{mlp}/Dense_{r}/bias")
-    return out
+            out[f"{b}mlp.fc{r + 1}.weight"] = block(i, f"{mlp}Dense_{r}/kernel").T.contiguous()
+            out[f"{b}mlp.fc{r + 1}.bias"] = block(i, f"{mlp}Dense_{r}/bias")
+    return out, block(0, f"{attn}query/kernel").shape[-2]
 
 
 def _depth(sd: dict, pattern: str) -> int:
@@ -345,9 +350,8 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
         elif layout in ("ast", "flexiast-official"):
             cfg, sd = _from_ast(sd, overrides, layout == "flexiast-official")
         elif layout == "jax-npz":
-            query = next(v for k, v in sd.items() if k.endswith("MultiHeadDotProductAttention_1/query/kernel")
-                         or k.endswith("MultiHeadDotProductAttention_0/query/kernel"))
-            cfg, sd = _from_timm(npz_to_timm(sd), {"num_heads": query.shape[-2], **overrides})
+            timm_sd, heads = npz_to_timm(sd)  # the file fixes the head count
+            cfg, sd = _from_timm(timm_sd, {**overrides, "num_heads": heads})
         elif layout == "hf":
             if hf_config is not None and hf_config.get("model_type") != HF_MODEL_TYPE:
                 raise CheckpointError(f"config.json: model_type {hf_config.get('model_type')!r}, not {HF_MODEL_TYPE!r}")
@@ -407,9 +411,12 @@ def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi",
     kernel of another size is moved with ``kernel_resize``: PI-resize (FlexiAST Sec. 3.2:
     "we adjust the patch embedding weights ... with PI-resize") or bilinear, as the
     official code does for its BL FlexiAST (``flexi_ast.py``: ``FlexiPatchEmbed`` resizes
-    the loaded kernel with the same ``resize_func`` it trains with). Weights do not store the head count (ImageNet and AST files assume 64-wide
-    heads): the target's is used where width and depth agree. Widths the file fixes and
-    the recipe states otherwise are taken from the file, with a warning.
+    the loaded kernel with the same ``resize_func`` it trains with).
+
+    Most weights do not store the head count (ImageNet and AST files assume 64-wide heads):
+    the target's is used where width and depth agree. A JAX ``.npz`` stores it (its
+    attention kernels are per head) and keeps it. Widths the file fixes and the recipe
+    states otherwise are taken from the file, with a warning.
     """
     from ..registry import load_model
 

@@ -14,10 +14,13 @@ Where the numbers come from:
   statistics and lengths, Adam (betas 0.95/0.999, weight decay 5e-7), warm-up, LR decay,
   SpecAugment widths, mixup, balanced sampling and weight averaging per dataset.
 * FlexiAST (Interspeech 2023) Sec. 3: non-overlapping patches, no mixup, no weight
-  averaging; standard ASTs B/8, B/16, B/32 from ImageNet ViT weights (ESC-50 and Speech
-  Commands from AudioSet-trained ASTs); FlexiAST initialised from AST-B/8 (B/16 for
-  VoxCeleb), supervised or distilled with KL from that same AST; P = {8, ..., 48};
-  VoxCeleb resizes the time axis only (16 x p).
+  averaging; standard ASTs B/8, B/16, B/32 from ImageNet ViT-B/8, B/16, B/32 at 224 with
+  their own kernels and one [CLS] token, as the authors' code (JiuFengSC/FlexiAST_INTERSPEECH23,
+  src/models/ast_models.py) builds them (ESC-50 and Speech Commands from AudioSet-trained
+  ASTs); FlexiAST initialised from AST-B/8 (B/16 for VoxCeleb), supervised or distilled
+  with KL from that same AST; P = {8, ..., 48}; VoxCeleb resizes the time axis only
+  (16 x p). Fig. 4's ablations: VoxCeleb on both axes and on frequency only, VGGSound with
+  bilinear resizing (BL) and from ImageNet ViT.
 * Coarse-to-fine (ICASSP 2024) Sec. 3.1-3.4: baselines for 5 epochs (AudioSet) or 20
   (VGGSound, VoxCeleb, Kinetics-Sounds; no mixup, no weight averaging); non-overlapping
   patches; the coarse phase 25% of the baseline's epochs (1 on AudioSet, 5 elsewhere), the
@@ -288,19 +291,54 @@ EVAL_FLEXIBLE = [8, 16, 32, 48]   # validated every epoch; `flexiast evaluate` c
 
 
 def paper(ds: Dataset, name: str, *, patch: int, phases: list[dict], eval_sizes: list[int], init: str | None,
-          mixup: float = 0.0, weight_averaging: bool = False, loss: dict | None = None) -> dict:
+          mixup: float = 0.0, weight_averaging: bool = False, loss: dict | None = None,
+          prefix_tokens: int | None = None, eval_resize: str | None = None) -> dict:
     train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
+    if eval_resize:
+        train["eval_resize"] = eval_resize
     if len(eval_sizes) > 1:
         train["select"] = "mean"
     if weight_averaging:
         train.update(weight_averaging=True, wa_start=1)
     augment = {**ds.augment, **({"mixup": mixup} if mixup else {})}
     schedule = {"name": "constant"} | ds.schedule
-    return recipe(name, model={"preset": "base", "patch_size": patch, "stride": patch}, init=init,
+    model = {"preset": "base", "patch_size": patch, "stride": patch}
+    if prefix_tokens is not None:
+        model["prefix_tokens"] = prefix_tokens
+    return recipe(name, model=model, init=init,
                   loss={**ds.loss, **(loss or {})}, features={"num_mel_bins": 128, **ds.features},
                   data={**ds.data, "batch_size": ds.batch_size}, augment=augment,
                   optimizer=adam(ds.lr),
                   schedule=schedule, train=train, phases=phases)
+
+
+#: FlexiAST Sec. 3.2: the standard ASTs are "initialized with ViT". The authors' code
+#: (JiuFengSC/FlexiAST_INTERSPEECH23, src/models/ast_models.py, model_type "224" as every
+#: egs/*/run{8,16,32}.sh and the voxceleb teachers' t_model_type use) builds AST-B/p from
+#: timm.create_model('vit_base_patch{p}_224', pretrained=True): ImageNet ViT-B/p at 224 with its
+#: own p x p kernel and one [CLS] token (pos_embed[:, 1:] is the 224/p square grid). timm's
+#: weights for those names (its first tag for each, the one pretrained=True takes):
+VIT_WEIGHTS = {8: "vit_base_patch8_224.augreg2_in21k_ft_in1k", 16: "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+               32: "vit_base_patch32_224.augreg_in21k_ft_in1k"}
+#: One [CLS] token: ViT-224's, which the FlexiASTs initialised from these ASTs inherit
+#: (flexi_ast.py: FlexiPosEmbed n_prefix_tokens=1 unless model_type is "origin", DeiT-384).
+VIT_PREFIX_TOKENS = 1
+
+
+def vit_weights(p: int) -> str:
+    """The ImageNet ViT-B/p file the FlexiAST recipes' standard ASTs start from (timm's safetensors)."""
+    return f"weights/{VIT_WEIGHTS[p]}.safetensors"
+
+
+def flexiast_ast_init(ds: Dataset, p: int) -> tuple[str, str]:
+    """``(path, where it comes from)`` for a FlexiAST recipe's AST-B/p: ImageNet ViT-B/p, or for
+    ESC-50 and Speech Commands the AudioSet AST-B/p (FlexiAST Sec. 3.2)."""
+    if ds.init.startswith("runs/"):
+        return ds.init.format(p=p), (f"From the AudioSet AST-B/{p} (FlexiAST Sec. 3.2: ESC-50 and Speech Commands ASTs "
+                                     "are initialised from\nAudioSet-trained ones), keeping its one [CLS] token")
+    return vit_weights(p), (f"Initialised with ImageNet ViT-B/{p} at 224 (FlexiAST Sec. 3.2; the authors'\n"
+                            f"src/models/ast_models.py builds it with timm's vit_base_patch{p}_224, model_type 224):\n"
+                            f"timm's {VIT_WEIGHTS[p]}, its native {p}x{p} kernel (RGB summed) and one [CLS] token")
 
 
 def flexiast_recipes() -> dict[str, tuple[str, dict]]:
@@ -309,33 +347,82 @@ def flexiast_recipes() -> dict[str, tuple[str, dict]]:
     for ds in FLEXIAST_DATASETS:
         time_only = ds is VOXCELEB
         for p in (8, 16, 32):
-            init = ds.init.format(p=p)
+            init, source = flexiast_ast_init(ds, p)
             out[f"{ds.key}/ast_b{p}.yaml"] = (
                 f"Standard AST-B/{p} on {ds.title}: FlexiAST Table 1's baseline, evaluated afterwards at every\n"
                 f"size with `flexiast evaluate runs/{ds.key}-ast-b{p} --resize pi` (and --resize bl).\n"
-                f"Non-overlapping patches, no mixup, no weight averaging (FlexiAST Sec. 3); from {init}.\n" + ds.layout,
-                paper(ds, f"{ds.key}-ast-b{p}", patch=p, init=init,
+                "Non-overlapping patches, no mixup, no weight averaging (FlexiAST Sec. 3).\n"
+                f"{source} (prefix_tokens: 1):\n{init}\n" + ds.layout,
+                paper(ds, f"{ds.key}-ast-b{p}", patch=p, init=init, prefix_tokens=VIT_PREFIX_TOKENS,
                       phases=[_phase("full", ds.epochs, fixed(p))], eval_sizes=[p]))
         source = 16 if time_only else 8
         fold = "fold{fold}/" if ds.data.get("kfold") else ""  # each fold from the same fold's AST
         teacher = f"runs/{ds.key}-ast-b{source}/{fold}best.safetensors"
         axes = "time" if time_only else "both"
-        sizes = "16 x p, time axis only (FlexiAST Sec. 4, VoxCeleb)" if time_only else "p x p"
+        sizes = "16 x p, time axis only (FlexiAST Sec. 3.3, VoxCeleb)" if time_only else "p x p"
         for kd in (False, True):
             suffix = "_kd" if kd else ""
             out[f"{ds.key}/flexiast{suffix}.yaml"] = (
                 f"FlexiAST on {ds.title}, {'distilled with KL from' if kd else 'supervised, initialised from'} "
                 f"AST-B/{source}\n({'and initialised from it; ' if kd else ''}run recipes/{ds.key}/ast_b{source}.yaml "
                 f"first). Patch size drawn per step from P, {sizes};\n"
-                f"the stored 16x16 kernel is PI-resized. Then: flexiast evaluate runs/{ds.key}-flexiast{suffix.replace('_', '-')}"
+                f"the stored 16x16 kernel is PI-resized; one [CLS] token, AST-B/{source}'s (prefix_tokens: 1).\n"
+                f"Then: flexiast evaluate runs/{ds.key}-flexiast{suffix.replace('_', '-')}"
                 f"{' --axes time' if time_only else ''}\n" + ds.layout,
                 paper(ds, f"{ds.key}-flexiast{suffix.replace('_', '-')}", patch=16, init=teacher,
+                      prefix_tokens=VIT_PREFIX_TOKENS,
                       phases=[_phase("flexible", ds.epochs, flexible(axes))], eval_sizes=EVAL_FLEXIBLE,
                       loss={"teacher": teacher, "kd_weight": 1.0, "temperature": 1.0} if kd else None))
     for key, (comment, body) in out.items():
         if key.startswith(f"{ESC50.key}/"):  # the paper's ESC-50 protocol is AST's
             body["data"] = {**body["data"], **ESC50_AST_PROTOCOL}
             out[key] = (comment.replace(ESC50.layout, ESC50_AST_LAYOUT), body)
+    out.update(flexiast_ablation_recipes())
+    return out
+
+
+def flexiast_ablation_recipes() -> dict[str, tuple[str, dict]]:
+    """FlexiAST Fig. 4: (a) VoxCeleb FlexiASTs resizing both axes or frequency only, next to the
+    time-only voxceleb/flexiast.yaml; (b) VGGSound FlexiASTs with bilinear resizing (BL) and
+    initialised from ImageNet ViT instead of AST-B/8."""
+    out = {}
+    vox_init = "runs/voxceleb-ast-b16/best.safetensors"
+    for axes, what, flag in (("both", "both axes (p x p)", "neither --only_time nor --only_freq"),
+                             ("freq", "the frequency axis only (p x 16)", "--only_freq True: patch sizes (p, 16)")):
+        out[f"voxceleb/flexiast_{axes}.yaml"] = (
+            f"FlexiAST on {VOXCELEB.title} resizing\n{what}: FlexiAST Fig. 4a, the ablation against"
+            " voxceleb/flexiast.yaml's time axis only\n(Sec. 3.3: resizing the frequency axis harms speaker"
+            f" identification). The authors' src/run.py:\n{flag} (egs/voxceleb/vox_sup_from16.sh sets"
+            " --only_time True).\nSupervised, initialised from AST-B/16 (run recipes/voxceleb/ast_b16.yaml first),"
+            " its kernel\nPI-resized into the stored 16x16, one [CLS] token; patch size drawn per step from P.\n"
+            f"Then: flexiast evaluate runs/voxceleb-flexiast-{axes} --axes {axes}\n" + VOXCELEB.layout,
+            paper(VOXCELEB, f"voxceleb-flexiast-{axes}", patch=16, init=vox_init, prefix_tokens=VIT_PREFIX_TOKENS,
+                  phases=[_phase("flexible", VOXCELEB.epochs, flexible(axes))], eval_sizes=EVAL_FLEXIBLE))
+    ast8 = "runs/vggsound-ast-b8/best.safetensors"
+    out["vggsound/flexiast_bl.yaml"] = (
+        f"FlexiAST on {VGGSOUND.title} with bilinear resizing (BL) instead of PI-resize: FlexiAST\n"
+        "Sec. 3.4 item 2, Fig. 4b ('bilinear interpolation (BL) fails to provide the desired flexibility').\n"
+        "As vggsound/flexiast.yaml, supervised from AST-B/8 (run recipes/vggsound/ast_b8.yaml first), except\n"
+        "the kernel: the authors' src/run.py --resize_methods BL gives FlexiPatchEmbed\n"
+        "vanilla_resample_patch_embed (F.interpolate, bilinear, antialiased; src/utilities/resizing_helper.py),\n"
+        "which moves AST-B/8's 8x8 kernel into the stored 16x16 (transfer: bl) and resizes the stored kernel\n"
+        "at every step (patch.resize: bl); validation resizes it the same way (train.eval_resize: bl).\n"
+        "Then: flexiast evaluate runs/vggsound-flexiast-bl --resize bl\n" + VGGSOUND.layout,
+        paper(VGGSOUND, "vggsound-flexiast-bl", patch=16, init=ast8, prefix_tokens=VIT_PREFIX_TOKENS,
+              phases=[_phase("flexible", VGGSOUND.epochs, {**flexible(), "resize": "bl"}, transfer="bl")],
+              eval_sizes=EVAL_FLEXIBLE, eval_resize="bl"))
+    vit16 = vit_weights(16)
+    out["vggsound/flexiast_vit.yaml"] = (
+        f"FlexiAST on {VGGSOUND.title} initialised from ImageNet ViT instead of AST-B/8: FlexiAST\n"
+        "Sec. 3.4 item 4, Fig. 4b ('even with the ViT initialization, our proposed method can still flexify').\n"
+        "The authors' src/models/flexi_ast.py load_from_imagenet_pretrain: the ViT's kernel summed over RGB,\n"
+        "its grid cut or interpolated per axis as AST does, one [CLS] token; its example builds it from\n"
+        "vit_base_patch16_224, whose 16x16 kernel is the stored one (nothing resized):\n"
+        f"timm's {VIT_WEIGHTS[16]}.\n"
+        "Otherwise as vggsound/flexiast.yaml: supervised, PI-resize, patch size drawn per step from P.\n"
+        "Then: flexiast evaluate runs/vggsound-flexiast-vit\n" + VGGSOUND.layout,
+        paper(VGGSOUND, "vggsound-flexiast-vit", patch=16, init=vit16, prefix_tokens=VIT_PREFIX_TOKENS,
+              phases=[_phase("flexible", VGGSOUND.epochs, flexible())], eval_sizes=EVAL_FLEXIBLE))
     return out
 
 
@@ -435,7 +522,8 @@ def htsat_recipe(name: str, ds: Dataset, *, epochs: int, batch: int, phases: lis
                  target_length: int = 1024, balanced: bool = False) -> dict:
     """An HTS-AT-Tiny recipe on one of the papers' datasets, with HTS-AT's optimiser and schedule."""
     data = {k: v for k, v in ds.data.items() if k != "balanced"} | ({"balanced": True} if balanced else {})
-    return recipe(name, model={"arch": "htsat", "preset": "tiny"}, init=init, loss=dict(ds.loss),
+    loss = {"name": "bce" if ds is AUDIOSET else "ce"}  # config.py loss_type clip_bce; esc_config.py clip_ce
+    return recipe(name, model={"arch": "htsat", "preset": "tiny"}, init=init, loss=loss,
                   features={"kind": "slaney_logmel", "target_length": target_length},
                   data={**data, "batch_size": batch}, augment={**HTSAT_SPECAUGMENT, **(augment or {})},
                   optimizer=HTSAT_OPTIMIZER, schedule=HTSAT_SCHEDULE, train={**HTSAT_TRAIN, **(train or {})},

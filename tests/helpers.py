@@ -1,5 +1,5 @@
 """Helpers shared by the tests: a tiny training recipe, the CLI in a subprocess, tiny ImageNet
-DeiT weights, a pickle that would run code and FLOPs as torch counts them."""
+DeiT and ViT weights, a pickle that would run code and FLOPs as torch counts them."""
 
 from __future__ import annotations
 
@@ -95,6 +95,25 @@ def tiny_deit(width: int = 32, depth: int = 2, grid: int = 14, scale: float = 1.
     sd = {"cls_token": torch.randn(1, 1, D, generator=g), "dist_token": torch.randn(1, 1, D, generator=g),
           "pos_embed": torch.randn(1, 2 + grid * grid, D, generator=g),
           "patch_embed.proj.weight": torch.randn(D, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.zeros(D),
+          "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
+          "head.weight": torch.randn(1000, D, generator=g), "head.bias": torch.zeros(1000)}
+    for k, v in AST(10, embed_dim=D, depth=depth, num_heads=2).state_dict().items():
+        if k.startswith("blocks."):
+            sd[k] = torch.randn(v.shape, generator=g) * scale
+    return sd
+
+
+def tiny_vit(patch: int = 16, width: int = 32, depth: int = 2, image: int = 224, scale: float = 1.0) -> dict:
+    """An ImageNet ViT state dict in timm's layout (``vit_base_patch{patch}_224`` at ``width``): RGB
+    ``patch`` x ``patch`` kernel, ``image / patch`` square grid, one prefix token ([CLS]), a
+    1000-class head; ``depth`` blocks, seeded."""
+    from flexiast import AST
+
+    g = torch.Generator().manual_seed(1)
+    D, grid = width, image // patch
+    sd = {"cls_token": torch.randn(1, 1, D, generator=g), "pos_embed": torch.randn(1, 1 + grid * grid, D, generator=g),
+          "patch_embed.proj.weight": torch.randn(D, 3, patch, patch, generator=g),
+          "patch_embed.proj.bias": torch.randn(D, generator=g) * 0.1,
           "norm.weight": torch.ones(D), "norm.bias": torch.zeros(D),
           "head.weight": torch.randn(1000, D, generator=g), "head.bias": torch.zeros(1000)}
     for k, v in AST(10, embed_dim=D, depth=depth, num_heads=2).state_dict().items():

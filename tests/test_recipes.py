@@ -10,7 +10,8 @@ transfer, weight averaging, initialisation and distillation are the recipe's own
 recipe keeps its stages and freq_ratio with every stage one block of one head, 8 wide, and
 averages its best epoch alone (``train.average_best=1``: one epoch per phase here).
 Initial weights named under ``runs/`` are produced by running the recipe that writes them
-first; ImageNet DeiT weights are a tiny file in timm's layout.
+first; ImageNet DeiT and ViT-B/{8,16,32} weights are tiny files in timm's layout (a ViT with
+its own patch size, 224 / p grid and one prefix token).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from flexiast.config import load_config
 from flexiast.engine import train
 from flexiast.models import load_model
 from flexiast.models.htsat.config import PRESETS as HTSAT_PRESETS
-from helpers import tiny_deit
+from helpers import tiny_deit, tiny_vit
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
@@ -156,6 +157,18 @@ def imagenet_deit(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def imagenet_vits(tmp_path_factory) -> dict[int, Path]:
+    """32-wide, one-block ImageNet ViT-B/8, B/16 and B/32 at 224 in timm's layout (safetensors)."""
+    import safetensors.torch
+
+    out = {}
+    for p in (8, 16, 32):
+        out[p] = tmp_path_factory.mktemp("weights") / f"vit_base_patch{p}_224.safetensors"
+        safetensors.torch.save_file(tiny_vit(patch=p, width=32, depth=1, scale=0.02), out[p])
+    return out
+
+
 def _raw(recipe: str) -> dict:
     return yaml.safe_load((ROOT / "recipes" / recipe).read_text())
 
@@ -166,10 +179,12 @@ PRODUCERS = {_raw(r)["out"].replace("{name}", _raw(r)["name"]): r for r in RECIP
 class Runner:
     """Runs recipes in a scratch ``runs/`` folder, first the runs a recipe starts from."""
 
-    def __init__(self, base: Path, layouts: dict, deit: Path):
-        self.base, self.layouts, self.deit, self.done = base, layouts, deit, {}
+    def __init__(self, base: Path, layouts: dict, deit: Path, vits: dict[int, Path]):
+        self.base, self.layouts, self.deit, self.vits, self.done = base, layouts, deit, vits, {}
 
     def weights(self, path: str) -> str:
+        if path.startswith("weights/vit_base_patch"):
+            return str(self.vits[int(path.split("patch")[1].split("_")[0])])
         if path.startswith("weights/"):
             return str(self.deit)
         run = "/".join(path.split("/")[:2])  # runs/NAME[/fold{fold}]/best.safetensors
@@ -198,8 +213,8 @@ class Runner:
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory, layouts, imagenet_deit) -> Runner:
-    return Runner(tmp_path_factory.mktemp("runs"), layouts, imagenet_deit)
+def runner(tmp_path_factory, layouts, imagenet_deit, imagenet_vits) -> Runner:
+    return Runner(tmp_path_factory.mktemp("runs"), layouts, imagenet_deit, imagenet_vits)
 
 
 def test_every_paper_experiment_has_a_recipe():
@@ -212,6 +227,9 @@ def test_every_paper_experiment_has_a_recipe():
         want.add(f"{ds}/c2f_baseline.yaml")
         for m in ("fshift", "avgpool", "maxpool", "patchbl", "patchpi"):
             want |= {f"{ds}/c2f_{m}_{s}.yaml" for s in ("2-1", "4-1", "4-2-1")}
+    # FlexiAST Fig. 4: (a) VoxCeleb resizing both axes or frequency only, (b) VGGSound with BL, from ViT
+    want |= {"voxceleb/flexiast_both.yaml", "voxceleb/flexiast_freq.yaml", "vggsound/flexiast_bl.yaml",
+             "vggsound/flexiast_vit.yaml"}
     for name in ("digits_ast8", "digits_ast16", "digits_ast32", "digits_flexiast", "speakers_ast16",
                  "speakers_flexiast_both", "speakers_flexiast_time", "speakers_flexiast_freq"):
         want.add(f"fsdd/{name}.yaml")
@@ -281,6 +299,57 @@ def test_hyper_parameters_follow_the_papers_and_ast():
         assert sampler["sampler"] == "uniform" and sampler["sizes"] == P and flexi["model"]["patch_size"] == 16
         assert sampler.get("axes", "both") == ("time" if ds == "voxceleb" else "both")
         assert "mixup" not in flexi["augment"] and not flexi["train"].get("weight_averaging")
+
+
+#: timm's ImageNet weights for the names the authors' src/models/ast_models.py creates
+#: (vit_base_patch{8,16,32}_224, pretrained=True: the first tag timm lists for each name).
+VIT_TAGS = {8: "augreg2_in21k_ft_in1k", 16: "augreg2_in21k_ft_in1k", 32: "augreg_in21k_ft_in1k"}
+
+
+def test_flexiast_paper_standard_asts_start_from_imagenet_vit():
+    """FlexiAST Sec. 3.2: standard ASTs "initialized with ViT" (ViT-B/p at 224, its own p x p kernel and
+    one [CLS] token in the authors' code), ESC-50 and Speech Commands from the AudioSet AST-B/p; the
+    FlexiASTs keep that one [CLS] token. Coarse-to-fine keeps AST's official DeiT-B/384 (its Sec. 3.2)."""
+    for ds in ("audioset", "vggsound", "voxceleb", "esc50", "speechcommands"):
+        for p in (8, 16, 32):
+            r = _raw(f"{ds}/ast_b{p}.yaml")
+            assert r["model"] == {"preset": "base", "patch_size": p, "stride": p, "prefix_tokens": 1}
+            want = (f"runs/audioset-ast-b{p}/best.safetensors" if ds in ("esc50", "speechcommands")
+                    else f"weights/vit_base_patch{p}_224.{VIT_TAGS[p]}.safetensors")
+            assert r["init"]["path"] == want
+        for name in ("flexiast", "flexiast_kd"):
+            assert _raw(f"{ds}/{name}.yaml")["model"]["prefix_tokens"] == 1
+    for ds in ("audioset", "vggsound", "voxceleb", "kinetics_sounds"):
+        base = _raw(f"{ds}/c2f_baseline.yaml")
+        assert base["init"]["path"] == "weights/deit_base_distilled_patch16_384.pth"
+        assert "prefix_tokens" not in base["model"]  # cls + distillation, DeiT's two
+
+
+def test_flexiast_fig4_ablation_recipes_follow_the_paper():
+    """Fig. 4a: VoxCeleb FlexiASTs on both axes and on frequency only, otherwise the time-only recipe;
+    Fig. 4b: VGGSound FlexiAST with bilinear resizing (at initialisation, every step and validation, as
+    the authors' --resize_methods BL) and one initialised from ImageNet ViT-B/16 instead of AST-B/8."""
+    def rest(r):
+        return {k: v for k, v in r.items() if k not in ("name", "phases", "init", "train")}
+
+    time_only = _raw("voxceleb/flexiast.yaml")
+    for axes in ("both", "freq"):
+        r = _raw(f"voxceleb/flexiast_{axes}.yaml")
+        axis = {"axes": axes} if axes != "both" else {}  # both: the default
+        assert r["phases"][0]["patch"] == {"sampler": "uniform", "sizes": P, **axis}
+        assert r["init"] == time_only["init"] == {"path": "runs/voxceleb-ast-b16/best.safetensors"}
+        assert rest(r) == rest(time_only) and r["train"] == time_only["train"]
+        assert r["phases"][0]["epochs"] == 20 and r["name"] == f"voxceleb-flexiast-{axes}"
+    pi = _raw("vggsound/flexiast.yaml")
+    bl = _raw("vggsound/flexiast_bl.yaml")
+    assert bl["phases"][0]["transfer"] == "bl" and bl["phases"][0]["patch"]["resize"] == "bl"
+    assert bl["train"]["eval_resize"] == "bl" and bl["init"] == pi["init"]
+    assert "transfer" not in pi["phases"][0] and "resize" not in pi["phases"][0]["patch"]  # PI: the default
+    assert rest(bl) == rest(pi)
+    vit = _raw("vggsound/flexiast_vit.yaml")
+    assert vit["init"]["path"] == f"weights/vit_base_patch16_224.{VIT_TAGS[16]}.safetensors"
+    assert vit["model"] == pi["model"] == {"preset": "base", "patch_size": 16, "stride": 16, "prefix_tokens": 1}
+    assert rest(vit) == rest(pi) and vit["phases"] == pi["phases"] and vit["train"] == pi["train"]
 
 
 #: HTS-AT's settings, written out from RetroCirce/HTS-Audio-Transformer (2e29471), not read from

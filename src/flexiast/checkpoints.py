@@ -4,8 +4,9 @@ Family-agnostic I/O under every model family (:mod:`flexiast.models`): which lay
 state dict has, and what it means, is the family's business; here a file becomes a state
 dict and, where we wrote it, the configuration that says which family it belongs to.
 
-Every file is read with safetensors or ``torch.load(weights_only=True)``: a pickle that
-would construct arbitrary objects is refused before anything in it runs. A damaged file
+Every file is read with safetensors, ``torch.load(weights_only=True)`` or, for the ``.npz``
+archives of Google's JAX ViTs, ``np.load(allow_pickle=False)``: a pickle that would
+construct arbitrary objects is refused before anything in it runs. A damaged file
 is refused too: torch zip files are checked against their records' CRC-32s
 (:func:`verify_zip`), our safetensors against the CRC-32 in their metadata.
 """
@@ -18,6 +19,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -107,6 +109,22 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
     return sd, meta
 
 
+def _read_npz(path: Path) -> dict:
+    """The arrays of a NumPy ``.npz`` archive as tensors, keyed by their names (a JAX ViT's
+    ``Transformer/encoderblock_0/...``). ``allow_pickle=False``: an object array is refused."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except ValueError as e:  # object arrays need pickle
+        raise CheckpointError(f"{path}: refused to load: {e} (an .npz of weights holds numeric arrays only)") from None
+    except Exception as e:  # not a zip, truncated, damaged member
+        raise CheckpointError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e})") from None
+    bad = sorted(k for k, a in arrays.items() if a.dtype.kind not in "fiub")
+    if bad:
+        raise CheckpointError(f"{path}: array {bad[0]!r} of dtype {arrays[bad[0]].dtype} is not numeric")
+    return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+
+
 def _json(text: str, where) -> dict:
     try:
         value = json.loads(text)
@@ -141,6 +159,8 @@ def load_state_dict(path: str | Path) -> tuple[dict, dict | None, dict | None]:
         if config.get("format") == "flexiast" and isinstance(config.get("model_config"), dict):
             return sd, config["model_config"], None
         return sd, None, config  # another library's configuration: the family that reads it decides
+    if path.suffix == ".npz":
+        return _read_npz(path), None, None
     if path.suffix == ".safetensors":
         sd, meta = _read_safetensors(path)
         cfg = _json(meta["flexiast_config"], f"{path} metadata") if "flexiast_config" in meta else None

@@ -66,8 +66,9 @@ class ModelSection:
 
 @dataclass
 class InitSection:
-    """Initial weights: ``path`` to an ImageNet ViT/DeiT, an AST (any patch size, moved into the
-    stored kernel with PI-resize), a Hugging Face AST or a flexiast checkpoint; none = scratch.
+    """Initial weights: ``path`` to an ImageNet ViT/DeiT (timm's files or Google's JAX ``.npz``),
+    an AST (any patch size, moved into the stored kernel with the first phase's ``transfer``,
+    PI-resize by default), a Hugging Face AST or a flexiast checkpoint; none = scratch.
     ``source_*`` describe the file where its shapes are ambiguous (see ``AST.from_pretrained``)."""
 
     path: str | None = None
@@ -185,20 +186,24 @@ class PatchSampling:
     """Patch sizes of a phase's steps. ``fixed`` uses ``sizes[0]``; ``uniform`` draws from
     ``sizes``; ``weighted`` draws with ``weights``. ``axes``: ``both`` (p x p), ``time``
     (base_f x p, FlexiAST's speaker setting) or ``freq`` (p x base_t). None = the model's
-    stored size."""
+    stored size. ``resize``: how each step's kernel is made from the stored one, ``pi``
+    (PI-resize, FlexiAST eq. 3) or ``bl`` (bilinear, antialiased: the BL FlexiAST of
+    FlexiAST Sec. 3.4 item 2, Fig. 4b); the gradient flows through either."""
 
     sampler: str = "fixed"
     sizes: list[int] | None = None
     weights: list[float] | None = None
     axes: str = "both"
+    resize: str = "pi"
 
 
 @dataclass
 class PhaseConfig:
     """One phase: its length (``epochs`` or ``steps``), its compression (``none``,
     ``fshift:C``, ``avgpool:C``, ``maxpool:C``, ``patch:C``), how the kernel moves into and out
-    of a ``patch`` phase (``transfer``: pi or bl), its patch sampler, and optimizer and
-    schedule (the run's unless given), reset when the phase begins."""
+    of a ``patch`` phase (``transfer``: pi or bl; the first phase's also moves an initial
+    weights' kernel of another size into ``model.patch_size``), its patch sampler, and
+    optimizer and schedule (the run's unless given), reset when the phase begins."""
 
     name: str | None = None
     epochs: int | None = None
@@ -701,6 +706,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         s = ph.patch
         _choice(s.sampler, PATCH_SAMPLERS, f"{key}.patch.sampler")
         _choice(s.axes, AXES, f"{key}.patch.axes")
+        _choice(s.resize, RESIZE_METHODS, f"{key}.patch.resize")
         if s.sizes is not None and (not s.sizes or any(p < 1 for p in s.sizes)):
             raise ConfigError(f"{key}.patch.sizes: {s.sizes} must be a non-empty list of positive sizes")
         if s.sampler == "fixed" and s.sizes is not None and len(s.sizes) != 1:

@@ -7,7 +7,9 @@ under fshift or pooling), and in a ``patch:C`` phase the stored kernel becomes
 ``p x Cp``, moved with PI-resize or bilinear interpolation (Patch-PI / Patch-BL, Sec. 2.3);
 leaving it moves the kernel back the same way. The optimizer and the learning-rate
 schedule restart with every phase. FlexiAST (Sec. 2.3) is a phase whose sampler draws
-a patch size per optimizer step; the size of step ``s`` depends only on ``(seed, s)``.
+a patch size per optimizer step; the size of step ``s`` depends only on ``(seed, s)``,
+and the stored kernel is resized to it with the phase's ``patch.resize`` (PI-resize, or
+bilinear for FlexiAST's BL ablation, Sec. 3.4 item 2).
 
 One optimizer step = ``accum_steps`` micro-batches of ``batch_size / (world * accum)``
 clips on each rank. Training epochs drop the last incomplete batch, so every step has
@@ -179,6 +181,8 @@ class Trainer:
             return create_model(target)
         hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
                  if getattr(init, k) is not None}
+        if self.cfg.patch_calls:  # the first phase's transfer moves a kernel of another size in
+            hints["kernel_resize"] = self.plan.transfer(0)
         return self.family.init_from(init.path, target, **hints)
 
     def _task(self, teacher) -> Task:
@@ -365,8 +369,9 @@ class Trainer:
         return self._flop_cache[key]
 
     def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch) -> torch.Tensor:
+        resize = self.cfg.phases[self.phase].patch.resize if self.cfg.patch_calls else None
         with self._autocast():
-            outputs = self.task.forward(self.forward, spec, patch_call(patch))
+            outputs = self.task.forward(self.forward, spec, patch_call(patch, resize))
         return self.task.loss(outputs, target)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:

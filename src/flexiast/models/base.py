@@ -129,7 +129,8 @@ class ModelFamily:
     * ``load(state_dict, layout, flexiast_config, foreign_config, path=, **overrides) ->
       model``: a state dict of ``layout`` as a model, adapted by ``overrides``;
     * ``init_from(path, target, **hints) -> model``: a recipe's initial weights made to fit
-      its ``target`` configuration (input size, classes, kernel);
+      its ``target`` configuration (input size, classes, kernel); a family with
+      ``patch_calls`` also takes ``kernel_resize`` (pi or bl), how a kernel of another size moves;
     * ``flops(config, input_shape, **call)``: analytic FLOPs, equal to ``FlopCounterMode``;
     * ``writers``: ``{format: write(model, directory, inference)}`` for layouts other than
       flexiast's;

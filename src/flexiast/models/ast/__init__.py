@@ -2,7 +2,7 @@
 chosen per call (FlexiAST, Feng et al. 2023), on AST's Kaldi fbank.
 
 ``config`` (:class:`ASTConfig`, presets), ``model`` (:class:`AST`), ``weights`` (official
-AST and FlexiAST, Hugging Face, timm ViT/DeiT in; Hugging Face out), ``flops`` (the
+AST and FlexiAST, Hugging Face, timm ViT/DeiT, JAX ViT .npz in; Hugging Face out), ``flops`` (the
 analytic counter), ``recipe`` (the ``model:`` section of a recipe).
 """
 

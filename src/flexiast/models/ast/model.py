@@ -437,7 +437,8 @@ class AST(FlexModel):
     # -- weights in ------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides) -> "AST":
-        """Load official AST, official FlexiAST, Hugging Face, timm ViT/DeiT or flexiast weights.
+        """Load official AST, official FlexiAST, Hugging Face, timm ViT/DeiT, Google's JAX ViT
+        (``.npz``) or flexiast weights.
 
         The format is detected from the keys. ``overrides`` change the configuration
         (``num_classes``, ``patch_size``, ``stride``, ``input_tdim``, ...): a new patch
@@ -446,7 +447,8 @@ class AST(FlexModel):
         ``source_stride`` / ``source_input_tdim`` / ``source_input_fdim`` instead describe
         the file, where its shapes are ambiguous (a warning says when). A file of another
         model family is refused, naming it.
-        Never executes code from the file (safetensors, or ``torch.load(weights_only=True)``).
+        Never executes code from the file (safetensors, ``torch.load(weights_only=True)`` or
+        ``np.load(allow_pickle=False)``).
         """
         from ..registry import load_model
 

@@ -15,9 +15,11 @@ class ASTSection:
     """The network. ``preset`` gives the widths (tiny/small/base); explicit fields override it.
 
     ``patch_size`` is the stored (base) kernel; FlexiAST keeps 16 and resizes it per step.
-    ``stride`` applies at that kernel (AST's overlapping 10). ``partial_patches``: ``drop``
-    (AST's and the FlexiAST authors' floor) or ``pad`` (zeros to whole patches, the ceil grid
-    of FlexiAST Sec. 2.2). ``num_classes`` and the input size come from the data and features.
+    ``stride`` applies at that kernel (AST's overlapping 10). ``prefix_tokens``: 2, DeiT's
+    cls and distillation tokens (AST's backbone), or 1, a ViT's [CLS] (FlexiAST's standard
+    ASTs, Sec. 3.2); it must match the initial weights'. ``partial_patches``: ``drop`` (AST's
+    and the FlexiAST authors' floor) or ``pad`` (zeros to whole patches, the ceil grid of
+    FlexiAST Sec. 2.2). ``num_classes`` and the input size come from the data and features.
     """
 
     arch: str = ASTConfig.arch

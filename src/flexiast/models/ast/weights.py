@@ -14,7 +14,12 @@ Layouts recognised by their keys (after stripping DataParallel's ``module.``):
 * ``hf``: Hugging Face's ``ASTForAudioClassification`` (``audio_spectrogram_transformer.*``),
   a directory with ``config.json`` or a bare state dict.
 * ``timm``: an ImageNet ViT/DeiT state dict; the RGB kernel is summed to one channel and
-  the positional grid cut or interpolated per axis as AST does; the head is new.
+  the positional grid cut or interpolated per axis as AST does; the head is new. A ViT
+  has one prefix token ([CLS]), a distilled DeiT two; the file's kernel is kept when the
+  target's patch size is the file's (ViT-B/8, B/16, B/32 at 224: 28x28, 14x14, 7x7 grids).
+* ``jax-npz``: Google's ``.npz`` of a JAX ViT (the original ViT and AugReg releases, and
+  big_vision's layout with a [CLS] token), mapped to timm's names by :func:`npz_to_timm`
+  and then read as ``timm``.
 
 Files are read by :mod:`flexiast.checkpoints` (never running their code); this module
 only maps keys and shapes.
@@ -36,7 +41,7 @@ from ...resize import ast_adapt_pos_grid, grid_shape, to_pair
 from .config import ASTConfig
 from .model import AST, adapt_state_dict
 
-__all__ = ["detect", "LAYOUTS", "infer_grid", "convert_state_dict", "load", "init_from", "to_hf",
+__all__ = ["detect", "LAYOUTS", "npz_to_timm", "infer_grid", "convert_state_dict", "load", "init_from", "to_hf",
            "write_hf", "hf_preprocessor_config"]
 
 log = logging.getLogger(__name__)
@@ -46,8 +51,8 @@ HF_PREFIX = "audio_spectrogram_transformer."
 HF_MODEL_TYPE = "audio-spectrogram-transformer"
 #: The layouts :func:`detect` recognises, in words (for the error when no family reads a file).
 LAYOUTS = ("official AST (module.v.*), official FlexiAST (module.v.* + module.pos_embed.pos_embed), "
-           "Hugging Face (audio_spectrogram_transformer.*), timm ViT/DeiT (blocks.*, patch_embed.*) or "
-           "flexiast keys")
+           "Hugging Face (audio_spectrogram_transformer.*), timm ViT/DeiT (blocks.*, patch_embed.*), "
+           "Google's JAX ViT .npz (embedding/kernel, Transformer/encoderblock_*) or flexiast keys")
 
 
 # -- recognising layouts ------------------------------------------------------------
@@ -64,7 +69,81 @@ def detect(sd: dict, foreign_config: dict | None = None) -> str | None:
         return "ast"
     if {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "cls_token", "pos_embed"} <= keys:
         return "flexiast" if "head.fc.weight" in keys else "timm"
+    if _npz_prefix(keys) is not None:
+        return "jax-npz"
     return None
+
+
+# -- Google's JAX ViT (.npz) ----------------------------------------------------------
+#: Where a JAX ViT's tensors sit in its .npz: none for the original ViT and AugReg releases,
+#: ``opt/target/`` in older training checkpoints, ``params/`` (``params/img/``) in big_vision's.
+NPZ_PREFIXES = ("", "opt/target/", "params/", "params/img/")
+
+
+def _npz_prefix(keys) -> str | None:
+    for prefix in NPZ_PREFIXES:
+        if prefix + "embedding/kernel" in keys and (prefix + "Transformer/encoder_norm/scale") in keys:
+            return prefix
+    return None
+
+
+def npz_to_timm(sd: dict) -> tuple[dict, int]:
+    """A JAX ViT's arrays (Flax names, ``.npz``) as ``(timm ViT state dict, number of heads)``.
+
+    Flax stores a convolution kernel HWIO (``embedding/kernel``: ``[ph, pw, 3, D]``, torch's
+    ``[D, 3, ph, pw]`` is its ``(3, 2, 0, 1)`` transpose) and a dense kernel ``[in, out]``
+    (torch's ``[out, in]``). Attention keeps heads apart: ``query/kernel`` is ``[D, heads,
+    d_head]`` (flattened to ``[D, D]`` and transposed; q, k and v stacked into timm's fused
+    ``qkv``), its bias ``[heads, d_head]``; ``out/kernel`` is ``[heads, d_head, D]``. So the
+    file fixes the head count. Per block, ``LayerNorm_0`` precedes attention
+    (``MultiHeadDotProductAttention_1``) and ``LayerNorm_2`` the ``MlpBlock_3`` (big_vision:
+    ``MultiHeadDotProductAttention_0``, ``LayerNorm_1``, ``MlpBlock_0``; its scanned layout
+    stacks every block's arrays along a first axis under ``encoderblock/``). ``scale`` is a
+    LayerNorm's weight. The positional embedding (``Transformer/posembed_input/pos_embedding``,
+    big_vision's ``pos_embedding``) and the [CLS] token (``cls``) keep their shapes. The
+    classifier (``head``, ``pre_logits``) is left out: an AST's head is new. The names are
+    those timm's ``_load_weights`` reads (``vision_transformer.py``).
+    """
+    keys = set(sd)
+    prefix = _npz_prefix(keys)
+    if prefix is None:
+        raise CheckpointError("not a JAX ViT .npz (no embedding/kernel and Transformer/encoder_norm/scale)")
+    if prefix + "cls" not in keys:
+        raise CheckpointError("the JAX ViT has no [CLS] token (cls): an AST reads its prediction from one; "
+                              "a global-average-pooled ViT cannot initialise it")
+
+    def t(name: str) -> torch.Tensor:
+        return sd[prefix + name].float()
+
+    scanned = prefix + "Transformer/encoderblock/LayerNorm_0/scale" in keys
+    first = "Transformer/encoderblock/" if scanned else "Transformer/encoderblock_0/"
+    big_vision = prefix + first + "MultiHeadDotProductAttention_0/query/kernel" in keys
+    attn, ln2, mlp = ("MultiHeadDotProductAttention_0/", "LayerNorm_1", "MlpBlock_0/") if big_vision else \
+        ("MultiHeadDotProductAttention_1/", "LayerNorm_2", "MlpBlock_3/")
+    depth = (sd[prefix + first + "LayerNorm_0/scale"].shape[0] if scanned
+             else _depth(sd, re.escape(prefix) + r"Transformer/encoderblock_(\d+)/"))
+
+    def block(i: int, name: str) -> torch.Tensor:
+        return t("Transformer/encoderblock/" + name)[i] if scanned else t(f"Transformer/encoderblock_{i}/{name}")
+
+    pos = "pos_embedding" if prefix + "pos_embedding" in keys else "Transformer/posembed_input/pos_embedding"
+    out = {"patch_embed.proj.weight": t("embedding/kernel").permute(3, 2, 0, 1).contiguous(),
+           "patch_embed.proj.bias": t("embedding/bias"), "cls_token": t("cls").reshape(1, 1, -1),
+           "pos_embed": t(pos), "norm.weight": t("Transformer/encoder_norm/scale"),
+           "norm.bias": t("Transformer/encoder_norm/bias")}
+    qkv = ("query", "key", "value")
+    for i in range(depth):
+        b = f"blocks.{i}."
+        out[b + "attn.qkv.weight"] = torch.cat([block(i, f"{attn}{n}/kernel").flatten(1).T for n in qkv])
+        out[b + "attn.qkv.bias"] = torch.cat([block(i, f"{attn}{n}/bias").reshape(-1) for n in qkv])
+        out[b + "attn.proj.weight"] = block(i, f"{attn}out/kernel").flatten(0, 1).T.contiguous()
+        out[b + "attn.proj.bias"] = block(i, f"{attn}out/bias")
+        for ours, theirs in (("norm1", "LayerNorm_0"), ("norm2", ln2)):
+            out[f"{b}{ours}.weight"], out[f"{b}{ours}.bias"] = block(i, f"{theirs}/scale"), block(i, f"{theirs}/bias")
+        for r in (0, 1):
+            out[f"{b}mlp.fc{r + 1}.weight"] = block(i, f"{mlp}Dense_{r}/kernel").T.contiguous()
+            out[f"{b}mlp.fc{r + 1}.bias"] = block(i, f"{mlp}Dense_{r}/bias")
+    return out, block(0, f"{attn}query/kernel").shape[-2]
 
 
 def _depth(sd: dict, pattern: str) -> int:
@@ -270,6 +349,9 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
                 raise CheckpointError("flexiast state dict without its model configuration")
         elif layout in ("ast", "flexiast-official"):
             cfg, sd = _from_ast(sd, overrides, layout == "flexiast-official")
+        elif layout == "jax-npz":
+            timm_sd, heads = npz_to_timm(sd)  # the file fixes the head count
+            cfg, sd = _from_timm(timm_sd, {**overrides, "num_heads": heads})
         elif layout == "hf":
             if hf_config is not None and hf_config.get("model_type") != HF_MODEL_TYPE:
                 raise CheckpointError(f"config.json: model_type {hf_config.get('model_type')!r}, not {HF_MODEL_TYPE!r}")
@@ -296,18 +378,21 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
 
     ``source_stride``, ``source_input_tdim`` and ``source_input_fdim`` describe the file
     where its shapes leave them ambiguous (official AST releases, bare HF state dicts);
-    every other keyword is a target the loaded weights are adapted to.
+    every other keyword is a target the loaded weights are adapted to; ``kernel_resize``
+    (``"pi"``, the default, or ``"bl"``) says how the file's kernel moves to another
+    ``patch_size``.
     """
     hints = {k: overrides.pop(k) for k in SOURCE_HINTS if k in overrides}
+    kernel_resize = overrides.pop("kernel_resize", "pi")
     try:
         cfg, sd = convert_state_dict(sd, layout, flexiast_config=flexiast_config, hf_config=foreign_config,
                                      **hints, **overrides)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    if layout == "timm":
+    if layout in ("timm", "jax-npz"):
         overrides = {k: v for k, v in overrides.items()
                      if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
-    cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides)
+    cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides, kernel_resize)
     model = AST(config=cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if new_head:
@@ -319,13 +404,19 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
     return model
 
 
-def init_from(path: str | Path, target: ASTConfig, **hints) -> AST:
+def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi", **hints) -> AST:
     """A recipe's initial weights (``init.path``) shaped to its ``target`` configuration.
 
-    Input size, classes (a new head), stored kernel (PI-resized) and stride come from the
-    target. Weights do not store the head count (ImageNet and AST files assume 64-wide
-    heads): the target's is used where width and depth agree. Widths the file fixes and
-    the recipe states otherwise are taken from the file, with a warning.
+    Input size, classes (a new head), stored kernel and stride come from the target. A
+    kernel of another size is moved with ``kernel_resize``: PI-resize (FlexiAST Sec. 3.2:
+    "we adjust the patch embedding weights ... with PI-resize") or bilinear, as the
+    official code does for its BL FlexiAST (``flexi_ast.py``: ``FlexiPatchEmbed`` resizes
+    the loaded kernel with the same ``resize_func`` it trains with).
+
+    Most weights do not store the head count (ImageNet and AST files assume 64-wide heads):
+    the target's is used where width and depth agree. A JAX ``.npz`` stores it (its
+    attention kernels are per head) and keeps it. Widths the file fixes and the recipe
+    states otherwise are taken from the file, with a warning.
     """
     from ..registry import load_model
 
@@ -333,7 +424,7 @@ def init_from(path: str | Path, target: ASTConfig, **hints) -> AST:
     overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
                      patch_size=target.patch_size, stride=stride, drop_rate=target.drop_rate,
                      drop_path_rate=target.drop_path_rate, partial_patches=target.partial_patches,
-                     labels=target.labels, **hints)
+                     labels=target.labels, kernel_resize=kernel_resize, **hints)
     model = load_model(path, arch=ASTConfig.arch, **overrides)
     got = model.config
     if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:

@@ -555,9 +555,9 @@ PANNS_SOURCES = (
     "to 16 bins, the same expected width.\n"
     "What differs: PANNs counts iterations (600k in its README's log, about 9.8 epochs of AudioSet-2M)\n"
     "and validates every 2000; here 10 epochs, validated once per epoch on 1% of the training clips.\n"
-    "PANNs' balanced sampler draws batches of 64 and mixes them in pairs into 32 clips; here each clip\n"
-    "of a batch of 32 is mixed with another of the same batch. PANNs' SpecAugment fills masks with 0\n"
-    "after bn0; here they are filled before it, with the front end's floor.\n")
+    "PANNs' balanced sampler draws batches of 64 and mixes them in pairs into 32 clips (targets mixed\n"
+    "too); here each clip of a batch of 32 is mixed with another training clip drawn at random. PANNs'\n"
+    "SpecAugment fills masks with 0 after bn0; here they are filled before it, with the front end's floor.\n")
 TABLE1_ROWS = ("CNN14 (43.20 mAP), CNN14 Pool2 (42.60), AST (44.30), AST Pool2 (42.79), AST Pool2->1 (44.35)")
 
 

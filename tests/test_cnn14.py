@@ -8,7 +8,9 @@ nothing else (:func:`_panns_models`); no network is used.
 * Parity: the same weights (a PANNs checkpoint this test writes from the reference module, in
   PANNs' ``{"model": state dict}`` layout with the front end's buffers) give the same
   ``clipwise_output`` and ``embedding`` in float64, on a spoken digit from FSDD resampled to
-  32 kHz and on noise; flexiast computes the log-mel itself (``FeatureConfig.htsat()``).
+  32 kHz and on noise; flexiast computes the log-mel itself (``FeatureConfig.htsat()``). The
+  fast tests run ``Cnn14.forward`` with its blocks built at CNN14-micro's widths (its own
+  ``ConvBlock`` class); the slow one, the 80M-parameter module on 10 s.
 * Loading: the file is claimed by the CNN14 family alone, its front end is checked and dropped,
   a new head is made for other classes, and a front end other than flexiast's is refused.
 * Inputs shorter than the poolings allow are refused, naming the length; FLOPs follow the
@@ -60,11 +62,32 @@ def _panns_models():
     return module
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """panns-inference's Cnn14 with weights and BatchNorm statistics moved off their initialisation."""
-    torch.manual_seed(0)
-    model = _panns_models().Cnn14(**PANNS, classes_num=527)
+def _reference(divisor: int = 1, seed: int = 0):
+    """panns-inference's Cnn14 with weights and BatchNorm statistics moved off their initialisation.
+    ``divisor`` > 1 divides every width (its ``ConvBlock`` s built by its own class, ``fc1`` and
+    ``fc_audioset`` as its own ``init_layer`` makes them): ``Cnn14.forward`` unchanged, at the cost
+    of CNN14-micro rather than 80M parameters."""
+    models = _panns_models()
+    block = models.ConvBlock
+    def narrow(in_channels, out_channels):  # ConvBlock.__init__ names its class: restore it meanwhile
+        models.ConvBlock = block
+        try:
+            return block(in_channels=in_channels if in_channels == 1 else in_channels // divisor,
+                         out_channels=out_channels // divisor)
+        finally:
+            models.ConvBlock = narrow
+
+    if divisor > 1:
+        models.ConvBlock = narrow
+    torch.manual_seed(seed)
+    try:
+        model = models.Cnn14(**PANNS, classes_num=527)
+    finally:
+        models.ConvBlock = block
+    if divisor > 1:
+        width = 2048 // divisor
+        model.fc1, model.fc_audioset = torch.nn.Linear(width, width), torch.nn.Linear(width, 527)
+        model.init_weight()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if not name.startswith(("spectrogram_extractor.", "logmel_extractor.")):  # the front end stays PANNs'
@@ -76,12 +99,21 @@ def reference():
     return model.eval()
 
 
+def _save(model, path: Path) -> Path:
+    """``model``'s weights as PANNs' pytorch/main.py saves them."""
+    torch.save({"iteration": 0, "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """PANNs' Cnn14 at CNN14-micro's widths (8 .. 256 channels)."""
+    return _reference(divisor=8)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(reference, tmp_path_factory) -> Path:
-    """The reference's weights as PANNs' pytorch/main.py saves them."""
-    path = tmp_path_factory.mktemp("panns") / "Cnn14.pth"
-    torch.save({"iteration": 0, "model": reference.state_dict()}, path)
-    return path
+    return _save(reference, tmp_path_factory.mktemp("panns") / "Cnn14.pth")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +172,7 @@ def test_a_panns_checkpoint_is_claimed_by_cnn14_alone(checkpoint, reference, our
     sd = reference.state_dict()
     family, layout = identify(sd, None, None)
     assert (family.arch, layout) == ("cnn14", "panns")
-    assert ours.config.channels == (64, 128, 256, 512, 1024, 2048) and ours.config.num_classes == 527
+    assert ours.config.channels == (8, 16, 32, 64, 128, 256) and ours.config.num_classes == 527
     assert set(ours.state_dict()) == {k for k in sd if not k.startswith(("spectrogram_extractor.",
                                                                           "logmel_extractor."))}
 
@@ -156,24 +188,24 @@ def test_parity_with_panns_on_noise(reference, ours, front_end64):
 
 
 @pytest.mark.slow
-def test_parity_with_panns_on_ten_seconds(reference, ours, front_end64):
-    """PANNs' 10 s input (1001 frames)."""
+def test_parity_with_panns_full_size(front_end64, tmp_path):
+    """PANNs' Cnn14 itself (80.8M parameters, loaded from its checkpoint layout) on the spoken digit
+    and on PANNs' 10 s input (1001 frames); about 30 s."""
+    reference = _reference(seed=1)
+    ours = load_model(_save(reference, tmp_path / "Cnn14_full.pth")).eval()
+    assert ours.config.channels == (64, 128, 256, 512, 1024, 2048)
+    audio, rate = sf.read(CLIP, dtype="float32")
+    _compare(reference, ours, front_end64, resample(audio, rate, 32000))
     _compare(reference, ours, front_end64, np.random.default_rng(1).standard_normal(320000) * 0.1)
 
 
-def test_a_new_head_for_other_classes(reference, tmp_path):
-    """A fine-tuning start: a PANNs-layout file (CNN14-micro widths, PANNs' front end buffers) loaded
-    for 10 classes keeps every convolution and ``fc1`` and makes a new ``fc_audioset``."""
-    micro = create_model("cnn14-micro", num_classes=527)
-    front = {k: v for k, v in reference.state_dict().items() if k.startswith(("spectrogram_extractor.",
-                                                                              "logmel_extractor."))}
-    path = tmp_path / "Cnn14_micro.pth"
-    torch.save({"iteration": 0, "model": {**front, **micro.state_dict()}}, path)
-    ten = load_model(path, num_classes=10)
+def test_a_new_head_for_other_classes(checkpoint, ours):
+    """A fine-tuning start: the PANNs file loaded for 10 classes keeps every convolution and
+    ``fc1`` and makes a new ``fc_audioset``."""
+    ten = load_model(checkpoint, num_classes=10)
     assert ten.config.num_classes == 10 and ten.fc_audioset.weight.shape == (10, 256)
-    assert ten.config.channels == (8, 16, 32, 64, 128, 256)
-    kept = [k for k in micro.state_dict() if not k.startswith("fc_audioset.")]
-    assert all(torch.equal(ten.state_dict()[k], micro.state_dict()[k]) for k in kept)
+    kept = [k for k in ours.state_dict() if not k.startswith("fc_audioset.")]
+    assert all(torch.equal(ten.state_dict()[k], ours.state_dict()[k]) for k in kept)
 
 
 def test_another_front_end_is_refused(reference):

@@ -15,8 +15,7 @@ PANNS_CHANNELS = (64, 128, 256, 512, 1024, 2048)
 #: Named sizes. ``base`` is PANNs' CNN14 (the family's defaults: 80.8M parameters with 527
 #: classes, 40.1 GFLOPs forward for one 1001-frame, 64-bin clip, counted as FlopCounterMode counts).
 #: ``micro`` divides every width by 8 (8 .. 256 channels, 1.25M parameters with 10 classes, 82 MFLOPs
-#: for 128 frames, 41 MFLOPs for 64): a CNN14
-#: that trains on a 2-core CPU in minutes.
+#: for 128 frames, 41 MFLOPs for 64): a CNN14 that trains on a 2-core CPU in minutes.
 PRESETS = {
     "base": dict(channels=PANNS_CHANNELS),
     "micro": dict(channels=tuple(c // 8 for c in PANNS_CHANNELS)),

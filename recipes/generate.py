@@ -4,7 +4,7 @@
     python recipes/generate.py --check    # exit 1 if a committed recipe differs from this table
 
 The recipes are plain, self-contained YAML files (users read, copy and edit them); this
-script exists so that 123 files share one source of truth for the constants they
+script exists so that 129 files share one source of truth for the constants they
 have in common, and ``tests/test_recipes.py`` checks the files against it and runs two
 steps of each.
 
@@ -31,6 +31,10 @@ Where the numbers come from:
   coarse-to-fine paper's Sec. 3.2 and 3.5 for its Table 6: HTS-AT baselines of 25 epochs
   (AudioSet-2M, top-15 average) and 50 (VGGSound), Fshift 4->1 with a first phase of about
   25%; HTS-AT's ESC-50 fine-tuning; HTS-AT-micro on FSDD for a CPU.
+* CNN14 (PANNs, Kong et al., 2020), read from qiuqiangkong/audioset_tagging_cnn (pytorch/main.py,
+  pytorch/models.py, scripts/4_train.sh), Liu et al.'s Pool2 front end (ICASSP 2023), and the
+  coarse-to-fine paper's Table 1: CNN14, CNN14 Pool2 and AST Pool2 on AudioSet-2M, and the five
+  rows on FSDD with CNN14-micro.
 """
 
 from __future__ import annotations
@@ -675,9 +679,131 @@ def fsdd_htsat_recipes() -> dict[str, tuple[str, dict]]:
         out[key] = (comment + "\n" + FSDD_LAYOUT.replace("resampled to 16 kHz", "resampled to 32 kHz"), body)
     return out
 
+# -- CNN14 (PANNs) and the coarse-to-fine paper's Table 1 ---------------------------------
+# PANNs (Kong et al., TASLP 2020), read from qiuqiangkong/audioset_tagging_cnn at d2f4b8c
+# (pytorch/main.py, pytorch/models.py, scripts/4_train.sh); simple pooling front ends (Liu et al.,
+# ICASSP 2023): "Pool2", the spectrogram average-pooled 2x over time before the CNN; the
+# coarse-to-fine paper's Table 1 and Sec. 1-2: CNN14, CNN14 Pool2, AST, AST Pool2, AST Pool2->1.
+
+#: pytorch/main.py: optim.Adam(lr=learning_rate, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.,
+#: amsgrad=True); scripts/4_train.sh: --learning_rate=1e-3, no scheduler.
+PANNS_OPTIMIZER = {"name": "adam", "lr": 1.0e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1.0e-8,
+                   "amsgrad": True}
+PANNS_SCHEDULE = {"name": "constant"}
+#: pytorch/models.py Cnn14: SpecAugmentation(time_drop_width=64, time_stripes_num=2, freq_drop_width=8,
+#: freq_stripes_num=2), the same as HTS-AT's: one mask per axis of twice the stripe width.
+PANNS_SPECAUGMENT = dict(HTSAT_SPECAUGMENT)
+#: scripts/4_train.sh --augmentation=mixup; pytorch/main.py Mixup(mixup_alpha=1.); Cnn14.forward mixes the
+#: log-mel after bn0 (do_mixup).
+PANNS_MIXUP = {"mixup": 1.0, "mixup_alpha": 1.0, "mixup_on": "spectrogram"}
+#: README.md's log stops at 600,000 iterations of batch 32: 19.2M clips, 9.8 passes over AudioSet-2M's
+#: 1,953,082 (AST's count), so 10 epochs.
+PANNS_EPOCHS = 10
+PANNS_SOURCES = (
+    "PANNs' settings, from qiuqiangkong/audioset_tagging_cnn (d2f4b8c): CNN14 (pytorch/models.py Cnn14:\n"
+    "preset base, dropout 0.2 / 0.5), the 32 kHz 64-bin log-mel, window 1024, hop 320, 50-14000 Hz\n"
+    "(scripts/4_train.sh; features kind slaney_logmel), 1001 frames (10 s, centred STFT); Adam lr 1e-3,\n"
+    "betas 0.9/0.999, eps 1e-8, no weight decay, amsgrad, constant rate (pytorch/main.py); batch 32,\n"
+    "class-balanced sampling, mixup alpha 1.0 on the log-mel after bn0, BCE (scripts/4_train.sh\n"
+    "--batch_size=32 --balanced=balanced --augmentation=mixup --loss_type=clip_bce; Cnn14.forward);\n"
+    "SpecAugment 2 x 64 frames, 2 x 8 bins (Cnn14), here one mask of up to 128 frames and one of up\n"
+    "to 16 bins, the same expected width.\n"
+    "What differs: PANNs counts iterations (600k in its README's log, about 9.8 epochs of AudioSet-2M)\n"
+    "and validates every 2000; here 10 epochs, validated once per epoch on 1% of the training clips.\n"
+    "PANNs' balanced sampler draws batches of 64 and mixes them in pairs into 32 clips (targets mixed\n"
+    "too); here each clip of a batch of 32 is mixed with another training clip drawn at random. PANNs'\n"
+    "SpecAugment fills masks with 0 after bn0; here they are filled before it, with the front end's floor.\n")
+TABLE1_ROWS = ("CNN14 (43.20 mAP), CNN14 Pool2 (42.60), AST (44.30), AST Pool2 (42.79), AST Pool2->1 (44.35)")
+
+
+def panns_recipe(name: str, ds: Dataset, *, phases: list[dict]) -> dict:
+    """PANNs' CNN14 training on AudioSet-2M as far as a recipe expresses it (``PANNS_SOURCES``)."""
+    data = {**ds.data, "balanced": True, "batch_size": 32}
+    return recipe(name, model={"arch": "cnn14", "preset": "base"}, loss=dict(ds.loss),
+                  features={"kind": "slaney_logmel", "target_length": 1001}, data=data,
+                  augment={**PANNS_SPECAUGMENT, **PANNS_MIXUP}, optimizer=PANNS_OPTIMIZER, schedule=PANNS_SCHEDULE,
+                  train={"precision": "auto"}, phases=phases)
+
+
+def table1_recipes() -> dict[str, tuple[str, dict]]:
+    """Coarse-to-fine Table 1 on AudioSet-2M: CNN14, CNN14 Pool2 and AST Pool2 (the AST and AST
+    Pool2->1 rows are c2f_baseline.yaml and c2f_avgpool_2-1.yaml)."""
+    rows = ("Coarse-to-fine Table 1's rows: " + TABLE1_ROWS + ": recipes/audioset/cnn14.yaml,\n"
+            "cnn14_pool2.yaml, c2f_baseline.yaml (AST), ast_pool2.yaml and c2f_avgpool_2-1.yaml (AST Pool2->1).\n")
+    out = {"audioset/cnn14.yaml": (
+        "CNN14 (PANNs, Kong et al. 2020) on AudioSet-2M (527 classes, mAP): coarse-to-fine Table 1,\n"
+        "'Baseline - CNN14' (43.20 mAP; PANNs reports 43.1).\n" + rows + PANNS_SOURCES + AUDIOSET.layout,
+        panns_recipe("audioset-cnn14", AUDIOSET, phases=[_htsat_phase("full", PANNS_EPOCHS)]))}
+    out["audioset/cnn14_pool2.yaml"] = (
+        "CNN14 on the log-mel average-pooled 2x over time (Liu et al., ICASSP 2023, 'Simple pooling\n"
+        "front-ends for efficient audio classification': kernel and stride 2 over time before the CNN):\n"
+        "coarse-to-fine Table 1, 'Pool2 - CNN' (42.60 mAP), one phase at avgpool:2 (1001 frames -> 500),\n"
+        "trained and tested at that resolution; otherwise recipes/audioset/cnn14.yaml.\n"
+        "Savings against it: flexiast savings runs/audioset-cnn14-pool2 --baseline runs/audioset-cnn14\n"
+        + rows + PANNS_SOURCES + AUDIOSET.layout,
+        panns_recipe("audioset-cnn14-pool2", AUDIOSET,
+                     phases=[_htsat_phase("pool2", PANNS_EPOCHS, "avgpool:2")]))
+    init = AUDIOSET.init.format(p=16)
+    out["audioset/ast_pool2.yaml"] = (
+        "AST-B/16 trained only on the log-mel average-pooled 2x over time: coarse-to-fine Table 1,\n"
+        "'Pool2, Transformer, no multi-phase' (42.79 mAP), trained and tested at avgpool:2 (512 frames).\n"
+        "Otherwise the c2f baseline's settings (recipes/audioset/c2f_baseline.yaml: AST-B/16 from DeiT,\n"
+        "non-overlapping patches, 5 epochs, mixup and weight averaging, c2f Sec. 3.1); Pool2->1 is\n"
+        "recipes/audioset/c2f_avgpool_2-1.yaml.\n" + rows + AUDIOSET.layout,
+        paper(AUDIOSET, "audioset-ast-pool2", patch=16, init=init, eval_sizes=[16], mixup=0.5,
+              weight_averaging=True, phases=[_phase("pool2", AUDIOSET.epochs, fixed(16), "avgpool:2")]))
+    out["audioset/ast_pool2.yaml"][1]["train"].update(C2F_TEST_EVERY_EPOCH)  # as the c2f baseline records
+    return out
+
+
+# -- Table 1 on FSDD: the five rows at a size a 2-core CPU trains in minutes ----------------
+#: CNN14 with every width / 8 (8 .. 256 channels) on HTS-AT's FSDD input (FSDD_HTSAT_FEATURES).
+FSDD_CNN14_MODEL = {"arch": "cnn14", "preset": "micro"}
+FSDD_CNN14_HEAD = (
+    "CNN14-micro on FSDD digits, sized for a 2-core CPU: PANNs' CNN14 (pytorch/models.py Cnn14) with\n"
+    "every width divided by 8 (8 .. 256 channels, 1.25M parameters); PANNs' front end (the 32 kHz\n"
+    "64-bin Slaney log-mel, clips resampled from 8 kHz) cut or padded to 128 frames (1.28 s), as\n"
+    "recipes/fsdd/digits_htsat.yaml. PANNs' optimiser unchanged (pytorch/main.py: Adam lr 1e-3, betas\n"
+    "0.9/0.999, no weight decay, amsgrad; constant rate) and SpecAugment widths (freqm 16: its 2 x 8\n"
+    "bins; timem 16: its 2 x 64 frames of a 1001-frame clip, scaled to 128). No mixup and no balanced\n"
+    "sampling, like the other FSDD rows of Table 1; 24 epochs, the AST FSDD recipes' length.\n"
+    "Table 1 on FSDD: digits_cnn14, digits_cnn14_pool2, digits_ast16 (AST), digits_ast16_pool2 and\n"
+    "digits_c2f_avgpool_2-1 (AST Pool2->1); scripts/reproduce_fsdd.py --only table1 trains them.")
+
+
+def fsdd_cnn14(name: str, phases: list[dict]) -> dict:
+    return recipe(
+        name, model=FSDD_CNN14_MODEL, features=FSDD_HTSAT_FEATURES,
+        data={"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": "digits"},
+              "train": {"split": "train"}, "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32},
+        augment={"freqm": 16, "timem": 16}, optimizer=PANNS_OPTIMIZER, schedule=PANNS_SCHEDULE,
+        train={"precision": "auto"}, phases=phases)
+
+
+def fsdd_table1_recipes() -> dict[str, tuple[str, dict]]:
+    layout = FSDD_LAYOUT.replace("resampled to 16 kHz", "resampled to 32 kHz")
+    out = {"fsdd/digits_cnn14.yaml": (
+        f"CNN14 on FSDD digits, {FSDD_EPOCHS} epochs: the small-scale counterpart of coarse-to-fine Table 1's\n"
+        "# 'Baseline - CNN14'.\n" + FSDD_CNN14_HEAD + "\n" + layout,
+        fsdd_cnn14("fsdd-digits-cnn14", [_htsat_phase("full", FSDD_EPOCHS)]))}
+    out["fsdd/digits_cnn14_pool2.yaml"] = (
+        f"CNN14 on FSDD digits trained and tested on the log-mel average-pooled 2x over time (64 frames;\n"
+        "# Liu et al., ICASSP 2023): the small-scale counterpart of coarse-to-fine Table 1's 'Pool2 - CNN'.\n"
+        "# Savings: flexiast savings runs/fsdd-digits-cnn14-pool2 --baseline runs/fsdd-digits-cnn14\n"
+        + FSDD_CNN14_HEAD + "\n" + layout,
+        fsdd_cnn14("fsdd-digits-cnn14-pool2", [_htsat_phase("pool2", FSDD_EPOCHS, "avgpool:2")]))
+    out["fsdd/digits_ast16_pool2.yaml"] = (
+        "Standard AST-16 on FSDD digits trained and tested only on the fbank average-pooled 2x over time\n"
+        "# (32 frames): the small-scale counterpart of coarse-to-fine Table 1's 'Pool2, Transformer, no\n"
+        "# multi-phase'; otherwise recipes/fsdd/digits_ast16.yaml (Table 1's AST row), and Pool2->1 is\n"
+        "# recipes/fsdd/digits_c2f_avgpool_2-1.yaml.\n" + FSDD_LAYOUT,
+        fsdd("fsdd-digits-ast16-pool2", "digits", [_phase("pool2", FSDD_EPOCHS, fixed(16), "avgpool:2")], [16]))
+    return out
+
 
 def all_recipes() -> dict[str, tuple[str, dict]]:
-    return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes()}
+    return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes(),
+            **table1_recipes(), **fsdd_table1_recipes()}
 
 
 def render(comment: str, body: dict, path: str) -> str:

@@ -15,6 +15,9 @@ Studies (recipes in ``recipes/fsdd/``):
   every seed), and Fshift 4->2->1 (seed 0).
 * ``htsat`` coarse-to-fine Table 6's HTS-AT row at small scale: the HTS-AT (micro) baseline
   against Fshift 4->1, every seed.
+* ``table1`` coarse-to-fine Table 1 at small scale, every seed: CNN14 (micro) at full resolution
+  and trained at avg pool 2 (Liu et al.'s Pool2), AST-16, AST-16 trained at avg pool 2 alone, and
+  AST-16 avg pool 2->1 (:data:`TABLE1`).
 
 Each run lives in ``RUNS/<recipe name>-s<seed>``. A finished run (``summary.json``) is not
 trained again and a started one is resumed, so the command can be killed and rerun. Runs
@@ -94,7 +97,22 @@ def jobs(seeds: list[int], only: set[str]) -> list[Job]:
     if "htsat" in only:
         out += [Job(recipe, s, "htsat") for s in seeds
                 for recipe in ("digits_htsat.yaml", "digits_htsat_c2f_fshift_4-1.yaml")]
+    if "table1" in only:
+        queued = {j.name for j in out}
+        out += [job for s in seeds for recipe, *_ in TABLE1
+                if (job := Job(recipe, s, "table1")).name not in queued]
     return out
+
+
+#: Coarse-to-fine Table 1's rows on FSDD: (recipe, method, architecture and whether it trains in
+#: several phases), in the paper's order; the paper's AudioSet mAP for each row is in its comment.
+TABLE1 = (
+    ("digits_cnn14.yaml", "Baseline - CNN14 (micro)", "CNN", "no"),            # 43.20
+    ("digits_cnn14_pool2.yaml", "Pool2", "CNN", "no"),                         # 42.60
+    ("digits_ast16.yaml", "Baseline - AST-16", "Transformer", "no"),           # 44.30
+    ("digits_ast16_pool2.yaml", "Pool2", "Transformer", "no"),                 # 42.79
+    ("digits_c2f_avgpool_2-1.yaml", "Pool2->1", "Transformer", "yes"),         # 44.35
+)
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -309,6 +327,23 @@ def htsat_table(runs: Path, seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def table1_table(runs: Path, seeds: list[int]) -> str:
+    """Table 1's five rows: best validation and its epoch's test accuracy (mean ± std over the
+    seeds that finished), training TFLOPs and training wall time (s) of the whole run."""
+    lines = ["| method | architecture | multi-phase | seeds | best val | test acc (best) | training TFLOPs | "
+             "training s |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for recipe, method, arch, multi in TABLE1:
+        base = "fsdd-" + recipe.removesuffix(".yaml").replace("_", "-")
+        rows = [r for s in seeds if (r := _load(runs / f"{base}-s{s}" / "summary.json"))]
+        if not rows:
+            continue
+        lines.append(f"| {method} | {arch} | {multi} | {len(rows)} | {_spread([r['best_val'] for r in rows])} | "
+                     f"{_spread([_test_accuracy(r) for r in rows])} | "
+                     f"{_spread([r['train_flops'] / 1e12 for r in rows], 2)} | "
+                     f"{_spread([r['train_seconds'] for r in rows], 0)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def per_seed_c2f(runs: Path, seeds: list[int]) -> str:
     from flexiast.accounting import savings
 
@@ -350,6 +385,7 @@ def tables(runs: Path, seeds: list[int], out: Path) -> Path:
                         ("Coarse-to-fine: mean ± standard deviation over seeds", c2f_table(runs, seeds)),
                         ("Coarse-to-fine per seed", per_seed_c2f(runs, seeds)),
                         ("HTS-AT (micro): baseline against Fshift 4->1", htsat_table(runs, seeds)),
+                        ("Coarse-to-fine Table 1: CNN and transformer at Pool2", table1_table(runs, seeds)),
                         ("Wall time of every run", walltimes(runs))):
         if body:
             parts += [f"## {title}", "", body, ""]
@@ -363,7 +399,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "fsdd"), help="where the runs go (default runs/fsdd)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--only", default="flex,axes,c2f,htsat", help="studies: flex, axes, c2f, htsat")
+    ap.add_argument("--only", default="flex,axes,c2f,htsat,table1", help="studies: flex, axes, c2f, htsat, table1")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--tables", default=str(ROOT / "docs" / "results" / "fsdd"), help="where tables go")

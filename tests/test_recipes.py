@@ -31,7 +31,7 @@ import yaml
 from flexiast import AST
 from flexiast.config import load_config
 from flexiast.engine import train
-from flexiast.models import load_model
+from flexiast.models import flops, load_model
 from flexiast.models.htsat.config import PRESETS as HTSAT_PRESETS
 from helpers import tiny_deit, tiny_vit
 
@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
 P = [8, 10, 12, 16, 20, 24, 30, 32, 40, 48]
 WIDTH = ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"]
+CNN14_WIDTHS = "[4,4,4,4,4,4]"
 # Starting a recipe from ImageNet or another dataset's model is expected to re-initialise the head
 # (an AST's classifier, an HTS-AT's token-semantic head).
 pytestmark = pytest.mark.filterwarnings("ignore:.*initialised at random")
@@ -46,10 +47,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*initialised at random")
 
 def _width(raw: dict) -> list[str]:
     """The small model the recipe runs as: an AST 32 wide with one block; an HTS-AT with its
-    preset's stages (and the recipe's freq_ratio), one block of one head each, 8 wide."""
+    preset's stages (and the recipe's freq_ratio), one block of one head each, 8 wide; a CNN14
+    with its six blocks (and so its five poolings), 4 channels each."""
     model = raw["model"]
     if model.get("arch", "ast") == "ast":
         return WIDTH
+    if model["arch"] == "cnn14":
+        return ["model.channels=" + CNN14_WIDTHS]
     stages = len(model.get("depths") or HTSAT_PRESETS[model["preset"]]["depths"])
     ones = "[" + ",".join(["1"] * stages) + "]"
     return ["model.embed_dim=8", f"model.depths={ones}", f"model.num_heads={ones}"]
@@ -238,6 +242,11 @@ def test_every_paper_experiment_has_a_recipe():
     for ds in ("audioset", "vggsound"):
         want |= {f"{ds}/htsat.yaml", f"{ds}/htsat_c2f_fshift_4-1.yaml"}
     want |= {"esc50/htsat.yaml", "fsdd/digits_htsat.yaml", "fsdd/digits_htsat_c2f_fshift_4-1.yaml"}
+    # Coarse-to-fine Table 1: CNN14, CNN14 Pool2, AST (c2f_baseline), AST Pool2, AST Pool2->1, on
+    # AudioSet-2M and at small scale on FSDD.
+    want |= {f"audioset/{n}.yaml" for n in ("cnn14", "cnn14_pool2", "c2f_baseline", "ast_pool2", "c2f_avgpool_2-1")}
+    want |= {f"fsdd/{n}.yaml" for n in ("digits_cnn14", "digits_cnn14_pool2", "digits_ast16", "digits_ast16_pool2",
+                                        "digits_c2f_avgpool_2-1")}
     assert want <= set(RECIPES), sorted(want - set(RECIPES))
 
 
@@ -431,6 +440,48 @@ def test_paper_esc50_protocol_and_table_2_readings():
             assert ("--fine-epochs 3" in text) == fixed, recipe
 
 
+#: PANNs' settings, written out from qiuqiangkong/audioset_tagging_cnn (d2f4b8c), not read from the
+#: generator: pytorch/main.py optim.Adam(lr=1e-3 (scripts/4_train.sh), betas=(0.9, 0.999), eps=1e-08,
+#: weight_decay=0., amsgrad=True), no scheduler; 4_train.sh --batch_size=32 --balanced=balanced
+#: --augmentation=mixup (Mixup(mixup_alpha=1.), on the log-mel in Cnn14.forward) --loss_type=clip_bce.
+PANNS_ADAM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": True}
+
+
+def test_table1_recipes_follow_panns_liu_and_the_c2f_paper():
+    """Coarse-to-fine Table 1's rows value by value: PANNs' CNN14 training, Liu et al.'s Pool2 (average
+    pooling of 2 over time, the only phase), and AST Pool2 as the c2f baseline (Sec. 3.1) trained at
+    Pool2 alone; Pool2->1 is the c2f avg pool 2->1 recipe."""
+    cnn, pool = _raw("audioset/cnn14.yaml"), _raw("audioset/cnn14_pool2.yaml")
+    for r in (cnn, pool):
+        assert r["model"] == {"arch": "cnn14", "preset": "base"}
+        assert r["features"] == {"kind": "slaney_logmel", "target_length": 1001}  # 10 s at hop 320, centred
+        assert r["optimizer"] == PANNS_ADAM and r["schedule"] == {"name": "constant"}
+        assert (r["data"]["batch_size"], r["data"]["balanced"], r["loss"]) == (32, True, {"name": "bce"})
+        assert r["augment"] == {"freqm": 16, "timem": 128, "mixup": 1.0, "mixup_alpha": 1.0,
+                                "mixup_on": "spectrogram"}  # Cnn14: 2 x 8 bins, 2 x 64 frames
+    assert cnn["phases"] == [{"name": "full", "epochs": 10}]  # 600k iterations x 32 / 1.95M clips
+    assert pool["phases"] == [{"name": "pool2", "epochs": 10, "compression": "avgpool:2"}]
+    assert {k: v for k, v in cnn.items() if k not in ("name", "phases")} == \
+        {k: v for k, v in pool.items() if k not in ("name", "phases")}
+    base, ast_pool = _raw("audioset/c2f_baseline.yaml"), _raw("audioset/ast_pool2.yaml")
+    assert {k: v for k, v in ast_pool.items() if k not in ("name", "phases")} == \
+        {k: v for k, v in base.items() if k not in ("name", "phases")}
+    assert ast_pool["phases"] == [{"name": "pool2", "epochs": 5, "compression": "avgpool:2",
+                                   "patch": {"sampler": "fixed", "sizes": [16]}}]
+    assert _raw("audioset/c2f_avgpool_2-1.yaml")["phases"][0]["compression"] == "avgpool:2"
+    # FSDD: CNN14-micro on HTS-AT's FSDD input with PANNs' optimiser; the AST rows are digits_ast16's.
+    fcnn, fpool = _raw("fsdd/digits_cnn14.yaml"), _raw("fsdd/digits_cnn14_pool2.yaml")
+    assert fcnn["model"] == {"arch": "cnn14", "preset": "micro"} and fcnn["optimizer"] == PANNS_ADAM
+    assert fcnn["features"] == _raw("fsdd/digits_htsat.yaml")["features"]
+    assert fcnn["phases"] == [{"name": "full", "epochs": 24}]
+    assert fpool["phases"] == [{"name": "pool2", "epochs": 24, "compression": "avgpool:2"}]
+    ast16, ast16_pool = _raw("fsdd/digits_ast16.yaml"), _raw("fsdd/digits_ast16_pool2.yaml")
+    assert {k: v for k, v in ast16_pool.items() if k not in ("name", "phases")} == \
+        {k: v for k, v in ast16.items() if k not in ("name", "phases")}
+    assert ast16_pool["phases"] == [{**ast16["phases"][0], "name": "pool2", "compression": "avgpool:2"}]
+    assert _raw("fsdd/digits_c2f_avgpool_2-1.yaml")["phases"][0]["compression"] == "avgpool:2"
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
     raw = _raw(recipe)
@@ -453,6 +504,9 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
     if raw["model"].get("arch") == "htsat":
         _check_htsat_run(raw, summary, out)
         return
+    if raw["model"].get("arch") == "cnn14":
+        _check_cnn14_run(raw, summary, out)
+        return
     sizes = raw["train"]["eval_patch_sizes"]
     assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {str(s) for s in sizes}
     model = AST.from_pretrained(out / "best.safetensors")
@@ -462,6 +516,18 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
         assert len(steps) == 2 and all(int(v) in P for row in steps for v in row["patch"].split("x"))
     if raw.get("train", {}).get("weight_averaging"):
         assert (out / "averaged.safetensors").exists() and "averaged" in summary["test"]
+
+
+def _check_cnn14_run(raw: dict, summary: dict, out: Path) -> None:
+    """A CNN14 run: its model, its one validation at the input length, and the FLOPs of its
+    steps counted at the input its phase gives (half the frames under avgpool:2)."""
+    model = load_model(out / "best.safetensors", arch="cnn14")
+    assert model.config.channels == (4,) * 6
+    assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {"stored"}
+    (phase,) = summary["phases"]
+    frames = raw["features"]["target_length"] // (2 if raw["phases"][0].get("compression") == "avgpool:2" else 1)
+    per_clip = flops(model.config, (1, frames, model.config.input_fdim)).training
+    assert phase["train_flops"] == per_clip * phase["clips"], (phase, per_clip)
 
 
 def _check_htsat_run(raw: dict, summary: dict, out: Path) -> None:

@@ -150,13 +150,15 @@ class LossSection:
 
 @dataclass
 class OptimizerConfig:
-    """Adam or AdamW; AST uses Adam with weight decay 5e-7 and betas (0.95, 0.999)."""
+    """Adam or AdamW; AST uses Adam with weight decay 5e-7 and betas (0.95, 0.999). ``amsgrad``:
+    the AMSGrad variant (PANNs trains with Adam, ``amsgrad=True``: audioset_tagging_cnn pytorch/main.py)."""
 
     name: str = "adam"
     lr: float = 1e-4
     weight_decay: float = 5e-7
     betas: list[float] = field(default_factory=lambda: [0.95, 0.999])
     eps: float = 1e-8
+    amsgrad: bool = False
 
 
 @dataclass

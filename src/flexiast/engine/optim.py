@@ -48,7 +48,8 @@ def build_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     it is not used until that is understood.
     """
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.name]
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+               amsgrad=cfg.amsgrad)
 
 
 def milestones(cfg: ScheduleConfig, epochs: int) -> list[int]:

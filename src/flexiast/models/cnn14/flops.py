@@ -1,0 +1,93 @@
+"""Analytic FLOP counts of a CNN14 at any input length (the CNN14 family's counter).
+
+Counted as ``torch.utils.flop_counter.FlopCounterMode`` counts: 2 FLOPs per multiply-accumulate
+of every convolution and matrix product; the BatchNorms, ReLUs, poolings, dropout and the clip
+pooling are not counted. For ``B`` clips of ``T`` frames and ``F`` mel bins, block ``k`` (1-based,
+``C_0 = 1``) runs on a ``T_k x F_k`` map, ``T_1 = T``, ``F_1 = F`` and ``T_{k+1} = floor(T_k / 2)``,
+``F_{k+1} = floor(F_k / 2)`` after each pooled block (all but the last); ``D`` is the last
+width, ``K`` the classes:
+
+=============  ==========================================  ===========================
+component      forward                                     backward
+=============  ==========================================  ===========================
+conv1 of k     ``2 B T_k F_k C_k C_{k-1} 9``                twice forward
+conv2 of k     ``2 B T_k F_k C_k C_k 9``                    twice forward
+fc1            ``2 B D D``                                 twice forward
+head           ``2 B D K`` (``fc_audioset``)                twice forward
+=============  ==========================================  ===========================
+
+Every product's backward computes its weight's gradient and its input's: even the first
+convolution's input, the output of ``bn0`` whose affine weights learn. So an input
+average-pooled 2x over time (``avgpool:2``) costs half of every convolution, to the floor of
+the odd rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .config import CNN14Config
+from .model import _no_call
+
+__all__ = ["flops", "FlopCount"]
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs of one forward pass (``B`` clips at once) per component, and its backward.
+    ``tokens`` and ``grid`` are the input's positions, ``(mel_bins, frames)`` (frequency x time, as
+    every family's grids): what the first block computes at."""
+
+    convs: int
+    fc1: int
+    head: int
+    tokens: int
+    grid: tuple[int, int]
+    batch_size: int
+
+    def components(self) -> dict[str, int]:
+        skip = {"tokens", "grid", "batch_size"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+    @property
+    def forward(self) -> int:
+        return sum(self.components().values())
+
+    @property
+    def backward(self) -> int:
+        """Every product's input and weight gradients: twice its forward."""
+        return 2 * self.forward
+
+    @property
+    def training(self) -> int:
+        return self.forward + self.backward
+
+    @property
+    def gflops_per_clip(self) -> float:
+        return self.forward / self.batch_size / 1e9
+
+
+def flops(config: CNN14Config, input_shape, **call) -> FlopCount:
+    """FLOPs of ``model(spec)`` for ``spec`` of ``input_shape``: ``(frames, mel_bins)`` for one
+    clip or ``(batch, frames, mel_bins)``. CNN14 takes no per-call settings (``call`` must be empty)."""
+    _no_call(call, "flops")
+    if len(input_shape) == 2:
+        batch, (frames, bins) = 1, input_shape
+    elif len(input_shape) == 3:
+        batch, frames, bins = input_shape
+    else:
+        raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or (batch, frames, mel_bins)")
+    if bins != config.input_fdim:
+        raise ValueError(f"input_shape has {bins} mel bins; this CNN14 was built for input_fdim={config.input_fdim}")
+    if frames < config.min_frames:
+        raise ValueError(f"input_shape has {frames} frames; this CNN14 needs an input length of at least "
+                         f"{config.min_frames} frames")
+    t, f, convs, c_in = frames, bins, 0, 1
+    for k, c in enumerate(config.channels):
+        convs += 2 * batch * t * f * 9 * (c * c_in + c * c)
+        c_in = c
+        if k < config.num_blocks - 1:
+            t, f = t // 2, f // 2
+    d = config.num_features
+    return FlopCount(convs=convs, fc1=2 * batch * d * d, head=2 * batch * d * config.num_classes,
+                     tokens=frames * bins, grid=(bins, frames), batch_size=batch)

@@ -204,6 +204,7 @@ class Dataset:
     init: str                      # what the standard ASTs start from (per patch size: {p})
     train: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
+    sources: str = ""              # where the AST recipes' optimiser, schedule, batch, augmentation come from
 
 
 #: AST's full-AudioSet schedule (YuanGongND/ast egs/audioset/run.sh: warmup=True, i.e. 1000 steps,
@@ -211,9 +212,9 @@ class Dataset:
 AUDIOSET_SCHEDULE = {"name": "multistep", "warmup_steps": 1000, "decay_from": 2, "decay_every": 1, "gamma": 0.5}
 #: Where VGGSound, VoxCeleb and Kinetics-Sounds take AudioSet's optimiser and schedule from.
 AUDIOSET_SETUP = (
-    "# Optimiser and schedule: AST's full-AudioSet setup (Adam 1e-5, 1000-step warm-up, x0.5 per epoch from\n"
-    "#   epoch 2; YuanGongND/ast egs/audioset/run.sh), which c2f Sec. 3.2 says VGGSound, VoxCeleb and\n"
-    "#   Kinetics-Sounds adopt; JiuFengSC/FlexiAST_INTERSPEECH23 {script} uses the same with loss={loss}.")
+    "# Settings: AST's full-AudioSet setup (YuanGongND/ast egs/audioset/run.sh: Adam 1e-5, 1000-step warm-up,\n"
+    "#   x0.5 per epoch from epoch 2, batch 12, SpecAugment 48/192), which c2f Sec. 3.2 says VGGSound, VoxCeleb\n"
+    "#   and Kinetics-Sounds adopt (20 epochs, no mixup, no weight averaging); {script}.")
 
 
 AUDIOSET = Dataset(
@@ -226,38 +227,40 @@ AUDIOSET = Dataset(
      "train": {"datafile": "audioset_2m_train.json"}, "test": {"datafile": "audioset_eval.json"},
      "val_fraction": 0.01, "balanced": True, "num_workers": 8},
     {"dataset": "audioset"}, {"freqm": 48, "timem": 192}, 1e-5, 5, 12, AUDIOSET_SCHEDULE,
-    "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"})
+    "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"},
+    sources="# Settings: AST's egs/audioset/run.sh (full set): Adam 1e-5 (betas 0.95/0.999, wd 5e-7: src/traintest.py),\n"
+    "#   1000-step warm-up, x0.5 per epoch from epoch 2, batch 12, SpecAugment 48/192, BCE, balanced sampling;\n"
+    "#   5 epochs (c2f Sec. 3.2). Mixup 0.5 and weight averaging (run.sh) only in the c2f recipes: FlexiAST\n"
+    "#   Sec. 3.2 leaves them out.")
 VGGSOUND = Dataset(
     "vggsound", "VGGSound (309 classes, accuracy)",
     "# Layout: ROOT/vggsound.csv with columns path,labels,split (split train or test; path relative to ROOT),\n"
     "#   one row per 10 s clip extracted from the official vggsound.csv. 5% of the training clips (seeded)\n"
-    "#   pick the best epoch.\n"
-    + AUDIOSET_SETUP.format(script="egs/vggsound/run{8,16,32}.sh", loss="BCE"),
+    "#   pick the best epoch.",
     {"format": "csv", "root": "/data/vggsound", "options": {"csv_path": "vggsound.csv"}, "train": {"split": "train"},
      "test": {"split": "test"}, "val_fraction": 0.05, "num_workers": 8},
     {"dataset": "vggsound"}, {"freqm": 48, "timem": 192}, 1e-5, 20, 12, AUDIOSET_SCHEDULE,
-    "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"})
+    "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"},
+    sources=AUDIOSET_SETUP.format(script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/vggsound/run{8,16,32}.sh sets the same, with BCE"))
 KINETICS = Dataset(
     "kinetics_sounds", "Kinetics-Sounds (32 classes, accuracy)",
     "# Layout: ROOT/kinetics_sounds.csv with columns path,labels,split (train or test; path relative to ROOT),\n"
     "#   the audio of each 10 s clip. AST has no statistics for it: replace mean/std with the output of\n"
-    "#   flexiast stats --data csv:ROOT,csv_path=kinetics_sounds.csv,split=train\n"
-    "# Optimiser, schedule and loss: AST's full-AudioSet setup (Adam 1e-5, 1000-step warm-up, x0.5 per epoch\n"
-    "#   from epoch 2, BCE; YuanGongND/ast egs/audioset/run.sh), which c2f Sec. 3.2 says Kinetics-Sounds\n"
-    "#   adopts (the authors published no Kinetics-Sounds script).",
+    "#   flexiast stats --data csv:ROOT,csv_path=kinetics_sounds.csv,split=train",
     {"format": "csv", "root": "/data/kinetics_sounds", "options": {"csv_path": "kinetics_sounds.csv"},
      "train": {"split": "train"}, "test": {"split": "test"}, "val_fraction": 0.05, "num_workers": 8},
     {"target_length": 1024, "mean": -4.2677393, "std": 4.5689974}, {"freqm": 48, "timem": 192}, 1e-5, 20, 12,
-    AUDIOSET_SCHEDULE, "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"})
+    AUDIOSET_SCHEDULE, "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"},
+    sources=AUDIOSET_SETUP.format(script="BCE as AudioSet's (the authors published no Kinetics-Sounds script)"))
 VOXCELEB = Dataset(
     "voxceleb", "VoxCeleb1 speaker identification (1251 speakers, accuracy)",
     "# Layout: ROOT/iden_split.txt ('<1|2|3> idXXXXX/video/00001.wav': 1 train, 2 validation, 3 test) and the\n"
-    "#   audio under ROOT/wav/ (or ROOT/). Cut or padded to 1024 frames (10.24 s), as in the papers' AST pipeline.\n"
-    + AUDIOSET_SETUP.format(script="egs/voxceleb/vox_sup_from{8,16}.sh", loss="CE"),
+    "#   audio under ROOT/wav/ (or ROOT/). Cut or padded to 1024 frames (10.24 s), as in the papers' AST pipeline.",
     {"format": "voxceleb1", "root": "/data/voxceleb1", "train": {"split": "train"}, "val": {"split": "validation"},
      "test": {"split": "test"}, "num_workers": 8},
     {"dataset": "voxceleb"}, {"freqm": 48, "timem": 192}, 1e-5, 20, 12, AUDIOSET_SCHEDULE,
-    "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"})
+    "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"},
+    sources=AUDIOSET_SETUP.format(script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/voxceleb/vox_sup_from{8,16}.sh sets the same,\n#   with CE"))
 ESC50 = Dataset(
     "esc50", "ESC-50 (50 classes, 5-fold accuracy)",
     "# Layout (the ESC-50 repository): ROOT/meta/esc50.csv and ROOT/audio/*.wav (44.1 kHz, resampled to 16 kHz).\n"
@@ -266,7 +269,9 @@ ESC50 = Dataset(
     {"format": "esc50", "root": "/data/ESC-50", "kfold": 5},
     {"dataset": "esc50"}, {"freqm": 24, "timem": 96}, 1e-5, 25, 48,
     {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
-    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "ce"})
+    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "ce"},
+    sources="# Settings: AST's egs/esc50/run_esc.sh: Adam 1e-5, x0.85 per epoch from epoch 5, batch 48, 25 epochs,\n"
+    "#   SpecAugment 24/96, CE, 512 frames (5 s); mixup 0 as there.")
 SPEECHCOMMANDS = Dataset(
     "speechcommands", "Speech Commands V2 (35 words, accuracy)",
     "# Layout (the release): ROOT/<word>/*.wav, ROOT/validation_list.txt, ROOT/testing_list.txt;\n"
@@ -275,7 +280,9 @@ SPEECHCOMMANDS = Dataset(
      "val": {"split": "validation"}, "test": {"split": "test"}, "num_workers": 8},
     {"dataset": "speechcommands"}, {"freqm": 48, "timem": 48, "noise": True}, 2.5e-4, 30, 128,
     {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
-    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "bce"})
+    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "bce"},
+    sources="# Settings: AST's egs/speechcommands/run_sc.sh: Adam 2.5e-4, x0.85 per epoch from epoch 5, batch 128,\n"
+    "#   30 epochs, SpecAugment 48/48 with noise, BCE, 128 frames; its mixup 0.6 left out (FlexiAST Sec. 3.2).")
 
 #: ESC-50 as the FlexiAST (Sec. 3.2: AST's settings otherwise) and AST papers report it: AST's
 #: egs/esc50/run_esc.sh trains fold k on the other four folds and validates on fold k's own eval file
@@ -801,9 +808,19 @@ def fsdd_table1_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+def with_sources(out: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
+    """Each AST recipe on a paper dataset with the line naming where its settings come from."""
+    for key, (comment, body) in out.items():
+        ds = next((d for d in FLEXIAST_DATASETS + C2F_DATASETS if key.startswith(f"{d.key}/")), None)
+        if ds is not None and body["model"].get("arch", "ast") == "ast" and "# Layout" in comment:
+            at = comment.index("# Layout")
+            out[key] = (comment[:at] + ds.sources + "\n" + comment[at:], body)
+    return out
+
+
 def all_recipes() -> dict[str, tuple[str, dict]]:
-    return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes(),
-            **table1_recipes(), **fsdd_table1_recipes()}
+    return with_sources({**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(),
+                         **fsdd_htsat_recipes(), **table1_recipes(), **fsdd_table1_recipes()})
 
 
 def render(comment: str, body: dict, path: str) -> str:

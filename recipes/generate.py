@@ -562,7 +562,7 @@ def htsat_recipes() -> dict[str, tuple[str, dict]]:
     # lambda ~ Beta(0.5, 0.5), on the spectrogram (model/htsat.py forward).
     audioset = dict(epochs=HTSAT_C2F_EPOCHS["audioset"], batch=128,
                     augment={"mixup": 1.0, "mixup_alpha": 0.5, "mixup_on": "spectrogram"},
-                    train={"average_best": 15}, balanced=True)
+                    train={"average_best": 15, **C2F_TEST_EVERY_EPOCH}, balanced=True)
     as_common = (
         "Class-balanced sampling (config.py balanced_data), spectrogram mixup with lambda ~ Beta(0.5, 0.5)\n"
         "on every clip (sed_model.py training_step, model/htsat.py; the targets are mixed too, which\n"
@@ -572,7 +572,8 @@ def htsat_recipes() -> dict[str, tuple[str, dict]]:
         "15 checkpoints'; HTS-AT's main.py weight_average is a plain mean). HTS-AT keeps its best\n"
         "checkpoints by mAP on the eval set, 10 validations per epoch (main.py); here one per epoch, on\n"
         "1% of the training clips, so the test set never picks a checkpoint. From scratch, as config.py\n"
-        "(swin_pretrain_path = None); init.path=<an ImageNet Swin-T> starts from ImageNet instead.\n")
+        "(swin_pretrain_path = None); init.path=<an ImageNet Swin-T> starts from ImageNet instead.\n"
+        + C2F_READINGS + "\n")
     out["audioset/htsat.yaml"] = (
         "HTS-AT baseline on AudioSet-2M (527 classes, mAP): coarse-to-fine Table 6, 'Baseline HTS-AT'\n"
         "(46.92 mAP in the paper).\n" + as_common + HTSAT_SOURCES + "\n" + AUDIOSET.layout,
@@ -598,8 +599,9 @@ def htsat_recipes() -> dict[str, tuple[str, dict]]:
         "(sed_model.py training_step mixes only when dataset_type is audioset) and class-balanced\n"
         "sampling (config.py: balanced_data 'only works for audioset'); CE for the single label, as\n"
         "esc_config.py (clip_ce); 50 epochs, no weight averaging (c2f Sec. 3.2). The best epoch by\n"
-        "accuracy on 5% of the training clips, as the AST VGGSound recipes.\n")
-    vgg = dict(epochs=HTSAT_C2F_EPOCHS["vggsound"], batch=128)
+        "accuracy on 5% of the training clips, as the AST VGGSound recipes.\n"
+        + C2F_READINGS + "\n")
+    vgg = dict(epochs=HTSAT_C2F_EPOCHS["vggsound"], batch=128, train=dict(C2F_TEST_EVERY_EPOCH))
     out["vggsound/htsat.yaml"] = (
         "HTS-AT baseline on VGGSound (309 classes, accuracy): coarse-to-fine Table 6, 'Baseline HTS-AT'\n"
         "(52.82% in the paper).\n" + vgg_common + HTSAT_SOURCES + "\n" + VGGSOUND.layout,

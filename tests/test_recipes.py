@@ -380,6 +380,7 @@ def test_htsat_recipes_follow_htsat_and_the_c2f_paper():
             assert r["features"] == {"kind": "slaney_logmel", "target_length": 1024}
             assert r["optimizer"] == HTSAT_ADAMW and r["schedule"] == HTSAT_TABLE
             assert r["train"]["grad_clip"] == 1.0
+            assert r["train"]["test_every_epoch"]  # Sec. 3.5 stops as Sec. 3.3 does: on the test metric
             assert r["data"]["batch_size"] == 128  # config.py: 32 per GPU x 4
             assert (r["augment"]["freqm"], r["augment"]["timem"]) == (16, 128)  # 2 x 8 bins, 2 x 64 frames
             assert "init" not in r  # config.py: swin_pretrain_path = None

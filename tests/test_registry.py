@@ -21,15 +21,16 @@ SMALL = dict(num_classes=4, input_fdim=32, input_tdim=32, embed_dim=32, depth=1,
 
 
 def test_names_build_the_preset_with_overrides():
-    assert list_models() == ["ast-base", "ast-small", "ast-tiny", "htsat-micro", "htsat-mini", "htsat-tiny"]
+    assert list_models() == ["ast-base", "ast-small", "ast-tiny", "cnn14-base", "cnn14-micro", "htsat-micro",
+                             "htsat-mini", "htsat-tiny"]
     assert list_models("ast") == ["ast-base", "ast-small", "ast-tiny"]
     model = create_model("ast-tiny", num_classes=3, depth=1, input_tdim=64)
     cfg = model.config
     assert isinstance(model, AST) and (cfg.embed_dim, cfg.num_heads, cfg.depth, cfg.num_classes) == (192, 3, 1, 3)
     assert create_model(cfg.to_dict()).config == cfg
     assert create_model(cfg, num_classes=7).config.num_classes == 7
-    with pytest.raises(FamilyError, match="unknown model family 'cnn14'"):
-        create_model("cnn14-tiny")
+    with pytest.raises(FamilyError, match="unknown model family 'wavegram'"):
+        create_model("wavegram-tiny")
     with pytest.raises(FamilyError, match="unknown ast size 'huge'.*ast-base, ast-small, ast-tiny"):
         create_model("ast-huge")
 
@@ -51,9 +52,9 @@ def test_a_file_names_its_family_and_another_family_is_refused(tmp_path):
     model = AST(**SMALL)
     directory = model.save_pretrained(tmp_path / "m")
     assert json.loads((directory / "config.json").read_text())["model_config"]["arch"] == "ast"
-    foreign = dict(model.config.to_dict(), arch="cnn14")
+    foreign = dict(model.config.to_dict(), arch="wavegram")
     (directory / "config.json").write_text(json.dumps({"format": "flexiast", "model_config": foreign}))
-    with pytest.raises(CheckpointError, match="unknown model family 'cnn14'"):
+    with pytest.raises(CheckpointError, match="unknown model family 'wavegram'"):
         load_model(directory)
     with pytest.raises(CheckpointError, match="model of the ast family .*one of the htsat family is expected"):
         load_model(model.save_pretrained(tmp_path / "n"), arch="htsat")

@@ -228,10 +228,10 @@ AUDIOSET = Dataset(
      "val_fraction": 0.01, "balanced": True, "num_workers": 8},
     {"dataset": "audioset"}, {"freqm": 48, "timem": 192}, 1e-5, 5, 12, AUDIOSET_SCHEDULE,
     "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"},
-    sources="# Settings: AST's egs/audioset/run.sh (full set): Adam 1e-5 (betas 0.95/0.999, wd 5e-7: src/traintest.py),\n"
-    "#   1000-step warm-up, x0.5 per epoch from epoch 2, batch 12, SpecAugment 48/192, BCE, balanced sampling;\n"
-    "#   5 epochs (c2f Sec. 3.2). Mixup 0.5 and weight averaging (run.sh) only in the c2f recipes: FlexiAST\n"
-    "#   Sec. 3.2 leaves them out.")
+    sources="# Settings: AST's egs/audioset/run.sh (full set): Adam 1e-5 (betas 0.95/0.999, wd 5e-7:\n"
+    "#   src/traintest.py), 1000-step warm-up, x0.5 per epoch from epoch 2, batch 12, SpecAugment 48/192,\n"
+    "#   BCE, balanced sampling; 5 epochs (c2f Sec. 3.2). Mixup 0.5 and weight averaging (run.sh) only in\n"
+    "#   the c2f recipes: FlexiAST Sec. 3.2 leaves them out.")
 VGGSOUND = Dataset(
     "vggsound", "VGGSound (309 classes, accuracy)",
     "# Layout: ROOT/vggsound.csv with columns path,labels,split (split train or test; path relative to ROOT),\n"
@@ -241,7 +241,8 @@ VGGSOUND = Dataset(
      "test": {"split": "test"}, "val_fraction": 0.05, "num_workers": 8},
     {"dataset": "vggsound"}, {"freqm": 48, "timem": 192}, 1e-5, 20, 12, AUDIOSET_SCHEDULE,
     "weights/deit_base_distilled_patch16_384.pth", loss={"name": "bce"},
-    sources=AUDIOSET_SETUP.format(script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/vggsound/run{8,16,32}.sh sets the same, with BCE"))
+    sources=AUDIOSET_SETUP.format(
+        script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/vggsound/run{8,16,32}.sh sets the same, with BCE"))
 KINETICS = Dataset(
     "kinetics_sounds", "Kinetics-Sounds (32 classes, accuracy)",
     "# Layout: ROOT/kinetics_sounds.csv with columns path,labels,split (train or test; path relative to ROOT),\n"
@@ -260,7 +261,8 @@ VOXCELEB = Dataset(
      "test": {"split": "test"}, "num_workers": 8},
     {"dataset": "voxceleb"}, {"freqm": 48, "timem": 192}, 1e-5, 20, 12, AUDIOSET_SCHEDULE,
     "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"},
-    sources=AUDIOSET_SETUP.format(script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/voxceleb/vox_sup_from{8,16}.sh sets the same,\n#   with CE"))
+    sources=AUDIOSET_SETUP.format(
+        script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/voxceleb/vox_sup_from{8,16}.sh sets the same,\n#   with CE"))
 ESC50 = Dataset(
     "esc50", "ESC-50 (50 classes, 5-fold accuracy)",
     "# Layout (the ESC-50 repository): ROOT/meta/esc50.csv and ROOT/audio/*.wav (44.1 kHz, resampled to 16 kHz).\n"

@@ -36,7 +36,8 @@ from .features import DATASET_STATS, Compression, FeatureConfig
 from .models import FamilyError, get_family
 from .resize import to_pair
 
-__all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "OptimizerConfig", "ScheduleConfig",
+__all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "PretrainSection", "OptimizerConfig",
+           "ScheduleConfig",
            "load_config", "apply_overrides", "build_config", "config_to_dict"]
 
 
@@ -146,6 +147,22 @@ class LossSection:
     teacher_patch_size: int | list[int] | None = None
     temperature: float = 1.0
     kd_weight: float = 0.5
+
+
+@dataclass
+class PretrainSection:
+    """SSAST's masked-patch pretraining (a recipe whose model has no classifier, ``model.arch:
+    ssast``; :class:`flexiast.tasks.MaskedPatchPrediction`). ``masked``: patches hidden per
+    clip, a count (SSAST: 400 of the 512 of a 1024-frame input) or a fraction of the
+    patches (a float in (0, 1), e.g. 0.78125 = 400 / 512), which scales with a coarse phase's
+    shorter input where a count would not fit. ``masking``: ``cluster``, ``uniform`` or
+    ``auto`` (SSAST's: cluster for a patch model, uniform for a frame model). ``objective``:
+    ``joint`` (NCE + ``generative_weight`` x MSE, two passes), ``discriminative`` or ``generative``."""
+
+    masked: int | float = 400
+    masking: str = "auto"
+    objective: str = "joint"
+    generative_weight: float = 10.0
 
 
 @dataclass
@@ -268,6 +285,7 @@ class RunConfig:
     data: DataSection = field(default_factory=DataSection)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossSection = field(default_factory=LossSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainSection = field(default_factory=TrainSection)
@@ -294,6 +312,11 @@ class RunConfig:
         given = {k.name: getattr(f, k.name) for k in dataclasses.fields(f)
                  if k.name not in ("dataset", "kind") and getattr(f, k.name) is not None}
         return FeatureConfig.for_kind(self.feature_kind(), **{**base, **given})
+
+    @property
+    def pretraining(self) -> bool:
+        """Whether the recipe pretrains (its model has no classifier: SSAST) on unlabeled audio."""
+        return not get_family(self.model.arch).classifier
 
     @property
     def patch_calls(self) -> bool:
@@ -601,8 +624,9 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     """Refuse what cannot run, naming the key; ``check_files`` also checks paths exist."""
     m, f, d, t, loss = cfg.model, cfg.features, cfg.data, cfg.train, cfg.loss
     family = get_family(m.arch)
+    classes = 1 if family.classifier else 0  # a placeholder class count the family takes
     try:  # the family's own checks, on a placeholder input every kernel fits
-        family.config_from_recipe(m, num_classes=1, input_fdim=1 << 20, input_tdim=1 << 20)
+        family.config_from_recipe(m, num_classes=classes, input_fdim=1 << 20, input_tdim=1 << 20)
     except ValueError as e:
         raise ConfigError(f"model.{e}") from None
     if loss.teacher_patch_size is not None and min(to_pair(loss.teacher_patch_size, "loss.teacher_patch_size")) < 1:
@@ -735,11 +759,12 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
     if cfg.patch_calls:
         _check_eval_sizes(cfg, features)
     try:  # the family's own checks, now on the recipe's input
-        family.config_from_recipe(m, num_classes=1, input_fdim=features.num_mel_bins,
+        family.config_from_recipe(m, num_classes=classes, input_fdim=features.num_mel_bins,
                                   input_tdim=features.target_length)
     except ValueError as e:
         raise ConfigError(f"features.num_mel_bins / features.target_length: the {m.arch} model of the model: section "
                           f"cannot take {features.num_mel_bins} mel bins x {features.target_length} frames: {e}") from None
+    _check_pretrain(cfg, features)
     if t.weight_averaging:
         _positive(t.wa_start, "train.wa_start")
         last = cfg.phases[-1]
@@ -801,6 +826,50 @@ def _check_eval_sizes(cfg: RunConfig, features: FeatureConfig) -> None:
             raise ConfigError(f"train.select: {t.select!r} is not 'mean' or a patch size")
     elif t.select not in cfg.eval_sizes():
         raise ConfigError(f"train.select: patch size {t.select} is not among the validation sizes {cfg.eval_sizes()}")
+
+
+def _check_pretrain(cfg: RunConfig, features: FeatureConfig) -> None:
+    """A pretraining recipe (SSAST): its masks fit every phase's patches, and nothing asks for
+    labels or for patch sizes its heads cannot predict; a classifier's recipe has no ``pretrain``."""
+    from .masking import MASKINGS, mask_count
+    from .tasks.masked_patch import OBJECTIVES
+
+    p, arch = cfg.pretrain, cfg.model.arch
+    if not cfg.pretraining:
+        if p != PretrainSection():
+            raise ConfigError(f"pretrain: masked-patch pretraining needs a model without a classifier (model.arch: "
+                              f"ssast); a {arch} model is trained on labels")
+        return
+    _choice(p.masking, MASKINGS, "pretrain.masking")
+    _choice(p.objective, tuple(OBJECTIVES), "pretrain.objective")
+    if not p.generative_weight >= 0:
+        raise ConfigError(f"pretrain.generative_weight: {p.generative_weight} must be non-negative")
+    why = f"a {arch} model pretrains on unlabeled audio"
+    if cfg.loss.teacher is not None:
+        raise ConfigError(f"loss.teacher: {why}; there are no labels to distil")
+    if cfg.data.balanced:
+        raise ConfigError(f"data.balanced: {why}; balanced sampling needs labels (weight a data.format: mixture's "
+                          "sources instead)")
+    if cfg.train.eval_patch_sizes is not None:
+        raise ConfigError(f"train.eval_patch_sizes: {why} and validates at its own patch (its heads predict it)")
+    base = cfg.base_patch()
+    family = get_family(arch)
+    for i, ph in enumerate(cfg.phases):
+        key = f"phases[{i}]"
+        comp = cfg.phase_compression(i)
+        if comp.method == "patch":
+            raise ConfigError(f"{key}.compression: patch:C widens the kernel, and an SSAST's heads predict "
+                              f"{base[0]}x{base[1]} patches; compress with fshift:C, avgpool:C or maxpool:C")
+        if any(pair != base for pair in cfg.phase_patch_sizes(i)):
+            raise ConfigError(f"{key}.patch.sizes: an SSAST's heads predict {base[0]}x{base[1]} patches; it trains "
+                              "at that size only (remove the sizes)")
+        frames = features.frames(comp)
+        grid = family.config_from_recipe(cfg.model, num_classes=0, input_fdim=features.num_mel_bins,
+                                         input_tdim=frames).grid
+        try:
+            mask_count(p.masked, grid[0] * grid[1])
+        except ValueError as e:
+            raise ConfigError(f"{e} (phase {i}, {frames} frames, compression {comp})") from None
 
 
 def _refuse_patch_settings(cfg: RunConfig) -> None:

@@ -61,7 +61,8 @@ class PhasePlan:
         weights = ph.patch.weights if ph.patch.sampler == "weighted" else [1.0] * len(sizes)
         if ph.patch.sampler == "fixed":
             sizes, weights = sizes[:1], [1.0]
-        total = sum(w * flops(model_cfg, shape, patch).training for patch, w in zip(sizes, weights))
+        extra = task.flop_call(model_cfg, shape)
+        total = sum(w * flops(model_cfg, shape, patch, **extra).training for patch, w in zip(sizes, weights))
         total += sum(weights) * task.extra_flops(shape)
         return total / sum(weights)
 

@@ -52,11 +52,10 @@ from ..constants import AUTO, SELECT_MEAN
 from ..data import AudioDataset, ShardedSampler
 from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from ..data.samplers import BalancedSampler, ast_balanced_weights
-from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
 from ..models import create_model, family_of, flops, get_family, load_model, patch_call
 from ..resize import to_pair
-from ..tasks import Classification, Distillation, Task
+from ..tasks import Classification, Distillation, MaskedPatchPrediction, Task
 from .logs import RunLogs, format_seconds, unreadable_report
 from .optim import build_optimizer, lr_factor
 from .patch_sampler import PatchSampler
@@ -114,10 +113,11 @@ class Trainer:
             load_state_dict(cfg.init.path)
         self.splits, self.left_out = self._load_splits()
         train = self.splits["train"]
+        self._check_labels(train)
         self.multilabel = train.multilabel
-        self.metric = "mAP" if self.multilabel else "accuracy"
         self.num_classes = len(train.classes)
         self.task = self._task(teacher)
+        self.metric = self.task.metric or ("mAP" if self.multilabel else "accuracy")
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
         self.workers = loader_workers(cfg.data.num_workers, device=self.info.device.type, local_world_size=local_world)
         self.cache, self.cache_note = resolve_cache(cfg.data.cache_dir, estimate_bytes=self._feature_bytes())
@@ -185,9 +185,24 @@ class Trainer:
             hints["kernel_resize"] = self.plan.transfer(0)
         return self.family.init_from(init.path, target, **hints)
 
+    def _check_labels(self, train) -> None:
+        """A classifier trains on labelled clips, a pretraining model on unlabeled ones."""
+        fmt, arch = self.cfg.data.format, self.cfg.model.arch
+        if self.cfg.pretraining and train.labelled:
+            raise ConfigError(f"data.format: {fmt} gives labelled clips ({len(train.classes)} classes), and a {arch} "
+                              "model pretrains on unlabeled audio: read it with format audio, librispeech, ast_json "
+                              "without label_csv, or a mixture of those")
+        if not self.cfg.pretraining and not train.labelled:
+            raise ConfigError(f"data.format: {fmt} gives unlabeled clips, and a {arch} classifier trains on labels: "
+                              "give a labelled reader, or pretrain (model.arch: ssast)")
+
     def _task(self, teacher) -> Task:
-        """What the steps optimise: classification on the data's labels (CE or BCE, ``auto``
-        from the data), distilled from ``loss.teacher`` when one is given."""
+        """What the steps optimise: SSAST's masked-patch prediction for a pretraining model;
+        else classification on the data's labels (CE or BCE, ``auto`` from the data),
+        distilled from ``loss.teacher`` when one is given."""
+        if self.cfg.pretraining:
+            p = self.cfg.pretrain
+            return MaskedPatchPrediction(p.masked, p.masking, p.objective, p.generative_weight, seed=self.cfg.seed)
         cfg = self.cfg.loss
         kind = cfg.name if cfg.name != AUTO else ("bce" if self.multilabel else "ce")
         if teacher is None:
@@ -365,13 +380,15 @@ class Trainer:
         key = (self.model.config, batch, frames, patch)
         if key not in self._flop_cache:
             shape = (batch, frames, self.features.num_mel_bins)
-            self._flop_cache[key] = flops(self.model, shape, patch).training + self.task.extra_flops(shape)
+            extra = self.task.flop_call(self.model.config, shape)
+            self._flop_cache[key] = flops(self.model, shape, patch, **extra).training + self.task.extra_flops(shape)
         return self._flop_cache[key]
 
-    def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch) -> torch.Tensor:
+    def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch, index: torch.Tensor) -> torch.Tensor:
         resize = self.cfg.phases[self.phase].patch.resize if self.cfg.patch_calls else None
+        keys = {"step": self.progress.step, "index": index}  # what a task draws per clip (SSAST's masks)
         with self._autocast():
-            outputs = self.task.forward(self.forward, spec, patch_call(patch, resize))
+            outputs = self.task.forward(self.forward, spec, patch_call(patch, resize), keys)
         return self.task.loss(outputs, target)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:
@@ -405,14 +422,14 @@ class Trainer:
             else:  # all unreadable, and the other ranks wait in the gradient all-reduce: join with a zero weight
                 batch = {"spec": torch.zeros(1, self.features.frames(self.cfg.phase_compression(self.phase)),
                                              self.features.num_mel_bins),
-                         "target": torch.zeros(1, self.num_classes)}
+                         "target": torch.zeros(1, self.num_classes), "index": torch.zeros(1, dtype=torch.long)}
                 weight = 0.0
             spec = batch["spec"].to(self.info.device, non_blocking=True)
             target = batch["target"].to(self.info.device, non_blocking=True)
             sync = j == accum - 1 or not self.info.enabled
             ctx = self.forward.no_sync() if not sync and hasattr(self.forward, "no_sync") else contextlib.nullcontext()
             with ctx:
-                loss = self._loss(spec, target, patch)
+                loss = self._loss(spec, target, patch, batch["index"])
                 self.scaler.scale(loss * weight / accum).backward()
             if weight:
                 total += float(loss.detach()) * len(spec)
@@ -536,9 +553,9 @@ class Trainer:
             bs = self.cfg.data.eval_batch_size or self.micro_batch
             self._loaders[split] = eval_loader(dataset, bs, self.info, self.workers)
         loader = self._loaders[split]
-        return evaluate_model(model or self.model, loader, self.cfg.eval_patches(self.phase, self.features),
-                              multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
-                              autocast=self._autocast)
+        return self.task.validate(model or self.model, loader, patches=self.cfg.eval_patches(self.phase, self.features),
+                                  multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
+                                  autocast=self._autocast)
 
     def _end_epoch(self, train_out: dict) -> None:
         cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]

@@ -95,17 +95,20 @@ class FlexModel(nn.Module):
 
 @dataclass(frozen=True)
 class TokenEmbedding:
-    """A layer's tokens: ``prefix [B, P, D]`` (what a head pools: an AST's cls and
-    distillation tokens) and ``tokens [B, gf * gt, D]``, a ``(gf, gt)`` grid of frequency x
-    time positions in row-major order (:meth:`FlexModel.embed`)."""
+    """A layer's tokens: ``prefix [B, P, D]`` (an AST's cls and distillation tokens) and
+    ``tokens [B, gf * gt, D]``, a ``(gf, gt)`` grid of frequency x time positions in row-major
+    order (:meth:`FlexModel.embed`). ``pooling`` says which of them the head reads pooled:
+    ``"prefix"`` or ``"mean"`` (the patch tokens; an SSAST fine-tuned with ``ft_avgtok``)."""
 
     prefix: torch.Tensor
     tokens: torch.Tensor
     grid: tuple[int, int]
+    pooling: str = "prefix"
 
     def pooled(self) -> torch.Tensor:
-        """``[B, D]``: the mean of the prefix tokens, the representation the head reads."""
-        return self.prefix.mean(dim=1)
+        """``[B, D]``: the representation the head reads, the mean of the prefix tokens (or of
+        the patch tokens with ``pooling="mean"``)."""
+        return self.prefix.mean(dim=1) if self.pooling == "prefix" else self.tokens.mean(dim=1)
 
     def mean(self) -> torch.Tensor:
         """``[B, D]``: the mean of the patch tokens."""
@@ -162,6 +165,10 @@ class ModelFamily:
     tiny: dict = field(default_factory=dict)
     example_calls: tuple[dict, ...] = ({},)
     patch_calls: bool = True
+    #: Whether the model classifies (``forward`` gives ``[batch, num_classes]`` logits). A
+    #: pretraining family (SSAST) has no classifier: its models train on unlabeled audio with
+    #: their own task, are refused where a classifier is expected, and start an AST's fine-tuning.
+    classifier: bool = True
 
 
 def patch_call(patch, resize: str | None = None) -> dict:

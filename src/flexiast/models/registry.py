@@ -17,7 +17,7 @@ from ..constants import DEFAULT_ARCH
 from .base import FamilyError, FlexModel, ModelFamily, families, get_family
 
 __all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of",
-           "identify", "flops"]
+           "identify", "identify_file", "flops"]
 
 
 def config_from_dict(d: dict):
@@ -79,6 +79,15 @@ def identify(sd: dict, flexiast_config: dict | None, foreign_config: dict | None
     readable = "; ".join(f"{f.arch}: {f.layouts}" for f in families().values())
     raise CheckpointError(f"unrecognised checkpoint layout: expected one of {readable}; found {len(sd)} keys "
                           f"such as {sample}")
+
+
+def identify_file(path: str | Path) -> tuple[ModelFamily, str]:
+    """``(family, layout)`` of the weights in ``path`` (:func:`identify`), naming the file in errors."""
+    sd, flexiast_config, foreign_config = load_state_dict(path)
+    try:
+        return identify(sd, flexiast_config, foreign_config)
+    except (CheckpointError, FamilyError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def load_model(path: str | Path, *, arch: str | None = None, **overrides) -> FlexModel:

@@ -11,16 +11,33 @@ __all__ = ["Task", "Classification", "Distillation"]
 
 
 class Task:
-    """A training objective. ``forward(model, spec, call)`` runs the networks (the engine
-    wraps it in autocast) and returns their outputs; ``loss(outputs, target)`` is the
-    scalar to minimise, in float32; ``extra_flops(input_shape)`` counts forward work the
-    task adds beyond the trained model (a teacher), for the FLOP accounting."""
+    """A training objective. ``forward(model, spec, call, keys)`` runs the networks (the engine
+    wraps it in autocast; ``keys`` holds the optimizer ``step`` and the clips' dataset
+    ``index``, for what a task draws per clip) and returns their outputs; ``loss(outputs,
+    target)`` is the scalar to minimise, in float32; ``validate(model, loader, ...)`` scores
+    a split, ``{name: {metric: value}}`` with ``metric`` the number that picks the best epoch
+    (higher is better); ``flop_call(config, input_shape)`` adds the task's options to the FLOP
+    count of the trained model's call, and ``extra_flops(input_shape)`` counts forward work
+    beyond it (a teacher)."""
 
-    def forward(self, model, spec: torch.Tensor, call: dict) -> dict:
+    #: The validation number that picks the best epoch; None: the data's (accuracy or mAP).
+    metric: str | None = None
+
+    def forward(self, model, spec: torch.Tensor, call: dict, keys: dict | None = None) -> dict:
         raise NotImplementedError
 
     def loss(self, outputs: dict, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def validate(self, model, loader, *, patches: dict, multilabel: bool, resize: str, info, autocast) -> dict:
+        """Classification metrics at every validation patch size (:func:`flexiast.evaluate.evaluate_model`)."""
+        from ..evaluate import evaluate_model
+
+        return evaluate_model(model, loader, patches, multilabel=multilabel, resize=resize, info=info,
+                              autocast=autocast)
+
+    def flop_call(self, config, input_shape) -> dict:
+        return {}
 
     def extra_flops(self, input_shape) -> int:
         return 0
@@ -35,7 +52,7 @@ class Classification(Task):
             raise ValueError(f"loss {kind!r} is not ce or bce")
         self.kind, self.label_smoothing = kind, label_smoothing
 
-    def forward(self, model, spec: torch.Tensor, call: dict) -> dict:
+    def forward(self, model, spec: torch.Tensor, call: dict, keys: dict | None = None) -> dict:
         return {"logits": model(spec, **call)}
 
     def loss(self, outputs: dict, target: torch.Tensor) -> torch.Tensor:
@@ -53,7 +70,7 @@ class Distillation(Classification):
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher_call, self.weight, self.temperature = dict(teacher_call), weight, temperature
 
-    def forward(self, model, spec: torch.Tensor, call: dict) -> dict:
+    def forward(self, model, spec: torch.Tensor, call: dict, keys: dict | None = None) -> dict:
         return {"logits": model(spec, **call), "teacher": self.teacher(spec, **self.teacher_call)}
 
     def loss(self, outputs: dict, target: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["supervised_loss", "distillation_loss"]
+__all__ = ["supervised_loss", "distillation_loss", "masked_patch_losses"]
 
 
 def supervised_loss(kind: str, logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -34,3 +34,26 @@ def distillation_loss(kind: str, logits: torch.Tensor, teacher_logits: torch.Ten
                       log_target=True, reduction="batchmean")
         return kl * t * t
     return F.binary_cross_entropy_with_logits(logits / t, torch.sigmoid(teacher_logits / t)) * t * t
+
+
+def masked_patch_losses(pred: torch.Tensor, target: torch.Tensor, heads: tuple[str, ...],
+                        generative_weight: float = 10.0) -> dict:
+    """SSAST's losses (:mod:`flexiast.tasks.masked_patch`) of ``pred`` and ``target``, each
+    ``[P, B, M, K]``, pass ``p`` read by ``heads[p]``: ``discriminative`` gives ``nce`` and ``acc``,
+    ``generative`` gives ``mse``; ``loss = nce + generative_weight * mse`` over those present."""
+    out, loss = {}, pred.new_zeros(())
+    for p, head in enumerate(heads):
+        c, x = pred[p], target[p]
+        if head == "discriminative":
+            s = torch.bmm(x, c.transpose(1, 2))  # S[b, j, i] = <x_j, c_i>
+            out["nce"] = -torch.diagonal(F.log_softmax(s, dim=-1), dim1=1, dim2=2).mean()
+            chosen = F.softmax(s, dim=-1).argmax(dim=1)  # per prediction i, the true patch j picked
+            out["acc"] = (chosen == torch.arange(s.shape[-1], device=s.device)).float().mean().detach()
+            loss = loss + out["nce"]
+        elif head == "generative":
+            out["mse"] = F.mse_loss(c, x)
+            loss = loss + generative_weight * out["mse"]
+        else:
+            raise ValueError(f"head {head!r} is not discriminative or generative")
+    out["loss"] = loss
+    return out

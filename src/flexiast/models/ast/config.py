@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...constants import PARTIAL_PATCHES
+from ...constants import PARTIAL_PATCHES, POOLING
 from ...resize import grid_shape, to_pair
 
 __all__ = ["ASTConfig", "PRESETS"]
@@ -30,6 +30,9 @@ class ASTConfig:
     (:func:`flexiast.resize.grid_shape`): ``"drop"`` (the convolution's floor, AST's and
     the FlexiAST authors' code) or ``"pad"`` (zero-padded to whole patches, the ceil grid of
     FlexiAST Sec. 2.2). At patch 48 on 128 mel bins ``drop`` never sees the top 32 bins.
+    ``pooling`` is what the classifier reads: ``"prefix"``, the mean of the prefix tokens
+    (AST's ``(cls + dist) / 2``), or ``"mean"``, the mean of the patch tokens (SSAST's
+    fine-tuning default, ``ft_avgtok``; Gong et al., AAAI 2022, Sec. 3).
     """
 
     num_classes: int = 527
@@ -46,12 +49,16 @@ class ASTConfig:
     norm_eps: float = 1e-6
     head_norm_eps: float = 1e-5
     partial_patches: str = "drop"
+    pooling: str = "prefix"
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     labels: tuple[str, ...] | None = field(default=None, compare=False)
 
     #: The family's name in the registry, stored with every saved configuration.
     arch: ClassVar[str] = "ast"
+    #: Whether the model ends in a classifier of ``num_classes`` (an SSAST pretraining model
+    #: has masked-patch heads instead, and ``num_classes`` 0).
+    classifier: ClassVar[bool] = True
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -61,12 +68,18 @@ class ASTConfig:
             set_("labels", tuple(str(x) for x in self.labels))
         for name in ("num_classes", "input_fdim", "input_tdim", "embed_dim", "depth", "num_heads"):
             v = getattr(self, name)
+            if name == "num_classes" and not self.classifier:
+                if v != 0:
+                    raise ValueError(f"num_classes={v!r}: a {self.arch} model has no classifier (num_classes=0)")
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}={v!r} must be a positive integer")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.prefix_tokens not in (1, 2):
             raise ValueError(f"prefix_tokens={self.prefix_tokens!r} must be 1 (cls) or 2 (cls + distillation)")
+        if self.pooling not in POOLING:
+            raise ValueError(f"pooling={self.pooling!r} must be one of {', '.join(POOLING)}")
         if self.partial_patches not in PARTIAL_PATCHES:
             raise ValueError(f"partial_patches={self.partial_patches!r} must be one of {', '.join(PARTIAL_PATCHES)}")
         if not self.mlp_ratio > 0:
@@ -113,7 +126,7 @@ class ASTConfig:
         if "num_classes" in changes and "labels" not in changes:
             d["labels"] = None
         d.update(changes)
-        return ASTConfig.from_dict(d)
+        return type(self).from_dict(d)
 
     def to_dict(self) -> dict:
         d = {"arch": self.arch, **dataclasses.asdict(self)}

@@ -21,7 +21,9 @@ head                  ``2 B D C``                                     twice forw
 ====================  ==============================================  ===============================
 
 The last layer runs only for the ``P`` prefix tokens the head reads, keys and values
-excepted (:meth:`AST.forward_features` with ``prefix_only``). Both resizes are two
+excepted (:meth:`AST.forward_features` with ``prefix_only``); with ``pooling="mean"`` the
+head reads every patch token, and the last layer runs for all ``S`` (``P`` becomes ``S`` in
+the last layer's terms above). Both resizes are two
 matrix products (:mod:`flexiast.resize`): the stored ``h0 x w0`` kernel to ``pf x pt``,
 and the stored ``gf0 x gt0`` positional grid to the ``gf' x gt'`` grid of this patch
 size on the trained input length; each costs nothing at the stored size. BL resizing
@@ -101,7 +103,8 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     p = config.prefix_tokens
     s = n + p
     d, layers, m = config.embed_dim, config.depth, config.mlp_dim
-    rows = s * (layers - 1) + p  # tokens through each per-token product, summed over layers
+    last = p if config.pooling == "prefix" else s  # tokens the last layer computes (the head's)
+    rows = s * (layers - 1) + last  # tokens through each per-token product, summed over layers
     k = patch[0] * patch[1]
     (h0, w0), (pf, pt) = config.patch_size, patch
     resized = patch != config.patch_size and resize == "pi"
@@ -110,7 +113,7 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
         patch_resize=2 * d * (h0 * w0 * pt + pf * h0 * pt) if resized else 0,
         pos_resize=2 * d * (gf0 * gt0 * rt + rf * gf0 * rt) if (rf, rt) != (gf0, gt0) else 0,
         patch_embed=2 * batch * n * k * d,
-        qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + p),
+        qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + last),
         attention=4 * batch * s * d * rows,
         proj=2 * batch * d * d * rows,
         mlp=4 * batch * d * m * rows,

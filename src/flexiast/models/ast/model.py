@@ -217,7 +217,7 @@ def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
                                                             kernel_resize)
     if new.grid != config.grid:
         sd["pos_embed"] = resize_pos_grid(sd["pos_embed"], config.grid, new.grid, num_prefix_tokens=new.prefix_tokens)
-    new_head = new.num_classes != config.num_classes or "head.fc.weight" not in sd
+    new_head = config.classifier and (new.num_classes != config.num_classes or "head.fc.weight" not in sd)
     if new_head:
         for k in [k for k in sd if k.startswith("head.")]:
             del sd[k]
@@ -259,8 +259,12 @@ class AST(FlexModel):
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
         self.blocks = nn.ModuleList(Block(cfg, r) for r in rates)
         self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
-        self.head = Head(d, cfg.num_classes, cfg.head_norm_eps)
+        self._build_output(cfg)
         self.reset_parameters()
+
+    def _build_output(self, cfg: ASTConfig) -> None:
+        """What reads the encoder: AST's classifier (``head``); a subclass may read it otherwise."""
+        self.head = Head(cfg.embed_dim, cfg.num_classes, cfg.head_norm_eps)
 
     @classmethod
     def preset(cls, name: str, num_classes: int = 527, **kwargs) -> "AST":
@@ -336,8 +340,10 @@ class AST(FlexModel):
 
     # -- forward ---------------------------------------------------------------------
     def _embed_patches(self, spec: torch.Tensor, patch_size, resize: str, stride,
-                       pos_grid: str) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Prefix and patch tokens with their positions, before the first layer, and the grid."""
+                       pos_grid: str, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Prefix and patch tokens with their positions, before the first layer, and the grid.
+        ``mask [B, N]`` (True: hidden) replaces those patch embeddings by the learned
+        ``mask_embed`` before the positions are added, as SSAST does (a model that has one)."""
         self._check_input(spec)
         if resize not in RESIZE_METHODS:
             raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
@@ -345,21 +351,25 @@ class AST(FlexModel):
         grid = self.config.grid_at((spec.shape[2], spec.shape[1]), patch, stride)  # raises if a patch does not fit
         x = spec.unsqueeze(1).transpose(2, 3)  # [B, 1, mel_bins, frames], as AST
         tokens, grid = self.patch_embed(x, patch, stride, resize, grid)
+        if mask is not None:
+            tokens = torch.where(mask[..., None], self.mask_embed.to(tokens.dtype), tokens)
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
         prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
         return self.pos_drop(x), grid
 
     def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
-                         stride=None, pos_grid: str = "leading", prefix_only: bool = False) -> torch.Tensor:
+                         stride=None, pos_grid: str = "leading", prefix_only: bool = False,
+                         mask: torch.Tensor | None = None) -> torch.Tensor:
         """Encoder output for every token, ``[batch, prefix + tokens, dim]``.
 
         ``prefix_only``: the output for the prefix tokens only, ``[batch, prefix, dim]``,
         all the head reads. The last layer then runs its queries, projection and MLP for
         those tokens alone, which saves ``(S - prefix) / S`` of its work but the key and
         value projections: about 1/L - 1/(6L) of an L-layer model (``flexiast.flops``).
+        ``mask``: patches hidden behind the mask embedding (:meth:`_embed_patches`).
         """
-        x, _ = self._embed_patches(spec, patch_size, resize, stride, pos_grid)
+        x, _ = self._embed_patches(spec, patch_size, resize, stride, pos_grid, mask)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x = block(x, self.config.prefix_tokens if prefix_only and i == last else None)
@@ -378,11 +388,14 @@ class AST(FlexModel):
         if chosen == self.num_layers:
             x = self.norm(x)
         p = self.config.prefix_tokens
-        return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid)
+        return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid, pooling=self.config.pooling)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``)."""
-        return self.head(features[:, : self.config.prefix_tokens].mean(dim=1))
+        """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``), or of the patch
+        tokens with ``pooling="mean"`` (SSAST's ``ft_avgtok``)."""
+        p = self.config.prefix_tokens
+        pooled = features[:, :p] if self.config.pooling == "prefix" else features[:, p:]
+        return self.head(pooled.mean(dim=1))
 
     def forward(self, spec: torch.Tensor, patch_size=None, resize: str = "pi", stride=None,
                 pos_grid: str = "leading") -> torch.Tensor:
@@ -391,7 +404,8 @@ class AST(FlexModel):
         ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
         positional grid follows (:meth:`pos_embed_for`).
         """
-        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid, prefix_only=True))
+        prefix_only = self.config.pooling == "prefix"
+        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid, prefix_only))
 
     def at_patch_size(self, patch_size=None, *, resize: str = "pi", input_tdim: int | None = None,
                       stride=None, pos_grid: str = "leading") -> "AST":
@@ -413,7 +427,7 @@ class AST(FlexModel):
             sd = dict(self.state_dict())
             sd["patch_embed.proj.weight"] = resize_patch_weight(self.patch_embed.proj.weight, patch, resize)
             sd["pos_embed"] = self.pos_embed_for(patch, stride, grid, pos_grid)
-            model = AST(config=new).to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+            model = type(self)(config=new).to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
             model.load_state_dict({k: v.detach().clone() for k, v in sd.items()})
         return model.train(self.training)
 
@@ -430,7 +444,7 @@ class AST(FlexModel):
             return self
         sd = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         config, sd, new_head = adapt_state_dict(self.config, sd, changes, kernel_resize)
-        model = AST(config=config)
+        model = type(self)(config=config)
         model.load_state_dict(sd, strict=not new_head)
         return model.to(self.pos_embed.device).train(self.training)
 

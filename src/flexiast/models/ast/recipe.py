@@ -19,7 +19,9 @@ class ASTSection:
     cls and distillation tokens (AST's backbone), or 1, a ViT's [CLS] (FlexiAST's standard
     ASTs, Sec. 3.2); it must match the initial weights'. ``partial_patches``: ``drop`` (AST's
     and the FlexiAST authors' floor) or ``pad`` (zeros to whole patches, the ceil grid of
-    FlexiAST Sec. 2.2). ``num_classes`` and the input size come from the data and features.
+    FlexiAST Sec. 2.2). ``pooling``: what the classifier reads, ``prefix`` (AST) or ``mean``
+    of the patch tokens (SSAST's fine-tuning default). ``num_classes`` and the input size
+    come from the data and features.
     """
 
     arch: str = ASTConfig.arch
@@ -32,6 +34,7 @@ class ASTSection:
     stride: int | list[int] | None = None
     prefix_tokens: int = 2
     partial_patches: str = "drop"
+    pooling: str = "prefix"
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
@@ -57,5 +60,6 @@ def config_from_recipe(section: ASTSection, *, num_classes: int, input_fdim: int
     return ASTConfig(num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
                      patch_size=to_pair(section.patch_size, "patch_size"),
                      stride=None if section.stride is None else to_pair(section.stride, "stride"),
-                     prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches, drop_rate=section.drop_rate,
-                     drop_path_rate=section.drop_path_rate, labels=labels, **section.widths())
+                     prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches,
+                     pooling=section.pooling, drop_rate=section.drop_rate, drop_path_rate=section.drop_path_rate,
+                     labels=labels, **section.widths())

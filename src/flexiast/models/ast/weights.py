@@ -64,6 +64,8 @@ def detect(sd: dict, foreign_config: dict | None = None) -> str | None:
     if foreign_config is not None:  # another library's config.json: only Hugging Face's AST is ours
         return None
     if "v.cls_token" in keys and "v.blocks.0.attn.qkv.weight" in keys:
+        if "mask_embed" in keys:  # an SSAST pretraining file: the ssast family's
+            return None
         if "pos_embed.pos_embed" in keys and "patch_embed.proj.weight" in keys:
             return "flexiast-official"
         return "ast"
@@ -417,13 +419,26 @@ def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi",
     the target's is used where width and depth agree. A JAX ``.npz`` stores it (its
     attention kernels are per head) and keeps it. Widths the file fixes and the recipe
     states otherwise are taken from the file, with a warning.
+
+    A pretraining model's file (an SSAST, flexiast's or the official release) starts
+    fine-tuning from its encoder (:meth:`flexiast.models.ssast.SSAST.as_classifier`): a new
+    head, the target's pooling, input length and stride; its patch shape must be the target's.
     """
-    from ..registry import load_model
+    from ..registry import identify_file, load_model
+
+    family, _ = identify_file(path)
+    if not family.classifier:
+        pretrained = load_model(path, arch=family.arch, **{k: v for k, v in hints.items() if k in SOURCE_HINTS})
+        try:
+            return pretrained.as_classifier(target, kernel_resize)
+        except ValueError as e:
+            raise CheckpointError(f"init.path: {path}: {e}") from None
 
     stride = None if target.stride == target.patch_size else target.stride  # None: no overlap, at any kernel
     overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
                      patch_size=target.patch_size, stride=stride, drop_rate=target.drop_rate,
                      drop_path_rate=target.drop_path_rate, partial_patches=target.partial_patches,
+                     pooling=target.pooling,
                      labels=target.labels, kernel_resize=kernel_resize, **hints)
     model = load_model(path, arch=ASTConfig.arch, **overrides)
     got = model.config
@@ -446,6 +461,9 @@ def to_hf(model: AST) -> tuple[dict, dict]:
         raise ValueError(f"Hugging Face's AST needs a square patch; this model stores {cfg.patch_size}")
     if cfg.prefix_tokens != 2:
         raise ValueError("Hugging Face's AST has cls and distillation tokens; this model has one prefix token")
+    if cfg.pooling != "prefix":
+        raise ValueError("Hugging Face's AST pools its cls and distillation tokens; this model pools its patch "
+                         "tokens (pooling='mean')")
     if cfg.qkv_bias is False:
         raise ValueError("export with qkv_bias=False is not supported")
     if cfg.grid != grid_shape(cfg.input_size, cfg.patch_size, cfg.stride):

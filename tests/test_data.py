@@ -117,7 +117,7 @@ def test_folder_and_csv_manifest(tmp_path):
 
 def test_unknown_format_and_missing_root(tmp_path):
     with pytest.raises(DataError, match="not one of"):
-        read_manifest("librispeech", root=tmp_path)
+        read_manifest("wavcaps", root=tmp_path)
     with pytest.raises(DataError, match="esc50.csv: ESC-50 metadata not found"):
         read_manifest("esc50", root=tmp_path / "nowhere", test_fold=1)
 

@@ -168,12 +168,12 @@ def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float
     """
     report = ScanReport(len(manifest.items))
     good = []
-    for item in manifest.items:
+    for i, item in enumerate(manifest.items):
         try:
             read_header(item.path)
             if decode:
                 load_audio(item.path)
-            good.append(item)
+            good.append(i)
         except AudioError as e:
             report.problems.append((item.source, str(e)))
     if report.problems:
@@ -185,8 +185,10 @@ def scan(manifest: Manifest, *, on_error: str = "raise", max_bad_fraction: float
         if report.bad_fraction > max_bad_fraction:
             raise DataError(f"{len(report.problems)} of {report.total} clips ({report.bad_fraction:.1%}) are bad, "
                             f"more than max_bad_fraction={max_bad_fraction:.1%}:\n  {listing}{more}")
-    kept = Manifest(good, manifest.classes, manifest.multilabel, manifest.name,
-                    manifest.notes + [f"skipped {len(report.problems)} unreadable clips"] * bool(report.problems))
+    weights = None if manifest.weights is None else [manifest.weights[i] for i in good]
+    kept = Manifest([manifest.items[i] for i in good], manifest.classes, manifest.multilabel, manifest.name,
+                    manifest.notes + [f"skipped {len(report.problems)} unreadable clips"] * bool(report.problems),
+                    weights)
     return kept, report
 
 

@@ -3,6 +3,9 @@
 Each returns a :class:`Manifest`: the clips of one split (path, label indices, and where
 the entry came from, for error messages), the class names, and whether the task is
 multi-label. Nothing is decoded here; :func:`flexiast.data.dataset.scan` checks files.
+A manifest with no classes is *unlabeled* (its items have ``labels=()``): the audio that
+self-supervised pretraining reads (SSAST, Gong et al. 2022, pretrains on AudioSet and
+LibriSpeech together).
 
 =================  ==========================================================================
 format             layout
@@ -48,14 +51,27 @@ class Item:
 
 @dataclass
 class Manifest:
+    """The clips of one split. ``classes == []``: unlabeled. ``weights``: per item, the
+    relative probability of drawing it in training (None: uniform); whatever drops or
+    reorders items must carry the weights along (:func:`flexiast.data.dataset.scan`)."""
+
     items: list[Item]
     classes: list[str]
     multilabel: bool = False
     name: str = ""
     notes: list[str] = field(default_factory=list)
+    weights: list[float] | None = None
+
+    def __post_init__(self):
+        if self.weights is not None and len(self.weights) != len(self.items):
+            raise DataError(f"{self.name}: {len(self.weights)} sampling weights for {len(self.items)} clips")
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.classes)
 
 
 def _need(path: Path, what: str) -> Path:
@@ -75,9 +91,25 @@ def _under(root, path: str | Path) -> Path:
     return path if root is None or path.is_absolute() else Path(root) / path
 
 
-def read_ast_json(datafile: str | Path, label_csv: str | Path, root: str | Path | None = None, **_) -> Manifest:
-    """AST's datafile and label CSV; relative names are taken under ``root`` when it is given."""
+def _ast_entries(datafile: Path) -> list:
+    try:
+        return json.loads(datafile.read_text())["data"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{datafile}: not an AST datafile {{\"data\": [...]}} ({e})") from None
+
+
+def read_ast_json(datafile: str | Path, label_csv: str | Path | None = None, root: str | Path | None = None,
+                  **_) -> Manifest:
+    """AST's datafile and label CSV; relative names are taken under ``root`` when it is given.
+    Without ``label_csv`` the clips are unlabeled: an entry needs only ``wav``."""
     datafile = _need(_under(root, datafile), "AST datafile")
+    if label_csv is None:
+        items = []
+        for i, entry in enumerate(_ast_entries(datafile)):
+            if not isinstance(entry, dict) or "wav" not in entry:
+                raise DataError(f"{datafile}:data[{i}]: entry needs 'wav'")
+            items.append(Item(_resolve(datafile.parent, entry["wav"]), (), f"{datafile}:data[{i}]"))
+        return Manifest(items, [], name=datafile.stem)
     label_csv = _need(_under(root, label_csv), "label CSV")
     mids, names = {}, []
     with open(label_csv, newline="") as f:
@@ -90,12 +122,8 @@ def read_ast_json(datafile: str | Path, label_csv: str | Path, root: str | Path 
     if sorted(i for i, _ in names) != list(range(len(names))):
         raise DataError(f"{label_csv}: the index column must number the classes 0..{len(names) - 1} once each")
     classes = [name for _, name in sorted(names)]
-    try:
-        entries = json.loads(datafile.read_text())["data"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DataError(f"{datafile}: not an AST datafile {{\"data\": [...]}} ({e})") from None
     items = []
-    for i, entry in enumerate(entries):
+    for i, entry in enumerate(_ast_entries(datafile)):
         where = f"{datafile}:data[{i}]"
         try:
             wav, labels = entry["wav"], entry["labels"]
@@ -243,9 +271,74 @@ def read_fsdd(root: str | Path, split: str = "train", task: str = "digits", **_)
     return Manifest(items, classes, name=f"fsdd-{task}")
 
 
+def read_librispeech(root: str | Path, split: str | list[str] | None = None, **_) -> Manifest:
+    """LibriSpeech's ``ROOT/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` for one or
+    more split folders (``train-clean-100``, ``[train-clean-100, train-other-500]``); unlabeled."""
+    root = Path(root)
+    if not split:
+        raise DataError("librispeech needs split: a folder name such as train-clean-100, or a list of them")
+    items = []
+    for name in [split] if isinstance(split, str) else list(split):
+        folder = _need(root / name, "LibriSpeech split folder")
+        files = sorted(folder.glob("*/*/*.flac"))
+        if not files:
+            raise DataError(f"{folder}: no <speaker>/<chapter>/*.flac files")
+        items += [Item(p, (), p.relative_to(root).as_posix()) for p in files]
+    return Manifest(items, [], name="librispeech")
+
+
+def read_audio(root: str | Path, split: str | None = None, **_) -> Manifest:
+    """Every audio file (:data:`AUDIO_SUFFIXES`) under ``root``, or ``root/split`` where that
+    folder exists, recursively; unlabeled."""
+    root = Path(root)
+    base = root / split if split and (root / split).is_dir() else _need(root, "audio folder")
+    files = _audio_files(base)
+    if not files:
+        raise DataError(f"{base}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return Manifest([Item(p, (), p.relative_to(base).as_posix()) for p in files], [], name=root.name)
+
+
+def read_mixture(sources: list, root: str | Path | None = None, **options) -> Manifest:
+    """Unlabeled sources read as one split: each ``{format, weight (default 1), <its options>}``
+    gets this reader's ``options`` (the split's, such as ``split``) under its own keys, and a
+    relative ``root`` of its own under ``root``. Item ``i`` of source ``s`` (``n_s`` clips) has
+    weight ``w_s / n_s``, so a weighted draw picks source ``s`` with probability
+    ``w_s / sum_t w_t`` whatever its size; ``w_s = n_s`` draws clips uniformly, as one
+    concatenated list would. SSAST (Gong et al. 2022) pretrains on AudioSet and LibriSpeech
+    together: two unlabeled sources (``ast_json`` without ``label_csv``, ``librispeech``)."""
+    if not isinstance(sources, list) or not sources:
+        raise DataError("mixture needs sources: a list of {format: ..., weight: ..., <options>}")
+    items, weights, names, notes = [], [], [], []
+    for s, spec in enumerate(sources):
+        if not isinstance(spec, dict) or "format" not in spec:
+            raise DataError(f"mixture sources[{s}]: needs a format")
+        spec = dict(spec)
+        fmt, weight = spec.pop("format"), spec.pop("weight", 1.0)
+        if fmt == "mixture":
+            raise DataError(f"mixture sources[{s}]: a mixture cannot hold a mixture; list its sources instead")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+            raise DataError(f"mixture sources[{s}] ({fmt}): weight {weight!r} must be a positive number")
+        own_root = spec.pop("root", None)
+        if own_root is not None or root is not None:
+            spec["root"] = _under(root, own_root) if own_root is not None else root
+        try:
+            m = read_manifest(fmt, **{**options, **spec})
+        except DataError as e:
+            raise DataError(f"mixture sources[{s}] ({fmt}): {e}") from None
+        if m.labelled:
+            raise DataError(f"mixture sources[{s}] ({fmt}): labelled ({len(m.classes)} classes); a mixture "
+                            "takes unlabeled sources only (ast_json without label_csv, librispeech, audio)")
+        items += m.items
+        weights += [float(weight) / len(m)] * len(m)
+        names.append(m.name or fmt)
+        notes += m.notes
+    return Manifest(items, [], name="+".join(names), notes=notes, weights=weights)
+
+
 FORMATS = {
     "ast_json": read_ast_json, "esc50": read_esc50, "speechcommands": read_speechcommands,
     "voxceleb1": read_voxceleb1, "folder": read_folder, "csv": read_csv_manifest, "fsdd": read_fsdd,
+    "librispeech": read_librispeech, "audio": read_audio, "mixture": read_mixture,
 }
 
 

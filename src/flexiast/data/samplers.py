@@ -8,7 +8,8 @@ mid-epoch.
 
 :class:`BalancedSampler` draws with replacement in proportion to per-clip weights: for
 AudioSet, AST's ``w_i = sum over the clip's labels of 1000 / (count(label) + 0.01)``
-(:func:`ast_balanced_weights`).
+(:func:`ast_balanced_weights`); for a mixture of datasets, the manifest's own weights
+(:func:`manifest_weights`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import math
 
 import torch
 
-__all__ = ["ShardedSampler", "BalancedSampler", "ast_balanced_weights"]
+from .readers import DataError, Manifest
+
+__all__ = ["ShardedSampler", "BalancedSampler", "ast_balanced_weights", "manifest_weights"]
 
 
 class _Sharded(torch.utils.data.Sampler):
@@ -76,3 +79,20 @@ def ast_balanced_weights(label_lists, num_classes: int) -> torch.Tensor:
             counts[label] += 1
     per_label = 1000.0 / (counts + 0.01)
     return torch.tensor([float(per_label[list(labels)].sum()) for labels in label_lists], dtype=torch.float64)
+
+
+def manifest_weights(manifest: Manifest, balanced: bool = False) -> torch.Tensor | None:
+    """The per-clip weights training draws ``manifest`` by (:class:`BalancedSampler`), or None
+    for a plain shuffle: the manifest's own :attr:`~flexiast.data.readers.Manifest.weights`
+    where it has them (a ``mixture``: source ``s`` drawn with probability ``w_s / sum_t w_t``),
+    else with ``balanced`` (``data.balanced``) AST's label-balanced weights. Both at once, or
+    ``balanced`` on unlabeled clips, are refused: there is no label to balance."""
+    if balanced and (manifest.weights is not None or not manifest.labelled):
+        why = "has its own sampling weights" if manifest.weights is not None else "is unlabeled"
+        raise DataError(f"data.balanced: {manifest.name or 'the training split'} {why}; "
+                        "label balancing needs labelled data without weights")
+    if manifest.weights is not None:
+        return torch.tensor(manifest.weights, dtype=torch.float64)
+    if balanced:
+        return ast_balanced_weights([item.labels for item in manifest.items], len(manifest.classes))
+    return None

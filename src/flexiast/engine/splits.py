@@ -18,15 +18,18 @@ log = logging.getLogger(__name__)
 
 
 def holdout(manifest: Manifest, fraction: float, seed: int) -> tuple[Manifest, Manifest]:
-    """Split ``fraction`` of the clips off as validation, by a seeded permutation."""
+    """Split ``fraction`` of the clips off as validation, by a seeded permutation; each part
+    keeps its clips' sampling weights (:attr:`Manifest.weights`)."""
     order = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(len(manifest.items))
     n_val = max(1, int(round(fraction * len(order))))
-    val_idx, train_idx = set(order[:n_val].tolist()), order[n_val:]
-    train = Manifest([manifest.items[i] for i in sorted(train_idx)], manifest.classes, manifest.multilabel,
-                     manifest.name)
-    val = Manifest([manifest.items[i] for i in sorted(val_idx)], manifest.classes, manifest.multilabel,
-                   manifest.name + "-val")
-    return train, val
+    val_idx, train_idx = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
+
+    def part(idx: list[int], name: str) -> Manifest:
+        weights = None if manifest.weights is None else [manifest.weights[i] for i in idx]
+        return Manifest([manifest.items[i] for i in idx], manifest.classes, manifest.multilabel, name,
+                        weights=weights)
+
+    return part(train_idx, manifest.name), part(val_idx, manifest.name + "-val")
 
 
 def load_splits(cfg: RunConfig) -> tuple[dict[str, Manifest], dict[str, list[str]]]:

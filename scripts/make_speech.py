@@ -40,7 +40,6 @@ import argparse
 import csv
 import io
 import math
-import os
 import shutil
 import statistics
 import subprocess

@@ -96,13 +96,16 @@ def c2f_phases(method: str, schedule: str, coarse_epochs: list[int], fine_epochs
 
 
 def recipe(name: str, *, model: dict, features: dict, data: dict, augment: dict, optimizer: dict, schedule: dict,
-           train: dict, phases: list[dict], init: str | None = None, loss: dict | None = None) -> dict:
+           train: dict, phases: list[dict], init: str | None = None, loss: dict | None = None,
+           pretrain: dict | None = None) -> dict:
     out = {"name": name, "seed": 0, "out": "runs/{name}", "model": model}
     if init:
         out["init"] = {"path": init}
     out.update(features=features, data=data, augment=augment)
     if loss:
         out["loss"] = loss
+    if pretrain:
+        out["pretrain"] = pretrain
     out.update(optimizer=optimizer, schedule=schedule, train=train, phases=phases)
     return copy.deepcopy(out)
 
@@ -812,6 +815,56 @@ def fsdd_table1_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+# -- SSAST: self-supervised pretraining (coarse-to-fine Table 6's SSAST rows) ------------------
+#: SSAST's masking: 400 of the 512 patches of a 1024-frame input; as a fraction it scales with a
+#: coarse phase's 4x fewer patches, where 400 would not fit (YuanGongND/ssast src/pretrain/run_mask_patch.sh).
+SSAST_MASKED = 400 / 512
+SSAST_STEPS = 8000          # the FSDD baseline's pretraining steps (the paper's 800k, scaled)
+FSDD_SPEECH = """\
+# Unlabeled speech: FSDD's training takes (labels ignored; takes 0-4, the test clips, are left out) and
+# 3,000 espeak-ng utterances of 1-3 English words without digits, made by
+#   python scripts/make_speech.py --out ../data/espeak      (Debian's espeak-ng; about 40 s)
+# drawn half and half (data.format: mixture). 5% of the clips (seeded) validate."""
+
+
+def fsdd_ssast_pretrain(name: str, phases: list[dict]) -> dict:
+    """SSAST pretraining at the FSDD scale: the FSDD recipes' model and features, SSAST's joint
+    objective and mask ratio, no augmentation (SSAST pretrains with freqm = timem = 0)."""
+    sources = [{"format": "fsdd", "root": "../shared/data/fsdd", "ignore_labels": True},
+               {"format": "audio", "root": "../data/espeak"}]
+    return recipe(
+        name, model={"arch": "ssast", **FSDD_MODEL}, features=FSDD_FEATURES,
+        data={"format": "mixture", "options": {"sources": sources}, "train": {"split": "train"}, "test": None,
+              "val_fraction": 0.05, "batch_size": 32},
+        augment={}, optimizer=adam(5.0e-4), schedule={"name": "cosine", "warmup_steps": 100},
+        train={"precision": "auto"}, phases=phases, pretrain={"masked": SSAST_MASKED})
+
+
+def ssast_recipes() -> dict[str, tuple[str, dict]]:
+    out = {"fsdd/ssast_pretrain.yaml": (
+        f"SSAST pretraining at full resolution on unlabeled speech, {SSAST_STEPS} steps: the small-scale\n"
+        "# counterpart of coarse-to-fine Table 6's 'SSAST' baseline (800k iterations on AudioSet + LibriSpeech).\n"
+        "# Fine-tune: recipes/fsdd/digits_ssast.yaml, recipes/fsdd/speakers_ssast.yaml.\n" + FSDD_SPEECH,
+        fsdd_ssast_pretrain("fsdd-ssast-pretrain", [{"name": "full", "steps": SSAST_STEPS}]))}
+    out["fsdd/ssast_pretrain_c2f.yaml"] = (
+        f"SSAST pretraining coarse-to-fine: {SSAST_STEPS // 8} steps at Fshift 4, then {SSAST_STEPS * 5 // 8} at "
+        "full resolution\n# (Table 6: 100k + 500k against 800k); the masked fraction scales with the coarse "
+        "phase's 4x fewer\n# patches. Savings: flexiast savings runs/fsdd-ssast-pretrain-c2f "
+        "--baseline runs/fsdd-ssast-pretrain\n" + FSDD_SPEECH,
+        fsdd_ssast_pretrain("fsdd-ssast-pretrain-c2f", [
+            {"name": "coarse4", "steps": SSAST_STEPS // 8, "compression": "fshift:4"},
+            {"name": "fine", "steps": SSAST_STEPS * 5 // 8}]))
+    for task, epochs in (("digits", FSDD_EPOCHS), ("speakers", 16)):
+        out[f"fsdd/{task}_ssast.yaml"] = (
+            f"AST-16 fine-tuned on FSDD {task} from the SSAST of recipes/fsdd/ssast_pretrain.yaml (run it first):\n"
+            "# the encoder kept, the prediction heads dropped, a new head on the mean of the patch tokens\n"
+            "# (SSAST's ft_avgtok). From the coarse-to-fine SSAST: init.path=runs/fsdd-ssast-pretrain-c2f/best.safetensors;\n"
+            "# from random weights (the comparison): init.path=null.\n" + FSDD_LAYOUT,
+            fsdd(f"fsdd-{task}-ssast", task, [_phase("full", epochs, fixed(16))], [16],
+                 init="runs/fsdd-ssast-pretrain/best.safetensors", model={"pooling": "mean"}))
+    return out
+
+
 def with_sources(out: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
     """Each AST recipe on a paper dataset with the line naming where its settings come from."""
     for key, (comment, body) in out.items():
@@ -824,7 +877,7 @@ def with_sources(out: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]
 
 def all_recipes() -> dict[str, tuple[str, dict]]:
     return with_sources({**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(),
-                         **fsdd_htsat_recipes(), **table1_recipes(), **fsdd_table1_recipes()})
+                         **fsdd_htsat_recipes(), **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes()})
 
 
 def render(comment: str, body: dict, path: str) -> str:

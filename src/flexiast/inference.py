@@ -841,6 +841,9 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
             raise CheckpointError(f"{file}: the weights hold no classifier head (an ImageNet or encoder-only "
                                   "file?); fine-tune them before predicting")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not family_of(model).classifier:
+        raise CheckpointError(f"{file}: holds a {model.arch} pretraining model (an encoder and masked-patch heads, "
+                              "no classifier); fine-tune it first (init.path of a classifier's recipe)")
     info = stored_inference_info(file)
     if multilabel is None and isinstance(features, str):
         multilabel = features in MULTILABEL_DATASETS

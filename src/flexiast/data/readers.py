@@ -327,7 +327,8 @@ def read_mixture(sources: list, root: str | Path | None = None, **options) -> Ma
             raise DataError(f"mixture sources[{s}] ({fmt}): {e}") from None
         if m.labelled:
             raise DataError(f"mixture sources[{s}] ({fmt}): labelled ({len(m.classes)} classes); a mixture "
-                            "takes unlabeled sources only (ast_json without label_csv, librispeech, audio)")
+                            "takes unlabeled sources only (ast_json without label_csv, librispeech, audio, or "
+                            "any reader with ignore_labels: true)")
         items += m.items
         weights += [float(weight) / len(m)] * len(m)
         names.append(m.name or fmt)
@@ -342,14 +343,23 @@ FORMATS = {
 }
 
 
-def read_manifest(format: str, **options) -> Manifest:
-    """``read_manifest("esc50", root=..., split="test", test_fold=1)`` and so on."""
+def read_manifest(format: str, *, ignore_labels: bool = False, **options) -> Manifest:
+    """``read_manifest("esc50", root=..., split="test", test_fold=1)`` and so on.
+
+    ``ignore_labels``: the clips of a labelled dataset as unlabeled audio (its labels and
+    classes dropped), as SSAST pretrains on AudioSet's clips; without it a labelled reader
+    stays labelled, and pretraining refuses it."""
     if format not in FORMATS:
         raise DataError(f"data format {format!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(ignore_labels, bool):
+        raise DataError(f"data format {format!r}: ignore_labels must be true or false, got {ignore_labels!r}")
     try:
         manifest = FORMATS[format](**options)
     except TypeError as e:
         raise DataError(f"data format {format!r}: {e}") from None
     if not manifest.items:
         raise DataError(f"{format} {options}: no clips in this split")
+    if ignore_labels:
+        items = [Item(it.path, (), it.source) for it in manifest.items]
+        manifest = Manifest(items, [], name=manifest.name, notes=manifest.notes, weights=manifest.weights)
     return manifest

@@ -51,7 +51,7 @@ from ..config import ConfigError, RunConfig, build_config, config_to_dict
 from ..constants import AUTO, SELECT_MEAN
 from ..data import AudioDataset, ShardedSampler
 from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
-from ..data.samplers import BalancedSampler, ast_balanced_weights
+from ..data.samplers import BalancedSampler, manifest_weights
 from ..hardware import HardwareError, device_capability, resolve_precision
 from ..models import create_model, family_of, flops, get_family, load_model, patch_call
 from ..resize import to_pair
@@ -109,6 +109,9 @@ class Trainer:
         self.family = get_family(cfg.model.arch)
         # Weight files first: an unreadable or untrusted file is refused before the data scan.
         teacher = load_model(cfg.loss.teacher) if cfg.loss.teacher else None
+        if teacher is not None and not family_of(teacher).classifier:
+            raise ConfigError(f"loss.teacher: {cfg.loss.teacher} holds a {teacher.arch} pretraining model, not a "
+                              "classifier to distil from")
         if cfg.init.path is not None and resume_state is None:
             load_state_dict(cfg.init.path)
         self.splits, self.left_out = self._load_splits()
@@ -191,7 +194,8 @@ class Trainer:
         if self.cfg.pretraining and train.labelled:
             raise ConfigError(f"data.format: {fmt} gives labelled clips ({len(train.classes)} classes), and a {arch} "
                               "model pretrains on unlabeled audio: read it with format audio, librispeech, ast_json "
-                              "without label_csv, or a mixture of those")
+                              "without label_csv, or a mixture of those; or set data.options.ignore_labels: true "
+                              "to pretrain on its clips")
         if not self.cfg.pretraining and not train.labelled:
             raise ConfigError(f"data.format: {fmt} gives unlabeled clips, and a {arch} classifier trains on labels: "
                               "give a labelled reader, or pretrain (model.arch: ssast)")
@@ -260,8 +264,8 @@ class Trainer:
                                     on_error=cfg.data.on_error, seed=cfg.seed)
         self._loaders = {}  # the previous phase's (and their workers) go
         n = len(self.train_set)
-        if cfg.data.balanced:
-            weights = ast_balanced_weights([it.labels for it in self.splits["train"].items], self.num_classes)
+        weights = manifest_weights(self.splits["train"], balanced=cfg.data.balanced)  # a mixture's, or AST's balance
+        if weights is not None:
             self.data_sampler = BalancedSampler(weights, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
         else:
             self.data_sampler = ShardedSampler(n, seed=cfg.seed, rank=info.rank, world_size=info.world_size)

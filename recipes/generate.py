@@ -865,11 +865,129 @@ def ssast_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+#: SSAST's pretraining data (src/pretrain/run_mask_patch.sh): AudioSet-2M and LibriSpeech 960 h in one list,
+#: so each clip is drawn alike: weights = clip counts (1,953,082 AudioSet-2M clips; 281,241 LibriSpeech utterances).
+SSAST_SOURCES = [
+    {"format": "ast_json", "root": "audioset", "datafile": "audioset_2m_train.json", "weight": 1953082},
+    {"format": "librispeech", "root": "librispeech", "split": ["train-clean-100", "train-clean-360", "train-other-500"],
+     "weight": 281241}]
+SSAST_LAYOUT = (
+    "# Layout: ROOT/audioset/audioset_2m_train.json and audioset_eval.json (AST's datafiles; labels unused, no\n"
+    "#   label CSV) and ROOT/librispeech/<split>/<speaker>/<chapter>/*.flac (LibriSpeech 960 h). AudioSet's eval\n"
+    "#   clips validate (masked-patch accuracy and loss on fixed masks), as SSAST's validatemask does.")
+SSAST_SETTINGS = (
+    "# Settings: SSAST (YuanGongND/ssast src/pretrain/run_mask_patch.sh, traintest_mask.py): base model,\n"
+    "#   {patch} patches, 400 masked of 512 ({masking} masking), NCE + 10 MSE, batch 24, Adam 1e-4 (betas 0.95/0.999,\n"
+    "#   wd 5e-7), 1000-step warm-up, no augmentation, 1024 frames with AudioSet's statistics; SSAST halves the rate\n"
+    "#   on a plateau of masked accuracy (patience 2 x 4000 steps), which flexiast lacks: the rate stays constant.")
+
+
+def ssast_pretrain(name: str, phases: list[dict], *, patch, masked, masking: str = "auto") -> dict:
+    return recipe(
+        name, model={"arch": "ssast", "preset": "base", "patch_size": patch}, features={"dataset": "audioset"},
+        data={"format": "mixture", "root": "/data", "options": {"sources": SSAST_SOURCES},
+              "train": {"split": "train"},
+              "val": {"sources": [{"format": "ast_json", "root": "audioset", "datafile": "audioset_eval.json"}]},
+              "test": None, "batch_size": 24, "num_workers": 8},
+        augment={}, optimizer=adam(1e-4), schedule={"name": "constant", "warmup_steps": 1000},
+        train={"precision": "auto", "checkpoint_every": 4000}, phases=phases,
+        pretrain={"masked": masked, "masking": masking})
+
+
+def ssast_finetune(ds: Dataset, name: str, init: str, *, patch=16, stride=10, lr: float, epochs: int, batch: int,
+                   augment: dict, schedule: dict, features: dict | None = None, data: dict | None = None,
+                   loss: dict | None = None, weight_averaging: tuple[int, int] | None = None) -> dict:
+    train = {"precision": "auto"}
+    if weight_averaging:
+        train.update(weight_averaging=True, wa_start=weight_averaging[0], wa_end=weight_averaging[1])
+    return recipe(
+        name, model={"preset": "base", "patch_size": patch, "stride": stride, "pooling": "mean"}, init=init,
+        features=features or ds.features, data={**ds.data, "batch_size": batch, **(data or {})}, augment=augment,
+        loss=loss or ds.loss, optimizer=adam(lr), schedule=schedule, train=train,
+        phases=[{"name": "full", "epochs": epochs}])
+
+
+def ssast_paper_recipes() -> dict[str, tuple[str, dict]]:
+    """Coarse-to-fine Table 6's SSAST rows and SSAST's own fine-tuning recipes."""
+    base, c2f, frame = ("runs/audioset-ssast-pretrain/best.safetensors",
+                        "runs/audioset-ssast-pretrain-c2f/best.safetensors",
+                        "runs/audioset-ssast-pretrain-frame/best.safetensors")
+    patch_settings = SSAST_SETTINGS.format(patch="16 x 16", masking="cluster")
+    out = {"audioset/ssast_pretrain.yaml": (
+        "SSAST-Base-Patch-400 pretraining, 800k steps at full resolution: coarse-to-fine Table 6's 'SSAST'\n"
+        "# baseline (FLOPs saved 34.58%, time 31.73% by the coarse-to-fine run).\n" + patch_settings + "\n"
+        + SSAST_LAYOUT,
+        ssast_pretrain("audioset-ssast-pretrain", [{"name": "full", "steps": 800000}], patch=16, masked=400))}
+    out["audioset/ssast_pretrain_c2f.yaml"] = (
+        "SSAST pretraining coarse-to-fine (Table 6): 100k steps at Fshift 4, then 500k at full resolution; 400 of\n"
+        "# 512 masked becomes a fraction (0.78125), 100 of the coarse phase's 128 patches. Savings:\n"
+        "#   flexiast savings runs/audioset-ssast-pretrain-c2f --baseline runs/audioset-ssast-pretrain \\\n"
+        "#     --downstream runs/audioset-ssast-ft-20k-c2f runs/audioset-ssast-ft-20k\n" + patch_settings + "\n"
+        + SSAST_LAYOUT,
+        ssast_pretrain("audioset-ssast-pretrain-c2f", [
+            {"name": "coarse4", "steps": 100000, "compression": "fshift:4"}, {"name": "fine", "steps": 500000}],
+            patch=16, masked=SSAST_MASKED))
+    out["audioset/ssast_pretrain_frame.yaml"] = (
+        "SSAST-Base-Frame-400 pretraining (SSAST's frame model, 128 x 2 patches, for speech; src/pretrain/\n"
+        "# run_mask_frame.sh), 800k steps; recipes/speechcommands/ssast_ft_frame.yaml fine-tunes it.\n"
+        + SSAST_SETTINGS.format(patch="128 x 2", masking="uniform") + "\n" + SSAST_LAYOUT,
+        ssast_pretrain("audioset-ssast-pretrain-frame", [{"name": "full", "steps": 800000}], patch=[128, 2],
+                       masked=400))
+    balanced = {"format": "ast_json", "train": {"datafile": "audioset_20k_train.json"}, "val_fraction": 0.05,
+                "balanced": False}
+    as20k = dict(lr=5e-5, epochs=25, batch=12, augment={"freqm": 48, "timem": 192, "mixup": 0.5},
+                 schedule={"name": "multistep", "decay_from": 10, "decay_every": 5, "gamma": 0.5},
+                 data=balanced, weight_averaging=(6, 25))
+    as20k_note = ("# Settings: SSAST's src/finetune/audioset/run_as.sh (balanced set): patch 16, stride 10, mean of the\n"
+                  "#   patch tokens (ft_avgtok), Adam 5e-5, 25 epochs, x0.5 every 5 epochs from 10, batch 12, SpecAugment\n"
+                  "#   48/192, mixup 0.5, weight averaging of epochs 6-25, BCE.\n"
+                  "# Layout: AST's datafiles ROOT/audioset_20k_train.json (the balanced set) and audioset_eval.json,\n"
+                  "#   and ROOT/class_labels_indices.csv; 5% of the training clips (seeded) pick the best epoch.")
+    for suffix, init, which in (("", base, "the 800k-step baseline"), ("_c2f", c2f, "the coarse-to-fine run")):
+        out[f"audioset/ssast_ft_20k{suffix}.yaml"] = (
+            f"SSAST fine-tuned on AudioSet-20K from {which} (coarse-to-fine Table 6: 29.42 mAP from the\n"
+            "# baseline, 30.28 from coarse-to-fine).\n" + as20k_note,
+            ssast_finetune(AUDIOSET, f"audioset-ssast-ft-20k{suffix.replace('_', '-')}", init, **as20k))
+        out[f"vggsound/ssast_ft{suffix}.yaml"] = (
+            f"SSAST fine-tuned on VGGSound from {which} (coarse-to-fine Table 6: 45.46 accuracy from the baseline,\n"
+            "# 47.78 from coarse-to-fine). Neither paper gives SSAST's VGGSound settings: these are the AST recipes'\n"
+            "# (c2f Sec. 3.2) with SSAST's patch, stride 10 and mean pooling.\n" + VGGSOUND.layout,
+            ssast_finetune(VGGSOUND, f"vggsound-ssast-ft{suffix.replace('_', '-')}", init, lr=VGGSOUND.lr,
+                           epochs=VGGSOUND.epochs, batch=VGGSOUND.batch_size, augment=VGGSOUND.augment,
+                           schedule=VGGSOUND.schedule))
+    out["audioset/ssast_ft_full.yaml"] = (
+        "SSAST fine-tuned on the full AudioSet-2M (SSAST's run_as.sh, full set): Adam 1e-5, 5 epochs, x0.5 per\n"
+        "# epoch from 2, balanced sampling, batch 12, SpecAugment 48/192, mixup 0.5, weight averaging of all 5.\n"
+        + AUDIOSET.layout,
+        ssast_finetune(AUDIOSET, "audioset-ssast-ft-full", base, lr=1e-5, epochs=5, batch=12,
+                       augment={"freqm": 48, "timem": 192, "mixup": 0.5},
+                       schedule={"name": "multistep", "decay_from": 2, "decay_every": 1, "gamma": 0.5},
+                       weight_averaging=(1, 5)))
+    out["esc50/ssast_ft.yaml"] = (
+        "SSAST-Patch fine-tuned on ESC-50 (SSAST's src/finetune/esc50/run_esc_patch.sh): stride 10, 512 frames,\n"
+        "# Adam 1e-4, 50 epochs, x0.85 per epoch from 6, batch 48, SpecAugment 24/96 with noise, no mixup, CE.\n"
+        + ESC50_AST_LAYOUT,
+        ssast_finetune(ESC50, "esc50-ssast-ft", base, lr=1e-4, epochs=50, batch=48,
+                       augment={"freqm": 24, "timem": 96, "noise": True},
+                       schedule={"name": "multistep", "decay_from": 6, "decay_every": 1, "gamma": 0.85},
+                       data=ESC50_AST_PROTOCOL))
+    out["speechcommands/ssast_ft_frame.yaml"] = (
+        "SSAST-Frame fine-tuned on Speech Commands V2 (SSAST's src/finetune/speechcommands_v2/run_sc.sh): 128 x 2\n"
+        "# patches, stride 128 x 1, Adam 2.5e-4 with 1000-step warm-up, 30 epochs, x0.85 per epoch from 5, batch\n"
+        "# 128, SpecAugment 48/48 with noise, mixup 0.6, BCE.\n" + SPEECHCOMMANDS.layout,
+        ssast_finetune(SPEECHCOMMANDS, "speechcommands-ssast-ft-frame", frame, patch=[128, 2], stride=[128, 1],
+                       lr=2.5e-4, epochs=30, batch=128, augment={"freqm": 48, "timem": 48, "noise": True, "mixup": 0.6},
+                       schedule={"name": "multistep", "warmup_steps": 1000, "decay_from": 5, "decay_every": 1,
+                                 "gamma": 0.85}))
+    return out
+
+
 def with_sources(out: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
     """Each AST recipe on a paper dataset with the line naming where its settings come from."""
     for key, (comment, body) in out.items():
         ds = next((d for d in FLEXIAST_DATASETS + C2F_DATASETS if key.startswith(f"{d.key}/")), None)
-        if ds is not None and body["model"].get("arch", "ast") == "ast" and "# Layout" in comment:
+        if ds is not None and body["model"].get("arch", "ast") == "ast" and "# Layout" in comment \
+                and "ssast" not in key:
             at = comment.index("# Layout")
             out[key] = (comment[:at] + ds.sources + "\n" + comment[at:], body)
     return out
@@ -877,7 +995,8 @@ def with_sources(out: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]
 
 def all_recipes() -> dict[str, tuple[str, dict]]:
     return with_sources({**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(),
-                         **fsdd_htsat_recipes(), **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes()})
+                         **fsdd_htsat_recipes(), **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(),
+                         **ssast_paper_recipes()})
 
 
 def render(comment: str, body: dict, path: str) -> str:

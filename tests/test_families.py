@@ -5,7 +5,9 @@ and never name its family (``tests/test_layering.py``); this module checks that 
 rely on holds for every family in :func:`flexiast.models.families`, on the family's ``tiny``
 configuration and its ``example_calls``:
 
-* the forward pass gives finite ``[batch, num_classes]`` logits for every example call;
+* the forward pass gives finite ``[batch, num_classes]`` logits for every example call (a
+  pretraining family, without a classifier, finite predictions per clip: its own tests say what
+  they mean, and it refuses a head);
 * ``adapt`` moves a model to a quarter of its input length and back, and to a new head,
   carrying every weight the change does not concern;
 * a saved model (directory or one safetensors file) loads as the same family, configuration
@@ -69,6 +71,15 @@ def _changed_by(family, **changes) -> set[str]:
     return {k for k in before if before[k] != after[k]}
 
 
+def _check_output(model, family, out, batch: int = 2) -> None:
+    """Logits ``[batch, num_classes]``; a pretraining family's predictions hold a row per clip."""
+    if family.classifier:
+        assert out.shape == (batch, model.config.num_classes)
+    else:
+        assert batch in out.shape[:2]
+    assert torch.isfinite(out).all()
+
+
 def _unequal(a, b, keys) -> list[str]:
     sa, sb = a.state_dict(), b.state_dict()
     return [k for k in keys if not torch.equal(sa[k], sb[k])]
@@ -79,9 +90,7 @@ def test_forward_shape_for_every_example_call(model, family):
     spec = _spec(model)
     with torch.no_grad():
         for call in family.example_calls:
-            out = model(spec, **call)
-            assert out.shape == (2, model.config.num_classes), call
-            assert torch.isfinite(out).all(), call
+            _check_output(model, family, model(spec, **call))
 
 
 # -- adapt ----------------------------------------------------------------------------
@@ -95,8 +104,7 @@ def test_adapt_to_a_quarter_of_the_length_and_back(model, family):
     assert small.config.to_dict() == model.config.replace(input_tdim=T // 4).to_dict()
     assert _shapes(small) == _shapes(create_model(small.config))
     with torch.no_grad():
-        out = small(_spec(model, T // 4))
-    assert out.shape == (2, model.config.num_classes) and torch.isfinite(out).all()
+        _check_output(model, family, small(_spec(model, T // 4)))
     carried = set(model.state_dict()) - length_dependent
     assert not _unequal(model, small, carried)
 
@@ -108,7 +116,11 @@ def test_adapt_to_a_quarter_of_the_length_and_back(model, family):
 
 def test_adapt_to_a_new_head(model, family):
     """The head is every top-level submodule with a tensor whose shape depends on the
-    number of classes; everything else is carried."""
+    number of classes; everything else is carried. A pretraining family has none to change."""
+    if not family.classifier:
+        with pytest.raises(ValueError, match="no classifier"):
+            model.adapt(num_classes=3)
+        return
     head = {k.split(".")[0] for k in _changed_by(family, num_classes=3)}
     assert head, "no tensor depends on num_classes"
     three = model.adapt(num_classes=3)
@@ -185,9 +197,10 @@ def test_every_preset_builds_by_name(family):
     names = list_models(family.arch)
     assert names == sorted(f"{family.arch}-{p}" for p in family.presets)
     assert set(names) <= set(list_models())
+    classes = 2 if family.classifier else 0
     for name in names:
-        model = create_model(name, num_classes=2)
-        assert model.config.arch == family.arch and model.config.num_classes == 2
+        model = create_model(name, **({"num_classes": classes} if classes else {}))
+        assert model.config.arch == family.arch and model.config.num_classes == classes
 
 
 def test_the_configuration_class_validates(model, family):

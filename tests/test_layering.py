@@ -51,9 +51,10 @@ LAYERS: tuple[Layer, ...] = (
     Layer("every option set and shared constant: a leaf that imports nothing from flexiast",
           ("constants",)),
     Layer("foundations: caching, atomic writes and failpoints, hardware and processes, resizing "
-          "(PI-resize, grids), the front ends (Kaldi fbank, Slaney log-mel), audio decoding, metrics",
+          "(PI-resize, grids), the front ends (Kaldi fbank, Slaney log-mel), audio decoding, metrics, "
+          "SSAST's masks",
           ("_caching", "atomic", "faults", "hardware", "distributed", "resize", "fbank", "logmel", "audio",
-           "metrics")),
+           "metrics", "masking")),
     Layer("features with a kind (the front end as a model sees it) and safe checkpoint I/O",
           ("features", "checkpoints")),
     Layer("model families and their registry: build, load, save, adapt, count FLOPs",

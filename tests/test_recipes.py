@@ -50,7 +50,7 @@ def _width(raw: dict) -> list[str]:
     preset's stages (and the recipe's freq_ratio), one block of one head each, 8 wide; a CNN14
     with its six blocks (and so its five poolings), 4 channels each."""
     model = raw["model"]
-    if model.get("arch", "ast") == "ast":
+    if model.get("arch", "ast") in ("ast", "ssast"):
         return WIDTH
     if model["arch"] == "cnn14":
         return ["model.channels=" + CNN14_WIDTHS]
@@ -76,7 +76,7 @@ def _audioset(root: Path) -> None:
         w = csv.writer(f)
         w.writerow(["index", "mid", "display_name"])
         w.writerows([[i, m, f"class {i}"] for i, m in enumerate(mids)])
-    for split, n in (("audioset_2m_train", 5), ("audioset_eval", 2)):
+    for split, n in (("audioset_2m_train", 5), ("audioset_20k_train", 5), ("audioset_eval", 2)):
         data = []
         for i in range(n):
             _write(root / "audio" / f"{split}_{i}.wav", 300 + 200 * i, i)
@@ -140,11 +140,30 @@ def _fsdd(fsdd_dir: Path):
     return make
 
 
+def _pretraining(fsdd_dir: Path):
+    """SSAST's pretraining data as its recipes name it under data.root: ``audioset/`` (AST's datafiles)
+    and ``librispeech/<split>/<speaker>/<chapter>/*.flac``; and the FSDD recipes' mixture, whose
+    sources sit beside the repository (``../shared/data/fsdd``, ``../data/espeak``): here beside ``main/``."""
+    def make(root: Path) -> None:
+        (root / "audioset").mkdir()
+        _audioset(root / "audioset")
+        for split in ("train-clean-100", "train-clean-360", "train-other-500"):
+            for i in range(2):
+                _write(root / "librispeech" / split / "19" / "198" / f"19-198-000{i}.flac", 250 + 100 * i, i)
+        (root / "main").mkdir()
+        (root / "shared" / "data" / "fsdd").mkdir(parents=True)
+        _fsdd(fsdd_dir)(root / "shared" / "data" / "fsdd")
+        for i in range(4):
+            _write(root / "data" / "espeak" / "000" / f"0000{i}.wav", 600 + 50 * i, i, rate=8000, seconds=0.6)
+    return make
+
+
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory, fsdd_dir) -> dict[str, Path]:
     makers = {"audioset": _audioset, "vggsound": _csv_layout("vggsound"),
               "kinetics_sounds": _csv_layout("kinetics_sounds"), "esc50": _esc50,
-              "speechcommands": _speechcommands, "voxceleb": _voxceleb, "fsdd": _fsdd(fsdd_dir)}
+              "speechcommands": _speechcommands, "voxceleb": _voxceleb, "fsdd": _fsdd(fsdd_dir),
+              "pretraining": _pretraining(fsdd_dir)}
     out = {}
     for key, make in makers.items():
         out[key] = tmp_path_factory.mktemp(key)
@@ -200,12 +219,18 @@ class Runner:
             return self.done[recipe]
         raw = _raw(recipe)
         out = self.base / raw["out"].replace("{name}", raw["name"])
-        overrides = _width(raw) + [f"data.root={self.layouts[recipe.split('/')[0]]}", f"out={out}",
+        root = self.layouts[recipe.split("/")[0]]
+        if raw["data"]["format"] == "mixture":  # SSAST pretraining's sources
+            root = self.layouts["pretraining"] / ("main" if recipe.startswith("fsdd/") else "")
+        overrides = _width(raw) + [f"data.root={root}", f"out={out}",
                                    "data.batch_size=2", "data.num_workers=0", "train.progress=false",
                                    "train.tensorboard=false", "train.log_every=1"]
-        overrides += [f"phases.{i}.epochs=1" for i in range(len(raw["phases"]))]
+        overrides += [f"phases.{i}.steps=2" if "steps" in ph else f"phases.{i}.epochs=1"
+                      for i, ph in enumerate(raw["phases"])]
         if raw["train"].get("average_best"):  # the final phase has one epoch here
             overrides.append("train.average_best=1")
+        if raw["train"].get("wa_end"):  # averaging a span of epochs: the one epoch here
+            overrides += ["train.wa_start=1", "train.wa_end=1"]
         if raw.get("init", {}).get("path"):
             overrides.append(f"init.path={self.weights(raw['init']['path'])}")
         if raw.get("loss", {}).get("teacher"):
@@ -247,6 +272,13 @@ def test_every_paper_experiment_has_a_recipe():
     want |= {f"audioset/{n}.yaml" for n in ("cnn14", "cnn14_pool2", "c2f_baseline", "ast_pool2", "c2f_avgpool_2-1")}
     want |= {f"fsdd/{n}.yaml" for n in ("digits_cnn14", "digits_cnn14_pool2", "digits_ast16", "digits_ast16_pool2",
                                         "digits_c2f_avgpool_2-1")}
+    # Coarse-to-fine Table 6, SSAST rows: pretraining 800k steps against Fshift 4 for 100k then 500k, each
+    # fine-tuned on AudioSet-20K and VGGSound; SSAST's own fine-tuning; the FSDD counterparts.
+    want |= {f"audioset/{n}.yaml" for n in ("ssast_pretrain", "ssast_pretrain_c2f", "ssast_ft_20k", "ssast_ft_20k_c2f",
+                                            "ssast_pretrain_frame", "ssast_ft_full")}
+    want |= {"vggsound/ssast_ft.yaml", "vggsound/ssast_ft_c2f.yaml", "esc50/ssast_ft.yaml",
+             "speechcommands/ssast_ft_frame.yaml"}
+    want |= {f"fsdd/{n}.yaml" for n in ("ssast_pretrain", "ssast_pretrain_c2f", "digits_ssast", "speakers_ssast")}
     assert want <= set(RECIPES), sorted(want - set(RECIPES))
 
 
@@ -448,6 +480,45 @@ def test_paper_esc50_protocol_and_table_2_readings():
 PANNS_ADAM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": True}
 
 
+def test_ssast_recipes_follow_ssast_and_the_c2f_paper():
+    """SSAST (YuanGongND/ssast src/pretrain/run_mask_*.sh, src/finetune/*) and coarse-to-fine Table 6:
+    800k full-resolution steps against 100k at Fshift 4 then 500k; 400 of 512 patches masked (a
+    fraction where the coarse phase has a quarter of them); AudioSet + LibriSpeech; the fine-tuning
+    settings of each dataset; the fine-tuned runs start from the pretraining runs."""
+    base = _raw("audioset/ssast_pretrain.yaml")
+    c2f = _raw("audioset/ssast_pretrain_c2f.yaml")
+    frame = _raw("audioset/ssast_pretrain_frame.yaml")
+    assert [p["steps"] for p in base["phases"]] == [800000] and base["pretrain"]["masked"] == 400
+    assert [(p["steps"], p.get("compression", "none")) for p in c2f["phases"]] == [(100000, "fshift:4"),
+                                                                                  (500000, "none")]
+    assert c2f["pretrain"]["masked"] * 512 == 400 and c2f["pretrain"]["masked"] * 128 == 100
+    assert frame["model"]["patch_size"] == [128, 2] and frame["pretrain"]["masked"] == 400
+    for r in (base, c2f, frame):
+        assert r["model"] == {"arch": "ssast", "preset": "base", "patch_size": r["model"]["patch_size"]}
+        assert r["data"]["batch_size"] == 24 and r["optimizer"]["lr"] == 1e-4 and r["augment"] == {}
+        assert r["optimizer"]["betas"] == [0.95, 0.999] and r["schedule"]["warmup_steps"] == 1000
+        assert {s["format"] for s in r["data"]["options"]["sources"]} == {"ast_json", "librispeech"}
+        assert r["features"] == {"dataset": "audioset"}  # SSAST's -4.2677393 / 4.5689974, 1024 frames
+    for ds, ft in (("audioset", "ssast_ft_20k"), ("vggsound", "ssast_ft")):
+        a, b = _raw(f"{ds}/{ft}.yaml"), _raw(f"{ds}/{ft}_c2f.yaml")
+        assert a["init"]["path"] == "runs/audioset-ssast-pretrain/best.safetensors"
+        assert b["init"]["path"] == "runs/audioset-ssast-pretrain-c2f/best.safetensors"
+        assert {k: v for k, v in a.items() if k not in ("name", "init")} == \
+            {k: v for k, v in b.items() if k not in ("name", "init")}
+        assert a["model"]["pooling"] == "mean" and a["model"]["patch_size"] == 16 and a["model"]["stride"] == 10
+    as20k = _raw("audioset/ssast_ft_20k.yaml")
+    assert (as20k["optimizer"]["lr"], as20k["phases"][0]["epochs"], as20k["data"]["batch_size"]) == (5e-5, 25, 12)
+    assert as20k["augment"] == {"freqm": 48, "timem": 192, "mixup": 0.5}
+    assert (as20k["train"]["wa_start"], as20k["train"]["wa_end"]) == (6, 25)
+    esc = _raw("esc50/ssast_ft.yaml")
+    assert (esc["optimizer"]["lr"], esc["phases"][0]["epochs"], esc["data"]["batch_size"]) == (1e-4, 50, 48)
+    assert esc["loss"]["name"] == "ce" and esc["data"]["kfold"] == 5
+    sc = _raw("speechcommands/ssast_ft_frame.yaml")
+    assert sc["model"]["patch_size"] == [128, 2] and sc["model"]["stride"] == [128, 1]
+    assert sc["init"]["path"] == "runs/audioset-ssast-pretrain-frame/best.safetensors"
+    assert (sc["optimizer"]["lr"], sc["phases"][0]["epochs"], sc["augment"]["mixup"]) == (2.5e-4, 30, 0.6)
+
+
 def test_table1_recipes_follow_panns_liu_and_the_c2f_paper():
     """Coarse-to-fine Table 1's rows value by value: PANNs' CNN14 training, Liu et al.'s Pool2 (average
     pooling of 2 over time, the only phase), and AST Pool2 as the c2f baseline (Sec. 3.1) trained at
@@ -508,6 +579,9 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
     if raw["model"].get("arch") == "cnn14":
         _check_cnn14_run(raw, summary, out)
         return
+    if raw["model"].get("arch") == "ssast" or raw["model"].get("pooling") == "mean":
+        _check_ssast_run(raw, summary, out)
+        return
     sizes = raw["train"]["eval_patch_sizes"]
     assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {str(s) for s in sizes}
     model = AST.from_pretrained(out / "best.safetensors")
@@ -517,6 +591,23 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
         assert len(steps) == 2 and all(int(v) in P for row in steps for v in row["patch"].split("x"))
     if raw.get("train", {}).get("weight_averaging"):
         assert (out / "averaged.safetensors").exists() and "averaged" in summary["test"]
+
+
+def _check_ssast_run(raw: dict, summary: dict, out: Path) -> None:
+    """A pretraining run: an SSAST of the recipe's patch, validated on masked-patch numbers, no
+    test; a fine-tuning run: an AST of that patch pooling its patch tokens, tested."""
+    patch = raw["model"]["patch_size"]
+    patch = tuple(patch) if isinstance(patch, list) else (patch, patch)
+    if raw["model"].get("arch") == "ssast":
+        model = load_model(out / "best.safetensors", arch="ssast")
+        assert summary["metric"] == "masked_acc" and "test" not in summary
+        assert {"masked_acc", "nce", "mse", "loss"} <= set(summary["final_val"]["stored"])
+    else:
+        model = load_model(out / "best.safetensors", arch="ast")
+        assert model.config.pooling == "mean" and summary["metric"] in ("accuracy", "mAP")
+        sizes = {str(p) for p in raw["train"].get("eval_patch_sizes") or ["stored"]}
+        assert {k for k in summary["test"]["best"] if not k.startswith("_")} == sizes
+    assert model.config.patch_size == patch and model.config.embed_dim == 32
 
 
 def _check_cnn14_run(raw: dict, summary: dict, out: Path) -> None:

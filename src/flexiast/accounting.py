@@ -31,6 +31,12 @@ run (its last epoch): the saving the paper reports (35.32% of FLOPs for Fshift 4
 ``1 - (c + 3) / 5`` with ``c`` the cost of the coarse epoch relative to a full one, which
 only the whole 5-epoch baseline as reference gives, and AST's AudioSet result is its
 weight average over all 5 epochs.
+
+:func:`pretraining_savings` reads two SSAST pretraining runs (Table 6's SSAST rows): what each
+whole run cost, what the run spent until its validation pretraining loss (masked-patch
+``NCE + w MSE`` on fixed validation masks) first reached the baseline's *final* one, and, given
+the runs fine-tuned from each, their downstream test numbers: the paper's reading of Table 6 is
+the whole pretraining's cost against the fine-tuned accuracy.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["load_history", "savings", "validation_savings", "paper_savings", "fixed_budget", "has_test"]
+__all__ = ["load_history", "savings", "validation_savings", "paper_savings", "fixed_budget", "has_test",
+           "is_pretraining", "pretraining_savings"]
 
 #: What a history needs for the paper's reading, in words.
 TEST_NEEDED = ("per-epoch test numbers (history.json 'test_select'), which a run records with "
@@ -163,4 +170,57 @@ def fixed_budget(run_dir: str | Path, baseline_dir: str | Path, fine_epochs: int
     out["test_difference"] = diff(out["run_test"], out["baseline_test"])
     if out["run_test"] is None or out["baseline_test"] is None:
         out["test_unavailable"] = f"the test difference needs {TEST_NEEDED}"
+    return out
+
+
+def is_pretraining(history: list[dict]) -> bool:
+    """Whether ``history`` is a pretraining run's (its validation records masked-patch numbers)."""
+    return bool(history) and "masked_acc" in next(iter(_stored(history[-1]).values()), {})
+
+
+def _stored(record: dict) -> dict:
+    return {k: v for k, v in record["val"].items() if not k.startswith("_")}
+
+
+def _pretrain_loss(record: dict) -> float:
+    (numbers,) = _stored(record).values()
+    return numbers["loss"]
+
+
+def _downstream(run_dir) -> dict:
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    test = summary.get("test", {}).get("best")
+    if test is None:
+        raise ValueError(f"{run_dir}: no test numbers in summary.json (a fine-tuning run with a test split)")
+    values = {k: v[summary["metric"]] for k, v in test.items() if not k.startswith("_")}
+    return {"run_dir": str(run_dir), "metric": summary["metric"], "value": sum(values.values()) / len(values)}
+
+
+def pretraining_savings(run_dir: str | Path, baseline_dir: str | Path, downstream=None) -> dict:
+    """Two pretraining runs (SSAST): ``whole`` (the cost of each whole run and the saving), ``to_loss``
+    (the baseline's final validation pretraining loss; the run's earliest final-phase epoch at or
+    below it, and its cost to there; None where it never gets there), and with ``downstream =
+    (run's fine-tuned run, baseline's fine-tuned run)`` the test numbers of the models fine-tuned
+    from each (``summary.json``'s best weights, the mean over its test sizes)."""
+    runs = {"run": (run_dir, load_history(run_dir)), "baseline": (baseline_dir, load_history(baseline_dir))}
+    for d, h in runs.values():
+        if not is_pretraining(h):
+            raise ValueError(f"{d}: not a pretraining run (its validation records no masked-patch numbers)")
+    run_final, base_final = (_final(h, d) for d, h in runs.values())
+    run_last, base_last = runs["run"][1][-1], runs["baseline"][1][-1]
+    target = _pretrain_loss(base_final[-1])
+    reach = next((r for r in run_final if _pretrain_loss(r) <= target), None)
+    out = {"measure": "validation pretraining loss (NCE + w MSE on fixed masks), the baseline's final epoch",
+           "whole": {"run_flops": run_last["train_flops_cum"], "run_seconds": run_last["train_seconds_cum"],
+                     "baseline_flops": base_last["train_flops_cum"],
+                     "baseline_seconds": base_last["train_seconds_cum"], **_cost(run_last, base_last),
+                     "run_loss": _pretrain_loss(run_final[-1]), "baseline_loss": target},
+           "to_loss": None}
+    if reach is not None:
+        out["to_loss"] = {"run_epoch": reach["epoch"], "run_loss": _pretrain_loss(reach),
+                          "run_flops": reach["train_flops_cum"], "run_seconds": reach["train_seconds_cum"],
+                          **_cost(reach, base_last)}
+    if downstream is not None:
+        ft_run, ft_base = (_downstream(d) for d in downstream)
+        out["downstream"] = {"run": ft_run, "baseline": ft_base, "difference": ft_run["value"] - ft_base["value"]}
     return out

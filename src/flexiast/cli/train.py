@@ -1,4 +1,4 @@
-"""``flexiast train`` (a recipe, or ``--resume``) and ``flexiast savings`` (Table 2 of coarse-to-fine training)."""
+"""``flexiast train`` (a recipe, or ``--resume``) and ``flexiast savings`` (Tables 2 and 6 of coarse-to-fine training)."""
 
 from __future__ import annotations
 
@@ -94,8 +94,40 @@ def budget_table(b: dict) -> str:
     return "\n".join(lines)
 
 
+def pretraining_table(s: dict) -> str:
+    """:func:`flexiast.accounting.pretraining_savings` as a Markdown table."""
+    w, t = s["whole"], s["to_loss"]
+    lines = ["| | run | baseline | saved |", "|---|---:|---:|---:|",
+             f"| whole pretraining, TFLOPs | {w['run_flops'] / 1e12:.3f} | {w['baseline_flops'] / 1e12:.3f} | "
+             f"{_pct(w['flops_saved'])} |",
+             f"| whole pretraining, seconds | {w['run_seconds']:.1f} | {w['baseline_seconds']:.1f} | "
+             f"{_pct(w['time_saved'])} |",
+             f"| final validation pretraining loss | {_num(w['run_loss'])} | {_num(w['baseline_loss'])} | |"]
+    if t is None:
+        lines.append("| to the baseline's final loss | never reached | | |")
+    else:
+        lines.append(f"| to the baseline's final loss (epoch {t['run_epoch']}), TFLOPs / s | "
+                     f"{t['run_flops'] / 1e12:.3f} / {t['run_seconds']:.1f} | | {_pct(t['flops_saved'])} / "
+                     f"{_pct(t['time_saved'])} |")
+    if "downstream" in s:
+        d = s["downstream"]
+        lines.append(f"| fine-tuned, test {d['run']['metric']} | {_num(d['run']['value'])} | "
+                     f"{_num(d['baseline']['value'])} | {_signed(d['difference'])} |")
+    return "\n".join(lines)
+
+
 def cmd_savings(args) -> int:
-    from ..accounting import fixed_budget, paper_savings, savings
+    from ..accounting import fixed_budget, is_pretraining, load_history, paper_savings, pretraining_savings, savings
+
+    if is_pretraining(load_history(args.run)):
+        if args.fine_epochs is not None or args.reading != "both":
+            raise UsageError("a pretraining run is read by its pretraining loss and downstream numbers; it takes no "
+                             "--fine-epochs or --reading")
+        result = pretraining_savings(args.run, args.baseline, args.downstream)
+        print(json.dumps(result, indent=1) if args.json else pretraining_table(result))
+        return 0
+    if args.downstream is not None:
+        raise UsageError("--downstream reads the fine-tuned runs of two pretraining runs; these are not pretraining")
 
     if args.fine_epochs is not None:
         if args.reading != "both":
@@ -132,4 +164,7 @@ def add_parsers(sub) -> None:
     sv.add_argument("--fine-epochs", type=positive(int), metavar="N",
                     help="fixed budget (AudioSet, Table 2): the run at the end of its N-th final-phase epoch against "
                          "the baseline's whole run")
+    sv.add_argument("--downstream", nargs=2, metavar=("RUN_FT", "BASELINE_FT"),
+                    help="pretraining runs (SSAST): the runs fine-tuned from RUN and from BASELINE, whose test "
+                         "numbers are reported beside the pretraining cost (Table 6)")
     sv.add_argument("--json", action="store_true")

@@ -52,6 +52,7 @@ from ..constants import AUTO, SELECT_MEAN
 from ..data import AudioDataset, ShardedSampler
 from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from ..data.samplers import BalancedSampler, manifest_weights
+from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
 from ..models import create_model, family_of, flops, get_family, load_model, patch_call
 from ..resize import to_pair
@@ -557,9 +558,10 @@ class Trainer:
             bs = self.cfg.data.eval_batch_size or self.micro_batch
             self._loaders[split] = eval_loader(dataset, bs, self.info, self.workers)
         loader = self._loaders[split]
-        return self.task.validate(model or self.model, loader, patches=self.cfg.eval_patches(self.phase, self.features),
-                                  multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
-                                  autocast=self._autocast)
+        score = getattr(self.task, "validate", evaluate_model)  # a task's own numbers (SSAST's), or a classifier's
+        return score(model or self.model, loader, self.cfg.eval_patches(self.phase, self.features),
+                     multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
+                     autocast=self._autocast)
 
     def _end_epoch(self, train_out: dict) -> None:
         cfg, p, acc = self.cfg, self.progress, self.accounting[self.phase]

@@ -14,13 +14,15 @@ class Task:
     """A training objective. ``forward(model, spec, call, keys)`` runs the networks (the engine
     wraps it in autocast; ``keys`` holds the optimizer ``step`` and the clips' dataset
     ``index``, for what a task draws per clip) and returns their outputs; ``loss(outputs,
-    target)`` is the scalar to minimise, in float32; ``validate(model, loader, ...)`` scores
-    a split, ``{name: {metric: value}}`` with ``metric`` the number that picks the best epoch
-    (higher is better); ``flop_call(config, input_shape)`` adds the task's options to the FLOP
+    target)`` is the scalar to minimise, in float32; a task with its own ``validate(model,
+    loader, ...)`` scores a split with it, ``{name: {metric: value}}`` with ``metric`` the number
+    that picks the best epoch (higher is better), and the engine scores every other task's model
+    as a classifier (:func:`flexiast.evaluate.evaluate_model`); ``flop_call(config, input_shape)`` adds the task's options to the FLOP
     count of the trained model's call, and ``extra_flops(input_shape)`` counts forward work
     beyond it (a teacher)."""
 
     #: The validation number that picks the best epoch; None: the data's (accuracy or mAP).
+    #: A task that sets it has its own ``validate``.
     metric: str | None = None
 
     def forward(self, model, spec: torch.Tensor, call: dict, keys: dict | None = None) -> dict:
@@ -28,13 +30,6 @@ class Task:
 
     def loss(self, outputs: dict, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
-
-    def validate(self, model, loader, *, patches: dict, multilabel: bool, resize: str, info, autocast) -> dict:
-        """Classification metrics at every validation patch size (:func:`flexiast.evaluate.evaluate_model`)."""
-        from ..evaluate import evaluate_model
-
-        return evaluate_model(model, loader, patches, multilabel=multilabel, resize=resize, info=info,
-                              autocast=autocast)
 
     def flop_call(self, config, input_shape) -> dict:
         return {}

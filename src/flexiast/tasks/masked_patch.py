@@ -103,8 +103,9 @@ class MaskedPatchPrediction(Task):
 
     # -- validation ------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self, model, loader, *, info=distributed.DistInfo(), autocast=None, **_) -> dict:
-        """``{"stored": {"masked_acc", "nce", "mse", "loss"}}`` over the split, each the mean
+    def validate(self, model, loader, patches=None, *, info=distributed.DistInfo(), autocast=None, **_) -> dict:
+        """``{"stored": {"masked_acc", "nce", "mse", "loss"}}`` over the split (at the stored patch,
+        whatever ``patches`` the engine asks for: the heads predict that one), each the mean
         over clips (every clip's masks fixed: :data:`VALIDATION_STEP`), with ``_clips``,
         ``_skipped`` and ``_unreadable`` as :func:`flexiast.evaluate.evaluate_model` gives them."""
         was_training = model.training

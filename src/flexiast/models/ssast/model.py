@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...resize import to_pair
 from ..ast.model import AST
 from .config import SSASTConfig
 
@@ -115,7 +116,7 @@ class SSAST(AST):
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "SSAST":
         """:meth:`AST.adapt` for another input length or stride; the patch size stays (the
         heads predict whole patches of it)."""
-        if "patch_size" in changes and tuple(changes["patch_size"]) != self.config.patch_size:
+        if "patch_size" in changes and to_pair(changes["patch_size"], "patch_size") != self.config.patch_size:
             raise ValueError(f"patch_size={changes['patch_size']}: an SSAST keeps its {self.config.patch_size} "
                              "patch (its heads predict whole patches)")
         return super().adapt(kernel_resize=kernel_resize, **changes)
@@ -131,7 +132,7 @@ class SSAST(AST):
         if not isinstance(target, ASTConfig) or not target.classifier:
             raise ValueError("an SSAST becomes a classifier of an AST configuration")
         cfg = self.config
-        if tuple(target.patch_size) != cfg.patch_size:
+        if target.patch_size != cfg.patch_size:
             raise ValueError(f"patch_size={target.patch_size}: the SSAST was pretrained with {cfg.patch_size} "
                              "patches, and fine-tuning keeps the pretraining patch shape (SSAST refuses another); "
                              f"set model.patch_size: {list(cfg.patch_size)}")

@@ -1,6 +1,6 @@
 """Synthesise unlabeled English speech with eSpeak NG, for small self-supervised pretraining.
 
-    python scripts/make_speech.py                          # 3000 clips into /work/data/espeak
+    python scripts/make_speech.py                          # 3000 clips into ../data/espeak (beside the repo)
     python scripts/make_speech.py --count 200 --out /tmp/speech --seed 1
 
 Each clip is a phrase of 1-3 words (1, 2 or 3 with probability 0.5, 0.3, 0.2) drawn without
@@ -60,7 +60,7 @@ from flexiast.audio import resample  # noqa: E402
 
 SAMPLE_RATE = 8000  # FSDD's rate
 PER_FOLDER = 500
-DEFAULT_OUT = Path("/work/data/espeak")
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "espeak"  # where recipes/fsdd/ssast_*.yaml look
 PHRASE_LENGTHS = (1, 2, 3)
 PHRASE_WEIGHTS = (0.5, 0.3, 0.2)
 SPEED = (120, 220)  # espeak-ng -s, words per minute, both ends included

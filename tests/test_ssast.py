@@ -189,21 +189,22 @@ def test_another_patch_size_is_refused(model):
 
 
 # -- weights --------------------------------------------------------------------------
-def _official(width=32, depth=2, fdim=32, tdim=64) -> dict:
-    """An SSAST-Patch state dict in the official layout (DataParallel ``module.``)."""
+def _official(width=32, depth=2, fdim=32, tdim=64, patch=(16, 16)) -> dict:
+    """An SSAST state dict in the official layout (DataParallel ``module.``): the patch model, or
+    with ``patch=(fdim, 2)`` the frame model."""
     g = torch.Generator().manual_seed(3)
     deit = tiny_deit(width=width, depth=depth, grid=2, scale=0.1)
     sd = {f"module.v.{k}": v for k, v in deit.items() if not k.startswith(("patch_embed", "pos_embed"))}
     sd["module.v.head_dist.weight"], sd["module.v.head_dist.bias"] = torch.randn(1000, width), torch.zeros(1000)
-    sd["module.v.patch_embed.proj.weight"] = torch.randn(width, 1, 16, 16, generator=g) * 0.05
+    sd["module.v.patch_embed.proj.weight"] = torch.randn(width, 1, *patch, generator=g) * 0.05
     sd["module.v.patch_embed.proj.bias"] = torch.randn(width, generator=g) * 0.1
-    sd["module.v.pos_embed"] = torch.randn(1, 2 + (fdim // 16) * (tdim // 16), width, generator=g) * 0.1
+    sd["module.v.pos_embed"] = torch.randn(1, 2 + (fdim // patch[0]) * (tdim // patch[1]), width, generator=g) * 0.1
     sd["module.mask_embed"] = torch.randn(1, 1, width, generator=g)
     for head in ("cpredlayer", "gpredlayer"):
         sd[f"module.{head}.0.weight"] = torch.randn(width, width, generator=g) * 0.1
         sd[f"module.{head}.0.bias"] = torch.randn(width, generator=g) * 0.1
-        sd[f"module.{head}.2.weight"] = torch.randn(256, width, generator=g) * 0.1
-        sd[f"module.{head}.2.bias"] = torch.randn(256, generator=g) * 0.1
+        sd[f"module.{head}.2.weight"] = torch.randn(patch[0] * patch[1], width, generator=g) * 0.1
+        sd[f"module.{head}.2.bias"] = torch.randn(patch[0] * patch[1], generator=g) * 0.1
     sd["module.p_input_fdim"], sd["module.p_input_tdim"] = torch.tensor(fdim), torch.tensor(tdim)
     return sd
 
@@ -260,6 +261,18 @@ def test_official_ssast_checkpoint_loads_and_predicts_as_ssast(tmp_path):
     assert torch.allclose(out["nce"], nce, atol=1e-6) and torch.allclose(out["acc"].double(), acc)
 
 
+def test_official_frame_model_loads_with_uniform_masking(tmp_path):
+    """SSAST-Frame: 128 x 2 patches spanning every mel bin; SSAST masks it uniformly."""
+    torch.save(_official(fdim=128, tdim=64, patch=(128, 2)), tmp_path / "SSAST-Tiny-Frame-400.pth")
+    model = load_model(tmp_path / "SSAST-Tiny-Frame-400.pth")
+    assert model.config.patch_size == (128, 2) and model.config.grid == (1, 32)
+    assert not MaskedPatchPrediction(400).cluster(model.config)
+    assert MaskedPatchPrediction(400).cluster(create_model("ssast", **TINY).config)
+    with torch.no_grad():
+        out = model(torch.randn(2, 64, 128), masked=torch.tensor([[[0, 9, 31]] * 2] * 2))
+    assert out.shape == (2, 2, 3, 256)
+
+
 def test_fine_tuning_keeps_the_encoder_and_drops_the_heads(tmp_path):
     torch.save(_official(), tmp_path / "ssast.pth")
     pre = load_model(tmp_path / "ssast.pth")
@@ -278,6 +291,9 @@ def test_fine_tuning_keeps_the_encoder_and_drops_the_heads(tmp_path):
     with torch.no_grad():
         tokens = ft.eval().embed(spec)
         assert torch.allclose(ft.head(tokens.tokens.mean(1)), ft(spec), atol=1e-5)  # ft_avgtok
+    with torch.no_grad():  # a plain AST: FlexiAST's per-call patch size and a fixed copy work on it
+        assert ft(spec, patch_size=8).shape == (2, 3)
+        torch.testing.assert_close(ft.fixed(patch_size=24, input_tdim=96)(spec), ft(spec, patch_size=24))
     wrong = target.replace(patch_size=8)
     with pytest.raises(CheckpointError, match=r"pretrained with \(16, 16\) patches.*model.patch_size: \[16, 16\]"):
         get_family("ast").init_from(tmp_path / "ssast.pth", wrong)

@@ -21,8 +21,13 @@ test split is evaluated at the end with the best (and, with weight averaging, th
 weights, and after every epoch too with ``train.test_every_epoch`` (``history.json``'s ``test``
 and ``test_select``, which ``flexiast savings`` reads for the coarse-to-fine paper's Table 2).
 
+A model without a classifier (SSAST) pretrains on unlabeled clips with its task
+(:class:`flexiast.tasks.MaskedPatchPrediction`), which validates with its own numbers
+(masked-patch accuracy picks ``best.safetensors``).
+
 Everything a step depends on is a function of saved state: data order of ``(seed,
-epoch)``, augmentation of ``(seed, epoch, clip)``, patch size of ``(seed, step)``, the
+epoch)``, augmentation of ``(seed, epoch, clip)``, patch size of ``(seed, step)``, SSAST's
+masks of ``(seed, step, clip)``, the
 learning rate of the phase's step and epoch, dropout of the saved torch RNG state. So
 ``flexiast train --resume RUN_DIR`` continues a killed run to the same numbers.
 """

@@ -6,14 +6,16 @@ takes, its named sizes, how it reads foreign weights and how it counts FLOPs. Th
 training engine, evaluation, deployment and the CLI hold a model and its configuration
 and call the methods below; they never name a family (``tests/test_layering.py``).
 
-A family's configuration is a frozen dataclass with ``arch`` (a class constant),
-``num_classes``, ``input_fdim`` (mel bins), ``input_tdim`` (frames), ``labels``,
-``to_dict()`` (with ``arch``), ``from_dict()`` and ``replace(**changes)``.
+A family's configuration is a frozen dataclass deriving from :class:`FamilyConfig` (which
+gives ``to_dict()`` with ``arch``, ``from_dict()`` and ``replace(**changes)``), with ``arch``
+(a class constant), ``num_classes``, ``input_fdim`` (mel bins), ``input_tdim`` (frames) and
+``labels``.
 Its model is a :class:`FlexModel`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -22,14 +24,53 @@ import torch
 import torch.nn as nn
 
 from ..checkpoints import FORMAT_VERSION, save_directory
-from ..constants import SAVE_FORMATS
+from ..constants import DEFAULT_ARCH, SAVE_FORMATS
 
-__all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError",
+__all__ = ["FlexModel", "FamilyConfig", "FlopCountBase", "check_adapt", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError",
            "patch_call"]
 
 
 class FamilyError(ValueError):
     """An unknown family or preset name, or a configuration of another family."""
+
+
+class FamilyConfig:
+    """What every family's configuration (a frozen dataclass deriving from this) shares: its
+    dict form with ``arch`` (``to_dict``, ``from_dict``, which refuses another family's dict and
+    unknown keys) and ``replace``. ``tuple_fields`` name the fields held as tuples and written
+    as lists (``labels`` always is). A dict without ``arch`` is the default family's
+    (:data:`flexiast.constants.DEFAULT_ARCH`: files written before families had names)."""
+
+    arch: ClassVar[str]
+    tuple_fields: ClassVar[tuple[str, ...]] = ()
+
+    def replace(self, **changes):
+        """This configuration with ``changes``; a new ``num_classes`` without ``labels`` drops the labels."""
+        d = self.to_dict()
+        if "num_classes" in changes and "labels" not in changes:
+            d["labels"] = None
+        d.update(changes)
+        return type(self).from_dict(d)
+
+    def to_dict(self) -> dict:
+        d = {"arch": self.arch, **dataclasses.asdict(self)}
+        for k in (*self.tuple_fields, "labels"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        arch = d.pop("arch", DEFAULT_ARCH if cls.arch == DEFAULT_ARCH else None)
+        if arch != cls.arch:
+            raise ValueError(f"a {arch!r} configuration, not a {cls.arch!r} one")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
+        for k in cls.tuple_fields:
+            if isinstance(d.get(k), list):
+                d[k] = tuple(d[k])
+        return cls(**d)
 
 
 class FlexModel(nn.Module):
@@ -91,6 +132,44 @@ class FlexModel(nn.Module):
             known = "" if format in SAVE_FORMATS else f" (flexiast writes {', '.join(SAVE_FORMATS)})"
             raise ValueError(f"format={format!r}: a {family.arch} model is saved as {formats}{known}")
         return family.writers[format](self, Path(directory), inference)
+
+
+def check_adapt(config, changes: dict, fixed_by_weights) -> None:
+    """Refuse ``changes`` (to :meth:`FlexModel.adapt`) of fields that the weights fix (widths,
+    depth, the number of prefix tokens), naming them and those that may change."""
+    allowed = sorted({f.name for f in dataclasses.fields(config)} - set(fixed_by_weights))
+    bad = sorted(set(changes) - set(allowed))
+    if bad:
+        raise ValueError(f"cannot adapt {', '.join(bad)}: the weights fix it; allowed: {', '.join(allowed)}")
+
+
+class FlopCountBase:
+    """What every family's FLOP count shares: a frozen dataclass of per-component forward
+    counts for ``batch_size`` clips, then ``tokens``, ``grid`` and ``batch_size``. A component's
+    backward costs twice its forward (the input and the weight gradients), except those named
+    in ``once``, whose input needs no gradient (an AST's patch embedding of the spectrogram)."""
+
+    once: ClassVar[tuple[str, ...]] = ()
+
+    def components(self) -> dict[str, int]:
+        skip = {"tokens", "grid", "batch_size"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+    @property
+    def forward(self) -> int:
+        return sum(self.components().values())
+
+    @property
+    def backward(self) -> int:
+        return sum(v if k in self.once else 2 * v for k, v in self.components().items())
+
+    @property
+    def training(self) -> int:
+        return self.forward + self.backward
+
+    @property
+    def gflops_per_clip(self) -> float:
+        return self.forward / self.batch_size / 1e9
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ...constants import PARTIAL_PATCHES, POOLING
 from ...resize import grid_shape, to_pair
+from ..base import FamilyConfig
 
 __all__ = ["ASTConfig", "PRESETS"]
 
@@ -20,7 +20,7 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class ASTConfig:
+class ASTConfig(FamilyConfig):
     """Everything needed to rebuild an :class:`AST`; stored with every checkpoint.
 
     ``patch_size`` and ``stride`` are ``(freq, time)``; ``stride=None`` means the patch
@@ -55,6 +55,7 @@ class ASTConfig:
     labels: tuple[str, ...] | None = field(default=None, compare=False)
 
     #: The family's name in the registry, stored with every saved configuration.
+    tuple_fields: ClassVar[tuple[str, ...]] = ('patch_size', 'stride')
     arch: ClassVar[str] = "ast"
     #: Whether the model ends in a classifier of ``num_classes`` (an SSAST pretraining model
     #: has masked-patch heads instead, and ``num_classes`` 0).
@@ -118,33 +119,7 @@ class ASTConfig:
         return patch, (self.stride if patch == self.patch_size else patch)
 
     def replace(self, **changes) -> "ASTConfig":
-        """This configuration with ``changes``: a new ``patch_size`` without a ``stride`` no
-        longer overlaps, a new ``num_classes`` without ``labels`` drops the labels."""
-        d = self.to_dict()
+        """:meth:`FamilyConfig.replace`; a new ``patch_size`` without a ``stride`` no longer overlaps."""
         if "patch_size" in changes and "stride" not in changes:
-            d["stride"] = None
-        if "num_classes" in changes and "labels" not in changes:
-            d["labels"] = None
-        d.update(changes)
-        return type(self).from_dict(d)
-
-    def to_dict(self) -> dict:
-        d = {"arch": self.arch, **dataclasses.asdict(self)}
-        d["patch_size"], d["stride"] = list(self.patch_size), list(self.stride)
-        d["labels"] = list(self.labels) if self.labels is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ASTConfig":
-        d = dict(d)
-        arch = d.pop("arch", cls.arch)  # configurations saved before families had names are ASTs
-        if arch != cls.arch:
-            raise ValueError(f"a {arch!r} configuration, not an {cls.arch!r} one")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
-        for k in ("patch_size", "stride"):
-            if isinstance(d.get(k), list):
-                d[k] = tuple(d[k])
-        return cls(**d)
+            changes["stride"] = None
+        return super().replace(**changes)

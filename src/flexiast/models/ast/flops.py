@@ -35,16 +35,18 @@ scores; a flash-attention backward recomputes ``q k^T`` and so costs another
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
 from ...constants import RESIZE_METHODS
+from ..base import FlopCountBase
 from .config import ASTConfig
 
 __all__ = ["flops", "FlopCount"]
 
 
 @dataclass(frozen=True)
-class FlopCount:
+class FlopCount(FlopCountBase):
     """FLOPs of one forward pass (``B`` clips at once) per component, and its backward."""
 
     patch_resize: int
@@ -59,28 +61,8 @@ class FlopCount:
     grid: tuple[int, int]
     batch_size: int
 
-    def components(self) -> dict[str, int]:
-        skip = {"tokens", "grid", "batch_size"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-    @property
-    def forward(self) -> int:
-        return sum(self.components().values())
-
-    @property
-    def backward(self) -> int:
-        """Gradient of every weight; the input spectrogram gets none."""
-        c = self.components()
-        once = ("patch_resize", "pos_resize", "patch_embed")
-        return sum(c[k] for k in once) + 2 * sum(v for k, v in c.items() if k not in once)
-
-    @property
-    def training(self) -> int:
-        return self.forward + self.backward
-
-    @property
-    def gflops_per_clip(self) -> float:
-        return self.forward / self.batch_size / 1e9
+    #: The spectrogram needs no gradient, and the resizes are products with fixed matrices.
+    once: ClassVar[tuple[str, ...]] = ("patch_resize", "pos_resize", "patch_embed")
 
 
 def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi") -> FlopCount:

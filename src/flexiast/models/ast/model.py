@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ...constants import POS_GRID_POLICIES, RESIZE_METHODS
 from ...resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, to_pair
-from ..base import FlexModel, TokenEmbedding
+from ..base import FlexModel, TokenEmbedding, check_adapt
 from .config import PRESETS, ASTConfig
 
 __all__ = ["AST"]
@@ -206,10 +206,7 @@ def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
     stride or patch size; coarse-to-fine Sec. 2.2); a new ``num_classes`` (or weights
     without a head) drops the head, which the caller initialises afresh.
     """
-    bad = sorted(set(changes) - (set(ASTConfig.__dataclass_fields__) - set(FIXED_BY_WEIGHTS)))
-    if bad:
-        allowed = sorted(set(ASTConfig.__dataclass_fields__) - set(FIXED_BY_WEIGHTS))
-        raise ValueError(f"cannot override {', '.join(bad)} when loading weights; allowed: {', '.join(allowed)}")
+    check_adapt(config, changes, FIXED_BY_WEIGHTS)
     new = config.replace(**changes)
     sd = dict(sd)
     if new.patch_size != config.patch_size:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from ..base import FamilyConfig
 
 __all__ = ["CNN14Config", "PRESETS", "PANNS_CHANNELS"]
 
@@ -23,7 +24,7 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class CNN14Config:
+class CNN14Config(FamilyConfig):
     """Everything needed to rebuild a :class:`CNN14`; stored with every checkpoint.
 
     PANNs' defaults (``Cnn14`` in audioset_tagging_cnn pytorch/models.py): 64 mel bins, six
@@ -46,6 +47,7 @@ class CNN14Config:
     labels: tuple[str, ...] | None = field(default=None, compare=False)
 
     #: The family's name in the registry, stored with every saved configuration.
+    tuple_fields: ClassVar[tuple[str, ...]] = ('channels',)
     arch: ClassVar[str] = "cnn14"
 
     def __post_init__(self):
@@ -91,30 +93,3 @@ class CNN14Config:
         every 2x2 pooling leaves at least one row."""
         return 2 ** (self.num_blocks - 1)
 
-    def replace(self, **changes) -> "CNN14Config":
-        """This configuration with ``changes``; a new ``num_classes`` without ``labels`` drops the labels."""
-        d = self.to_dict()
-        if "num_classes" in changes and "labels" not in changes:
-            d["labels"] = None
-        d.update(changes)
-        return CNN14Config.from_dict(d)
-
-    def to_dict(self) -> dict:
-        d = {"arch": self.arch, **dataclasses.asdict(self)}
-        d["channels"] = list(self.channels)
-        d["labels"] = list(self.labels) if self.labels is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CNN14Config":
-        d = dict(d)
-        arch = d.pop("arch", None)
-        if arch != cls.arch:
-            raise ValueError(f"a {arch!r} configuration, not a {cls.arch!r} one")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
-        if isinstance(d.get("channels"), list):
-            d["channels"] = tuple(d["channels"])
-        return cls(**d)

@@ -24,8 +24,9 @@ the odd rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from ..base import FlopCountBase
 from .config import CNN14Config
 from .model import _no_call
 
@@ -33,7 +34,7 @@ __all__ = ["flops", "FlopCount"]
 
 
 @dataclass(frozen=True)
-class FlopCount:
+class FlopCount(FlopCountBase):
     """FLOPs of one forward pass (``B`` clips at once) per component, and its backward.
     ``tokens`` and ``grid`` are the input's positions, ``(mel_bins, frames)`` (frequency x time, as
     every family's grids): what the first block computes at."""
@@ -44,27 +45,6 @@ class FlopCount:
     tokens: int
     grid: tuple[int, int]
     batch_size: int
-
-    def components(self) -> dict[str, int]:
-        skip = {"tokens", "grid", "batch_size"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-    @property
-    def forward(self) -> int:
-        return sum(self.components().values())
-
-    @property
-    def backward(self) -> int:
-        """Every product's input and weight gradients: twice its forward."""
-        return 2 * self.forward
-
-    @property
-    def training(self) -> int:
-        return self.forward + self.backward
-
-    @property
-    def gflops_per_clip(self) -> float:
-        return self.forward / self.batch_size / 1e9
 
 
 def flops(config: CNN14Config, input_shape, **call) -> FlopCount:

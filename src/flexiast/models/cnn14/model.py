@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import FlexModel, TokenEmbedding
+from ..base import FlexModel, TokenEmbedding, check_adapt
 from .config import CNN14Config
 
 __all__ = ["CNN14", "CNN14Output", "ConvBlock", "FIXED_BY_WEIGHTS", "PATCH_SETTINGS"]
@@ -241,10 +241,7 @@ class CNN14(FlexModel):
         if patch:
             raise ValueError(f"cannot adapt {', '.join(patch)}: CNN14 is a CNN without patches (its 3x3 "
                              "kernels are fixed and every input position is computed)")
-        allowed = sorted(set(CNN14Config.__dataclass_fields__) - set(FIXED_BY_WEIGHTS))
-        bad = sorted(set(changes) - set(allowed))
-        if bad:
-            raise ValueError(f"cannot adapt {', '.join(bad)}: the weights fix it; allowed: {', '.join(allowed)}")
+        check_adapt(self.config, changes, FIXED_BY_WEIGHTS)
         config = self.config.replace(**changes)
         sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
         new_head = config.num_classes != self.config.num_classes

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from ..base import FamilyConfig
 
 __all__ = ["HTSATConfig", "PRESETS"]
 
@@ -36,7 +37,7 @@ def _ints(value, name: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class HTSATConfig:
+class HTSATConfig(FamilyConfig):
     """Everything needed to rebuild an :class:`HTSAT`; stored with every checkpoint.
 
     HTS-AT's defaults (Swin-T on 64 mel bins): ``embed_dim`` 96, ``depths`` (2, 2, 6, 2),
@@ -66,6 +67,7 @@ class HTSATConfig:
     labels: tuple[str, ...] | None = field(default=None, compare=False)
 
     #: The family's name in the registry, stored with every saved configuration.
+    tuple_fields: ClassVar[tuple[str, ...]] = ('depths', 'num_heads')
     arch: ClassVar[str] = "htsat"
 
     def __post_init__(self):
@@ -122,31 +124,3 @@ class HTSATConfig:
         """Frequency rows of the last stage after unfolding: the head's kernel height."""
         return self.input_fdim // self.frames_per_position
 
-    def replace(self, **changes) -> "HTSATConfig":
-        """This configuration with ``changes``; a new ``num_classes`` without ``labels`` drops the labels."""
-        d = self.to_dict()
-        if "num_classes" in changes and "labels" not in changes:
-            d["labels"] = None
-        d.update(changes)
-        return HTSATConfig.from_dict(d)
-
-    def to_dict(self) -> dict:
-        d = {"arch": self.arch, **dataclasses.asdict(self)}
-        d["depths"], d["num_heads"] = list(self.depths), list(self.num_heads)
-        d["labels"] = list(self.labels) if self.labels is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HTSATConfig":
-        d = dict(d)
-        arch = d.pop("arch", None)
-        if arch != cls.arch:
-            raise ValueError(f"a {arch!r} configuration, not an {cls.arch!r} one")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
-        for k in ("depths", "num_heads"):
-            if isinstance(d.get(k), list):
-                d[k] = tuple(d[k])
-        return cls(**d)

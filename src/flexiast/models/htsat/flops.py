@@ -30,8 +30,9 @@ head and the windows of its small last-stage grids.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from ..base import FlopCountBase
 from .config import HTSATConfig
 from .model import _no_call, window_plan
 
@@ -39,8 +40,10 @@ __all__ = ["flops", "FlopCount"]
 
 
 @dataclass(frozen=True)
-class FlopCount:
-    """FLOPs of one forward pass (``B`` clips at once) per component, and its backward."""
+class FlopCount(FlopCountBase):
+    """FLOPs of one forward pass (``B`` clips at once) per component, and its backward (twice
+    forward: the patch embedding's input, the folded output of ``bn0`` whose affine weights learn,
+    gets a gradient too)."""
 
     patch_embed: int
     qkv: int
@@ -52,29 +55,6 @@ class FlopCount:
     tokens: int
     grid: tuple[int, int]
     batch_size: int
-
-    def components(self) -> dict[str, int]:
-        skip = {"tokens", "grid", "batch_size"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-    @property
-    def forward(self) -> int:
-        return sum(self.components().values())
-
-    @property
-    def backward(self) -> int:
-        """Gradient of every weight. The input spectrogram gets none, but the patch embedding's
-        input (the folded output of ``bn0``, whose affine weights learn) does, so every product
-        costs twice its forward."""
-        return 2 * self.forward
-
-    @property
-    def training(self) -> int:
-        return self.forward + self.backward
-
-    @property
-    def gflops_per_clip(self) -> float:
-        return self.forward / self.batch_size / 1e9
 
 
 def flops(config: HTSATConfig, input_shape, **call) -> FlopCount:

@@ -57,7 +57,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import FlexModel, TokenEmbedding
+from ..base import FlexModel, TokenEmbedding, check_adapt
 from .config import HTSATConfig
 
 __all__ = ["HTSAT", "SEDOutput", "WindowPlan", "window_plan", "fold", "unfold", "FIXED_BY_WEIGHTS", "PATCH_SETTINGS"]
@@ -494,10 +494,7 @@ class HTSAT(FlexModel):
             raise ValueError(f"cannot adapt {', '.join(patch)}: HTS-AT has no patch-size call (its "
                              f"{self.config.patch_size}x{self.config.patch_size} patches are fixed by its weights; "
                              "the number of tokens follows input_tdim)")
-        allowed = sorted(set(HTSATConfig.__dataclass_fields__) - set(FIXED_BY_WEIGHTS))
-        bad = sorted(set(changes) - set(allowed))
-        if bad:
-            raise ValueError(f"cannot adapt {', '.join(bad)}: the weights fix it; allowed: {', '.join(allowed)}")
+        check_adapt(self.config, changes, FIXED_BY_WEIGHTS)
         config = self.config.replace(**changes)
         sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
         new_head = config.num_classes != self.config.num_classes

@@ -451,3 +451,14 @@ def test_pretraining_savings_by_hand(tmp_path):
     assert s["downstream"]["difference"] == pytest.approx(0.03)
     with pytest.raises(ValueError, match="not a pretraining run"):
         pretraining_savings(tmp_path / "c2f", tmp_path / "ft_base")
+
+
+def test_flops_command_counts_an_ssast_at_its_patch(capsys):
+    from flexiast.cli import main
+
+    assert main(["flops", "--model", "ssast-tiny", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    expected = flops(create_model("ssast-tiny").config, (1024, 128))  # 8 x 64 patches, both heads on each
+    assert row["patch_size"] == [16, 16] and row["forward_gflops"] == pytest.approx(expected.forward / 1e9)
+    assert main(["flops", "--model", "ssast-tiny", "--patch-sizes", "8"]) == 2
+    assert "stored 16x16 patch only" in capsys.readouterr().err

@@ -24,14 +24,20 @@ def cmd_flops(args) -> int:
         sizes = {k: v for k, v in (("input_tdim", args.frames), ("input_fdim", args.mel_bins)) if v is not None}
         if family_of(create_config(args.model)).patch_calls:
             sizes = {"input_tdim": 1024, "input_fdim": 128, **sizes}  # AST's defaults
-        config = create_config(args.model, num_classes=args.num_classes, **sizes)
+        if family_of(create_config(args.model)).classifier:
+            sizes["num_classes"] = args.num_classes
+        config = create_config(args.model, **sizes)
     if not family_of(config).patch_calls:
         return _length_flops(args, config)
     if args.input_lengths is not None:
         raise UsageError(f"--input-lengths: a {config.arch} model is counted per patch size (--patch-sizes)")
     args.frames = args.frames or 1024
     args.mel_bins = args.mel_bins or 128
-    args.patch_sizes = args.patch_sizes or list(PATCH_SIZES)
+    if not family_of(config).classifier:  # a pretraining model (SSAST): its heads fix the patch
+        stored = config.patch_size
+        if args.patch_sizes and any(to_pair(p) != stored for p in args.patch_sizes):
+            raise UsageError(f"--patch-sizes: a {config.arch} model runs at its stored {stored[0]}x{stored[1]} patch only")
+        args.patch_sizes = [stored]
     shape = (args.frames, args.mel_bins)
     rows = []
     for p in args.patch_sizes:

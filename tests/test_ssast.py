@@ -460,5 +460,6 @@ def test_flops_command_counts_an_ssast_at_its_patch(capsys):
     (row,) = json.loads(capsys.readouterr().out)
     expected = flops(create_model("ssast-tiny").config, (1024, 128))  # 8 x 64 patches, both heads on each
     assert row["patch_size"] == [16, 16] and row["forward_gflops"] == pytest.approx(expected.forward / 1e9)
-    assert main(["flops", "--model", "ssast-tiny", "--patch-sizes", "8"]) == 2
-    assert "stored 16x16 patch only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["flops", "--model", "ssast-tiny", "--patch-sizes", "8"])
+    assert exited.value.code == 2 and "stored 16x16 patch only" in capsys.readouterr().err

@@ -410,6 +410,17 @@ def test_labelled_data_for_pretraining_and_unlabeled_data_for_a_classifier_are_r
     assert train(_cfg(raw, tmp_path))["metric"] == "masked_acc"  # a labelled dataset's clips, labels ignored
 
 
+def test_one_objective_alone_trains_and_picks_its_best_epoch_by_its_own_number(fsdd_small, tmp_path):
+    """SSAST's pretrain_mpg: the generative head alone (one pass), the best epoch by -MSE."""
+    raw = _pretrain_recipe(fsdd_small, tmp_path / "g")
+    raw["pretrain"]["objective"] = "generative"
+    raw["phases"] = [{"steps": 2}]
+    summary = train(_cfg(raw, tmp_path))
+    val = summary["final_val"]["stored"]
+    assert summary["metric"] == "neg_mse" and "masked_acc" not in val and val["neg_mse"] == -val["mse"]
+    assert val["loss"] == pytest.approx(10 * val["mse"])
+
+
 def test_masked_patch_task_keys_its_masks_on_the_step_and_the_clips(model):
     task = MaskedPatchPrediction(0.5, seed=3)
     spec = torch.randn(2, 64, 32)

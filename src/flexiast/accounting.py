@@ -175,7 +175,7 @@ def fixed_budget(run_dir: str | Path, baseline_dir: str | Path, fine_epochs: int
 
 def is_pretraining(history: list[dict]) -> bool:
     """Whether ``history`` is a pretraining run's (its validation records masked-patch numbers)."""
-    return bool(history) and any("masked_acc" in v for v in _stored(history[-1]).values())
+    return bool(history) and any("mse" in v or "masked_acc" in v for v in _stored(history[-1]).values())
 
 
 def _stored(record: dict) -> dict:

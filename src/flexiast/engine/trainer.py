@@ -252,7 +252,8 @@ class Trainer:
         self.forward = self.model
         if info.enabled:
             self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+                self.model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                find_unused_parameters=self.task.unused_parameters)
         if cfg.train.compile:
             import torch._dynamo as dynamo
 

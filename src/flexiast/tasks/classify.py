@@ -21,6 +21,9 @@ class Task:
     count of the trained model's call, and ``extra_flops(input_shape)`` counts forward work
     beyond it (a teacher)."""
 
+    #: Whether a step leaves some of the model's parameters without a gradient (DDP must then
+    #: look for them: ``find_unused_parameters``).
+    unused_parameters: bool = False
     #: The validation number that picks the best epoch; None: the data's (accuracy or mAP).
     #: A task that sets it has its own ``validate``.
     metric: str | None = None

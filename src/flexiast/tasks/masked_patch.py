@@ -48,14 +48,15 @@ class MaskedPatchPrediction(Task):
     model), ``objective`` (``joint``, ``discriminative``, ``generative``) and the generative
     weight; ``seed`` keys the masks."""
 
-    metric = "masked_acc"
-
     def __init__(self, masked: int | float, masking: str = "auto", objective: str = "joint",
                  generative_weight: float = 10.0, seed: int = 0):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
         self.masked, self.masking, self.objective = masked, masking, objective
         self.heads = OBJECTIVES[objective]
+        self.unused_parameters = len(self.heads) < 2  # one objective alone leaves the other head idle
+        # what picks the best epoch: SSAST's masked-patch accuracy, or -MSE without the discriminative head
+        self.metric = "masked_acc" if "discriminative" in self.heads else "neg_mse"
         self.generative_weight, self.seed = generative_weight, seed
 
     # -- masks -----------------------------------------------------------------------
@@ -104,9 +105,10 @@ class MaskedPatchPrediction(Task):
     # -- validation ------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, model, loader, patches=None, *, info=distributed.DistInfo(), autocast=None, **_) -> dict:
-        """``{"stored": {"masked_acc", "nce", "mse", "loss"}}`` over the split (at the stored patch,
-        whatever ``patches`` the engine asks for: the heads predict that one), each the mean
-        over clips (every clip's masks fixed: :data:`VALIDATION_STEP`), with ``_clips``,
+        """``{"stored": {"masked_acc", "nce", "mse", "neg_mse", "loss"}}`` (those its heads give)
+        over the split at the stored patch (whatever ``patches`` the engine asks for: the heads
+        predict that one), each the mean over clips (every clip's masks fixed:
+        :data:`VALIDATION_STEP`), with ``_clips``,
         ``_skipped`` and ``_unreadable`` as :func:`flexiast.evaluate.evaluate_model` gives them."""
         was_training = model.training
         model.eval()
@@ -133,6 +135,8 @@ class MaskedPatchPrediction(Task):
         if total[0] == 0:
             raise RuntimeError(f"validation saw no readable clips ({len(errors)} unreadable, e.g. {errors[:1]})")
         mean = (total[1:] / total[0]).tolist()
-        metrics = dict(zip(("masked_acc", "nce", "mse", "loss"), mean))
-        return {"stored": {k: v for k, v in metrics.items() if v == v}, "_clips": int(total[0]),
+        metrics = {k: v for k, v in zip(("masked_acc", "nce", "mse", "loss"), mean) if v == v}  # NaN: no such head
+        if "mse" in metrics:
+            metrics["neg_mse"] = -metrics["mse"]
+        return {"stored": metrics, "_clips": int(total[0]),
                 "_skipped": len(errors), "_unreadable": errors}

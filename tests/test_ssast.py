@@ -28,7 +28,7 @@ from flexiast.models import create_model, flops, get_family, load_model
 from flexiast.models.ssast import SSAST, SSASTConfig
 from flexiast.tasks import MaskedPatchPrediction, masked_patch_losses
 
-from helpers import measured_flops, one_thread_env, tiny_deit, tiny_recipe, train_cli
+from helpers import measured_flops, one_thread_env, read_csv, tiny_deit, tiny_recipe, torchrun_cli, train_cli
 
 TINY = dict(input_fdim=32, input_tdim=64, embed_dim=32, depth=2, num_heads=2, patch_size=16)
 
@@ -474,3 +474,35 @@ def test_flops_command_counts_an_ssast_at_its_patch(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["flops", "--model", "ssast-tiny", "--patch-sizes", "8"])
     assert exited.value.code == 2 and "stored 16x16 patch only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["joint", "discriminative"])
+def test_two_ranks_pretrain_as_one_process(fsdd_small, tmp_path, objective):
+    """Under DDP each rank draws its clips' masks from (seed, step, clip), so two ranks splitting
+    each batch compute the one process's steps on the same masks: the same loss at the first step,
+    and then the same up to rounding (different masks would give other losses at once). One objective alone leaves a head without
+    gradients, which DDP is told of."""
+    raw = _pretrain_recipe(fsdd_small, tmp_path / "unused", train={"threads": 1})
+    raw["pretrain"]["objective"] = objective
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    env = one_thread_env()
+    one = train_cli(recipe, f"out={tmp_path / 'one'}", env=env)
+    two = torchrun_cli(recipe, f"out={tmp_path / 'two'}", env=env)
+    assert one.wait(timeout=300) == 0, one.stdout.read().decode()
+    assert two.wait(timeout=300) == 0, two.stdout.read().decode()
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
+    # The first step starts from the same weights: its loss, over the same clips and masks, is the
+    # same; later steps drift apart by rounding (the ranks sum gradients in another order).
+    single, ranked = (read_csv(tmp_path / run / "steps.csv") for run in ("one", "two"))
+    assert [r["phase"] for r in single] == [r["phase"] for r in ranked] == ["0"] * 4 + ["1"] * 6
+    for i, (x, y) in enumerate(zip(single, ranked)):
+        assert float(y["loss"]) == pytest.approx(float(x["loss"]), rel=1e-5 if i == 0 else 1e-2), i
+    for x, y in zip(*(json.loads((tmp_path / run / "history.json").read_text()) for run in ("one", "two"))):
+        for k, v in x["val"]["stored"].items():
+            if k == "masked_acc":  # a count of argmax decisions: near ties may flip a few
+                predictions = x["val"]["_clips"] * (2 if x["phase"] == 0 else 8)  # 4 x 1 or 4 x 4 patches, half
+                assert abs(y["val"]["stored"][k] - v) * predictions <= 3 + 1e-9
+            else:
+                assert y["val"]["stored"][k] == pytest.approx(v, rel=1e-2), k

@@ -506,3 +506,30 @@ def test_two_ranks_pretrain_as_one_process(fsdd_small, tmp_path, objective):
                 assert abs(y["val"]["stored"][k] - v) * predictions <= 3 + 1e-9
             else:
                 assert y["val"]["stored"][k] == pytest.approx(v, rel=1e-2), k
+
+
+def test_embeddings_of_a_pretrained_ssast_are_its_encoders(fsdd_dir, tmp_path):
+    """``flexiast embed`` and HEAR take a pretraining model (predicting is refused): its clip
+    embedding is the one the AST fine-tuning starts from gives, the same encoder on the same
+    input, read through the other family."""
+    from flexiast.checkpoints import save_safetensors
+    from flexiast.embeddings import embed_audio
+    from flexiast.features import FeatureConfig
+    from flexiast.hear import get_scene_embeddings, load_model as hear_model
+
+    torch.manual_seed(0)
+    pre = create_model("ssast", input_fdim=128, input_tdim=64, embed_dim=32, depth=2, num_heads=2).eval()
+    features = FeatureConfig(num_mel_bins=128, target_length=64, mean=-3.0856, std=5.309)
+    info = {"features": features.to_dict(), "compression": "none", "multilabel": False}
+    save_safetensors(pre, tmp_path / "ssast.safetensors", inference=info)
+    ast = pre.as_classifier(create_model("ast", num_classes=3, input_fdim=128, input_tdim=64, embed_dim=32, depth=2,
+                                         num_heads=2, pooling="mean").config)
+    save_safetensors(ast, tmp_path / "ast.safetensors", inference=info)
+    clip = fsdd_dir / "3_theo_7.wav"
+    got = {name: embed_audio(load_inference_model(tmp_path / f"{name}.safetensors", classifier=False), clip,
+                             pooling="mean")["clip"] for name in ("ssast", "ast")}
+    torch.testing.assert_close(got["ssast"], got["ast"])
+    hear = hear_model(str(tmp_path / "ssast.safetensors"), pooling="mean")
+    assert get_scene_embeddings(torch.zeros(2, 16000), hear).shape == (2, 32)
+    with pytest.raises(ValueError, match="no classifier to predict with"):
+        load_inference_model(tmp_path / "ssast.safetensors", classifier=False).predict(clip)

@@ -130,7 +130,7 @@ def load_model(model_file_path: str = "", *, patch_size=None, max_gflops: float 
         if given:
             raise ValueError(f"{model_file_path} is an options file; set {', '.join(given)} in it, not as arguments")
         return load_model(**read_options(model_file_path))
-    im = load_inference_model(model_file_path, weights=weights, features=features, device=device)
+    im = load_inference_model(model_file_path, weights=weights, features=features, device=device, classifier=False)
     choice = im.choose(patch_size, max_gflops=max_gflops, max_ms=max_ms, resize=resize)
     return HearModel(im, choice, layer=layer, pooling=pooling, hop_seconds=hop_seconds, precision=precision,
                      batch_size=batch_size)

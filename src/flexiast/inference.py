@@ -620,6 +620,9 @@ class InferenceModel:
                         precision: str = "auto", threshold: float | None = None, framewise: bool = False,
                         min_duration_s: float = 0.0, merge_gap_s: float = 0.0) -> WindowTask:
         """The :class:`WindowTask` of :meth:`predict`: logits per window, and a file's result from them."""
+        if not family_of(self.model).classifier:
+            raise ValueError(f"{self.weights}: a {self.model.arch} pretraining model has no classifier to predict with; "
+                             "take its embeddings, or fine-tune it")
         if aggregate not in ("mean", "max"):
             raise ValueError(f"aggregate={aggregate!r} is not one of mean, max")
         if not self.sed and (threshold is not None or framewise or min_duration_s or merge_gap_s):
@@ -821,7 +824,8 @@ def _features(given, info: dict, model: FlexModel, file: Path) -> FeatureConfig:
 
 def load_inference_model(path: str | Path, *, weights: str = "best", features: FeatureConfig | str | dict | None = None,
                          compression: str | None = None, multilabel: bool | None = None,
-                         device: str | torch.device | None = None, profile: str | Path | None = None) -> InferenceModel:
+                         device: str | torch.device | None = None, profile: str | Path | None = None,
+                         classifier: bool = True) -> InferenceModel:
     """Load weights with their features, score function and stored profile.
 
     ``path``: a training run (``weights`` picks ``best.safetensors``, ``averaged.safetensors`` or ``last.pt``),
@@ -831,6 +835,8 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
     statistics for ``audioset``, ``esc50``, ...); required where the files say nothing.
     ``compression`` (``fshift:2``, ...) likewise, for models whose last phase was
     compressed. ``profile`` reads a profile from elsewhere than beside the weights.
+    ``classifier=False`` also takes a pretraining model without a classifier (an SSAST), for
+    its embeddings; a classifier is required otherwise.
     """
     file = resolve_weights(path, weights)
     with warnings.catch_warnings(record=True) as caught:
@@ -841,9 +847,10 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
             raise CheckpointError(f"{file}: the weights hold no classifier head (an ImageNet or encoder-only "
                                   "file?); fine-tune them before predicting")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if not family_of(model).classifier:
+    if classifier and not family_of(model).classifier:
         raise CheckpointError(f"{file}: holds a {model.arch} pretraining model (an encoder and masked-patch heads, "
-                              "no classifier); fine-tune it first (init.path of a classifier's recipe)")
+                              "no classifier); fine-tune it first (init.path of a classifier's recipe), or take its "
+                              "embeddings (flexiast embed)")
     info = stored_inference_info(file)
     if multilabel is None and isinstance(features, str):
         multilabel = features in MULTILABEL_DATASETS

@@ -271,11 +271,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
 
 
-def load_model(args: argparse.Namespace):
-    """The :class:`~flexiast.inference.InferenceModel` that :func:`add_model_arguments` name."""
+def load_model(args: argparse.Namespace, classifier: bool = True):
+    """The :class:`~flexiast.inference.InferenceModel` that :func:`add_model_arguments` name
+    (``classifier=False``: a pretraining model too, for its embeddings)."""
     from ..inference import load_inference_model
 
     return load_inference_model(args.checkpoint, weights=args.weights, features=args.features,
                                 compression=args.compression, multilabel=args.multilabel, device=args.device,
-                                profile=getattr(args, "profile", None))
+                                profile=getattr(args, "profile", None), classifier=classifier)
 

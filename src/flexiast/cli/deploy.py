@@ -152,7 +152,7 @@ def cmd_embed(args) -> int:
 
     files = _batch_audio(args)
     check_output(args.out, EMBEDDING_FORMATS, args.resume, args.overwrite)  # before the model is loaded
-    im = load_model(args)
+    im = load_model(args, classifier=False)  # a pretraining model (SSAST) gives embeddings too
     if args.profile:
         im.profile = read_profile(args.profile)
     data = embed_files(im, files, out=args.out, resume=args.resume, overwrite=args.overwrite,

@@ -53,8 +53,11 @@ def _from_official(sd: dict, num_heads: int | None) -> tuple[dict, dict]:
 def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: dict | None, *,
          path: Path, **overrides) -> SSAST:
     """An SSAST from a state dict of ``layout``, adapted by ``overrides`` (``input_tdim``,
-    ``input_fdim``, ``stride``, dropout rates: the positional grid follows; the patch stays)."""
+    ``input_fdim``, ``stride``, dropout rates: the positional grid follows; the patch stays).
+    ``source_*`` hints are not needed: an SSAST file states its pretraining input size."""
     overrides.pop("kernel_resize", None)
+    for hint in ("source_stride", "source_input_tdim", "source_input_fdim"):  # the file states its input size
+        overrides.pop(hint, None)
     try:
         if layout == "flexiast":
             cfg = SSASTConfig.from_dict(flexiast_config or {})

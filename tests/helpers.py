@@ -63,6 +63,21 @@ def torchrun_cli(*args, nproc: int = 2, env=None, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, **kw)
 
 
+def one_and_two_ranks(raw: dict, tmp_path: Path) -> tuple[Path, Path]:
+    """The recipe ``raw`` trained in one process (``tmp_path/one``) and on two ranks with torchrun
+    (``tmp_path/two``), side by side, one thread each; the two run folders."""
+    import yaml
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    env = one_thread_env()
+    one = train_cli(recipe, f"out={tmp_path / 'one'}", env=env)
+    two = torchrun_cli(recipe, f"out={tmp_path / 'two'}", env=env)
+    assert one.wait(timeout=300) == 0, one.stdout.read().decode()
+    assert two.wait(timeout=300) == 0, two.stdout.read().decode()
+    return tmp_path / "one", tmp_path / "two"
+
+
 def one_thread_env(**extra) -> dict:
     """The environment for subprocess runs that must agree bit for bit: one thread, fixed hashes."""
     env = dict(os.environ)

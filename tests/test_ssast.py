@@ -28,7 +28,7 @@ from flexiast.models import create_model, flops, get_family, load_model
 from flexiast.models.ssast import SSAST, SSASTConfig
 from flexiast.tasks import MaskedPatchPrediction, masked_patch_losses
 
-from helpers import measured_flops, one_thread_env, read_csv, tiny_deit, tiny_recipe, torchrun_cli, train_cli
+from helpers import measured_flops, one_and_two_ranks, one_thread_env, read_csv, tiny_deit, tiny_recipe, train_cli
 
 TINY = dict(input_fdim=32, input_tdim=64, embed_dim=32, depth=2, num_heads=2, patch_size=16)
 
@@ -485,13 +485,7 @@ def test_two_ranks_pretrain_as_one_process(fsdd_small, tmp_path, objective):
     gradients, which DDP is told of."""
     raw = _pretrain_recipe(fsdd_small, tmp_path / "unused", train={"threads": 1})
     raw["pretrain"]["objective"] = objective
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(raw))
-    env = one_thread_env()
-    one = train_cli(recipe, f"out={tmp_path / 'one'}", env=env)
-    two = torchrun_cli(recipe, f"out={tmp_path / 'two'}", env=env)
-    assert one.wait(timeout=300) == 0, one.stdout.read().decode()
-    assert two.wait(timeout=300) == 0, two.stdout.read().decode()
+    one_and_two_ranks(raw, tmp_path)
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
     # The first step starts from the same weights: its loss, over the same clips and masks, is the
     # same; later steps drift apart by rounding (the ranks sum gradients in another order).

@@ -20,7 +20,7 @@ from flexiast.tasks.losses import distillation_loss
 from flexiast.resize import resize_pos_grid
 from flexiast.engine import Trainer, train
 
-from helpers import one_thread_env, read_csv, tiny_deit, tiny_recipe, torchrun_cli, train_cli
+from helpers import one_and_two_ranks, read_csv, tiny_deit, tiny_recipe
 from reference_vit import pinv_resize
 
 # -- learning ------------------------------------------------------------------------
@@ -268,13 +268,7 @@ def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip
     raw = tiny_recipe(root, tmp_path / "unused", data=data,
                       phases=[{"epochs": 2, "patch": {"sampler": "uniform", "sizes": [8, 12, 16]}}],
                       train={"threads": 1})
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(raw))
-    env = one_thread_env()
-    one = train_cli(recipe, f"out={tmp_path / 'one'}", env=env)
-    two = torchrun_cli(recipe, f"out={tmp_path / 'two'}", env=env)
-    assert one.wait(timeout=300) == 0, one.stdout.read().decode()
-    assert two.wait(timeout=300) == 0, two.stdout.read().decode()
+    one_and_two_ranks(raw, tmp_path)
     a = json.loads((tmp_path / "one" / "summary.json").read_text())
     b = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert b["world_size"] == 2 and a["world_size"] == 1

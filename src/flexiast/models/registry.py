@@ -10,6 +10,7 @@ dict is claimed by the one family whose ``detect`` recognises its layout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoints import CheckpointError, load_state_dict, strip_module
@@ -17,7 +18,7 @@ from ..constants import DEFAULT_ARCH
 from .base import FamilyError, FlexModel, ModelFamily, families, get_family
 
 __all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of",
-           "identify", "identify_file", "flops"]
+           "identify", "read_weights", "WeightsFile", "flops"]
 
 
 def config_from_dict(d: dict):
@@ -81,32 +82,45 @@ def identify(sd: dict, flexiast_config: dict | None, foreign_config: dict | None
                           f"such as {sample}")
 
 
-def identify_file(path: str | Path) -> tuple[ModelFamily, str]:
-    """``(family, layout)`` of the weights in ``path`` (:func:`identify`), naming the file in errors."""
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file read once (:func:`read_weights`): its state dict (``module.`` stripped),
+    our configuration or a foreign one where it has them, and the family and layout that
+    :func:`identify` gives. :func:`load_model` builds from it as from its path, as often as
+    needed (the state dict is not changed by building)."""
+
+    path: Path
+    sd: dict
+    flexiast_config: dict | None
+    foreign_config: dict | None
+    family: ModelFamily
+    layout: str
+
+
+def read_weights(path: str | Path) -> WeightsFile:
+    """``path`` read (never executing code from it) and identified, naming the file in errors."""
     sd, flexiast_config, foreign_config = load_state_dict(path)
     try:
-        return identify(sd, flexiast_config, foreign_config)
+        family, layout = identify(sd, flexiast_config, foreign_config)
     except (CheckpointError, FamilyError) as e:
         raise CheckpointError(f"{path}: {e}") from None
+    return WeightsFile(Path(path), strip_module(sd), flexiast_config, foreign_config, family, layout)
 
 
-def load_model(path: str | Path, *, arch: str | None = None, **overrides) -> FlexModel:
-    """The model in ``path`` (a file or a directory), adapted by ``overrides``.
+def load_model(path: str | Path | WeightsFile, *, arch: str | None = None, **overrides) -> FlexModel:
+    """The model in ``path`` (a file or a directory, or a :class:`WeightsFile` already read),
+    adapted by ``overrides``.
 
     ``arch`` refuses a file of another family, naming both. ``overrides`` are the
     family's (an AST takes ``num_classes``, ``patch_size``, ``input_tdim``, ``stride``, and
     ``source_*`` hints that describe an ambiguous file; :meth:`flexiast.AST.from_pretrained`).
     Never executes code from the file (safetensors or ``torch.load(weights_only=True)``).
     """
-    sd, flexiast_config, foreign_config = load_state_dict(path)
-    try:
-        family, layout = identify(sd, flexiast_config, foreign_config)
-    except (CheckpointError, FamilyError) as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    if arch is not None and family.arch != arch:
-        raise CheckpointError(f"{path}: holds a model of the {family.arch} family ({layout} layout), where one of "
-                              f"the {arch} family is expected")
-    return family.load(strip_module(sd), layout, flexiast_config, foreign_config, path=Path(path), **overrides)
+    w = path if isinstance(path, WeightsFile) else read_weights(path)
+    if arch is not None and w.family.arch != arch:
+        raise CheckpointError(f"{w.path}: holds a model of the {w.family.arch} family ({w.layout} layout), where one "
+                              f"of the {arch} family is expected")
+    return w.family.load(w.sd, w.layout, w.flexiast_config, w.foreign_config, path=w.path, **overrides)
 
 
 def flops(model_or_config, input_shape, patch_size=None, **call):

@@ -54,10 +54,17 @@ class MaskedPatchPrediction(Task):
             raise ValueError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
         self.masked, self.masking, self.objective = masked, masking, objective
         self.heads = OBJECTIVES[objective]
-        self.unused_parameters = len(self.heads) < 2  # one objective alone leaves the other head idle
-        # what picks the best epoch: SSAST's masked-patch accuracy, or -MSE without the discriminative head
-        self.metric = "masked_acc" if "discriminative" in self.heads else "neg_mse"
         self.generative_weight, self.seed = generative_weight, seed
+
+    @property
+    def unused_parameters(self) -> bool:
+        """One objective alone leaves the other head without a gradient."""
+        return len(self.heads) < 2
+
+    @property
+    def metric(self) -> str:
+        """What picks the best epoch: SSAST's masked-patch accuracy, or -MSE without the discriminative head."""
+        return "masked_acc" if "discriminative" in self.heads else "neg_mse"
 
     # -- masks -----------------------------------------------------------------------
     def count(self, grid: tuple[int, int]) -> int:

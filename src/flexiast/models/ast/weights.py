@@ -424,11 +424,12 @@ def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi",
     fine-tuning from its encoder (:meth:`flexiast.models.ssast.SSAST.as_classifier`): a new
     head, the target's pooling, input length and stride; its patch shape must be the target's.
     """
-    from ..registry import identify_file, load_model
+    from ..registry import load_model, read_weights
 
-    family, _ = identify_file(path)
-    if not family.classifier:
-        pretrained = load_model(path, arch=family.arch, **{k: v for k, v in hints.items() if k in SOURCE_HINTS})
+    weights = read_weights(path)  # once, for every build below
+    if not weights.family.classifier:
+        pretrained = load_model(weights, arch=weights.family.arch,
+                                **{k: v for k, v in hints.items() if k in SOURCE_HINTS})
         try:
             return pretrained.as_classifier(target, kernel_resize)
         except ValueError as e:
@@ -440,10 +441,10 @@ def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi",
                      drop_path_rate=target.drop_path_rate, partial_patches=target.partial_patches,
                      pooling=target.pooling,
                      labels=target.labels, kernel_resize=kernel_resize, **hints)
-    model = load_model(path, arch=ASTConfig.arch, **overrides)
+    model = load_model(weights, arch=ASTConfig.arch, **overrides)
     got = model.config
     if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
-        model = load_model(path, arch=ASTConfig.arch, num_heads=target.num_heads, **overrides)
+        model = load_model(weights, arch=ASTConfig.arch, num_heads=target.num_heads, **overrides)
         got = model.config
     differ = [f"{k}={getattr(got, k)} (recipe: {getattr(target, k)})"
               for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens")

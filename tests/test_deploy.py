@@ -113,7 +113,7 @@ def test_predict_with_a_gflops_budget_picks_the_most_accurate_size_that_fits(run
         result = json.loads(capsys.readouterr().out)
         assert result["patch_size"] == _expected_choice(table, budget), budget
         assert result["gflops_per_window"] <= budget
-        assert "most accurate profiled size" in result["choice"]
+        assert "most accurate profiled patch size" in result["choice"]
     capsys.readouterr()
     assert main(["predict", str(run), str(clip), "--max-gflops", f"{costs[0] / 2!r}"]) == 2
     err = capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_predict_on_30_seconds_reports_its_windows(run, long_wav, capsys):
     assert len(windows) == count == 124
     assert windows[0]["start_s"] == 0 and windows[-1]["end_s"] == pytest.approx(30.0)
     assert windows[1]["start_s"] == pytest.approx(hop / 16000)
-    assert result["window_s"] == pytest.approx(FRAMES / 100) and result["hop_s"] == pytest.approx(hop / 16000)
+    assert result["window_s"] == pytest.approx(WINDOW / 16000) and result["hop_s"] == pytest.approx(hop / 16000)
     # The clip's scores are the mean of its windows' softmax scores.
     per_window = np.zeros((len(windows), 10))
     for i, w in enumerate(windows):
@@ -206,7 +206,7 @@ def test_predict_on_30_seconds_reports_its_windows(run, long_wav, capsys):
     # Text output lists the windows too.
     assert main(["predict", str(run), str(long_wav), "--hop", "0.25", "--patch-size", "24"]) == 0
     text = capsys.readouterr().out
-    assert "120 windows of 0.48 s, hop 0.25 s" in text and "patch 24x24" in text  # at 0, 0.25, ..., 29.5 s, + the end
+    assert f"120 windows of {WINDOW / 16000:.2f} s, hop 0.25 s" in text and "patch 24x24" in text  # at 0, 0.25, ..., 29.5 s, + the end
     assert text.count("    [") == 120
 
 
@@ -425,7 +425,7 @@ def test_bad_requests_fail_with_the_setting_named(run, evaluated, tmp_path, fsdd
     assert "takes 64 mel bins, the features give 128" in capsys.readouterr().err
     # A dataset name gives AST's statistics for it; the shape stays the model's.
     assert main(["predict", str(bare), clip, "--features", "speechcommands", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["window_s"] == pytest.approx(FRAMES / 100)
+    assert json.loads(capsys.readouterr().out)["window_s"] == pytest.approx(WINDOW / 16000)
     with pytest.warns(UserWarning, match="do not say whether the task is multi-label"):  # softmax, said so
         assert main(["predict", str(bare), clip, "--features", '{"mean": -3.0856, "std": 5.309}']) == 0
     capsys.readouterr()

@@ -298,9 +298,9 @@ def test_refusals_happen_before_any_model_runs(im, audio, tmp_path, monkeypatch,
         main(["embed", weights, clip, "--out", str(tmp_path / "x.npz"), "--pooling", "max"])
     assert exit_.value.code == 2 and "invalid choice: 'max'" in capsys.readouterr().err
     # An existing output is refused before the model is even loaded.
-    import flexiast.inference
+    import flexiast.deploy.model
 
-    monkeypatch.setattr(flexiast.inference, "load_inference_model", never)
+    monkeypatch.setattr(flexiast.deploy.model, "load_inference_model", never)
     existing = tmp_path / "old.safetensors"
     existing.write_bytes(b"keep me")
     for command in (["embed", weights, clip, "--out", str(existing)],

@@ -63,21 +63,21 @@ LAYERS: tuple[Layer, ...] = (
           ("data", "tasks")),
     Layer("recipes: typed configuration checked before any data is read",
           ("config",)),
-    Layer("evaluation: profiles over a model's call grid, compute accounting, reports",
-          ("evaluate", "accounting", "report")),
+    Layer("evaluation: profiles over a model's operating points (and their files), compute accounting, reports",
+          ("evaluate", "profiles", "accounting", "report")),
     Layer("the training engine: trainer, phases, state, logs, splits, optimizers, k-fold",
           ("engine",)),
-    Layer("deployment: inference, embeddings and batches of audio files, the HEAR API, profiling saved weights on "
-          "data, export",
-          ("inference", "embeddings", "batch", "hear", "checkpoint_eval", "export")),
+    Layer("deployment (the deploy package: files, budgets, windows, events, predict, embed, batches of audio files, "
+          "the HEAR API, profiling saved weights on data, export) and its older module names",
+          ("deploy", "inference", "embeddings", "batch", "hear", "export")),
     Layer("entry points and the public API: the CLI, the demo, python -m flexiast, flexiast/__init__ "
           "(which may import anything)",
           ("cli", "demo", "__main__", "__init__")),
 )
 
 #: Modules that must not construct a family's classes: the engine, evaluation and deployment.
-FAMILY_AGNOSTIC = ("engine", "evaluate", "accounting", "report", "inference", "embeddings", "batch", "hear",
-                   "checkpoint_eval", "export", "cli", "demo")
+FAMILY_AGNOSTIC = ("engine", "evaluate", "profiles", "accounting", "report", "deploy", "inference", "embeddings",
+                   "batch", "hear", "export", "cli", "demo")
 
 @dataclass(frozen=True)
 class Import:

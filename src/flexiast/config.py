@@ -34,6 +34,7 @@ from .constants import (AUTO, AXES, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, HTSAT_
 from .data.augment import AugmentConfig
 from .features import DATASET_STATS, Compression, FeatureConfig
 from .models import FamilyError, get_family
+from .models.points import OperatingPoint, PatchPoints
 from .resize import to_pair
 
 __all__ = ["ConfigError", "RunConfig", "PhaseConfig", "PatchSampling", "PretrainSection", "OptimizerConfig",
@@ -321,7 +322,7 @@ class RunConfig:
     @property
     def patch_calls(self) -> bool:
         """Whether the model's calls take a patch size (an AST's do; an HTS-AT's take none)."""
-        return get_family(self.model.arch).patch_calls
+        return isinstance(get_family(self.model.arch).points, PatchPoints)
 
     def base_patch(self) -> tuple[int, int] | None:
         """The recipe's stored patch, or None for a family whose calls take none."""
@@ -370,20 +371,20 @@ class RunConfig:
         return (pf, pt * c.factor) if c.method == "patch" else (pf, pt)
 
     def eval_patches(self, i: int, features: FeatureConfig | None = None) -> dict:
-        """``{name: (freq, time)}`` of the validation sizes that fit phase ``i``'s input.
+        """``{name: OperatingPoint}`` of the validation sizes that fit phase ``i``'s input.
 
         Coarse phases validate at the sizes their shorter input allows; the final phase
         (which picks ``best.safetensors``) at all of them (validation refuses a recipe otherwise).
         """
         features = features or self.feature_config()
-        if not self.patch_calls:
-            return {"stored": None}
         frames = features.frames(self.phase_compression(i))
+        if not self.patch_calls:
+            return {"stored": OperatingPoint(frames)}
         out = {}
         for s in self.eval_sizes():
             pf, pt = self.patch_pair(s, i)
             if pf <= features.num_mel_bins and pt <= frames:
-                out[str(s if s is not None else "stored")] = (pf, pt)
+                out[str(s if s is not None else "stored")] = OperatingPoint(frames, (pf, pt), self.train.eval_resize)
         return out
 
     def eval_sizes(self) -> list:
@@ -657,7 +658,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         raise ConfigError(str(e) if str(e).startswith("features.") else f"features: {e}") from None
     if features.kind != family.feature_kind:
         raise ConfigError(f"features: {features.kind} features, but a {m.arch} model takes {family.feature_kind}")
-    if not family.patch_calls:
+    if not isinstance(family.points, PatchPoints):
         _refuse_patch_settings(cfg)
 
     from .data.readers import FORMATS

@@ -19,7 +19,7 @@ RESIZE_METHODS = ("pi", "bl")
 PARTIAL_PATCHES = ("drop", "pad")
 #: What an AST's classifier reads: the mean of its prefix tokens (AST) or of its patch tokens
 #: (SSAST's fine-tuning default, ``ft_avgtok``).
-POOLING = ("prefix", "mean")
+HEAD_POOLINGS = ("prefix", "mean")
 
 #: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t``
 #: (frequency); FlexiAST Fig. 4a.
@@ -86,7 +86,7 @@ SELECT_MEAN = "mean"
 RUN_WEIGHTS = ("best", "averaged", "last")
 
 #: How a clip embedding pools a layer's tokens: the prefix tokens the head reads, or the patch tokens.
-POOLINGS = ("head", "mean")
+EMBEDDING_POOLINGS = ("head", "mean")
 
 #: Audio files a folder given to ``flexiast embed`` or ``predict --out`` is searched for (recursively).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")

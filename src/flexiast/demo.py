@@ -194,7 +194,7 @@ def run_demo(out: str | Path = "flexiast-demo", *, epochs: int = 30, seed: int =
     Returns the paths and profiles."""
     from .config import build_config
     from .data import dataset_stats, read_manifest
-    from .checkpoint_eval import evaluate_checkpoint
+    from .deploy.profiling import evaluate_checkpoint
     from .features import FeatureConfig
     from .hardware import resolve_precision, select_device
     from .report import plot_profiles

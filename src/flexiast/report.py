@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .evaluate import PROFILE_FORMAT, read_profile
+from .models.points import point_kind
+from .profiles import PROFILE_FORMAT, read_profile
 
 __all__ = ["plot_profiles", "plot_runs", "profiles_figure", "runs_figure", "read_history", "load_inputs",
            "run_metric"]
@@ -106,17 +107,19 @@ def plot_runs(runs: list[tuple[str, list[dict]]], out: str | Path, **kwargs) -> 
 
 def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, metric: str | None = None,
                     title: str | None = None):
-    """Metric against patch size (left) and against GFLOPs per clip (right), one line per profile.
+    """Metric against the operating point (left: patch size, or input length for a family whose
+    tokens follow the input) and against GFLOPs per clip (right), one line per profile.
 
     Profiles of the same model share a colour; BL is dashed, PI solid; the marker shows
     the axes resized (circle both, square time, triangle frequency).
     """
     plt = _pyplot()
     metric = metric or profiles[0]["metric"]
+    kinds = {point_kind(p).name for p in profiles}
+    if len(kinds) > 1:
+        raise ValueError(f"profiles over {' and over '.join(sorted(kinds))} rows cannot share a figure's x axis")
+    kind = point_kind(profiles[0])
     for p in profiles:
-        if p.get("row_kind", "patch_size") != "patch_size":
-            raise ValueError(f"profile of {p.get('checkpoint')}: its rows are {p['row_kind']}s (a "
-                             f"{p.get('arch', 'model')} without patch sizes); this figure draws patch-size profiles")
         if metric not in p["rows"][0]:
             raise ValueError(f"profile of {p.get('checkpoint')} has no {metric!r}; it has "
                              f"{', '.join(k for k in p['rows'][0] if k not in ('size', 'patch'))}")
@@ -131,15 +134,15 @@ def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, me
     sizes = set()
     for p, label, key in zip(profiles, labels, keys):
         colour = colours[models.index(key) % len(colours)]
-        style = dict(color=colour, linestyle=LINESTYLE[p["resize"]], marker=AXIS_MARKER[p["axes"]], markersize=4,
-                     label=label)
-        rows = sorted(p["rows"], key=lambda r: r["size"])
-        sizes.update(r["size"] for r in rows)
-        left.plot([r["size"] for r in rows], [r[metric] for r in rows], **style)
+        style = dict(color=colour, linestyle=LINESTYLE.get(p["resize"], "-"), marker=AXIS_MARKER.get(p["axes"], "o"),
+                     markersize=4, label=label)
+        rows = sorted(p["rows"], key=kind.row_key)
+        sizes.update(kind.row_key(r) for r in rows)
+        left.plot([kind.row_key(r) for r in rows], [r[metric] for r in rows], **style)
         rows = sorted(rows, key=lambda r: r["gflops"])
         right.plot([r["gflops"] for r in rows], [r[metric] for r in rows], **style)
     left.set_xticks(sorted(sizes))
-    left.set_xlabel("patch size (along the resized axes)")
+    left.set_xlabel(kind.axis_label)
     right.set_xscale("log")
     import matplotlib.ticker as ticker
 
@@ -152,7 +155,7 @@ def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, me
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
     first = profiles[0]
-    fig.suptitle(title or f"{metric} at every patch size ({first.get('data', 'data')}, {first['clips']} clips)",
+    fig.suptitle(title or f"{metric} at every {kind.noun} ({first.get('data', 'data')}, {first['clips']} clips)",
                  fontsize=10)
     fig.tight_layout()
     return fig

@@ -258,7 +258,7 @@ def features_arg(text: str):
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The checkpoint and how to read it: ``--weights``, ``--features``, ``--compression``,
-    ``--multilabel`` and ``--device``; load with :func:`load_model`."""
+    ``--multilabel`` and ``--device``; load with :func:`load_inference`."""
     p.add_argument("checkpoint", help="a training run directory, a saved model directory, or a weights file")
     p.add_argument("--weights", choices=RUN_WEIGHTS, default=RUN_WEIGHTS[0],
                    help=f"which weights of a training run (default {RUN_WEIGHTS[0]})")
@@ -271,10 +271,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
 
 
-def load_model(args: argparse.Namespace, classifier: bool = True):
-    """The :class:`~flexiast.inference.InferenceModel` that :func:`add_model_arguments` name
+def load_inference(args: argparse.Namespace, classifier: bool = True):
+    """The :class:`~flexiast.deploy.model.InferenceModel` that :func:`add_model_arguments` name
     (``classifier=False``: a pretraining model too, for its embeddings)."""
-    from ..inference import load_inference_model
+    from ..deploy.model import load_inference_model
 
     return load_inference_model(args.checkpoint, weights=args.weights, features=args.features,
                                 compression=args.compression, multilabel=args.multilabel, device=args.device,

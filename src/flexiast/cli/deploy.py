@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from ..constants import (AGGREGATES, AUDIO_EXTENSIONS, AXES, EMBEDDING_FORMATS, EXPORT_FORMATS, EXPORT_INPUTS,
-                         ON_ERROR, PATCH_SIZES, POOLINGS, POS_GRID_POLICIES, PRECISIONS, PREDICTION_FORMATS,
+                         ON_ERROR, PATCH_SIZES, EMBEDDING_POOLINGS, POS_GRID_POLICIES, PRECISIONS, PREDICTION_FORMATS,
                          RESIZE_METHODS)
 from ._args import (UsageError, add_command, add_data_arguments, add_model_arguments, data_source, frame_counts,
-                    load_model, non_negative, output_file, patch_size, patch_sizes, positive)
+                    load_inference, non_negative, output_file, patch_size, patch_sizes, positive)
 
 PRECISION_HELP = "auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)"
 
@@ -29,13 +29,13 @@ def non_negative_float(text: str) -> float:
 
 
 def cmd_evaluate(args) -> int:
-    from ..checkpoint_eval import evaluate_checkpoint, is_kfold_run
+    from ..deploy.profiling import evaluate_checkpoint, is_kfold_run
     from ..evaluate import profile_markdown
 
     source = data_source(args, required=False)
     if is_kfold_run(args.checkpoint):
         return _evaluate_kfold(args, source)
-    im = load_model(args)  # before the data: a bad checkpoint is named first
+    im = load_inference(args)  # before the data: a bad checkpoint is named first
     data, data_label = (source.read(), f"{source.label} ({source.split})") if source else (None, None)
     result = evaluate_checkpoint(
         im, data=data, data_label=data_label, split=args.split, patch_sizes=args.patch_sizes, resize=args.resize,
@@ -56,7 +56,7 @@ def cmd_evaluate(args) -> int:
 
 def _evaluate_kfold(args, source) -> int:
     """``flexiast evaluate KFOLD_RUN``: every fold's model on its own test fold, then the fold average."""
-    from ..checkpoint_eval import evaluate_kfold
+    from ..deploy.profiling import evaluate_kfold
     from ..evaluate import profile_markdown
 
     if source is not None:
@@ -85,7 +85,7 @@ def _report_skipped(skipped: list[dict]) -> None:
 
 def _batch_audio(args) -> list[str]:
     """The files of ``AUDIO...`` and ``--list``; a command line naming none is a usage error."""
-    from ..batch import audio_files
+    from ..deploy.batch import audio_files
 
     if not args.audio and args.list is None:
         raise UsageError("give audio files or folders, or --list FILE")
@@ -93,8 +93,8 @@ def _batch_audio(args) -> list[str]:
 
 
 def cmd_predict(args) -> int:
+    from ..deploy.predict import PredictOptions, format_prediction
     from ..evaluate import read_profile
-    from ..inference import format_prediction
 
     if args.out is None:
         given = [flag for flag, on in (("--list", args.list is not None), ("--resume", args.resume),
@@ -108,18 +108,19 @@ def cmd_predict(args) -> int:
     elif args.framewise and args.out.suffix != ".jsonl":
         raise UsageError("--framewise keeps each file's framewise scores in a .jsonl output; a .csv row has room "
                          "for the events only (its events column)")
-        if not args.audio:
-            raise UsageError("give audio files")
-    options = dict(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms, resize=args.resize,
-                   top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate, whole=args.whole,
-                   pos_grid=args.pos_grid, precision=args.precision, threshold=args.threshold,
-                   framewise=args.framewise, min_duration_s=args.min_duration, merge_gap_s=args.merge_gap)
+    if args.out is None and not args.audio:
+        raise UsageError("give audio files (or --out FILE with folders or --list FILE)")
+    options = PredictOptions(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
+                             resize=args.resize, top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate,
+                             whole=args.whole, pos_grid=args.pos_grid, precision=args.precision,
+                             threshold=args.threshold, framewise=args.framewise, min_duration_s=args.min_duration,
+                             merge_gap_s=args.merge_gap)
     if args.out is not None:
         return _predict_to_file(args, options)
-    im = load_model(args)
+    im = load_inference(args)
     if args.profile:
         im.profile = read_profile(args.profile)  # a bad --profile fails here, naming the file
-    results = [im.predict(audio, batch_size=args.batch_size, **options) for audio in args.audio]
+    results = [im.predict(audio, options, batch_size=args.batch_size) for audio in args.audio]
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=1))
     else:
@@ -127,18 +128,18 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _predict_to_file(args, options: dict) -> int:
-    from ..batch import check_output, predict_files
+def _predict_to_file(args, options) -> int:
+    from ..deploy.batch import check_output, predict_files
     from ..evaluate import read_profile
 
     files = _batch_audio(args)
     check_output(args.out, PREDICTION_FORMATS, args.resume, args.overwrite)  # before the model is loaded
-    im = load_model(args)
+    im = load_inference(args)
     if args.profile:
         im.profile = read_profile(args.profile)
-    rows = predict_files(im, files, out=args.out, resume=args.resume, overwrite=args.overwrite, windows=args.windows,
-                         save_every=args.save_every, batch_size=args.batch_size, workers=args.workers,
-                         progress=not args.quiet, **options)
+    rows = predict_files(im, files, options, out=args.out, resume=args.resume, overwrite=args.overwrite,
+                         windows=args.windows, save_every=args.save_every, batch_size=args.batch_size,
+                         workers=args.workers, progress=not args.quiet)
     bad = [{"path": r["path"], "reason": r["error"]} for r in rows if "error" in r]
     print(f"wrote {args.out}: {len(rows) - len(bad)} file(s) scored in this run, "
           f"{len(files) - len(rows)} already there")
@@ -147,26 +148,26 @@ def _predict_to_file(args, options: dict) -> int:
 
 
 def cmd_embed(args) -> int:
-    from ..batch import check_output, embed_files
+    from ..deploy.batch import check_output, embed_files
+    from ..deploy.embed import EmbedOptions
     from ..evaluate import read_profile
 
     files = _batch_audio(args)
     check_output(args.out, EMBEDDING_FORMATS, args.resume, args.overwrite)  # before the model is loaded
-    im = load_model(args, classifier=False)  # a pretraining model (SSAST) gives embeddings too
+    im = load_inference(args, classifier=False)  # a pretraining model (SSAST) gives embeddings too
     if args.profile:
         im.profile = read_profile(args.profile)
-    data = embed_files(im, files, out=args.out, resume=args.resume, overwrite=args.overwrite,
+    options = EmbedOptions(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
+                           resize=args.resize, layer=args.layer, pooling=args.pooling, frames=args.frames,
+                           hop_seconds=args.hop, precision=args.precision)
+    data = embed_files(im, files, options, out=args.out, resume=args.resume, overwrite=args.overwrite,
                        save_every=args.save_every, batch_size=args.batch_size, workers=args.workers,
-                       progress=not args.quiet, patch_size=args.patch_size, max_gflops=args.max_gflops,
-                       max_ms=args.max_ms, resize=args.resize, layer=args.layer, pooling=args.pooling,
-                       frames=args.frames, hop_seconds=args.hop, precision=args.precision)
+                       progress=not args.quiet)
     meta = data["metadata"]
     what = f"clip embeddings [{', '.join(map(str, data['clip'].shape))}]"
     if args.frames:
         what += f" and {len(data['frames'])} frame embeddings"
-    at = ("patch {}x{}".format(*meta["patch_size"]) if meta["patch_size"] is not None
-          else f"{meta['input_frames']} input frames")
-    print(f"wrote {args.out}: {what} from layer {meta['layer']} ({meta['pooling']} pooling), {at}")
+    print(f"wrote {args.out}: {what} from layer {meta['layer']} ({meta['pooling']} pooling), {meta['operating_point']}")
     _report_skipped(data["skipped"])
     return 0
 
@@ -201,7 +202,7 @@ def _add_batch_arguments(p, out_help: str, formats: tuple[str, ...], required: b
 
 def cmd_export(args) -> int:
     from ..audio import load_audio
-    from ..export import check_onnx, check_onnx_waveform, export_hf, export_onnx
+    from ..deploy.export import check_onnx, check_onnx_waveform, export_hf, export_onnx
     from ..features import FeatureConfig
 
     waveform = args.input == "waveform"
@@ -209,18 +210,13 @@ def cmd_export(args) -> int:
         raise UsageError("--input, --samples, --dynamic-length and --check-audio apply to --format onnx")
     if not waveform and (args.samples or args.dynamic_length or args.check_audio):
         raise UsageError("--samples, --dynamic-length and --check-audio apply to --input waveform")
-    im = load_model(args)
+    im = load_inference(args)
     frames = args.frames or im.model.config.input_tdim
     info = im.inference_info(frames)
     kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
-    if im.patch_calls:
-        patch = im.model.config.resolve_patch(args.patch_size)[0]
-        at = f"patch {patch[0]}x{patch[1]}"
-    else:
-        from ..export import _call
-
-        _call(im.model, args.patch_size, args.resize, args.pos_grid)  # refused here, naming the family
-        at = im.model.arch
+    point = im.points.given(im.model.config, arch=im.model.arch, patch_size=args.patch_size, resize=args.resize,
+                            pos_grid=args.pos_grid, frames=frames)  # what the family refuses is named here
+    at = point.label
     if args.format == "onnx":
         path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, input=args.input,
                            samples=args.samples, dynamic_length=args.dynamic_length, **kwargs)
@@ -247,19 +243,11 @@ def cmd_export(args) -> int:
     elif args.format == "hf":
         path = export_hf(im.model, args.dest, inference=info, **kwargs)
         print(f"wrote {path} (Hugging Face ASTForAudioClassification, {at}, {frames} frames)")
-    elif not im.patch_calls:
-        from ..export import _fixed
-
-        model = im.model if args.frames is None else _fixed(im.model, args.patch_size, args.resize, frames,
-                                                            args.pos_grid)
-        path = model.save_pretrained(args.dest, inference=info)
-        print(f"wrote {path} (flexiast, {im.model.arch} at {model.config.input_tdim} frames; any length at run time)")
     else:
-        model = im.model if args.patch_size is None and args.frames is None else \
-            im.model.fixed(patch_size=args.patch_size, resize=args.resize or "pi", input_tdim=frames,
-                           pos_grid=args.pos_grid)
+        model = im.model if args.patch_size is None and args.frames is None else point.fixed(im.model)
         path = model.save_pretrained(args.dest, inference=info)
-        print(f"wrote {path} (flexiast, stored patch {model.config.patch_size}; any patch size at run time)")
+        print(f"wrote {path} (flexiast, {im.model.arch} at {at}, {model.config.input_tdim} frames; any operating "
+              "point at run time)")
     return 0
 
 
@@ -318,7 +306,7 @@ def add_parsers(sub) -> None:
     add_model_arguments(em)
     em.add_argument("audio", nargs="*", help=f"audio files, or folders searched for {'/'.join(AUDIO_EXTENSIONS)}")
     _add_choice_arguments(em)
-    em.add_argument("--pooling", choices=POOLINGS, default=POOLINGS[0],
+    em.add_argument("--pooling", choices=EMBEDDING_POOLINGS, default=EMBEDDING_POOLINGS[0],
                     help="head: the prefix tokens the classifier reads; mean: the mean of the patch tokens")
     em.add_argument("--layer", type=int, help="the layer: 0 the patch embeddings, 1..depth a block's output "
                     "(default: the last, after the final norm; negative counts from the end)")

@@ -15,70 +15,40 @@ from ._args import UsageError, add_command, frame_counts, patch_sizes, positive
 
 
 def cmd_flops(args) -> int:
+    """FLOPs at each of the family's operating points: patch sizes for an AST (``--patch-sizes``),
+    input lengths for a family whose tokens follow the input (``--input-lengths``)."""
     from ..models import create_config, family_of, flops, load_model
-    from ..resize import to_pair
 
     if args.checkpoint:
         config = load_model(args.checkpoint).config
     else:
         sizes = {k: v for k, v in (("input_tdim", args.frames), ("input_fdim", args.mel_bins)) if v is not None}
-        if family_of(create_config(args.model)).patch_calls:
-            sizes = {"input_tdim": 1024, "input_fdim": 128, **sizes}  # AST's defaults
         if family_of(create_config(args.model)).classifier:
             sizes["num_classes"] = args.num_classes
         config = create_config(args.model, **sizes)
-    if not family_of(config).patch_calls:
-        return _length_flops(args, config)
-    if args.input_lengths is not None:
-        raise UsageError(f"--input-lengths: a {config.arch} model is counted per patch size (--patch-sizes)")
-    args.frames = args.frames or 1024
-    args.mel_bins = args.mel_bins or 128
-    if not family_of(config).classifier:  # a pretraining model (SSAST): its heads fix the patch
-        stored = config.patch_size
-        if args.patch_sizes and any(to_pair(p) != stored for p in args.patch_sizes):
-            raise UsageError(f"--patch-sizes: a {config.arch} model runs at its stored {stored[0]}x{stored[1]} patch only")
-        args.patch_sizes = [stored]
-    shape = (args.frames, args.mel_bins)
+    kind = family_of(config).points
+    frames = args.frames or config.input_tdim
+    mel_bins = args.mel_bins or config.input_fdim
+    if mel_bins != config.input_fdim and not kind.any_mel_bins:
+        raise UsageError(f"--mel-bins {args.mel_bins}: this {config.arch} model takes {config.input_fdim} mel bins")
+    try:
+        points = kind.count_grid(config, frames, arch=config.arch, patch_sizes=args.patch_sizes, resize=args.resize,
+                                 input_lengths=args.input_lengths)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     rows = []
-    for p in args.patch_sizes:
-        c = flops(config, shape, p, resize=args.resize or RESIZE_METHODS[0])
-        rows.append({"patch_size": list(to_pair(p)), "tokens": c.tokens, "grid": list(c.grid),
+    for point in points:
+        c = flops(config, (point.frames, mel_bins), **point.call())
+        rows.append({**kind.count_fields(point), "tokens": c.tokens, "grid": list(c.grid),
                      "forward_gflops": c.forward / 1e9, "training_gflops": c.training / 1e9,
                      "components_gflops": {k: v / 1e9 for k, v in c.components().items()}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'patch':>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
-    for r in rows:
-        print(f"{'x'.join(map(str, r['patch_size'])):>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"
-              f"  {r['forward_gflops']:>14.2f}  {r['training_gflops']:>15.2f}")
-    return 0
-
-
-def _length_flops(args, config) -> int:
-    """``flexiast flops`` for a family without patch sizes: a row per input length."""
-    from ..models import flops
-
-    if args.patch_sizes is not None or args.resize is not None:
-        raise UsageError(f"--patch-sizes and --resize: a {config.arch} model takes no patch size; give "
-                         "--input-lengths")
-    if args.mel_bins is not None and args.mel_bins != config.input_fdim:
-        raise UsageError(f"--mel-bins {args.mel_bins}: this {config.arch} model takes {config.input_fdim} mel bins")
-    top = config.input_tdim
-    lengths = args.input_lengths or sorted({max(1, top // 4), max(1, top // 2), top})
-    rows = []
-    for n in lengths:
-        c = flops(config, (n, config.input_fdim))
-        rows.append({"frames": n, "tokens": c.tokens, "grid": list(c.grid), "forward_gflops": c.forward / 1e9,
-                     "training_gflops": c.training / 1e9,
-                     "components_gflops": {k: v / 1e9 for k, v in c.components().items()}})
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{config.arch}, {config.input_fdim} mel bins; FLOPs per clip of each input length:")
-    print(f"{'frames':>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
-    for r in rows:
-        print(f"{r['frames']:>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"
+    print(f"{config.arch}, {frames} frames x {mel_bins} mel bins; FLOPs per clip at each {kind.noun}:")
+    print(f"{kind.column:>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
+    for point, r in zip(points, rows):
+        print(f"{kind.row_label(kind.row_fields(point)):>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"
               f"  {r['forward_gflops']:>14.2f}  {r['training_gflops']:>15.2f}")
     return 0
 
@@ -110,9 +80,9 @@ def add_parsers(sub) -> None:
     fl.add_argument("--model", choices=list_models(), default="ast-base",
                     help="a model by name (default ast-base), where no --checkpoint is given")
     fl.add_argument("--num-classes", type=positive(int), default=527)
-    fl.add_argument("--frames", type=positive(int), help="input frames (default 1024; for HTS-AT its trained "
-                    "length, whose quarter, half and whole are counted)")
-    fl.add_argument("--mel-bins", type=positive(int), help="mel bins (default 128; HTS-AT: its own, 64)")
+    fl.add_argument("--frames", type=positive(int), help="input frames (default: the model's, 1024 for an AST "
+                    "preset; for HTS-AT and CNN14 its trained length, whose quarter, half and whole are counted)")
+    fl.add_argument("--mel-bins", type=positive(int), help="mel bins (default: the model's; 128 for an AST preset)")
     fl.add_argument("--patch-sizes", type=patch_sizes,
                     help=f"default {','.join(map(str, PATCH_SIZES))} (AST)")
     fl.add_argument("--input-lengths", type=frame_counts, metavar="FRAMES",

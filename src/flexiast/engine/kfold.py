@@ -20,7 +20,7 @@ a complete run in ``OUT/fold{k}``; ``OUT/kfold.json`` and ``OUT/kfold.md`` hold 
 (mean and population standard deviation over folds). Running the same recipe again
 resumes: finished folds return their summaries, an interrupted fold continues from its
 checkpoint. ``flexiast evaluate OUT`` profiles every fold's model on its test fold at every
-patch size and writes the fold-averaged profile (:func:`flexiast.checkpoint_eval.evaluate_kfold`).
+patch size and writes the fold-averaged profile (:func:`flexiast.deploy.profiling.evaluate_kfold`).
 """
 
 from __future__ import annotations

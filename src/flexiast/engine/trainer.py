@@ -566,7 +566,7 @@ class Trainer:
         loader = self._loaders[split]
         score = getattr(self.task, "validate", evaluate_model)  # a task's own numbers (SSAST's), or a classifier's
         return score(model or self.model, loader, self.cfg.eval_patches(self.phase, self.features),
-                     multilabel=self.multilabel, resize=self.cfg.train.eval_resize, info=self.info,
+                     multilabel=self.multilabel, info=self.info,
                      autocast=self._autocast)
 
     def _end_epoch(self, train_out: dict) -> None:

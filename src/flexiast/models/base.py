@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ..checkpoints import FORMAT_VERSION, save_directory
 from ..constants import DEFAULT_ARCH, SAVE_FORMATS
+from .points import PatchPoints, PointKind
 
 __all__ = ["FlexModel", "FamilyConfig", "FlopCountBase", "check_adapt", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError",
            "patch_call"]
@@ -212,17 +213,17 @@ class ModelFamily:
       model``: a state dict of ``layout`` as a model, adapted by ``overrides``;
     * ``init_from(path, target, **hints) -> model``: a recipe's initial weights made to fit
       its ``target`` configuration (input size, classes, kernel); a family with
-      ``patch_calls`` also takes ``kernel_resize`` (pi or bl), how a kernel of another size moves;
+      patch points also takes ``kernel_resize`` (pi or bl), how a kernel of another size moves;
     * ``flops(config, input_shape, **call)``: analytic FLOPs, equal to ``FlopCounterMode``;
     * ``writers``: ``{format: write(model, directory, inference)}`` for layouts other than
       flexiast's;
     * ``recipe_section``: the dataclass of a recipe's ``model:`` section for this family,
       and ``config_from_recipe(section, **data) -> config`` (``data``: ``num_classes``,
       ``input_fdim``, ``input_tdim``, ``labels``);
-    * ``patch_calls``: whether its calls take a ``patch_size`` (and ``resize``), as an AST's
-      do. Only then may a recipe draw patch sizes per step, widen the kernel (``patch:C``)
-      or validate at several sizes; a family without (HTS-AT) is called with ``{}`` and
-      the recipe refuses those settings.
+    * ``points``: what its calls vary (:mod:`flexiast.models.points`): a patch size
+      (:class:`~flexiast.models.points.PatchPoints`, an AST's) or the input length
+      (:class:`~flexiast.models.points.LengthPoints`, HTS-AT's). Only a patch family may
+      draw patch sizes per step, widen the kernel (``patch:C``) or validate at several sizes.
     """
 
     arch: str
@@ -243,7 +244,7 @@ class ModelFamily:
     #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.
     tiny: dict = field(default_factory=dict)
     example_calls: tuple[dict, ...] = ({},)
-    patch_calls: bool = True
+    points: PointKind = field(default_factory=PatchPoints)
     #: Whether the model classifies (``forward`` gives ``[batch, num_classes]`` logits). A
     #: pretraining family (SSAST) has no classifier: its models train on unlabeled audio with
     #: their own task, are refused where a classifier is expected, and start an AST's fine-tuning.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...constants import PARTIAL_PATCHES, POOLING
+from ...constants import HEAD_POOLINGS, PARTIAL_PATCHES
 from ...resize import grid_shape, to_pair
 from ..base import FamilyConfig
 
@@ -79,8 +79,8 @@ class ASTConfig(FamilyConfig):
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.prefix_tokens not in (1, 2):
             raise ValueError(f"prefix_tokens={self.prefix_tokens!r} must be 1 (cls) or 2 (cls + distillation)")
-        if self.pooling not in POOLING:
-            raise ValueError(f"pooling={self.pooling!r} must be one of {', '.join(POOLING)}")
+        if self.pooling not in HEAD_POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r} must be one of {', '.join(HEAD_POOLINGS)}")
         if self.partial_patches not in PARTIAL_PATCHES:
             raise ValueError(f"partial_patches={self.partial_patches!r} must be one of {', '.join(PARTIAL_PATCHES)}")
         if not self.mlp_ratio > 0:

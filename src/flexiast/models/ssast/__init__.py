@@ -8,6 +8,7 @@ its encoder (``init.path`` of an AST recipe; :meth:`SSAST.as_classifier`).
 """
 
 from ..base import ModelFamily, register
+from ..points import PatchPoints
 from . import weights
 from .config import PRESETS, SSASTConfig
 from .flops import flops
@@ -21,5 +22,5 @@ FAMILY = register(ModelFamily(
     presets=PRESETS, detect=weights.detect, layouts=weights.LAYOUTS, load=weights.load,
     init_from=weights.init_from, flops=flops, recipe_section=SSASTSection, config_from_recipe=config_from_recipe,
     tiny=dict(input_fdim=32, input_tdim=64, embed_dim=32, depth=2, num_heads=2, patch_size=16),
-    example_calls=({}, {"patch_size": 16, "stride": 8}), classifier=False,
+    example_calls=({}, {"patch_size": 16, "stride": 8}), classifier=False, points=PatchPoints(flexible=False),
 ))

@@ -1,8 +1,8 @@
 """Profiling saved weights on a dataset: what ``flexiast evaluate`` and the demo do.
 
-The weights are loaded with the features they were trained on (:mod:`flexiast.inference`),
+The weights are loaded with the features they were trained on (:mod:`flexiast.deploy.model`),
 the data is given or read from the recipe of the run that wrote them (its split, as the
-engine reads it), and :func:`flexiast.evaluate.profile_model` measures every patch size;
+engine reads it), and :func:`flexiast.evaluate.profile_model` measures every operating point;
 the profile is written and stored beside the weights for budgeted prediction.
 
 A k-fold run (a directory with ``kfold.json`` and ``fold1`` ... ``foldK``,
@@ -19,12 +19,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import build_config
-from .data import AudioDataset, collate
-from .engine import load_splits
-from .engine.kfold import KFOLD_FILE
-from .evaluate import fold_mean_profile, profile_model, store_profile, write_profile
-from .inference import InferenceModel, load_inference_model, profile_path, weights_stat
+from ..config import build_config
+from ..data import AudioDataset, collate
+from ..engine import load_splits
+from ..engine.kfold import KFOLD_FILE
+from ..evaluate import fold_mean_profile, profile_model, store_profile, write_profile
+from ..models.points import point_kind
+from .files import profile_path, weights_stat
+from .model import InferenceModel, load_inference_model
 
 __all__ = ["evaluate_checkpoint", "evaluate_kfold", "is_kfold_run", "run_split"]
 
@@ -70,15 +72,9 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
     """
     im = checkpoint if isinstance(checkpoint, InferenceModel) else load_inference_model(
         checkpoint, weights=weights, features=features, compression=compression, multilabel=multilabel, device=device)
-    if not im.patch_calls:  # before any data is read
-        given = [name for name, v in (("patch_sizes (--patch-sizes)", patch_sizes), ("resize (--resize)", resize),
-                                      ("axes (--axes)", axes)) if v is not None]
-        if given:
-            raise ValueError(f"{', '.join(given)}: a {im.model.arch} model takes no patch size; its profile is over "
-                             "input lengths (input_lengths, --input-lengths)")
-    elif input_lengths is not None:
-        raise ValueError(f"input_lengths (--input-lengths): a {im.model.arch} model is profiled over patch sizes "
-                         "(--patch-sizes) at its trained length")
+    cfg = im.model.config  # the grid is checked before any data is read
+    im.points.grid(cfg, cfg.input_tdim, arch=im.model.arch, patch_sizes=patch_sizes, resize=resize, axes=axes,
+                   input_lengths=input_lengths)
     if data is None:
         data, data_label = run_split(im.weights, split)
     data_label = data_label or data.name
@@ -96,8 +92,7 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
     profile = profile_model(im.model, loader, multilabel=im.multilabel, patch_sizes=patch_sizes, resize=resize,
                             axes=axes, frames=im.model.config.input_tdim, precision=precision,
                             latency_runs=latency_runs, describe=describe, input_lengths=input_lengths)
-    kind = f"{profile['resize']}-{profile['axes']}" if profile["row_kind"] == "patch_size" else "lengths"
-    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{kind}"
+    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{point_kind(profile).tag(profile)}"
     result = {"profile": profile, "files": write_profile(profile, out), "weights": im.weights, "stored": None,
               "store_error": None}
     if store:
@@ -140,7 +135,6 @@ def evaluate_kfold(run_dir, *, split: str = "test", weights: str = "best", out: 
                 "protocol": table.get("protocol", "held_out"),
                 "epoch_chosen_on": table.get("epoch_chosen_on", "validation")}
     profile = fold_mean_profile([r["profile"] for r in results], describe=describe)
-    kind = f"{profile['resize']}-{profile['axes']}" if profile["row_kind"] == "patch_size" else "lengths"
     stem = results[0]["weights"].stem
-    target = Path(out) if out else run_dir / f"eval-{stem}-{kind}"
+    target = Path(out) if out else run_dir / f"eval-{stem}-{point_kind(profile).tag(profile)}"
     return {"profile": profile, "files": write_profile(profile, target), "folds": results}

@@ -219,6 +219,9 @@ class ModelFamily:
     * ``recipe_section``: the dataclass of a recipe's ``model:`` section for this family,
       and ``config_from_recipe(section, **data) -> config`` (``data``: ``num_classes``,
       ``input_fdim``, ``input_tdim``, ``labels``);
+    * ``recipe_keys``: the recipe keys outside ``model:`` that only this family takes
+      (:class:`flexiast.recipe_checks.FamilyKeys`: an AST's ``phases[].patch``, an SSAST's
+      ``pretrain``); another family's recipe setting one is refused, naming it;
     * ``patch_calls``: whether its calls take a ``patch_size`` (and ``resize``), as an AST's
       do. Only then may a recipe draw patch sizes per step, widen the kernel (``patch:C``)
       or validate at several sizes; a family without (HTS-AT) is called with ``{}`` and
@@ -238,6 +241,7 @@ class ModelFamily:
     writers: dict = field(default_factory=dict)
     recipe_section: type | None = None
     config_from_recipe: Callable[..., Any] | None = None
+    recipe_keys: tuple = ()
     #: A small configuration (keyword arguments of ``config_class``) and calls that exercise
     #: its flexibility: what the contract test (``tests/test_families.py``) runs on every family.
     #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.

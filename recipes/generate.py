@@ -4,9 +4,11 @@
     python recipes/generate.py --check    # exit 1 if a committed recipe differs from this table
 
 The recipes are plain, self-contained YAML files (users read, copy and edit them); this
-script exists so that 129 files share one source of truth for the constants they
-have in common, and ``tests/test_recipes.py`` checks the files against it and runs two
-steps of each.
+script exists so that the files share one source of truth for what they have in common:
+each paper setting and each rule (the coarse phase's share of the epochs, where a dataset's
+AST settings come from, its evaluation protocol) is stated once below, and a comment is
+composed from its parts, never patched afterwards. ``tests/test_recipes.py`` checks the files
+against it and runs two steps of each.
 
 Where the numbers come from:
 
@@ -66,13 +68,29 @@ METHOD_NAMES = {"fshift": "Fshift", "avgpool": "avg pool", "maxpool": "max pool"
 SCHEDULES = {"2-1": [2], "4-1": [4], "4-2-1": [4, 2]}
 
 
-def _phase(name: str, epochs: int, sampler: dict, compression: str = "none", transfer: str | None = None) -> dict:
+def arrows(sched: str) -> str:
+    """A schedule as the paper writes it: ``4-2-1`` is 4->2->1."""
+    return "->".join(sched.split("-"))
+
+
+def coarse_epochs(epochs: int) -> dict[str, list[int]]:
+    """Each schedule's coarse epochs for a baseline of ``epochs`` (c2f Sec. 3.1-3.4): the coarse phase is
+    25% of the baseline's epochs; 4->2->1 spends 30% over its two coarse phases; rounded half to even,
+    at least one."""
+    quarter = max(1, round(epochs / 4))
+    return {"2-1": [quarter], "4-1": [quarter], "4-2-1": [max(1, round(0.3 * epochs / 2))] * 2}
+
+
+def _phase(name: str, epochs: int, sampler: dict | None = None, compression: str = "none",
+           transfer: str | None = None) -> dict:
+    """A phase in epochs; ``sampler``: its patch sampler (only for a family whose calls take a patch size)."""
     phase = {"name": name, "epochs": epochs}
     if compression != "none":
         phase["compression"] = compression
     if transfer:
         phase["transfer"] = transfer
-    phase["patch"] = sampler
+    if sampler is not None:
+        phase["patch"] = sampler
     return phase
 
 
@@ -114,23 +132,37 @@ def recipe(name: str, *, model: dict, features: dict, data: dict, augment: dict,
 FSDD_MODEL = {"preset": None, "embed_dim": 128, "depth": 4, "num_heads": 4, "patch_size": 16}
 FSDD_FEATURES = {"num_mel_bins": 128, "target_length": 64, "mean": -3.0856, "std": 5.309}
 FSDD_EPOCHS = 24           # the baseline's length; it converges on this model (docs/RESULTS.md)
-FSDD_COARSE = {"2-1": [6], "4-1": [6], "4-2-1": [4, 4]}   # 25% of 24; 4->2->1: about 30% over two phases
-FSDD_LAYOUT = """\
-# Data: ../shared/data/fsdd/recordings/{digit}_{speaker}_{take}.wav (Free Spoken Digit Dataset,
-# 8 kHz, resampled to 16 kHz); takes 0-4 are test (300 clips), 10% of the rest (seeded) validation."""
+FSDD_COARSE = coarse_epochs(FSDD_EPOCHS)   # 6 of 24; 4->2->1: 4 + 4
+
+
+def fsdd_layout(khz: int = 16) -> str:
+    """Where the FSDD recipes read their clips, resampled to the front end's ``khz``."""
+    return ("# Data: ../shared/data/fsdd/recordings/{digit}_{speaker}_{take}.wav (Free Spoken Digit Dataset,\n"
+            f"# 8 kHz, resampled to {khz} kHz); takes 0-4 are test (300 clips), 10% of the rest (seeded) validation.")
+
+
+def fsdd_data(task: str) -> dict:
+    """The FSDD recipes' data section: the reader's own test split, 10% of the rest validates."""
+    return {"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": task}, "train": {"split": "train"},
+            "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32}
+
+
+def ast_train(eval_sizes: list[int], *, select="mean", eval_resize: str | None = None) -> dict:
+    """An AST recipe's train section: its validation sizes, selecting on ``select`` where there are several."""
+    train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
+    if eval_resize:
+        train["eval_resize"] = eval_resize
+    if len(eval_sizes) > 1:
+        train["select"] = select
+    return train
 
 
 def fsdd(name: str, task: str, phases: list[dict], eval_sizes: list[int], *, patch: int = 16,
          init: str | None = None, loss: dict | None = None, select="mean", model: dict | None = None) -> dict:
-    train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
-    if len(eval_sizes) > 1:
-        train["select"] = select
     return recipe(
         name, model={**FSDD_MODEL, "patch_size": patch, **(model or {})}, init=init, loss=loss, features=FSDD_FEATURES,
-        data={"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": task}, "train": {"split": "train"},
-              "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32},
-        augment={"freqm": 24, "timem": 12}, optimizer=adam(5.0e-4),
-        schedule={"name": "cosine", "warmup_steps": 100}, train=train, phases=phases)
+        data=fsdd_data(task), augment={"freqm": 24, "timem": 12}, optimizer=adam(5.0e-4),
+        schedule={"name": "cosine", "warmup_steps": 100}, train=ast_train(eval_sizes, select=select), phases=phases)
 
 
 def fsdd_recipes() -> dict[str, tuple[str, dict]]:
@@ -178,15 +210,13 @@ def fsdd_recipes() -> dict[str, tuple[str, dict]]:
         for sched in SCHEDULES:
             coarse = FSDD_COARSE[sched]
             out[f"fsdd/digits_c2f_{method}_{sched}.yaml"] = (
-                f"Coarse-to-fine on FSDD digits: {METHOD_NAMES[method]} {sched.replace('-', '->')} "
+                f"Coarse-to-fine on FSDD digits: {METHOD_NAMES[method]} {arrows(sched)} "
                 f"({' + '.join(map(str, coarse))} coarse epochs, then {FSDD_EPOCHS} at full resolution).\n"
                 "# Baseline: recipes/fsdd/digits_ast16.yaml. Savings (Tables 2/4):\n"
                 f"#   flexiast savings runs/fsdd-digits-c2f-{method}-{sched} --baseline runs/fsdd-digits-ast16",
                 fsdd(f"fsdd-digits-c2f-{method}-{sched}", "digits", c2f_phases(method, sched, coarse, FSDD_EPOCHS),
                      [16]))
-    for key, (comment, body) in out.items():
-        out[key] = (comment + "\n" + FSDD_LAYOUT, body)
-    return out
+    return {key: (comment + "\n" + fsdd_layout(), body) for key, (comment, body) in out.items()}
 
 
 # -- the papers' datasets ---------------------------------------------------------------
@@ -205,9 +235,14 @@ class Dataset:
     batch_size: int
     schedule: dict
     init: str                      # what the standard ASTs start from (per patch size: {p})
-    train: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
     sources: str = ""              # where the AST recipes' optimiser, schedule, batch, augmentation come from
+    protocol: dict = field(default_factory=dict)   # data keys of the FlexiAST paper's evaluation protocol
+    protocol_layout: str = ""      # the layout paragraph under that protocol
+
+    def ast_comment(self, head: str, layout: str | None = None) -> str:
+        """An AST recipe's comment on this dataset: ``head``, where its settings come from, the layout."""
+        return head + self.sources + "\n" + (layout or self.layout)
 
 
 #: AST's full-AudioSet schedule (YuanGongND/ast egs/audioset/run.sh: warmup=True, i.e. 1000 steps,
@@ -266,29 +301,6 @@ VOXCELEB = Dataset(
     "weights/deit_base_distilled_patch16_384.pth", loss={"name": "ce"},
     sources=AUDIOSET_SETUP.format(
         script="JiuFengSC/FlexiAST_INTERSPEECH23 egs/voxceleb/vox_sup_from{8,16}.sh sets the same,\n#   with CE"))
-ESC50 = Dataset(
-    "esc50", "ESC-50 (50 classes, 5-fold accuracy)",
-    "# Layout (the ESC-50 repository): ROOT/meta/esc50.csv and ROOT/audio/*.wav (44.1 kHz, resampled to 16 kHz).\n"
-    "#   Five runs: fold k tests, fold k+1 picks the epoch, the other three train; the mean over folds is\n"
-    "#   reported (AST picks the epoch on the test fold, which is optimistic).",
-    {"format": "esc50", "root": "/data/ESC-50", "kfold": 5},
-    {"dataset": "esc50"}, {"freqm": 24, "timem": 96}, 1e-5, 25, 48,
-    {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
-    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "ce"},
-    sources="# Settings: AST's egs/esc50/run_esc.sh: Adam 1e-5, x0.85 per epoch from epoch 5, batch 48, 25 epochs,\n"
-    "#   SpecAugment 24/96, CE, 512 frames (5 s); mixup 0 as there.")
-SPEECHCOMMANDS = Dataset(
-    "speechcommands", "Speech Commands V2 (35 words, accuracy)",
-    "# Layout (the release): ROOT/<word>/*.wav, ROOT/validation_list.txt, ROOT/testing_list.txt;\n"
-    "#   _background_noise_ is not a class. 1 s clips, 128 frames.",
-    {"format": "speechcommands", "root": "/data/speech_commands_v0.02", "train": {"split": "train"},
-     "val": {"split": "validation"}, "test": {"split": "test"}, "num_workers": 8},
-    {"dataset": "speechcommands"}, {"freqm": 48, "timem": 48, "noise": True}, 2.5e-4, 30, 128,
-    {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
-    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "bce"},
-    sources="# Settings: AST's egs/speechcommands/run_sc.sh: Adam 2.5e-4, x0.85 per epoch from epoch 5, batch 128,\n"
-    "#   30 epochs, SpecAugment 48/48 with noise, BCE, 128 frames; its mixup 0.6 left out (FlexiAST Sec. 3.2).")
-
 #: ESC-50 as the FlexiAST (Sec. 3.2: AST's settings otherwise) and AST papers report it: AST's
 #: egs/esc50/run_esc.sh trains fold k on the other four folds and validates on fold k's own eval file
 #: (--data-val), the epoch picked there.
@@ -301,6 +313,36 @@ ESC50_AST_LAYOUT = (
     "#   validates on it every epoch), so the numbers are optimistic; the mean over folds is reported.\n"
     "#   data.kfold_protocol=held_out picks the epoch on fold k+1 instead (training on three folds).\n"
     "#   Fold-averaged profile at every patch size (FlexiAST Table 1's ESC-50 row): flexiast evaluate RUN_DIR")
+
+
+def esc50_layout(khz: int = 16) -> str:
+    """The ESC-50 layout under the held-out protocol, resampled to the front end's ``khz``."""
+    return (f"# Layout (the ESC-50 repository): ROOT/meta/esc50.csv and ROOT/audio/*.wav (44.1 kHz, resampled to {khz} kHz).\n"
+            "#   Five runs: fold k tests, fold k+1 picks the epoch, the other three train; the mean over folds is\n"
+            "#   reported (AST picks the epoch on the test fold, which is optimistic).")
+
+
+ESC50 = Dataset(
+    "esc50", "ESC-50 (50 classes, 5-fold accuracy)", esc50_layout(),
+    {"format": "esc50", "root": "/data/ESC-50", "kfold": 5},
+    {"dataset": "esc50"}, {"freqm": 24, "timem": 96}, 1e-5, 25, 48,
+    {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
+    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "ce"},
+    sources="# Settings: AST's egs/esc50/run_esc.sh: Adam 1e-5, x0.85 per epoch from epoch 5, batch 48, 25 epochs,\n"
+    "#   SpecAugment 24/96, CE, 512 frames (5 s); mixup 0 as there.",
+    protocol=ESC50_AST_PROTOCOL, protocol_layout=ESC50_AST_LAYOUT)
+SPEECHCOMMANDS = Dataset(
+    "speechcommands", "Speech Commands V2 (35 words, accuracy)",
+    "# Layout (the release): ROOT/<word>/*.wav, ROOT/validation_list.txt, ROOT/testing_list.txt;\n"
+    "#   _background_noise_ is not a class. 1 s clips, 128 frames.",
+    {"format": "speechcommands", "root": "/data/speech_commands_v0.02", "train": {"split": "train"},
+     "val": {"split": "validation"}, "test": {"split": "test"}, "num_workers": 8},
+    {"dataset": "speechcommands"}, {"freqm": 48, "timem": 48, "noise": True}, 2.5e-4, 30, 128,
+    {"name": "multistep", "decay_from": 5, "decay_every": 1, "gamma": 0.85},
+    "runs/audioset-ast-b{p}/best.safetensors", loss={"name": "bce"},
+    sources="# Settings: AST's egs/speechcommands/run_sc.sh: Adam 2.5e-4, x0.85 per epoch from epoch 5, batch 128,\n"
+    "#   30 epochs, SpecAugment 48/48 with noise, BCE, 128 frames; its mixup 0.6 left out (FlexiAST Sec. 3.2).")
+
 FLEXIAST_DATASETS = [AUDIOSET, VGGSOUND, ESC50, SPEECHCOMMANDS, VOXCELEB]
 C2F_DATASETS = [AUDIOSET, VGGSOUND, VOXCELEB, KINETICS]
 EVAL_FLEXIBLE = [8, 16, 32, 48]   # validated every epoch; `flexiast evaluate` covers all of P afterwards
@@ -308,14 +350,13 @@ EVAL_FLEXIBLE = [8, 16, 32, 48]   # validated every epoch; `flexiast evaluate` c
 
 def paper(ds: Dataset, name: str, *, patch: int, phases: list[dict], eval_sizes: list[int], init: str | None,
           mixup: float = 0.0, weight_averaging: bool = False, loss: dict | None = None,
-          prefix_tokens: int | None = None, eval_resize: str | None = None) -> dict:
-    train = {"precision": "auto", "eval_patch_sizes": eval_sizes}
-    if eval_resize:
-        train["eval_resize"] = eval_resize
-    if len(eval_sizes) > 1:
-        train["select"] = "mean"
+          prefix_tokens: int | None = None, eval_resize: str | None = None, data: dict | None = None,
+          test_every_epoch: bool = False) -> dict:
+    train = ast_train(eval_sizes, eval_resize=eval_resize)
     if weight_averaging:
         train.update(weight_averaging=True, wa_start=1)
+    if test_every_epoch:
+        train["test_every_epoch"] = True
     augment = {**ds.augment, **({"mixup": mixup} if mixup else {})}
     schedule = {"name": "constant"} | ds.schedule
     model = {"preset": "base", "patch_size": patch, "stride": patch}
@@ -323,7 +364,7 @@ def paper(ds: Dataset, name: str, *, patch: int, phases: list[dict], eval_sizes:
         model["prefix_tokens"] = prefix_tokens
     return recipe(name, model=model, init=init,
                   loss={**ds.loss, **(loss or {})}, features={"num_mel_bins": 128, **ds.features},
-                  data={**ds.data, "batch_size": ds.batch_size}, augment=augment,
+                  data={**ds.data, "batch_size": ds.batch_size, **(data or {})}, augment=augment,
                   optimizer=adam(ds.lr),
                   schedule=schedule, train=train, phases=phases)
 
@@ -362,37 +403,34 @@ def flexiast_recipes() -> dict[str, tuple[str, dict]]:
     out = {}
     for ds in FLEXIAST_DATASETS:
         time_only = ds is VOXCELEB
+        layout = ds.protocol_layout or ds.layout  # the paper's ESC-50 protocol is AST's
         for p in (8, 16, 32):
             init, source = flexiast_ast_init(ds, p)
-            out[f"{ds.key}/ast_b{p}.yaml"] = (
+            out[f"{ds.key}/ast_b{p}.yaml"] = (ds.ast_comment(
                 f"Standard AST-B/{p} on {ds.title}: FlexiAST Table 1's baseline, evaluated afterwards at every\n"
                 f"size with `flexiast evaluate runs/{ds.key}-ast-b{p} --resize pi` (and --resize bl).\n"
                 "Non-overlapping patches, no mixup, no weight averaging (FlexiAST Sec. 3).\n"
-                f"{source} (prefix_tokens: 1):\n{init}\n" + ds.layout,
+                f"{source} (prefix_tokens: 1):\n{init}\n", layout),
                 paper(ds, f"{ds.key}-ast-b{p}", patch=p, init=init, prefix_tokens=VIT_PREFIX_TOKENS,
-                      phases=[_phase("full", ds.epochs, fixed(p))], eval_sizes=[p]))
+                      phases=[_phase("full", ds.epochs, fixed(p))], eval_sizes=[p], data=ds.protocol))
         source = 16 if time_only else 8
         fold = "fold{fold}/" if ds.data.get("kfold") else ""  # each fold from the same fold's AST
         teacher = f"runs/{ds.key}-ast-b{source}/{fold}best.safetensors"
         axes = "time" if time_only else "both"
         sizes = "16 x p, time axis only (FlexiAST Sec. 3.3, VoxCeleb)" if time_only else "p x p"
-        for kd in (False, True):
-            suffix = "_kd" if kd else ""
-            out[f"{ds.key}/flexiast{suffix}.yaml"] = (
+        for kd, suffix, run in ((False, "", ""), (True, "_kd", "-kd")):
+            out[f"{ds.key}/flexiast{suffix}.yaml"] = (ds.ast_comment(
                 f"FlexiAST on {ds.title}, {'distilled with KL from' if kd else 'supervised, initialised from'} "
                 f"AST-B/{source}\n({'and initialised from it; ' if kd else ''}run recipes/{ds.key}/ast_b{source}.yaml "
                 f"first). Patch size drawn per step from P, {sizes};\n"
                 f"the stored 16x16 kernel is PI-resized; one [CLS] token, AST-B/{source}'s (prefix_tokens: 1).\n"
-                f"Then: flexiast evaluate runs/{ds.key}-flexiast{suffix.replace('_', '-')}"
-                f"{' --axes time' if time_only else ''}\n" + ds.layout,
-                paper(ds, f"{ds.key}-flexiast{suffix.replace('_', '-')}", patch=16, init=teacher,
+                f"Then: flexiast evaluate runs/{ds.key}-flexiast{run}"
+                f"{' --axes time' if time_only else ''}\n", layout),
+                paper(ds, f"{ds.key}-flexiast{run}", patch=16, init=teacher,
                       prefix_tokens=VIT_PREFIX_TOKENS,
                       phases=[_phase("flexible", ds.epochs, flexible(axes))], eval_sizes=EVAL_FLEXIBLE,
-                      loss={"teacher": teacher, "kd_weight": 1.0, "temperature": 1.0} if kd else None))
-    for key, (comment, body) in out.items():
-        if key.startswith(f"{ESC50.key}/"):  # the paper's ESC-50 protocol is AST's
-            body["data"] = {**body["data"], **ESC50_AST_PROTOCOL}
-            out[key] = (comment.replace(ESC50.layout, ESC50_AST_LAYOUT), body)
+                      loss={"teacher": teacher, "kd_weight": 1.0, "temperature": 1.0} if kd else None,
+                      data=ds.protocol))
     out.update(flexiast_ablation_recipes())
     return out
 
@@ -405,17 +443,17 @@ def flexiast_ablation_recipes() -> dict[str, tuple[str, dict]]:
     vox_init = "runs/voxceleb-ast-b16/best.safetensors"
     for axes, what, flag in (("both", "both axes (p x p)", "neither --only_time nor --only_freq"),
                              ("freq", "the frequency axis only (p x 16)", "--only_freq True: patch sizes (p, 16)")):
-        out[f"voxceleb/flexiast_{axes}.yaml"] = (
+        out[f"voxceleb/flexiast_{axes}.yaml"] = (VOXCELEB.ast_comment(
             f"FlexiAST on {VOXCELEB.title} resizing\n{what}: FlexiAST Fig. 4a, the ablation against"
             " voxceleb/flexiast.yaml's time axis only\n(Sec. 3.3: resizing the frequency axis harms speaker"
             f" identification). The authors' src/run.py:\n{flag} (egs/voxceleb/vox_sup_from16.sh sets"
             " --only_time True).\nSupervised, initialised from AST-B/16 (run recipes/voxceleb/ast_b16.yaml first),"
             " its kernel\nPI-resized into the stored 16x16, one [CLS] token; patch size drawn per step from P.\n"
-            f"Then: flexiast evaluate runs/voxceleb-flexiast-{axes} --axes {axes}\n" + VOXCELEB.layout,
+            f"Then: flexiast evaluate runs/voxceleb-flexiast-{axes} --axes {axes}\n"),
             paper(VOXCELEB, f"voxceleb-flexiast-{axes}", patch=16, init=vox_init, prefix_tokens=VIT_PREFIX_TOKENS,
                   phases=[_phase("flexible", VOXCELEB.epochs, flexible(axes))], eval_sizes=EVAL_FLEXIBLE))
     ast8 = "runs/vggsound-ast-b8/best.safetensors"
-    out["vggsound/flexiast_bl.yaml"] = (
+    out["vggsound/flexiast_bl.yaml"] = (VGGSOUND.ast_comment(
         f"FlexiAST on {VGGSOUND.title} with bilinear resizing (BL) instead of PI-resize: FlexiAST\n"
         "Sec. 3.4 item 2, Fig. 4b ('bilinear interpolation (BL) fails to provide the desired flexibility').\n"
         "As vggsound/flexiast.yaml, supervised from AST-B/8 (run recipes/vggsound/ast_b8.yaml first), except\n"
@@ -423,12 +461,12 @@ def flexiast_ablation_recipes() -> dict[str, tuple[str, dict]]:
         "vanilla_resample_patch_embed (F.interpolate, bilinear, antialiased; src/utilities/resizing_helper.py),\n"
         "which moves AST-B/8's 8x8 kernel into the stored 16x16 (transfer: bl) and resizes the stored kernel\n"
         "at every step (patch.resize: bl); validation resizes it the same way (train.eval_resize: bl).\n"
-        "Then: flexiast evaluate runs/vggsound-flexiast-bl --resize bl\n" + VGGSOUND.layout,
+        "Then: flexiast evaluate runs/vggsound-flexiast-bl --resize bl\n"),
         paper(VGGSOUND, "vggsound-flexiast-bl", patch=16, init=ast8, prefix_tokens=VIT_PREFIX_TOKENS,
               phases=[_phase("flexible", VGGSOUND.epochs, {**flexible(), "resize": "bl"}, transfer="bl")],
               eval_sizes=EVAL_FLEXIBLE, eval_resize="bl"))
     vit16 = vit_weights(16)
-    out["vggsound/flexiast_vit.yaml"] = (
+    out["vggsound/flexiast_vit.yaml"] = (VGGSOUND.ast_comment(
         f"FlexiAST on {VGGSOUND.title} initialised from ImageNet ViT instead of AST-B/8: FlexiAST\n"
         "Sec. 3.4 item 4, Fig. 4b ('even with the ViT initialization, our proposed method can still flexify').\n"
         "The authors' src/models/flexi_ast.py load_from_imagenet_pretrain: the ViT's kernel summed over RGB,\n"
@@ -436,7 +474,7 @@ def flexiast_ablation_recipes() -> dict[str, tuple[str, dict]]:
         "vit_base_patch16_224, whose 16x16 kernel is the stored one (nothing resized):\n"
         f"timm's {VIT_WEIGHTS[16]}.\n"
         "Otherwise as vggsound/flexiast.yaml: supervised, PI-resize, patch size drawn per step from P.\n"
-        "Then: flexiast evaluate runs/vggsound-flexiast-vit\n" + VGGSOUND.layout,
+        "Then: flexiast evaluate runs/vggsound-flexiast-vit\n"),
         paper(VGGSOUND, "vggsound-flexiast-vit", patch=16, init=vit16, prefix_tokens=VIT_PREFIX_TOKENS,
               phases=[_phase("flexible", VGGSOUND.epochs, flexible())], eval_sizes=EVAL_FLEXIBLE))
     return out
@@ -452,28 +490,13 @@ C2F_READINGS = (
 AUDIOSET_FINE_EPOCHS = 3
 
 
-def c2f_readings(out: dict) -> dict:
-    """The c2f recipes with the per-epoch test on and the savings commands in their comments."""
-    for key, (comment, body) in out.items():
-        body["train"] = {**body["train"], **C2F_TEST_EVERY_EPOCH}
-        if "savings" in comment:
-            comment = comment.replace(f"\n{body_layout(key)}", f"\n{C2F_READINGS}\n{body_layout(key)}", 1)
-        if key.startswith(f"{AUDIOSET.key}/c2f_") and key.endswith(("_2-1.yaml", "_4-1.yaml")):
-            comment = comment.replace(
-                f"\n{AUDIOSET.layout}",
-                "\nTable 2's AudioSet row is a fixed budget (c2f Sec. 3.2-3.3): 1 coarse and 3 fine epochs against the\n"
-                "5-epoch baseline's whole run (its weight average over all 5 epochs is AST's result), with a small mAP\n"
-                f"drop: flexiast savings runs/{body['name']} --baseline runs/audioset-c2f-baseline "
-                f"--fine-epochs {AUDIOSET_FINE_EPOCHS}\n"
-                "(per-epoch weights of both runs; phases.1.epochs=3 trains only those 3 fine epochs and averages them).\n"
-                + AUDIOSET.layout, 1)
-        out[key] = (comment, body)
-    return out
-
-
-def body_layout(key: str) -> str:
-    """The layout paragraph of the c2f dataset a recipe path belongs to."""
-    return next(ds.layout for ds in C2F_DATASETS if key.startswith(f"{ds.key}/"))
+def audioset_budget(name: str) -> str:
+    """The note on AudioSet's 2-phase Table 2 rows: a fixed budget, and the savings command for it."""
+    return ("Table 2's AudioSet row is a fixed budget (c2f Sec. 3.2-3.3): 1 coarse and 3 fine epochs against the\n"
+            "5-epoch baseline's whole run (its weight average over all 5 epochs is AST's result), with a small mAP\n"
+            f"drop: flexiast savings runs/{name} --baseline runs/audioset-c2f-baseline "
+            f"--fine-epochs {AUDIOSET_FINE_EPOCHS}\n"
+            "(per-epoch weights of both runs; phases.1.epochs=3 trains only those 3 fine epochs and averages them).\n")
 
 
 def c2f_recipes() -> dict[str, tuple[str, dict]]:
@@ -483,26 +506,26 @@ def c2f_recipes() -> dict[str, tuple[str, dict]]:
         audioset = ds is AUDIOSET
         extras = {"mixup": 0.5, "weight_averaging": True} if audioset else {}
         init = ds.init.format(p=16)
-        out[f"{ds.key}/c2f_baseline.yaml"] = (
+        out[f"{ds.key}/c2f_baseline.yaml"] = (ds.ast_comment(
             f"Coarse-to-fine baseline on {ds.title}: AST-B/16, non-overlapping patches, {ds.epochs} epochs\n"
             f"({'the official AST configuration: mixup and weight averaging' if audioset else 'no mixup, no weight averaging'}"
-            ", c2f Sec. 3.1).\n" + ds.layout,
+            ", c2f Sec. 3.1).\n"),
             paper(ds, f"{ds.key}-c2f-baseline", patch=16, init=init, phases=[_phase("full", ds.epochs, fixed(16))],
-                  eval_sizes=[16], **extras))
-        quarter = max(1, round(ds.epochs / 4))
-        coarse = {"2-1": [quarter], "4-1": [quarter], "4-2-1": [max(1, round(0.3 * ds.epochs / 2))] * 2}
+                  eval_sizes=[16], test_every_epoch=True, **extras))
         for method in METHODS:
-            for sched, epochs in coarse.items():
+            for sched, epochs in coarse_epochs(ds.epochs).items():
                 name = f"{ds.key}-c2f-{method}-{sched}"
-                out[f"{ds.key}/c2f_{method}_{sched}.yaml"] = (
-                    f"Coarse-to-fine on {ds.title}: {METHOD_NAMES[method]} {sched.replace('-', '->')}, "
+                budget = audioset_budget(name) if audioset and len(epochs) == 1 else ""
+                out[f"{ds.key}/c2f_{method}_{sched}.yaml"] = (ds.ast_comment(
+                    f"Coarse-to-fine on {ds.title}: {METHOD_NAMES[method]} {arrows(sched)}, "
                     f"{' + '.join(map(str, epochs))} coarse epoch(s), then {ds.epochs} at full resolution;\n"
                     "optimizer and schedule restart each phase, positional embeddings resized bilinearly.\n"
                     f"Savings against recipes/{ds.key}/c2f_baseline.yaml: "
-                    f"flexiast savings runs/{name} --baseline runs/{ds.key}-c2f-baseline\n" + ds.layout,
+                    f"flexiast savings runs/{name} --baseline runs/{ds.key}-c2f-baseline\n"
+                    f"{C2F_READINGS}\n{budget}"),
                     paper(ds, name, patch=16, init=init, phases=c2f_phases(method, sched, epochs, ds.epochs),
-                          eval_sizes=[16], **extras))
-    return c2f_readings(out)
+                          eval_sizes=[16], test_every_epoch=True, **extras))
+    return out
 
 
 # -- HTS-AT (Chen et al., ICASSP 2022) and the coarse-to-fine paper's Table 6 ------------
@@ -543,20 +566,14 @@ def htsat_recipe(name: str, ds: Dataset, *, epochs: int, batch: int, phases: lis
                   features={"kind": "slaney_logmel", "target_length": target_length},
                   data={**data, "batch_size": batch}, augment={**HTSAT_SPECAUGMENT, **(augment or {})},
                   optimizer=HTSAT_OPTIMIZER, schedule=HTSAT_SCHEDULE, train={**HTSAT_TRAIN, **(train or {})},
-                  phases=phases or [_htsat_phase("full", epochs)])
-
-
-def _htsat_phase(name: str, epochs: int, compression: str = "none") -> dict:
-    phase = {"name": name, "epochs": epochs}
-    if compression != "none":
-        phase["compression"] = compression
-    return phase
+                  phases=phases or [_phase("full", epochs)])
 
 
 def htsat_c2f_phases(epochs: int, method: str = "fshift", c: int = 4) -> list[dict]:
     """The coarse phase at C for about 25% of the baseline's epochs (rounded as the AST c2f
     recipes round, half to even), then the baseline's full length at full resolution."""
-    return [_htsat_phase(f"coarse{c}", max(1, round(epochs / 4)), f"{method}:{c}"), _htsat_phase("fine", epochs)]
+    return [_phase(f"coarse{c}", coarse_epochs(epochs)[f"{c}-1"][0], compression=f"{method}:{c}"),
+            _phase("fine", epochs)]
 
 
 def htsat_recipes() -> dict[str, tuple[str, dict]]:
@@ -632,7 +649,7 @@ def htsat_recipes() -> dict[str, tuple[str, dict]]:
         "(5.12 s: four 128-frame units of the model): the token-semantic head averages over time, so\n"
         "the repetition adds no content. HTS-AT picks the epoch on the test fold; here fold k+1 does.\n"
         "The official AudioSet checkpoint (a Lightning .ckpt) also loads: init.path=HTSAT_AudioSet_Saved_1.ckpt\n"
-        + HTSAT_SOURCES + "\n" + ESC50.layout.replace("resampled to 16 kHz", "resampled to 32 kHz"),
+        + HTSAT_SOURCES + "\n" + esc50_layout(32),
         htsat_recipe("esc50-htsat", ESC50, epochs=100, batch=64, init="runs/audioset-htsat/averaged.safetensors",
                      target_length=512))
     return out
@@ -666,9 +683,7 @@ FSDD_HTSAT_HEAD = (
 def fsdd_htsat(name: str, phases: list[dict]) -> dict:
     return recipe(
         name, model=FSDD_HTSAT_MODEL, features=FSDD_HTSAT_FEATURES,
-        data={"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": "digits"}, "train": {"split": "train"},
-              "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32},
-        augment={"freqm": 16, "timem": 16}, optimizer={**HTSAT_OPTIMIZER, "lr": FSDD_HTSAT_LR},
+        data=fsdd_data("digits"), augment={"freqm": 16, "timem": 16}, optimizer={**HTSAT_OPTIMIZER, "lr": FSDD_HTSAT_LR},
         schedule=FSDD_HTSAT_SCHEDULE,
         train=dict(HTSAT_TRAIN), phases=phases)
 
@@ -677,7 +692,7 @@ def fsdd_htsat_recipes() -> dict[str, tuple[str, dict]]:
     out = {"fsdd/digits_htsat.yaml": (
         f"HTS-AT baseline on FSDD digits, {FSDD_EPOCHS} epochs (the AST FSDD recipes' length): the small-scale\n"
         "# counterpart of coarse-to-fine Table 6's 'Baseline HTS-AT'.\n" + FSDD_HTSAT_HEAD,
-        fsdd_htsat("fsdd-digits-htsat", [_htsat_phase("full", FSDD_EPOCHS)]))}
+        fsdd_htsat("fsdd-digits-htsat", [_phase("full", FSDD_EPOCHS)]))}
     coarse = FSDD_COARSE["4-1"][0]
     for method in FSDD_HTSAT_METHODS:
         name = f"fsdd-digits-htsat-c2f-{method}-4-1"
@@ -688,10 +703,8 @@ def fsdd_htsat_recipes() -> dict[str, tuple[str, dict]]:
             + (" at small scale." if method == "fshift" else f" with {METHOD_NAMES[method]}\n# (Sec. 2.3) instead.")
             + "\n# Baseline: recipes/fsdd/digits_htsat.yaml. Savings:\n"
             f"#   flexiast savings runs/{name} --baseline runs/fsdd-digits-htsat\n" + FSDD_HTSAT_HEAD,
-            fsdd_htsat(name, [_htsat_phase("coarse4", coarse, f"{method}:4"), _htsat_phase("fine", FSDD_EPOCHS)]))
-    for key, (comment, body) in out.items():
-        out[key] = (comment + "\n" + FSDD_LAYOUT.replace("resampled to 16 kHz", "resampled to 32 kHz"), body)
-    return out
+            fsdd_htsat(name, [_phase("coarse4", coarse, compression=f"{method}:4"), _phase("fine", FSDD_EPOCHS)]))
+    return {key: (comment + "\n" + fsdd_layout(32), body) for key, (comment, body) in out.items()}
 
 # -- CNN14 (PANNs) and the coarse-to-fine paper's Table 1 ---------------------------------
 # PANNs (Kong et al., TASLP 2020), read from qiuqiangkong/audioset_tagging_cnn at d2f4b8c
@@ -747,7 +760,7 @@ def table1_recipes() -> dict[str, tuple[str, dict]]:
     out = {"audioset/cnn14.yaml": (
         "CNN14 (PANNs, Kong et al. 2020) on AudioSet-2M (527 classes, mAP): coarse-to-fine Table 1,\n"
         "'Baseline - CNN14' (43.20 mAP; PANNs reports 43.1).\n" + rows + PANNS_SOURCES + AUDIOSET.layout,
-        panns_recipe("audioset-cnn14", AUDIOSET, phases=[_htsat_phase("full", PANNS_EPOCHS)]))}
+        panns_recipe("audioset-cnn14", AUDIOSET, phases=[_phase("full", PANNS_EPOCHS)]))}
     out["audioset/cnn14_pool2.yaml"] = (
         "CNN14 on the log-mel average-pooled 2x over time (Liu et al., ICASSP 2023, 'Simple pooling\n"
         "front-ends for efficient audio classification': kernel and stride 2 over time before the CNN):\n"
@@ -756,17 +769,17 @@ def table1_recipes() -> dict[str, tuple[str, dict]]:
         "Savings against it: flexiast savings runs/audioset-cnn14-pool2 --baseline runs/audioset-cnn14\n"
         + rows + PANNS_SOURCES + AUDIOSET.layout,
         panns_recipe("audioset-cnn14-pool2", AUDIOSET,
-                     phases=[_htsat_phase("pool2", PANNS_EPOCHS, "avgpool:2")]))
+                     phases=[_phase("pool2", PANNS_EPOCHS, compression="avgpool:2")]))
     init = AUDIOSET.init.format(p=16)
-    out["audioset/ast_pool2.yaml"] = (
+    out["audioset/ast_pool2.yaml"] = (AUDIOSET.ast_comment(
         "AST-B/16 trained only on the log-mel average-pooled 2x over time: coarse-to-fine Table 1,\n"
         "'Pool2, Transformer, no multi-phase' (42.79 mAP), trained and tested at avgpool:2 (512 frames).\n"
         "Otherwise the c2f baseline's settings (recipes/audioset/c2f_baseline.yaml: AST-B/16 from DeiT,\n"
         "non-overlapping patches, 5 epochs, mixup and weight averaging, c2f Sec. 3.1); Pool2->1 is\n"
-        "recipes/audioset/c2f_avgpool_2-1.yaml.\n" + rows + AUDIOSET.layout,
+        "recipes/audioset/c2f_avgpool_2-1.yaml.\n" + rows),
         paper(AUDIOSET, "audioset-ast-pool2", patch=16, init=init, eval_sizes=[16], mixup=0.5,
-              weight_averaging=True, phases=[_phase("pool2", AUDIOSET.epochs, fixed(16), "avgpool:2")]))
-    out["audioset/ast_pool2.yaml"][1]["train"].update(C2F_TEST_EVERY_EPOCH)  # as the c2f baseline records
+              weight_averaging=True, phases=[_phase("pool2", AUDIOSET.epochs, fixed(16), "avgpool:2")],
+              test_every_epoch=True))  # as the c2f baseline records
     return out
 
 
@@ -788,29 +801,27 @@ FSDD_CNN14_HEAD = (
 def fsdd_cnn14(name: str, phases: list[dict]) -> dict:
     return recipe(
         name, model=FSDD_CNN14_MODEL, features=FSDD_HTSAT_FEATURES,
-        data={"format": "fsdd", "root": "../shared/data/fsdd", "options": {"task": "digits"},
-              "train": {"split": "train"}, "test": {"split": "test"}, "val_fraction": 0.1, "batch_size": 32},
-        augment={"freqm": 16, "timem": 16}, optimizer=PANNS_OPTIMIZER, schedule=PANNS_SCHEDULE,
+        data=fsdd_data("digits"), augment={"freqm": 16, "timem": 16}, optimizer=PANNS_OPTIMIZER, schedule=PANNS_SCHEDULE,
         train={"precision": "auto"}, phases=phases)
 
 
 def fsdd_table1_recipes() -> dict[str, tuple[str, dict]]:
-    layout = FSDD_LAYOUT.replace("resampled to 16 kHz", "resampled to 32 kHz")
+    layout = fsdd_layout(32)
     out = {"fsdd/digits_cnn14.yaml": (
         f"CNN14 on FSDD digits, {FSDD_EPOCHS} epochs: the small-scale counterpart of coarse-to-fine Table 1's\n"
         "# 'Baseline - CNN14'.\n" + FSDD_CNN14_HEAD + "\n" + layout,
-        fsdd_cnn14("fsdd-digits-cnn14", [_htsat_phase("full", FSDD_EPOCHS)]))}
+        fsdd_cnn14("fsdd-digits-cnn14", [_phase("full", FSDD_EPOCHS)]))}
     out["fsdd/digits_cnn14_pool2.yaml"] = (
         f"CNN14 on FSDD digits trained and tested on the log-mel average-pooled 2x over time (64 frames;\n"
         "# Liu et al., ICASSP 2023): the small-scale counterpart of coarse-to-fine Table 1's 'Pool2 - CNN'.\n"
         "# Savings: flexiast savings runs/fsdd-digits-cnn14-pool2 --baseline runs/fsdd-digits-cnn14\n"
         + FSDD_CNN14_HEAD + "\n" + layout,
-        fsdd_cnn14("fsdd-digits-cnn14-pool2", [_htsat_phase("pool2", FSDD_EPOCHS, "avgpool:2")]))
+        fsdd_cnn14("fsdd-digits-cnn14-pool2", [_phase("pool2", FSDD_EPOCHS, compression="avgpool:2")]))
     out["fsdd/digits_ast16_pool2.yaml"] = (
         "Standard AST-16 on FSDD digits trained and tested only on the fbank average-pooled 2x over time\n"
         "# (32 frames): the small-scale counterpart of coarse-to-fine Table 1's 'Pool2, Transformer, no\n"
         "# multi-phase'; otherwise recipes/fsdd/digits_ast16.yaml (Table 1's AST row), and Pool2->1 is\n"
-        "# recipes/fsdd/digits_c2f_avgpool_2-1.yaml.\n" + FSDD_LAYOUT,
+        "# recipes/fsdd/digits_c2f_avgpool_2-1.yaml.\n" + fsdd_layout(),
         fsdd("fsdd-digits-ast16-pool2", "digits", [_phase("pool2", FSDD_EPOCHS, fixed(16), "avgpool:2")], [16]))
     return out
 
@@ -859,7 +870,7 @@ def ssast_recipes() -> dict[str, tuple[str, dict]]:
             f"AST-16 fine-tuned on FSDD {task} from the SSAST of recipes/fsdd/ssast_pretrain.yaml (run it first):\n"
             "# the encoder kept, the prediction heads dropped, a new head on the mean of the patch tokens\n"
             "# (SSAST's ft_avgtok). From the coarse-to-fine SSAST: init.path=runs/fsdd-ssast-pretrain-c2f/best.safetensors;\n"
-            "# from random weights (the comparison): init.path=null.\n" + FSDD_LAYOUT,
+            "# from random weights (the comparison): init.path=null.\n" + fsdd_layout(),
             fsdd(f"fsdd-{task}-ssast", task, [_phase("full", epochs, fixed(16))], [16],
                  init="runs/fsdd-ssast-pretrain/best.safetensors", model={"pooling": "mean"}))
     return out
@@ -943,16 +954,17 @@ def ssast_paper_recipes() -> dict[str, tuple[str, dict]]:
                   "#   48/192, mixup 0.5, weight averaging of epochs 6-25, BCE.\n"
                   "# Layout: AST's datafiles ROOT/audioset_20k_train.json (the balanced set) and audioset_eval.json,\n"
                   "#   and ROOT/class_labels_indices.csv; 5% of the training clips (seeded) pick the best epoch.")
-    for suffix, init, which in (("", base, "the 800k-step baseline"), ("_c2f", c2f, "the coarse-to-fine run")):
+    for suffix, run, init, which in (("", "", base, "the 800k-step baseline"),
+                                     ("_c2f", "-c2f", c2f, "the coarse-to-fine run")):
         out[f"audioset/ssast_ft_20k{suffix}.yaml"] = (
             f"SSAST fine-tuned on AudioSet-20K from {which} (coarse-to-fine Table 6: 29.42 mAP from the\n"
             "# baseline, 30.28 from coarse-to-fine).\n" + as20k_note,
-            ssast_finetune(AUDIOSET, f"audioset-ssast-ft-20k{suffix.replace('_', '-')}", init, **as20k))
+            ssast_finetune(AUDIOSET, f"audioset-ssast-ft-20k{run}", init, **as20k))
         out[f"vggsound/ssast_ft{suffix}.yaml"] = (
             f"SSAST fine-tuned on VGGSound from {which} (coarse-to-fine Table 6: 45.46 accuracy from the baseline,\n"
             "# 47.78 from coarse-to-fine). Neither paper gives SSAST's VGGSound settings: these are the AST recipes'\n"
             "# (c2f Sec. 3.2) with SSAST's patch, stride 10 and mean pooling.\n" + VGGSOUND.layout,
-            ssast_finetune(VGGSOUND, f"vggsound-ssast-ft{suffix.replace('_', '-')}", init, lr=VGGSOUND.lr,
+            ssast_finetune(VGGSOUND, f"vggsound-ssast-ft{run}", init, lr=VGGSOUND.lr,
                            epochs=VGGSOUND.epochs, batch=VGGSOUND.batch_size, augment=VGGSOUND.augment,
                            schedule=VGGSOUND.schedule))
     out["audioset/ssast_ft_full.yaml"] = (
@@ -982,21 +994,9 @@ def ssast_paper_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
-def with_sources(out: dict[str, tuple[str, dict]]) -> dict[str, tuple[str, dict]]:
-    """Each AST recipe on a paper dataset with the line naming where its settings come from."""
-    for key, (comment, body) in out.items():
-        ds = next((d for d in FLEXIAST_DATASETS + C2F_DATASETS if key.startswith(f"{d.key}/")), None)
-        if ds is not None and body["model"].get("arch", "ast") == "ast" and "# Layout" in comment \
-                and "ssast" not in key:
-            at = comment.index("# Layout")
-            out[key] = (comment[:at] + ds.sources + "\n" + comment[at:], body)
-    return out
-
-
 def all_recipes() -> dict[str, tuple[str, dict]]:
-    return with_sources({**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(),
-                         **fsdd_htsat_recipes(), **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(),
-                         **ssast_paper_recipes()})
+    return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes(),
+            **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(), **ssast_paper_recipes()}
 
 
 def render(comment: str, body: dict, path: str) -> str:

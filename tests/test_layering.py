@@ -52,9 +52,9 @@ LAYERS: tuple[Layer, ...] = (
           ("constants",)),
     Layer("foundations: caching, atomic writes and failpoints, hardware and processes, resizing "
           "(PI-resize, grids), the front ends (Kaldi fbank, Slaney log-mel), audio decoding, metrics, "
-          "SSAST's masks",
+          "SSAST's masks, the recipe checks the model families' recipe keys share with config",
           ("_caching", "atomic", "faults", "hardware", "distributed", "resize", "fbank", "logmel", "audio",
-           "metrics", "masking")),
+           "metrics", "masking", "recipe_checks")),
     Layer("features with a kind (the front end as a model sees it) and safe checkpoint I/O",
           ("features", "checkpoints")),
     Layer("model families and their registry: build, load, save, adapt, count FLOPs",

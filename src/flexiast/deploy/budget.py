@@ -90,9 +90,9 @@ def choose_point(kind: PointKind, config, request: PointRequest, *, arch: str, p
     if request.patch_size is not None:
         raise ValueError("give a patch size or a budget, not both")
     kind.given(config, arch=arch, resize=request.resize, pos_grid=request.pos_grid)  # refuses what it lacks
-    if profile.get("row_kind", "patch_size") != kind.name:
-        raise ValueError(f"the stored profile's rows are {profile.get('row_kind', 'patch_size')}s, not "
-                         f"{kind.name}s; evaluate this model again")
+    if point_kind(profile).name != kind.name:
+        raise ValueError(f"the stored profile's rows are {point_kind(profile).name}s, not {kind.name}s; evaluate "
+                         "this model again")
     if request.resize is not None and request.resize != profile["resize"]:
         raise ValueError(f"the stored profile was measured with resize={profile['resize']}, "
                          f"not {request.resize}; evaluate with --resize {request.resize} to budget it")

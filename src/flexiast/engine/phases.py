@@ -13,7 +13,6 @@ import math
 from ..config import RunConfig
 from ..features import FeatureConfig
 from ..models import flops
-from ..resize import to_pair
 from .state import PhaseAccount, Progress
 
 __all__ = ["PhasePlan"]
@@ -26,17 +25,10 @@ class PhasePlan:
         self.cfg, self.features = cfg, features
 
     def geometry(self, i: int) -> dict:
-        """The model's geometry in phase ``i``: its input length (``target_length / C`` under
-        fshift or pooling) and stored kernel (``p x Cp`` in a ``patch:C`` phase, whose widened
-        kernel does not overlap; the recipe's stride applies to the base kernel)."""
-        cfg = self.cfg
-        frames = self.features.frames(cfg.phase_compression(i))
-        if not cfg.patch_calls:  # HTS-AT: the input length is the whole geometry
-            return {"input_tdim": frames}
-        kernel = cfg.phase_kernel(i)
-        base_stride = cfg.model.stride
-        stride = to_pair(base_stride, "model.stride") if base_stride and kernel == cfg.base_patch() else None
-        return {"input_tdim": frames, "patch_size": kernel, "stride": stride}
+        """The model's geometry in phase ``i`` (:meth:`flexiast.config.RunConfig.phase_geometry`):
+        its input length (``target_length / C`` under fshift or pooling) and, for a patch family,
+        its stored kernel (``p x Cp`` in a ``patch:C`` phase)."""
+        return self.cfg.phase_geometry(i, self.features)
 
     def model_config(self, i: int, current):
         """The model configuration of phase ``i``: ``current`` with :meth:`geometry`."""
@@ -57,12 +49,12 @@ class PhasePlan:
         model_cfg = self.model_config(i, current)
         frames = self.features.frames(cfg.phase_compression(i))
         shape = (cfg.data.batch_size, frames, self.features.num_mel_bins)
-        sizes = cfg.phase_patch_sizes(i)
-        weights = ph.patch.weights if ph.patch.sampler == "weighted" else [1.0] * len(sizes)
+        points = cfg.phase_points(i, self.features)
+        weights = ph.patch.weights if ph.patch.sampler == "weighted" else [1.0] * len(points)
         if ph.patch.sampler == "fixed":
-            sizes, weights = sizes[:1], [1.0]
+            points, weights = points[:1], [1.0]
         extra = task.flop_call(model_cfg, shape)
-        total = sum(w * flops(model_cfg, shape, patch, **extra).training for patch, w in zip(sizes, weights))
+        total = sum(w * flops(model_cfg, shape, **point.call(), **extra).training for point, w in zip(points, weights))
         total += sum(weights) * task.extra_flops(shape)
         return total / sum(weights)
 

@@ -59,8 +59,7 @@ from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from ..data.samplers import BalancedSampler, manifest_weights
 from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
-from ..models import create_model, family_of, flops, get_family, load_model, patch_call
-from ..resize import to_pair
+from ..models import create_model, family_of, flops, get_family, load_model
 from ..tasks import Classification, Distillation, MaskedPatchPrediction, Task
 from .logs import RunLogs, format_seconds, unreadable_report
 from .optim import build_optimizer, lr_factor
@@ -190,8 +189,7 @@ class Trainer:
             return create_model(target)
         hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
                  if getattr(init, k) is not None}
-        if self.cfg.patch_calls:  # the first phase's transfer moves a kernel of another size in
-            hints["kernel_resize"] = self.plan.transfer(0)
+        hints.update(self.cfg.points().init_hints(self.plan.transfer(0)))  # how a kernel of another size moves in
         return self.family.init_from(init.path, target, **hints)
 
     def _check_labels(self, train) -> None:
@@ -222,9 +220,8 @@ class Trainer:
             raise ConfigError(f"loss.teacher: {cfg.teacher} predicts {tc.num_classes} classes from {tc.input_fdim} "
                               f"mel bins; the run has {self.num_classes} classes and "
                               f"{self.features.num_mel_bins} bins")
-        patch = to_pair(cfg.teacher_patch_size, "loss.teacher_patch_size") if cfg.teacher_patch_size else \
-            getattr(tc, "patch_size", None)
-        return Distillation(kind, teacher.to(self.info.device), teacher_call=patch_call(patch),
+        point = family_of(teacher).points.given(tc, arch=teacher.arch, patch_size=cfg.teacher_patch_size)
+        return Distillation(kind, teacher.to(self.info.device), teacher_call=point.call(),
                             weight=cfg.kd_weight, temperature=cfg.temperature, label_smoothing=cfg.label_smoothing)
 
     def _enter_phase(self, i: int) -> None:
@@ -257,13 +254,13 @@ class Trainer:
         if cfg.train.compile:
             import torch._dynamo as dynamo
 
-            sizes = max(len(cfg.phase_patch_sizes(i)), len(cfg.eval_sizes()))
+            sizes = max(len(cfg.phase_points(i, self.features)), len(cfg.eval_sizes()))
             dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 2 * sizes + 8)
             backend = cfg.train.compile if isinstance(cfg.train.compile, str) else "inductor"
             self.forward = torch.compile(self.forward, backend=backend, dynamic=False)
         ph = cfg.phases[i]
-        self.sampler = PatchSampler([cfg.patch_pair(s, i) for s in (ph.patch.sizes or [None])], ph.patch.sampler,
-                                    ph.patch.weights, seed=cfg.seed)
+        self.sampler = PatchSampler(cfg.phase_points(i, self.features), ph.patch.sampler, ph.patch.weights,
+                                    seed=cfg.seed)
         comp = cfg.phase_compression(i)
         self.train_set = AudioDataset(self.splits["train"], self.features, compression=comp, augment=cfg.augment,
                                       train=True, cache=self.cache, on_error=cfg.data.on_error, seed=cfg.seed)
@@ -387,19 +384,19 @@ class Trainer:
         return {k: (total[k] / n).to(v.dtype) if k in total else ints[k].clone() for k, v in like.items()}
 
     # -- one optimizer step --------------------------------------------------------
-    def _step_flops(self, batch: int, frames: int, patch) -> int:
-        key = (self.model.config, batch, frames, patch)
+    def _step_flops(self, batch: int, frames: int, point) -> int:
+        key = (self.model.config, batch, frames, point)
         if key not in self._flop_cache:
             shape = (batch, frames, self.features.num_mel_bins)
             extra = self.task.flop_call(self.model.config, shape)
-            self._flop_cache[key] = flops(self.model, shape, patch, **extra).training + self.task.extra_flops(shape)
+            self._flop_cache[key] = (flops(self.model, shape, **point.call(), **extra).training
+                                     + self.task.extra_flops(shape))
         return self._flop_cache[key]
 
-    def _loss(self, spec: torch.Tensor, target: torch.Tensor, patch, index: torch.Tensor) -> torch.Tensor:
-        resize = self.cfg.phases[self.phase].patch.resize if self.cfg.patch_calls else None
+    def _loss(self, spec: torch.Tensor, target: torch.Tensor, point, index: torch.Tensor) -> torch.Tensor:
         keys = {"step": self.progress.step, "index": index}  # what a task draws per clip (SSAST's masks)
         with self._autocast():
-            outputs = self.task.forward(self.forward, spec, patch_call(patch, resize), keys)
+            outputs = self.task.forward(self.forward, spec, point.call(), keys)
         return self.task.loss(outputs, target)
 
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:
@@ -565,7 +562,7 @@ class Trainer:
             self._loaders[split] = eval_loader(dataset, bs, self.info, self.workers)
         loader = self._loaders[split]
         score = getattr(self.task, "validate", evaluate_model)  # a task's own numbers (SSAST's), or a classifier's
-        return score(model or self.model, loader, self.cfg.eval_patches(self.phase, self.features),
+        return score(model or self.model, loader, self.cfg.eval_points(self.phase, self.features),
                      multilabel=self.multilabel, info=self.info,
                      autocast=self._autocast)
 
@@ -731,6 +728,6 @@ def resume(run_dir: str | Path) -> dict:
     return run_training(cfg, run_dir, resume_state=state)
 
 
-def _patch_text(patch) -> str:
-    """``16x16``, or ``-`` for a family whose calls take no patch size."""
-    return "-" if patch is None else f"{patch[0]}x{patch[1]}"
+def _patch_text(point) -> str:
+    """A step's patch, ``16x16``, or ``-`` for a point without one (a family whose calls take no patch size)."""
+    return "-" if point.patch is None else f"{point.patch[0]}x{point.patch[1]}"

@@ -5,12 +5,12 @@
 registers a :class:`ModelFamily` on import (:mod:`flexiast.models.ast`).
 """
 
-from .base import FamilyError, FlexModel, ModelFamily, TokenEmbedding, families, get_family, patch_call, register
+from .base import FamilyError, FlexModel, ModelFamily, TokenEmbedding, families, get_family, register
 from .registry import config_from_dict, create_config, create_model, family_of, flops, list_models, load_model
 from . import ast  # noqa: E402,F401  (registers the AST family)
 from . import htsat  # noqa: E402,F401  (registers the HTS-AT family)
 from . import cnn14  # noqa: E402,F401  (registers the CNN14 family)
 from . import ssast  # noqa: E402,F401  (registers the SSAST family)
 
-__all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "FamilyError", "patch_call", "create_model", "create_config", "load_model", "list_models", "flops",
+__all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "FamilyError", "create_model", "create_config", "load_model", "list_models", "flops",
            "config_from_dict", "family_of", "get_family", "families", "register"]

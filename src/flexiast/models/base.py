@@ -27,8 +27,7 @@ from ..checkpoints import FORMAT_VERSION, save_directory
 from ..constants import DEFAULT_ARCH, SAVE_FORMATS
 from .points import PatchPoints, PointKind
 
-__all__ = ["FlexModel", "FamilyConfig", "FlopCountBase", "check_adapt", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError",
-           "patch_call"]
+__all__ = ["FlexModel", "FamilyConfig", "FlopCountBase", "check_adapt", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError"]
 
 
 class FamilyError(ValueError):
@@ -220,6 +219,9 @@ class ModelFamily:
     * ``recipe_section``: the dataclass of a recipe's ``model:`` section for this family,
       and ``config_from_recipe(section, **data) -> config`` (``data``: ``num_classes``,
       ``input_fdim``, ``input_tdim``, ``labels``);
+    * ``recipe_keys``: the recipe keys outside ``model:`` that only this family takes
+      (:class:`flexiast.recipe_checks.FamilyKeys`: an AST's ``phases[].patch``, an SSAST's
+      ``pretrain``); another family's recipe setting one is refused, naming it;
     * ``points``: what its calls vary (:mod:`flexiast.models.points`): a patch size
       (:class:`~flexiast.models.points.PatchPoints`, an AST's) or the input length
       (:class:`~flexiast.models.points.LengthPoints`, HTS-AT's). Only a patch family may
@@ -239,6 +241,7 @@ class ModelFamily:
     writers: dict = field(default_factory=dict)
     recipe_section: type | None = None
     config_from_recipe: Callable[..., Any] | None = None
+    recipe_keys: tuple = ()
     #: A small configuration (keyword arguments of ``config_class``) and calls that exercise
     #: its flexibility: what the contract test (``tests/test_families.py``) runs on every family.
     #: The contract adapts ``tiny`` to a quarter of its ``input_tdim``, which must still be a valid input.
@@ -249,15 +252,6 @@ class ModelFamily:
     #: pretraining family (SSAST) has no classifier: its models train on unlabeled audio with
     #: their own task, are refused where a classifier is expected, and start an AST's fine-tuning.
     classifier: bool = True
-
-
-def patch_call(patch, resize: str | None = None) -> dict:
-    """The call options of a patch drawn by the engine: ``{}`` for ``None`` (the stored
-    patch, and the only call of a family without ``patch_calls``), else ``patch_size`` and,
-    if given, ``resize``."""
-    if patch is None:
-        return {}
-    return {"patch_size": patch, **({"resize": resize} if resize is not None else {})}
 
 
 _FAMILIES: dict[str, ModelFamily] = {}

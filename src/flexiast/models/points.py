@@ -163,6 +163,28 @@ class PointKind:
         (``model`` fixed at a point): what per-time-step embeddings are placed by."""
         raise NotImplementedError
 
+    # -- a recipe's phases (coarse-to-fine, ICASSP 2024, Sec. 2.2-2.3) ------------------------
+    def phase_geometry(self, model_section, compression: Compression, frames: int) -> dict:
+        """The model configuration's changes for a phase whose input is ``frames`` frames after
+        ``compression`` (``model_section``: the recipe's ``model:``)."""
+        raise NotImplementedError
+
+    def phase_points(self, model_section, phase, compression: Compression, frames: int) -> list[OperatingPoint]:
+        """The points a phase's steps draw from, in the order its sampler's weights name them."""
+        raise NotImplementedError
+
+    def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
+                    resize: str) -> dict[str, OperatingPoint]:
+        """``{name: point}``: the validation points of ``sizes`` that fit a phase's input."""
+        raise NotImplementedError
+
+    def check_recipe(self, *, arch: str, compression: Compression, key: str, eval_sizes=None, select=None) -> None:
+        """Refuse, naming the key, what a recipe asks of points this kind does not have."""
+
+    def init_hints(self, transfer: str) -> dict:
+        """What a recipe's ``init_from`` takes for this kind: how a kernel of another size moves in."""
+        return {}
+
     def row_fields(self, point: OperatingPoint) -> dict:
         """The keys that name ``point`` in a profile row (JSON)."""
         raise NotImplementedError
@@ -289,6 +311,37 @@ class PatchPoints(PointKind):
     def token_columns(self, model, layer: int) -> tuple[int, int]:
         return model.config.patch_size[1], model.config.stride[1]  # the patches' columns, at every layer
 
+    def _phase_pair(self, model_section, phase, size, compression: Compression) -> tuple[int, int]:
+        """``size`` on the phase's axes (the stored patch for None), time x C in a ``patch:C`` phase."""
+        base = to_pair(model_section.patch_size, "model.patch_size")
+        pf, pt = base if size is None else axis_patch(size, phase.patch.axes, base)
+        return (pf, pt * compression.factor) if compression.method == "patch" else (pf, pt)
+
+    def phase_geometry(self, model_section, compression: Compression, frames: int) -> dict:
+        """The input length and the stored kernel: ``p x Cp`` in a ``patch:C`` phase, whose widened
+        kernel does not overlap (the recipe's stride applies to the base kernel)."""
+        kernel = self._phase_pair(model_section, None, None, compression)
+        base = to_pair(model_section.patch_size, "model.patch_size")
+        stride = model_section.stride
+        stride = to_pair(stride, "model.stride") if stride and kernel == base else None
+        return {"input_tdim": frames, "patch_size": kernel, "stride": stride}
+
+    def phase_points(self, model_section, phase, compression: Compression, frames: int) -> list[OperatingPoint]:
+        return [OperatingPoint(frames, self._phase_pair(model_section, phase, s, compression), phase.patch.resize)
+                for s in (phase.patch.sizes or [None])]
+
+    def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
+                    resize: str) -> dict[str, OperatingPoint]:
+        out = {}
+        for s in sizes:
+            pf, pt = self._phase_pair(model_section, phase, s, compression)
+            if pf <= mel_bins and pt <= frames:
+                out[str(s if s is not None else "stored")] = OperatingPoint(frames, (pf, pt), resize, size=s)
+        return out
+
+    def init_hints(self, transfer: str) -> dict:
+        return {"kernel_resize": transfer}
+
     def row_fields(self, point: OperatingPoint) -> dict:
         return {"size": point.size, "patch": list(point.patch)}
 
@@ -383,6 +436,26 @@ class LengthPoints(PointKind):
     def token_columns(self, model, layer: int) -> tuple[int, int]:
         width = model.token_frames(layer)  # the time columns of the layer's grid, side by side
         return width, width
+
+    def phase_geometry(self, model_section, compression: Compression, frames: int) -> dict:
+        return {"input_tdim": frames}  # the input length is the whole geometry
+
+    def phase_points(self, model_section, phase, compression: Compression, frames: int) -> list[OperatingPoint]:
+        return [OperatingPoint(frames)]
+
+    def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
+                    resize: str) -> dict[str, OperatingPoint]:
+        return {"stored": OperatingPoint(frames)}
+
+    def check_recipe(self, *, arch: str, compression: Compression, key: str, eval_sizes=None, select=None) -> None:
+        why = f"a {arch} model's calls take no patch size"
+        if compression.method == "patch":
+            raise ValueError(f"{key}.compression: patch:C widens a patch kernel and {why}; compress with fshift:C, "
+                             "avgpool:C or maxpool:C")
+        if eval_sizes is not None:
+            raise ValueError(f"train.eval_patch_sizes: {why}; a {arch} model validates at its input length")
+        if select is not None and select != "mean":
+            raise ValueError(f"train.select: {select!r} names a patch size and {why}; use 'mean'")
 
     def row_fields(self, point: OperatingPoint) -> dict:
         return {"frames": point.frames, "compression": str(point.compression), "factor": point.pool}

@@ -1,13 +1,18 @@
-"""The ``model:`` section of a recipe for an AST, and the configuration it gives with the data."""
+"""An AST's recipe: its ``model:`` section and the configuration it gives with the data, and the
+keys only a family whose calls take a patch size has: each phase's patch sampler
+(``phases[].patch``), hints describing the initial weights (``init.source_*``) and the
+distillation teacher's patch (``loss.teacher_patch_size``), registered as ``RECIPE_KEYS``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...constants import AXES, PATCH_SAMPLERS, RESIZE_METHODS
+from ...recipe_checks import ConfigError, FamilyKeys, choice, positive
 from ...resize import to_pair
 from .config import PRESETS, ASTConfig
 
-__all__ = ["ASTSection", "config_from_recipe"]
+__all__ = ["ASTSection", "config_from_recipe", "PatchSampling", "SourceHints", "TeacherPatch", "RECIPE_KEYS"]
 
 
 @dataclass
@@ -63,3 +68,90 @@ def config_from_recipe(section: ASTSection, *, num_classes: int, input_fdim: int
                      prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches,
                      pooling=section.pooling, drop_rate=section.drop_rate, drop_path_rate=section.drop_path_rate,
                      labels=labels, **section.widths())
+
+
+@dataclass
+class PatchSampling:
+    """Patch sizes of a phase's steps. ``fixed`` uses ``sizes[0]``; ``uniform`` draws from
+    ``sizes``; ``weighted`` draws with ``weights``. ``axes``: ``both`` (p x p), ``time``
+    (base_f x p, FlexiAST's speaker setting) or ``freq`` (p x base_t). None = the model's
+    stored size. ``resize``: how each step's kernel is made from the stored one, ``pi``
+    (PI-resize, FlexiAST eq. 3) or ``bl`` (bilinear, antialiased: the BL FlexiAST of
+    FlexiAST Sec. 3.4 item 2, Fig. 4b); the gradient flows through either."""
+
+    sampler: str = "fixed"
+    sizes: list[int] | None = None
+    weights: list[float] | None = None
+    axes: str = "both"
+    resize: str = "pi"
+
+    def check(self, ctx) -> None:
+        """The sampler is well formed, and phase ``ctx.phase``'s stored kernel and every patch
+        it draws fit its (compressed) input."""
+        key = ctx.key
+        choice(self.sampler, PATCH_SAMPLERS, f"{key}.sampler")
+        choice(self.axes, AXES, f"{key}.axes")
+        choice(self.resize, RESIZE_METHODS, f"{key}.resize")
+        if self.sizes is not None and (not self.sizes or any(p < 1 for p in self.sizes)):
+            raise ConfigError(f"{key}.sizes: {self.sizes} must be a non-empty list of positive sizes")
+        if self.sampler == "fixed" and self.sizes is not None and len(self.sizes) != 1:
+            raise ConfigError(f"{key}.sizes: a fixed sampler takes one size, got {self.sizes}")
+        if self.sampler == "weighted":
+            if self.weights is None or self.sizes is None or len(self.weights) != len(self.sizes):
+                raise ConfigError(f"{key}.weights: a weighted sampler needs one weight per size")
+            if any(w < 0 for w in self.weights) or not sum(self.weights) > 0:
+                raise ConfigError(f"{key}.weights: {self.weights} must be non-negative with a positive sum")
+        elif self.weights is not None:
+            raise ConfigError(f"{key}.weights: only the weighted sampler takes weights")
+        self._check_fit(ctx)
+
+    @staticmethod
+    def _check_fit(ctx) -> None:
+        cfg, features, i = ctx.cfg, ctx.features, ctx.phase
+        comp = cfg.phase_compression(i)
+        frames, bins = features.frames(comp), features.num_mel_bins
+        kf, kt = cfg.phase_geometry(i, features)["patch_size"]
+        if kf > bins or kt > frames:
+            raise ConfigError(f"phases[{i}].compression: the stored {kf}x{kt} kernel (model.patch_size, x C in a "
+                              f"patch phase) is larger than the phase's input of {bins} bins x {frames} frames "
+                              f"(compression {comp})")
+        for pf, pt in (point.patch for point in cfg.phase_points(i, features)):
+            if pf > bins or pt > frames:
+                raise ConfigError(f"{ctx.key}.sizes: patch {pf}x{pt} (freq x time) is larger than the phase's "
+                                  f"input of {bins} bins x {frames} frames (compression {comp})")
+
+
+@dataclass
+class SourceHints:
+    """``init.source_*``: the initial weights' stride and input size, where the file's shapes are
+    ambiguous (see ``AST.from_pretrained``)."""
+
+    source_stride: int | None = None
+    source_input_tdim: int | None = None
+    source_input_fdim: int | None = None
+
+    def check(self, ctx) -> None:
+        for name in ("source_stride", "source_input_tdim", "source_input_fdim"):
+            positive(getattr(self, name), f"init.{name}")
+
+
+@dataclass
+class TeacherPatch:
+    """``loss.teacher_patch_size``: the patch the distillation teacher runs at (default: its own)."""
+
+    teacher_patch_size: int | list[int] | None = None
+
+    def check(self, ctx) -> None:
+        size = self.teacher_patch_size
+        if size is not None and min(to_pair(size, "loss.teacher_patch_size")) < 1:
+            raise ConfigError(f"loss.teacher_patch_size: {size} must be positive")
+
+
+#: Why a family whose calls take no patch size is refused an AST's keys.
+NO_PATCH = "a {arch} model's calls take no patch size"
+#: The recipe keys an AST takes besides its ``model:`` section.
+RECIPE_KEYS = (
+    FamilyKeys("phases", PatchSampling, "patch", NO_PATCH + "; remove the section (it has nothing to draw)"),
+    FamilyKeys("init", SourceHints, refusal="describes an AST file; a {arch} model's weights need none"),
+    FamilyKeys("loss", TeacherPatch, refusal=NO_PATCH),
+)

@@ -241,7 +241,7 @@ def test_profile_over_input_lengths_feeds_pooled_clips(im, data, tmp_path):
     within = [r for r in profile["rows"] if r["gflops"] <= cheapest["gflops"] * 1.01]
     best = max(within, key=lambda r: (r["mAP"], -r["gflops"]))
     choice = fresh.choose(max_gflops=cheapest["gflops"] * 1.01)
-    assert (choice["frames"], choice["compression"]) == (best["frames"], best["compression"])
+    assert (choice.point.frames, str(choice.point.compression)) == (best["frames"], best["compression"])
     clip = tone(WINDOW, FREQ[0])
     r = fresh.predict(clip, sample_rate=SR, max_gflops=cheapest["gflops"] * 1.01, framewise=True, precision="fp32")
     c = 64 // best["frames"]
@@ -330,7 +330,7 @@ def test_hear_api_on_htsat_weights(model_dir, two_sounds):
 def test_onnx_export_of_spectrogram_and_waveform_graphs(im, model_dir, tmp_path, capsys):
     assert main(["export", str(model_dir), str(tmp_path / "spec.onnx")]) == 0
     out = capsys.readouterr().out
-    assert "htsat, 64 frames" in out and "within 0.0001" in out
+    assert "htsat, 64 input frames" in out and "within 0.0001" in out
     meta = json.loads((tmp_path / "spec.json").read_text())
     assert meta["arch"] == "htsat" and meta["patch_size"] is None and meta["input_shape"] == ["batch", 64, 16]
     assert main(["export", str(model_dir), str(tmp_path / "wave.onnx"), "--input", "waveform"]) == 0

@@ -216,14 +216,14 @@ def cmd_export(args) -> int:
     kwargs = dict(patch_size=args.patch_size, frames=frames, resize=args.resize, pos_grid=args.pos_grid)
     point = im.points.given(im.model.config, arch=im.model.arch, patch_size=args.patch_size, resize=args.resize,
                             pos_grid=args.pos_grid, frames=frames)  # what the family refuses is named here
-    at = point.label
+    at = point.describe()
     if args.format == "onnx":
         path = export_onnx(im.model, args.dest, opset=args.opset, inference=info, input=args.input,
                            samples=args.samples, dynamic_length=args.dynamic_length, **kwargs)
         meta = json.loads(path.with_suffix(".json").read_text())
         takes = (f", waveform [batch, {meta['samples'] or 'samples'}] at {meta['sample_rate']} Hz"
                  if waveform else "")
-        print(f"wrote {path} ({at}, {frames} frames{takes}) and {path.with_suffix('.json')}")
+        print(f"wrote {path} ({im.model.arch}, {at}{takes}) and {path.with_suffix('.json')}")
         if not args.no_check:
             tolerance = args.tolerance if args.tolerance is not None else (1e-3 if waveform else 1e-4)
             check = dict(patch_size=args.patch_size, resize=args.resize, pos_grid=args.pos_grid)
@@ -242,12 +242,11 @@ def cmd_export(args) -> int:
                 return 1
     elif args.format == "hf":
         path = export_hf(im.model, args.dest, inference=info, **kwargs)
-        print(f"wrote {path} (Hugging Face ASTForAudioClassification, {at}, {frames} frames)")
+        print(f"wrote {path} (Hugging Face ASTForAudioClassification, {at})")
     else:
         model = im.model if args.patch_size is None and args.frames is None else point.fixed(im.model)
         path = model.save_pretrained(args.dest, inference=info)
-        print(f"wrote {path} (flexiast, {im.model.arch} at {at}, {model.config.input_tdim} frames; any operating "
-              "point at run time)")
+        print(f"wrote {path} (flexiast, {im.model.arch} stored at {at}; any operating point at run time)")
     return 0
 
 

@@ -45,7 +45,7 @@ def cmd_flops(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{config.arch}, {frames} frames x {mel_bins} mel bins; FLOPs per clip at each {kind.noun}:")
+    print(f"{config.arch}, {frames} frames x {mel_bins} mel bins; FLOPs per clip of each {kind.noun}:")
     print(f"{kind.column:>7}  {'tokens':>6}  {'grid':>8}  {'forward GFLOPs':>14}  {'training GFLOPs':>15}")
     for point, r in zip(points, rows):
         print(f"{kind.row_label(kind.row_fields(point)):>7}  {r['tokens']:>6}  {'x'.join(map(str, r['grid'])):>8}"

@@ -89,6 +89,10 @@ class OperatingPoint:
             return f"patch {self.patch[0]}x{self.patch[1]}" + (f", {self.resize.upper()}" if self.resize else "")
         return f"{self.frames} input frames"
 
+    def describe(self) -> str:
+        """:attr:`label` with the input length where the label lacks it."""
+        return self.label if self.patch is None else f"{self.label}, {self.frames} frames"
+
     def input_call(self) -> dict:
         """What a model fixed at this point (:meth:`fixed` without the grid policy) still takes
         per call: how its positional grid follows an input of another length (``pos_grid``)."""

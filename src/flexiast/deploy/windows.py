@@ -60,7 +60,7 @@ class WindowTask:
     ``setting`` is what every result shares (the patch size chosen, ...).
     """
 
-    cut: Callable[["InferenceModel", torch.Tensor], tuple[torch.Tensor, list[tuple[int, int]]]]
+    cut: Callable[..., tuple[torch.Tensor, list[tuple[int, int]]]]
     compute: Callable[[torch.Tensor], dict]
     finish: Callable[..., dict]
     setting: dict = field(default_factory=dict)

@@ -1,0 +1,137 @@
+"""Points of a family whose tokens follow the input length (HTS-AT, CNN14): a point of ``L``
+frames feeds a window of the trained ``T`` frames average-pooled over time by ``T / L``
+(coarse-to-fine's pooled compression, ICASSP 2024, Sec. 2.1), so it still covers all the
+audio a trained window covers and its cost is the cost of that audio."""
+
+from __future__ import annotations
+
+from ...features import Compression
+from .kind import PointKind, named
+from .point import OperatingPoint
+
+__all__ = ["LengthPoints"]
+
+
+class LengthPoints(PointKind):
+    """Points of a family whose tokens follow the input length (HTS-AT, CNN14): a point of
+    ``L`` frames is a trained window of ``T`` frames average-pooled by ``T / L``."""
+
+    name = "input_length"
+    column = "frames"
+    key_name = "frames"
+    row_required = ("frames", "compression")
+    noun = "input length"
+    stored_reason = "stored input length"
+    axis_label = "input frames (each clip average-pooled to them)"
+
+    def stored(self, config) -> OperatingPoint:
+        return OperatingPoint(config.input_tdim)
+
+    def given(self, config, *, arch: str, patch_size=None, resize=None, pos_grid: str = "leading",
+              frames: int | None = None) -> OperatingPoint:
+        given = named({"patch_size (--patch-size)": patch_size, "resize (--resize)": resize,
+                        "pos_grid (--pos-grid)": None if pos_grid == "leading" else pos_grid})
+        if given:
+            raise ValueError(f"{' and '.join(given)}: a {arch} model takes no patch size or positional grid (its "
+                             "family's calls have none: the patches are fixed by the weights and the tokens follow "
+                             "the input length); leave it out, or budget with --max-gflops/--max-ms over input "
+                             "lengths")
+        return OperatingPoint(frames or config.input_tdim)
+
+    def _refuse_patches(self, arch: str, **given) -> None:
+        given = named(given)
+        if given:
+            raise ValueError(f"{', '.join(given)}: a {arch} model takes no patch size; its profile is over "
+                             "input lengths (input_lengths, --input-lengths)")
+
+    def grid(self, config, frames: int, *, arch: str, patch_sizes=None, resize=None, axes=None,
+             input_lengths=None) -> tuple[list[OperatingPoint], list]:
+        self._refuse_patches(arch, **{"patch_sizes (--patch-sizes)": patch_sizes, "resize (--resize)": resize,
+                                      "axes (--axes)": axes})
+        lengths = [frames] if input_lengths is None else list(input_lengths)
+        if not lengths:
+            raise ValueError("input_lengths is empty")
+        for n in lengths:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"input length {n!r} must be a positive number of frames")
+            if n > frames or frames % n:
+                divisors = [frames // c for c in range(1, min(frames, 16) + 1) if frames % c == 0]
+                raise ValueError(f"input length {n}: a profile feeds the {frames}-frame clips average-pooled by a "
+                                 f"whole factor, so a length must divide {frames} (e.g. "
+                                 f"{', '.join(map(str, divisors[:6]))})")
+        return [OperatingPoint(n, pool=frames // n) for n in sorted(set(lengths), reverse=True)], []
+
+    def count_grid(self, config, frames: int, *, arch: str, patch_sizes=None, resize=None,
+                   input_lengths=None) -> list[OperatingPoint]:
+        if patch_sizes is not None or resize is not None:
+            raise ValueError(f"--patch-sizes and --resize: a {arch} model takes no patch size; give --input-lengths")
+        top = config.input_tdim
+        lengths = input_lengths or sorted({max(1, top // 4), max(1, top // 2), top})
+        return [OperatingPoint(n) for n in lengths]
+
+    def token_columns(self, model, layer: int) -> tuple[int, int]:
+        width = model.token_frames(layer)  # the time columns of the layer's grid, side by side
+        return width, width
+
+    def phase_geometry(self, model_section, compression: Compression, frames: int) -> dict:
+        return {"input_tdim": frames}  # the input length is the whole geometry
+
+    def phase_points(self, model_section, phase, compression: Compression, frames: int) -> list[OperatingPoint]:
+        return [OperatingPoint(frames)]
+
+    def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
+                    resize: str) -> dict[str, OperatingPoint]:
+        return {"stored": OperatingPoint(frames)}
+
+    def check_recipe(self, *, arch: str, compression: Compression, key: str, eval_sizes=None, select=None) -> None:
+        why = f"a {arch} model's calls take no patch size"
+        if compression.method == "patch":
+            raise ValueError(f"{key}.compression: patch:C widens a patch kernel and {why}; compress with fshift:C, "
+                             "avgpool:C or maxpool:C")
+        if eval_sizes is not None:
+            raise ValueError(f"train.eval_patch_sizes: {why}; a {arch} model validates at its input length")
+        if select is not None and select != "mean":
+            raise ValueError(f"train.select: {select!r} names a patch size and {why}; use 'mean'")
+
+    def row_fields(self, point: OperatingPoint) -> dict:
+        return {"frames": point.frames, "compression": str(point.compression), "factor": point.pool}
+
+    def row_point(self, row: dict, profile: dict) -> OperatingPoint:
+        frames = profile["input"]["frames"]
+        factor = frames // row["frames"]
+        if factor * row["frames"] != frames:
+            raise ValueError(f"the profiled input length {row['frames']} does not divide the model's {frames} frames; "
+                             "evaluate this model again")
+        return OperatingPoint(row["frames"], pool=factor)
+
+    def row_label(self, row: dict) -> str:
+        return str(row["frames"])
+
+    def row_text(self, row: dict) -> str:
+        return f"{row['frames']} frames ({row['compression']})"
+
+    def count_fields(self, point: OperatingPoint) -> dict:
+        return {"frames": point.frames}
+
+    def profile_fields(self, config, resize, axes) -> dict:
+        return {"resize": None, "axes": None, "stored_patch": None,
+                "feed": "each clip average-pooled over time to the row's length"}
+
+    def tag(self, profile: dict) -> str:
+        return "lengths"
+
+    def describe(self, profile: dict) -> str:
+        return (f"over input lengths: each {profile['input']['frames']}-frame clip average-pooled over time to the "
+                "row's length")
+
+    def csv_header(self) -> list[str]:
+        return ["input_frames", "compression"]
+
+    def csv_cells(self, row: dict) -> list:
+        return [row["frames"], row["compression"]]
+
+    def markdown_header(self) -> tuple[str, str]:
+        return "input frames | pooling", "---:|---"
+
+    def markdown_cells(self, row: dict) -> str:
+        return f"{row['frames']} | {row['compression']}"

@@ -4,10 +4,10 @@ Entering phase ``i`` (or resuming inside it) builds, in this order, everything i
 use: the optimizer and gradient scaler over the model's parameters (both restart with each
 phase, coarse-to-fine Sec. 2.2), the forward wrapper (DDP, ``torch.compile``), the patch
 sampler and the kernel resize of each step's patch size (FlexiAST Sec. 2.3), the training
-and validation sets at the phase's compression, the data sampler and training loader, and the
-phase's length in optimizer steps and epochs. :func:`build_phase` is the one place that builds them; the
-trainer holds the result in one attribute and replaces it whole at the next phase, so
-nothing of a phase outlives it (its loaders' workers end with it).
+and validation sets at the phase's compression, the data sampler and training loader, and
+the phase's length in optimizer steps and epochs. :func:`build_phase` is the one place that
+builds them; the trainer holds the result in one attribute and replaces it whole at the
+next phase, so nothing of a phase outlives it (its loaders' workers end with it).
 
 What a phase is (its geometry, its transfer, its expected cost) is :mod:`.phases`'s
 :class:`~flexiast.engine.phases.PhasePlan`, a function of the recipe alone; this module is
@@ -41,12 +41,12 @@ class PhaseRuntime:
     ``forward`` is what a step calls: the model itself, or the model in DDP and/or
     ``torch.compile``. ``patch_sampler`` draws step ``s``'s patch size from ``(seed, s)``;
     ``resize`` makes that step's kernel from the stored one (``pi`` or ``bl``; None for a
-    family whose calls take no patch size). ``steps_per_epoch`` is this rank's share of the
-    training set in whole optimizer steps; ``total_steps`` and ``epochs`` are the phase's
-    length (a phase given in steps ends mid-epoch, its last epoch counted whole).
-    ``train_loader``'s workers, and those of ``eval_loaders`` (by split, made when first
-    asked for), persist for the phase and end with it; they learn the epoch from the keys
-    of ``data_sampler``.
+    family whose calls take no patch size). ``frames`` is the phase's input length.
+    ``steps_per_epoch`` is this rank's share of the training set in whole optimizer steps;
+    ``total_steps`` and ``epochs`` are the phase's length (a phase given in steps may end
+    mid-epoch, its last epoch counted whole). The workers of ``train_loader`` (which learn
+    the epoch from ``data_sampler``'s keys) and of ``eval_loaders`` (by split, made when
+    first asked for) persist for the phase and end with it.
     """
 
     index: int

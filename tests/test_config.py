@@ -7,6 +7,7 @@ import re
 import pytest
 
 from flexiast.config import ConfigError, apply_overrides, load_config
+from flexiast.models.points import OperatingPoint
 
 
 def recipe(tmp_path, text: str):
@@ -134,8 +135,8 @@ def test_validation_sizes_that_only_fit_the_final_phase_are_skipped_in_coarse_on
     # 128 frames / fshift 4 = 32 frames: patch 48 cannot run in the coarse phase, but can in the final one.
     cfg = load(tmp_path, base, "phases.0.compression=fshift:4", "phases.0.patch.sizes=[16]",
                "train.eval_patch_sizes=[16,48]")
-    assert cfg.eval_patches(0) == {"16": (16, 16)}
-    assert cfg.eval_patches(1) == {"16": (16, 16), "48": (48, 48)}
+    assert {k: p.patch for k, p in cfg.eval_points(0).items()} == {"16": (16, 16)}
+    assert {k: p.patch for k, p in cfg.eval_points(1).items()} == {"16": (16, 16), "48": (48, 48)}
     with pytest.raises(ConfigError, match="train.eval_patch_sizes: patch 160x160"):
         load(tmp_path, base, "train.eval_patch_sizes=[16,160]")
 
@@ -195,7 +196,7 @@ def test_an_htsat_recipe_takes_its_log_mel_and_refuses_patch_settings(tmp_path, 
     f = cfg.feature_config()
     assert (f.kind, f.sample_rate, f.num_mel_bins, f.fmin, f.fmax, f.normalization) == \
         ("slaney_logmel", 32000, 64, 50.0, 14000.0, "none")
-    assert cfg.eval_patches(0) == {"stored": None} and cfg.phase_patch_sizes(0) == [None]
+    assert cfg.eval_points(0) == {"stored": OperatingPoint(32)} and cfg.phase_points(0) == [OperatingPoint(32)]
     from flexiast.engine.phases import PhasePlan
     assert PhasePlan(cfg, f).geometry(0) == {"input_tdim": 32}
     assert PhasePlan(cfg, f).geometry(1) == {"input_tdim": 128}

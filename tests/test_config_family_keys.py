@@ -21,6 +21,7 @@ from flexiast.config import ConfigError, build_config, config_to_dict
 from flexiast.models import FlexModel, ModelFamily, create_model
 from flexiast.models import base
 from flexiast.models.base import FamilyConfig
+from flexiast.models.points import LengthPoints
 from flexiast.models.ssast.recipe import OBJECTIVES
 from flexiast.recipe_checks import FamilyKeys
 from flexiast.tasks.masked_patch import OBJECTIVES as TASK_OBJECTIVES
@@ -76,7 +77,7 @@ class ToySettings:
 @pytest.fixture
 def toy(monkeypatch):
     family = ModelFamily(arch="toy", config_class=ToyConfig, model_class=Toy, feature_kind="kaldi_fbank",
-                         recipe_section=ToySection, config_from_recipe=toy_from_recipe, patch_calls=False,
+                         recipe_section=ToySection, config_from_recipe=toy_from_recipe, points=LengthPoints(),
                          recipe_keys=(FamilyKeys("", ToySettings, "toy"),))
     monkeypatch.setitem(base._FAMILIES, "toy", family)
     return family

@@ -65,7 +65,8 @@ LAYERS: tuple[Layer, ...] = (
           ("config",)),
     Layer("evaluation: profiles over a model's operating points (and their files), compute accounting, reports",
           ("evaluate", "profiles", "accounting", "report")),
-    Layer("the training engine: trainer, phases, state, logs, splits, optimizers, k-fold",
+    Layer("the training engine: the trainer's loop, a phase's plan and runtime, the step's arithmetic, the task "
+          "chosen, typed state, kept weights, logs, splits, optimizers, point sampler, run checkpoints, k-fold",
           ("engine",)),
     Layer("deployment (the deploy package: files, budgets, windows, events, predict, embed, batches of audio files, "
           "the HEAR API, profiling saved weights on data, export) and its older module names",

@@ -10,7 +10,7 @@ import torch
 
 from flexiast.config import ScheduleConfig
 from flexiast.engine.optim import lr_factor, milestones
-from flexiast.engine.patch_sampler import PatchSampler
+from flexiast.engine.point_sampler import PointSampler
 
 
 def test_ast_esc50_schedule_is_multisteplr_stepped_after_each_epoch():
@@ -49,24 +49,24 @@ def test_cosine_reaches_min_lr():
 
 def test_patch_draw_depends_only_on_seed_and_step():
     pairs = [(p, p) for p in (8, 10, 12, 16, 20, 24, 30, 32, 40, 48)]
-    a, b = PatchSampler(pairs, "uniform", seed=3), PatchSampler(pairs, "uniform", seed=3)
+    a, b = PointSampler(pairs, "uniform", seed=3), PointSampler(pairs, "uniform", seed=3)
     steps = [5, 0, 17, 5, 1000, 0]
     assert [a(s) for s in steps] == [b(s) for s in reversed(steps)][::-1]
     draws = [a(s) for s in range(5000)]
-    assert draws != [PatchSampler(pairs, "uniform", seed=4)(s) for s in range(5000)]
+    assert draws != [PointSampler(pairs, "uniform", seed=4)(s) for s in range(5000)]
     counts = Counter(draws)
     assert set(counts) == set(pairs)
     assert all(abs(c / 5000 - 0.1) < 0.02 for c in counts.values())
 
 
 def test_weighted_and_fixed_samplers():
-    w = PatchSampler([(16, 16), (32, 32)], "weighted", weights=[3, 1], seed=0)
+    w = PointSampler([(16, 16), (32, 32)], "weighted", weights=[3, 1], seed=0)
     share = sum(w(s) == (16, 16) for s in range(4000)) / 4000
     assert share == pytest.approx(0.75, abs=0.03)
-    f = PatchSampler([(16, 64)], "fixed")
+    f = PointSampler([(16, 64)], "fixed")
     assert {f(s) for s in range(10)} == {(16, 64)}
     with pytest.raises(ValueError, match="weights"):
-        PatchSampler([(16, 16), (32, 32)], "weighted", weights=[1])
+        PointSampler([(16, 16), (32, 32)], "weighted", weights=[1])
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])

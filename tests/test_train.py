@@ -59,10 +59,10 @@ class Recorder(Trainer):
                              {k: v.detach().clone() for k, v in self.model.state_dict().items()}))
 
     def _optimizer_step(self, micro_batches):
-        opt = self.optimizer
+        opt = self.phase.optimizer
         fresh = all(len(opt.state[p]) == 0 for g in opt.param_groups for p in g["params"])
         out = super()._optimizer_step(micro_batches)
-        self.steps.append({"phase": self.phase, "optimizer": id(opt), "fresh": fresh, "patch": out["patch"],
+        self.steps.append({"phase": self.phase.index, "optimizer": id(opt), "fresh": fresh, "patch": out["patch"],
                            "shape": tuple(micro_batches[0]["spec"].shape), "flops": out["flops"]})
         return out
 
@@ -150,10 +150,10 @@ def test_flexiast_phase_draws_sizes_per_step_on_time_axis(fsdd_small, tmp_path):
         train={"eval_patch_sizes": [8, 24]})
     t = Recorder(build_config(raw), tmp_path / "run")
     t.fit()
-    drawn = [s["patch"] for s in t.steps]
+    drawn = [s["patch"].patch for s in t.steps]
     assert {p[0] for p in drawn} == {16}  # frequency stays at the stored 16
     assert len({p[1] for p in drawn}) >= 3
-    assert drawn == [t.sampler(step) for step in range(len(drawn))]
+    assert drawn == [t.phase.sampler(step).patch for step in range(len(drawn))]
 
 
 # -- initialisation and distillation ---------------------------------------------------------
@@ -200,7 +200,7 @@ def test_distillation_runs_teacher_at_its_own_patch_size(fsdd_small, tmp_path, m
     t._enter_phase(0)
     batch = next(iter(t._train_loader()))
     with torch.no_grad():
-        expected = distillation_loss("ce", t.model(batch["spec"], patch_size=t.sampler(0)),
+        expected = distillation_loss("ce", t.model(batch["spec"], patch_size=t.phase.sampler(0).patch),
                                      original(batch["spec"]), 2.0)
     out = t._optimizer_step([batch])
     assert out["loss"] == pytest.approx(float(expected), rel=1e-5)

@@ -341,11 +341,13 @@ class TrainSection:
             if not cfg.eval_points(i, features):
                 raise ConfigError(f"train.eval_patch_sizes: none of {cfg.eval_sizes()} fits phase {i}'s input of "
                                   f"{features.num_mel_bins} bins x {cfg.phase_frames(i, features)} frames")
-        fitting = cfg.eval_points(last, features)
+        kind, comp = ctx.family.points, cfg.phase_compression(last)
         for size in cfg.eval_sizes():
-            if str(size if size is not None else "stored") not in fitting:
-                raise ConfigError(f"train.eval_patch_sizes: patch size {size} on the final phase's axes is larger "
-                                  f"than the input ({features.num_mel_bins} x {cfg.phase_frames(last, features)})")
+            point = kind.eval_point(cfg.model, cfg.phases[last], comp, cfg.phase_frames(last, features), size,
+                                    self.eval_resize)
+            why = kind.misfit(point, features.num_mel_bins)
+            if why:
+                raise ConfigError(f"train.eval_patch_sizes: {why}")
         if isinstance(self.select, str):
             if self.select != SELECT_MEAN:
                 raise ConfigError(f"train.select: {self.select!r} is not 'mean' or a patch size")

@@ -1,5 +1,6 @@
-"""What a run writes as it goes: ``steps.csv`` (per logged step, per rank), ``metrics.csv``
-and ``history.json`` (per epoch, rank 0), TensorBoard scalars, and the epoch line printed.
+"""What a run writes as it goes: ``config.yaml`` and the lines printed when it starts,
+``steps.csv`` (per logged step, per rank), ``metrics.csv`` and ``history.json`` (per epoch,
+rank 0), TensorBoard scalars, and the epoch line printed.
 
 On resume the rows written after the checkpoint being resumed are dropped first
 (:meth:`RunLogs.trim`), so no step or epoch appears twice.
@@ -12,9 +13,14 @@ import io
 import json
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+import yaml
 
-__all__ = ["RunLogs", "format_seconds", "unreadable_report"]
+from ..atomic import write_text_atomic
+from ..config import config_to_dict
+from ..constants import AUTO
+
+__all__ = ["RunLogs", "announce", "format_seconds", "unreadable_report", "patch_text", "step_row", "epoch_record",
+           "epoch_line", "progress_bar"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -25,6 +31,60 @@ def format_seconds(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def announce(run_dir: Path, cfg, info, precision, workers: int, cache_note: str) -> None:
+    """Write the resolved recipe to ``config.yaml`` and print what the run trains on: the
+    device, ranks and precision, the loader workers and the feature cache (rank 0)."""
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    print(f"{cfg.name}: training on {info.device} x {info.world_size}, precision {precision}", flush=True)
+    auto = " (auto)" if cfg.data.num_workers == AUTO else ""
+    print(f"{cfg.name}: data: {workers} loader worker{'s' * (workers != 1)}{auto}, feature cache {cache_note}",
+          flush=True)
+
+
+def patch_text(point) -> str:
+    """A step's patch, ``16x16``, or ``-`` for a point without one (a family whose calls take no patch size)."""
+    return "-" if point.patch is None else f"{point.patch[0]}x{point.patch[1]}"
+
+
+def step_row(step: int, phase: int, epoch: int, out: dict, clips_per_s: float) -> dict:
+    """A row of ``steps.csv``: an optimizer step's result ``out`` (loss, lr, patch size,
+    skipped reads and their files) where the run was."""
+    return {"step": step, "phase": phase, "epoch": epoch, "loss": out["loss"], "lr": out["lr"],
+            "patch": patch_text(out["patch"]), "clips_per_s": round(clips_per_s, 2), "skipped": out["skipped"],
+            "unreadable": " | ".join(out["errors"])}
+
+
+def epoch_record(cfg, phase: int, progress, accounting: list, train_out: dict, val: dict, val_select: float) -> dict:
+    """An epoch's entry in ``history.json`` (its row in ``metrics.csv``): where the run is
+    (``progress`` before the epoch is counted), the training loss and rate, the cost so far
+    over all phases, validation and its selection number, and the epoch's unreadable reads
+    in training and validation with their files."""
+    p, ph = progress, cfg.phases[phase]
+    return {"phase": phase, "phase_name": ph.name or f"phase{phase}", "compression": ph.compression,
+            "epoch": p.epoch + 1, "phase_epoch": p.phase_epoch + 1, "step": p.step,
+            "final_phase": phase == len(cfg.phases) - 1, **train_out,
+            "train_flops_cum": sum(a.train_flops for a in accounting),
+            "train_seconds_cum": sum(a.train_seconds for a in accounting),
+            "val": val, "val_select": val_select,
+            "unreadable": {"train_skipped": p.skipped, "val_skipped": val["_skipped"],
+                           "files": sorted(set(p.unreadable) | set(val["_unreadable"]))}}
+
+
+def epoch_line(record: dict, phase_epochs: int, metric: str, seconds_left: float) -> str:
+    """The line printed after an epoch."""
+    return (f"phase {record['phase']} epoch {record['phase_epoch']}/{phase_epochs} (global {record['epoch']}): "
+            f"loss {record['train_loss']:.4f}, val {metric} {record['val_select']:.4f}, "
+            f"{record['train_flops_cum'] / 1e12:.3f} TFLOPs, {record['train_seconds_cum']:.1f} s, "
+            f"about {format_seconds(seconds_left)} left")
+
+
+def progress_bar(*, total: int, initial: int, desc: str):
+    """A tqdm bar over an epoch's steps (``train.progress``), started at ``initial`` steps."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, leave=False, dynamic_ncols=True, desc=desc)
 
 
 def _read_csv(path: Path) -> list[dict]:

@@ -41,6 +41,14 @@ class PhasePlan:
             return phases[i].transfer
         return phases[i - 1].transfer
 
+    def feature_bytes(self, splits: dict) -> int:
+        """What caching the run's features takes: every clip of every split, once per input
+        resolution the phases read (fshift changes it, pooling does not), float32."""
+        f = self.features
+        frames = {f.fbank_frames(self.cfg.phase_compression(i)) for i in range(len(self.cfg.phases))}
+        clips = sum(len(m.items) for m in splits.values())
+        return clips * sum(frames) * f.num_mel_bins * 4
+
     def step_flops(self, i: int, current, task) -> float:
         """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
         over its sampler's sizes, weighted as drawn, at its input length and stored kernel,

@@ -28,11 +28,13 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..atomic import write_atomic
 from ..checkpoints import CheckpointError, torch_load_safe
+from ..distributed import DistInfo
 
 __all__ = ["save_atomic", "save_run_checkpoint", "load_latest", "load_run_checkpoint", "run_weights",
-           "WEIGHT_FILES"]
+           "gather_rng_states", "restore_rng_state", "warn_if_precision_changed", "WEIGHT_FILES"]
 
 REQUIRED = ("model", "model_config", "run_config", "optimizer", "progress")
 #: The weight files of a training run, by name: safetensors for the weights a run keeps,
@@ -104,3 +106,34 @@ def load_latest(run_dir: Path) -> tuple[dict, Path]:
         return state, path
     detail = f": {'; '.join(errors)}" if errors else ""
     raise CheckpointError(f"{run_dir}: no checkpoint to resume from (last.pt, last.prev.pt){detail}")
+
+
+def gather_rng_states(info: DistInfo) -> list[dict]:
+    """Every rank's RNG state (torch's CPU generator, and the device's on CUDA), in rank
+    order: a checkpoint's ``rng``. A collective: every rank calls it."""
+    rng = {"torch": torch.get_rng_state()}
+    if info.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(info.device)
+    return distributed.gather_objects(rng, info)
+
+
+def restore_rng_state(rng: list[dict], info: DistInfo) -> None:
+    """Set this rank's RNG state from a checkpoint's ``rng`` (dropout continues as if never
+    stopped). Resumed on another number of ranks, rank ``r`` takes state ``r mod saved``
+    and the run continues, with a warning that it is no longer bit-identical."""
+    if len(rng) != info.world_size:
+        warnings.warn(f"the checkpoint was written by {len(rng)} ranks and is resumed on {info.world_size}: "
+                      "the run continues, but not bit-identically", stacklevel=3)
+    mine = rng[info.rank % len(rng)]
+    torch.set_rng_state(mine["torch"])
+    if "cuda" in mine and info.device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], info.device)
+
+
+def warn_if_precision_changed(saved: dict | None, precision) -> None:
+    """Warn when a run that trained in ``saved`` (a checkpoint's ``precision``; None in older
+    ones) continues in another ``precision`` (``train.precision: auto`` resolved elsewhere):
+    it continues, but its numbers are no longer those of the run never stopped."""
+    if saved is not None and saved["name"] != precision.name:
+        warnings.warn(f"train.precision: the run trained in {saved['name']} ({saved['reason']}) and continues "
+                      f"in {precision}: it continues, but not bit-identically", stacklevel=3)

@@ -45,6 +45,18 @@ class Progress(_Saved):
     skipped: int = 0
     unreadable: list[str] = field(default_factory=list)
 
+    def count_step(self, loss: float, clips: int, skipped: int, errors: list[str]) -> None:
+        """One optimizer step done: the clocks advance, and its mean ``loss`` over ``clips``,
+        its ``skipped`` reads and their ``errors`` join the epoch's."""
+        self.step += 1
+        self.phase_step += 1
+        self.batch += 1
+        self.loss_sum += loss * clips
+        self.loss_clips += clips
+        if skipped:
+            self.skipped += skipped
+            self.unreadable = sorted(set(self.unreadable) | set(errors))
+
     def end_epoch(self) -> float:
         """This epoch's mean training loss; resets the epoch's running sums."""
         loss = self.loss_sum / max(self.loss_clips, 1)
@@ -62,6 +74,13 @@ class PhaseAccount(_Saved):
     val_seconds: float = 0.0
     steps: int = 0
     clips: int = 0
+
+    def count_step(self, clips: int, flops: int, seconds: float) -> None:
+        """One optimizer step of ``clips`` clips and ``flops`` FLOPs that took ``seconds``."""
+        self.steps += 1
+        self.clips += clips
+        self.train_flops += flops
+        self.train_seconds += seconds
 
 
 @dataclass

@@ -70,10 +70,21 @@ class PointKind:
         """The points a phase's steps draw from, in the order its sampler's weights name them."""
         raise NotImplementedError
 
+    def eval_point(self, model_section, phase, compression: Compression, frames: int, size,
+                   resize: str) -> OperatingPoint:
+        """The validation point of ``size`` (a patch size on the phase's axes, or None: the stored one)."""
+        raise NotImplementedError
+
+    def misfit(self, point: OperatingPoint, mel_bins: int) -> str | None:
+        """Why ``point`` does not fit its input of ``mel_bins`` x ``point.frames``, or None."""
+        return None
+
     def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
                     resize: str) -> dict[str, OperatingPoint]:
         """``{name: point}``: the validation points of ``sizes`` that fit a phase's input."""
-        raise NotImplementedError
+        points = {str(s if s is not None else "stored"): self.eval_point(model_section, phase, compression, frames,
+                                                                         s, resize) for s in sizes}
+        return {name: p for name, p in points.items() if self.misfit(p, mel_bins) is None}
 
     def check_recipe(self, *, arch: str, compression: Compression, key: str, eval_sizes=None, select=None) -> None:
         """Refuse, naming the key, what a recipe asks of points this kind does not have."""

@@ -79,9 +79,9 @@ class LengthPoints(PointKind):
     def phase_points(self, model_section, phase, compression: Compression, frames: int) -> list[OperatingPoint]:
         return [OperatingPoint(frames)]
 
-    def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
-                    resize: str) -> dict[str, OperatingPoint]:
-        return {"stored": OperatingPoint(frames)}
+    def eval_point(self, model_section, phase, compression: Compression, frames: int, size,
+                   resize: str) -> OperatingPoint:
+        return OperatingPoint(frames)  # validation sizes are refused by check_recipe
 
     def check_recipe(self, *, arch: str, compression: Compression, key: str, eval_sizes=None, select=None) -> None:
         why = f"a {arch} model's calls take no patch size"

@@ -110,14 +110,15 @@ class PatchPoints(PointKind):
         return [OperatingPoint(frames, self._phase_pair(model_section, phase, s, compression), phase.patch.resize)
                 for s in (phase.patch.sizes or [None])]
 
-    def eval_points(self, model_section, phase, compression: Compression, frames: int, mel_bins: int, sizes: list,
-                    resize: str) -> dict[str, OperatingPoint]:
-        out = {}
-        for s in sizes:
-            pf, pt = self._phase_pair(model_section, phase, s, compression)
-            if pf <= mel_bins and pt <= frames:
-                out[str(s if s is not None else "stored")] = OperatingPoint(frames, (pf, pt), resize, size=s)
-        return out
+    def eval_point(self, model_section, phase, compression: Compression, frames: int, size,
+                   resize: str) -> OperatingPoint:
+        return OperatingPoint(frames, self._phase_pair(model_section, phase, size, compression), resize, size=size)
+
+    def misfit(self, point: OperatingPoint, mel_bins: int) -> str | None:
+        pf, pt = point.patch
+        if pf > mel_bins or pt > point.frames:
+            return f"patch {pf}x{pt} is larger than the input ({mel_bins} x {point.frames})"
+        return None
 
     def init_hints(self, transfer: str) -> dict:
         return {"kernel_resize": transfer}

@@ -1,0 +1,143 @@
+"""A phase's runtime: what the trainer builds on entering a phase, as one typed object.
+
+Entering phase ``i`` (or resuming inside it) builds, in this order, everything its steps
+use: the optimizer and gradient scaler over the model's parameters (both restart with each
+phase, coarse-to-fine Sec. 2.2), the forward wrapper (DDP, ``torch.compile``), the patch
+sampler and the kernel resize of each step's patch size (FlexiAST Sec. 2.3), the training
+and validation sets at the phase's compression, the data sampler and training loader, and
+the phase's length in optimizer steps and epochs. :func:`build_phase` is the one place that
+builds them; the trainer holds the result in one attribute and replaces it whole at the
+next phase, so nothing of a phase outlives it (its loaders' workers end with it).
+
+What a phase is (its geometry, its transfer, its expected cost) is :mod:`.phases`'s
+:class:`~flexiast.engine.phases.PhasePlan`, a function of the recipe alone; this module is
+what a phase *has* while it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import distributed
+from ..config import ConfigError, RunConfig, ScheduleConfig
+from ..data import AudioDataset, ShardedSampler
+from ..data.loader import EpochKeys, make_loader
+from ..data.samplers import BalancedSampler, manifest_weights
+from ..distributed import DistInfo
+from .optim import build_optimizer, lr_factor
+from .point_sampler import PointSampler
+from .state import Progress
+
+__all__ = ["PhaseRuntime", "build_phase", "place_model"]
+
+
+@dataclass
+class PhaseRuntime:
+    """The live state of phase ``index``.
+
+    ``forward`` is what a step calls: the model itself, or the model in DDP and/or
+    ``torch.compile``. ``sampler`` draws step ``s``'s operating point from ``(seed, s)``
+    (a patch size and the resize that makes its kernel from the stored one, for a patch
+    family; the phase's one point otherwise). ``frames`` is the phase's input length.
+    ``steps_per_epoch`` is this rank's share of the training set in whole optimizer steps;
+    ``total_steps`` and ``epochs`` are the phase's length (a phase given in steps may end
+    mid-epoch, its last epoch counted whole). The workers of ``train_loader`` (which learn
+    the epoch from ``data_sampler``'s keys) and of ``eval_loaders`` (by split, made when
+    first asked for) persist for the phase and end with it.
+    """
+
+    index: int
+    forward: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    sampler: PointSampler
+    train_set: AudioDataset
+    val_set: AudioDataset
+    data_sampler: ShardedSampler | BalancedSampler
+    train_loader: torch.utils.data.DataLoader
+    frames: int
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    base_lr: float
+    schedule: ScheduleConfig
+    eval_loaders: dict = field(default_factory=dict)
+
+    def learning_rate(self, progress: Progress) -> float:
+        """The rate of the current step: ``lr * factor(phase step, phase epoch)``
+        (:func:`~flexiast.engine.optim.lr_factor`); the schedule's clock is the phase's."""
+        return self.base_lr * lr_factor(self.schedule, self.base_lr, progress.phase_step, progress.phase_epoch,
+                                        self.total_steps, self.epochs)
+
+    def steps_left_in_epoch(self, progress: Progress) -> int:
+        """Optimizer steps left in the current epoch (the phase may end first)."""
+        return min(self.steps_per_epoch - progress.batch, self.total_steps - progress.phase_step)
+
+
+def place_model(model: torch.nn.Module, info: DistInfo) -> tuple[torch.nn.Module, str | None]:
+    """``model`` on this rank's device, its BatchNorm layers synchronised under DDP where
+    torch can (:func:`flexiast.distributed.sync_batchnorm`), and that function's note."""
+    model.to(info.device)
+    if not info.enabled:
+        return model, None
+    return distributed.sync_batchnorm(model, info.device)
+
+
+def build_phase(i: int, model: torch.nn.Module, *, cfg: RunConfig, info: DistInfo, scaler_enabled: bool,
+                unused_parameters: bool, splits: dict, features, cache, micro_batch: int,
+                workers: int) -> PhaseRuntime:
+    """Phase ``i``'s runtime for ``model`` (already adapted to the phase and placed with
+    :func:`place_model`). ``splits`` are the run's manifests, ``cache`` its feature cache,
+    ``micro_batch`` the clips per rank and micro-batch, ``workers`` the loader processes;
+    ``unused_parameters`` tells DDP that the task leaves some parameters without a gradient."""
+    ph = cfg.phases[i]
+    optimizer = build_optimizer(model.parameters(), cfg.phase_optimizer(i))
+    scaler = torch.amp.GradScaler(info.device.type, enabled=scaler_enabled)
+    forward = _forward(model, i, cfg, info, unused_parameters)
+    sampler = PointSampler(cfg.phase_points(i, features), ph.patch.sampler, ph.patch.weights, seed=cfg.seed)
+    comp = cfg.phase_compression(i)
+    train_set = AudioDataset(splits["train"], features, compression=comp, augment=cfg.augment, train=True,
+                             cache=cache, on_error=cfg.data.on_error, seed=cfg.seed)
+    val_set = AudioDataset(splits["val"], features, compression=comp, cache=cache, on_error=cfg.data.on_error,
+                           seed=cfg.seed)
+    n = len(train_set)
+    weights = manifest_weights(splits["train"], balanced=cfg.data.balanced)  # a mixture's, or AST's balance
+    if weights is not None:
+        data_sampler = BalancedSampler(weights, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+    else:
+        data_sampler = ShardedSampler(n, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+    train_loader = make_loader(train_set, batch_size=micro_batch, sampler=EpochKeys(data_sampler), workers=workers,
+                               drop_last=True, seed=cfg.seed, pin_memory=info.device.type == "cuda")
+    steps_per_epoch = math.ceil(n / info.world_size) // (micro_batch * cfg.train.accum_steps)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"data.batch_size: {cfg.data.batch_size} is more than the {n} training clips")
+    total = ph.steps if ph.steps is not None else ph.epochs * steps_per_epoch
+    epochs = ph.epochs if ph.epochs is not None else math.ceil(total / steps_per_epoch)
+    return PhaseRuntime(index=i, forward=forward, optimizer=optimizer, scaler=scaler, sampler=sampler,
+                        train_set=train_set, val_set=val_set, data_sampler=data_sampler,
+                        train_loader=train_loader, frames=features.frames(comp), steps_per_epoch=steps_per_epoch,
+                        total_steps=total, epochs=epochs, base_lr=cfg.phase_optimizer(i).lr,
+                        schedule=cfg.phase_schedule(i))
+
+
+def _forward(model: torch.nn.Module, i: int, cfg: RunConfig, info: DistInfo, unused_parameters: bool):
+    """What a step calls: ``model`` in DDP on several ranks, then compiled with
+    ``train.compile`` (``dynamic=False``: a graph per patch size). Dynamo's cache limit is
+    raised to ``2 x sizes + 8`` graphs, ``sizes`` the larger of the phase's training and the
+    run's validation sizes, so a size seen before is not compiled again."""
+    forward = model
+    if info.enabled:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+            find_unused_parameters=unused_parameters)
+    if cfg.train.compile:
+        import torch._dynamo as dynamo
+
+        sizes = max(len(cfg.phase_points(i)), len(cfg.eval_sizes()))
+        dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 2 * sizes + 8)
+        backend = cfg.train.compile if isinstance(cfg.train.compile, str) else "inductor"
+        forward = torch.compile(forward, backend=backend, dynamic=False)
+    return forward

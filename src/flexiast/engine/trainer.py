@@ -59,7 +59,7 @@ from ..data.loader import EpochKeys, loader_workers, make_loader, resolve_cache
 from ..data.samplers import BalancedSampler, manifest_weights
 from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
-from ..models import create_model, family_of, flops, get_family, load_model, patch_call
+from ..models import create_model, family_of, flops, get_family, load_model, patch_call, read_weights
 from ..resize import to_pair
 from ..tasks import Classification, Distillation, MaskedPatchPrediction, Task
 from .logs import RunLogs, format_seconds, unreadable_report
@@ -119,7 +119,7 @@ class Trainer:
             raise ConfigError(f"loss.teacher: {cfg.loss.teacher} holds a {teacher.arch} pretraining model, not a "
                               "classifier to distil from")
         if cfg.init.path is not None and resume_state is None:
-            load_state_dict(cfg.init.path)
+            self.init_weights = read_weights(cfg.init.path)  # read once: _initial_model builds from it
         self.splits, self.left_out = self._load_splits()
         train = self.splits["train"]
         self._check_labels(train)
@@ -192,7 +192,7 @@ class Trainer:
                  if getattr(init, k) is not None}
         if self.cfg.patch_calls:  # the first phase's transfer moves a kernel of another size in
             hints["kernel_resize"] = self.plan.transfer(0)
-        return self.family.init_from(init.path, target, **hints)
+        return self.family.init_from(self.init_weights, target, **hints)
 
     def _check_labels(self, train) -> None:
         """A classifier trains on labelled clips, a pretraining model on unlabeled ones."""

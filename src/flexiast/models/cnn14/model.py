@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..base import FlexModel, TokenEmbedding, check_adapt
+from ..layers import check_spectrogram
 from .config import CNN14Config
 
 __all__ = ["CNN14", "CNN14Output", "ConvBlock", "FIXED_BY_WEIGHTS", "PATCH_SETTINGS"]
@@ -100,18 +101,13 @@ class CNN14(FlexModel):
     PANNs' embedding, :meth:`embed` any block's feature map.
     """
 
+    config_class = CNN14Config
     #: PANNs' log-mel: 64 Slaney mel bins in dB, 32 kHz, hop 320, 50-14,000 Hz.
     feature_kind = "slaney_logmel"
 
-    def __init__(self, num_classes: int = 527, **kwargs):
-        super().__init__()
-        if "config" in kwargs:
-            cfg = kwargs.pop("config")
-            if kwargs:
-                raise TypeError(f"pass either config= or keyword arguments, not both: {sorted(kwargs)}")
-        else:
-            cfg = CNN14Config(num_classes=num_classes, **kwargs)
-        self.config: CNN14Config = cfg
+    def __init__(self, num_classes: int | None = None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        cfg = self.config
         self.bn0 = nn.BatchNorm2d(cfg.input_fdim)
         widths = (1, *cfg.channels)
         for k in range(cfg.num_blocks):
@@ -121,15 +117,6 @@ class CNN14(FlexModel):
         self.fc1 = nn.Linear(cfg.num_features, cfg.num_features)
         self.fc_audioset = nn.Linear(cfg.num_features, cfg.num_classes)
         self.reset_parameters()
-
-    @classmethod
-    def preset(cls, name: str, num_classes: int = 527, **kwargs) -> "CNN14":
-        """``base`` (PANNs' CNN14) or ``micro`` (widths / 8): :data:`flexiast.models.cnn14.PRESETS`."""
-        from .config import PRESETS
-
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-        return cls(num_classes, **{**PRESETS[name], **kwargs})
 
     def reset_parameters(self) -> None:
         """PANNs' initialisation (pytorch/models.py ``init_layer``, ``init_bn``): Xavier-uniform
@@ -162,17 +149,9 @@ class CNN14(FlexModel):
     # -- the pipeline ------------------------------------------------------------------
     def _check_input(self, spec: torch.Tensor) -> None:
         cfg = self.config
-        if not isinstance(spec, torch.Tensor):
-            raise TypeError(f"expected a spectrogram tensor [batch, frames, mel_bins], got {type(spec).__name__}")
-        if spec.dim() != 3:
-            raise ValueError(f"expected a spectrogram [batch, frames, mel_bins] (3 dims), got shape "
-                             f"{tuple(spec.shape)}; add a batch dimension with spec.unsqueeze(0)")
-        if spec.shape[-1] != cfg.input_fdim:
-            raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins; this CNN14 was built for "
-                             f"input_fdim={cfg.input_fdim} (shape is [batch, frames, mel_bins])")
-        if spec.shape[1] < cfg.min_frames:
-            raise ValueError(f"spectrogram has {spec.shape[1]} frames; this CNN14's {cfg.num_blocks - 1} 2x2 poolings "
-                             f"need an input length of at least {cfg.min_frames} frames")
+        check_spectrogram(spec, cfg.input_fdim, "CNN14", cfg.min_frames,
+                          f"spectrogram has {{frames}} frames; this CNN14's {cfg.num_blocks - 1} 2x2 poolings need an "
+                          f"input length of at least {cfg.min_frames} frames")
 
     def image(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec[B, T, F]`` normalised over the mel bins (``bn0``): the image ``[B, 1, T, F]``."""
@@ -255,12 +234,3 @@ class CNN14(FlexModel):
         _no_call(call, "fixed")
         config = self.config if input_tdim is None else self.config.replace(input_tdim=input_tdim)
         return self._rebuilt(config, {k: v.detach().clone() for k, v in self.state_dict().items()})
-
-    @classmethod
-    def from_pretrained(cls, path, **overrides) -> "CNN14":
-        """PANNs checkpoints (``Cnn14_mAP=0.431.pth``: ``{"model": state dict}`` with the front end's
-        buffers) or flexiast files (:mod:`flexiast.models.cnn14.weights`); ``overrides``:
-        ``num_classes`` (a new head), ``input_tdim``, ``labels``, dropout. Never runs code from the file."""
-        from ..registry import load_model
-
-        return load_model(path, arch=CNN14Config.arch, **overrides)

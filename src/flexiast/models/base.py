@@ -44,6 +44,29 @@ class FamilyConfig:
     arch: ClassVar[str]
     tuple_fields: ClassVar[tuple[str, ...]] = ()
 
+    def _positive_ints(self, *names: str) -> None:
+        """Refuse a field of ``names`` that is not a positive integer (a bool is not one)."""
+        for name in names:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r} must be a positive integer")
+
+    def _rates(self, *names: str) -> None:
+        """Refuse a dropout rate of ``names`` outside ``[0, 1)``."""
+        for name in names:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
+
+    def _tuple_labels(self) -> None:
+        """``labels`` (if any) as a tuple of strings."""
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+
+    def _check_labels(self) -> None:
+        """Refuse ``labels`` that are not one per class."""
+        if self.labels is not None and len(self.labels) != self.num_classes:
+            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
+
     def replace(self, **changes):
         """This configuration with ``changes``; a new ``num_classes`` without ``labels`` drops the labels."""
         d = self.to_dict()
@@ -89,6 +112,8 @@ class FlexModel(nn.Module):
     config_class: ClassVar[type]
     #: The features the family was designed for (:attr:`flexiast.features.FeatureConfig.kind`).
     feature_kind: ClassVar[str]
+    #: Where the classifier's parameters are in the state dict (what a new ``num_classes`` replaces).
+    head_prefix: ClassVar[str] = "head."
 
     def __init__(self, num_classes: int | None = None, **kwargs):
         """Set :attr:`config`: ``config=`` as given, or :attr:`config_class` built from
@@ -150,6 +175,23 @@ class FlexModel(nn.Module):
         with nothing resized per call: what export and fast inference at one setting use."""
         raise NotImplementedError
 
+    def _rebuilt(self, changes: dict, fixed_by_weights=()) -> "FlexModel":
+        """A copy of this network under ``config.replace(**changes)`` holding its weights
+        unchanged, on its device, in its dtype and mode: :meth:`adapt` and :meth:`fixed` of a
+        family whose weights do not depend on the input length (HTS-AT, CNN14). Fields in
+        ``fixed_by_weights`` are refused (:func:`check_adapt`); a new ``num_classes`` leaves the
+        head (the parameters under :attr:`head_prefix`) freshly initialised."""
+        check_adapt(self.config, changes, fixed_by_weights)
+        config = self.config.replace(**changes) if changes else self.config
+        sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        new_head = config.num_classes != self.config.num_classes
+        if new_head:
+            sd = {k: v for k, v in sd.items() if not k.startswith(self.head_prefix)}
+        param = next(self.parameters())
+        model = type(self)(config=config)
+        model.load_state_dict(sd, strict=not new_head)
+        return model.to(device=param.device, dtype=param.dtype).train(self.training)
+
     def save_pretrained(self, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
         """``directory/config.json`` + ``model.safetensors``: flexiast's layout for every family
         (the configuration with its ``arch``; ``inference``: the features and how scores are
@@ -203,6 +245,22 @@ class FlopCountBase:
     @property
     def gflops_per_clip(self) -> float:
         return self.forward / self.batch_size / 1e9
+
+    @staticmethod
+    def input_of(input_shape, input_fdim: int | None = None, built_for: str = "") -> tuple[int, int, int]:
+        """``(batch, frames, mel_bins)`` of a counter's ``input_shape``, ``(frames, mel_bins)`` for
+        one clip or ``(batch, frames, mel_bins)``; with ``input_fdim``, other mel bins are refused
+        (naming the model, ``built_for``), for a family whose weights fix them."""
+        if len(input_shape) == 2:
+            batch, (frames, bins) = 1, input_shape
+        elif len(input_shape) == 3:
+            batch, frames, bins = input_shape
+        else:
+            raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or "
+                             "(batch, frames, mel_bins)")
+        if input_fdim is not None and bins != input_fdim:
+            raise ValueError(f"input_shape has {bins} mel bins; this {built_for} was built for input_fdim={input_fdim}")
+        return batch, frames, bins
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,19 @@ def config_from_facts(config_class: type, fields: dict, facts: dict, path, layou
         raise CheckpointError(f"{path}: {layout} checkpoint: {e}") from None
 
 
-def fill(model: FlexModel, sd: dict, path, layout: str, fresh: tuple[str, ...] = ()) -> FlexModel:
+def fill(model: FlexModel, sd: dict, path, layout: str, fresh: tuple[str, ...] = (), new_head: str = "") -> FlexModel:
     """``model`` with the tensors of ``sd``: every parameter and buffer must come from the file
-    except those under the ``fresh`` prefixes (a new head), and the file may hold nothing else;
-    otherwise a :class:`CheckpointError` names the file, its layout and the first differences."""
+    except those under the ``fresh`` prefixes, and the file may hold nothing else; otherwise a
+    :class:`CheckpointError` names the file, its layout and the first differences. With
+    ``new_head`` (the head in words), the head (:attr:`FlexModel.head_prefix`) is fresh too,
+    with a warning that says so."""
+    fresh = (*fresh, model.head_prefix) if new_head else fresh
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith(fresh)] if fresh else missing
     if missing or unexpected:
         raise CheckpointError(f"{path} ({layout}): missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+    if new_head:
+        warnings.warn(f"{path}: {new_head} initialised at random ({model.config.num_classes} classes)", stacklevel=5)
     return model
 
 

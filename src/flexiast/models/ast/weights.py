@@ -398,9 +398,7 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
         overrides = {k: v for k, v in overrides.items()
                      if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
     cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides, kernel_resize)
-    model = fill(AST(config=cfg), sd, path, layout, fresh=("head.",) if new_head else ())
-    if new_head:
-        warnings.warn(f"{path}: classifier head initialised at random ({cfg.num_classes} classes)", stacklevel=4)
+    model = fill(AST(config=cfg), sd, path, layout, new_head="classifier head" if new_head else "")
     log.info("loaded %s checkpoint %s: %s", layout, path, cfg)
     return model
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import FlexModel, TokenEmbedding, check_adapt
+from ..base import FlexModel, TokenEmbedding
 from ..layers import check_spectrogram
 from .config import CNN14Config
 
@@ -102,6 +102,7 @@ class CNN14(FlexModel):
     """
 
     config_class = CNN14Config
+    head_prefix = "fc_audioset."
     #: PANNs' log-mel: 64 Slaney mel bins in dB, 32 kHz, hop 320, 50-14,000 Hz.
     feature_kind = "slaney_logmel"
 
@@ -204,12 +205,6 @@ class CNN14(FlexModel):
         return TokenEmbedding(prefix=prefix.unsqueeze(1), tokens=tokens, grid=(f, t))
 
     # -- other geometries ---------------------------------------------------------------
-    def _rebuilt(self, config: CNN14Config, sd: dict, strict: bool = True) -> "CNN14":
-        param = self.fc1.weight
-        model = CNN14(config=config)
-        model.load_state_dict(sd, strict=strict)
-        return model.to(device=param.device, dtype=param.dtype).train(self.training)
-
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "CNN14":
         """This network for another ``input_tdim`` (no weight changes: a CNN computes every
         position it is given), ``num_classes`` (a new ``fc_audioset``), ``labels`` or dropout.
@@ -220,17 +215,10 @@ class CNN14(FlexModel):
         if patch:
             raise ValueError(f"cannot adapt {', '.join(patch)}: CNN14 is a CNN without patches (its 3x3 "
                              "kernels are fixed and every input position is computed)")
-        check_adapt(self.config, changes, FIXED_BY_WEIGHTS)
-        config = self.config.replace(**changes)
-        sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        new_head = config.num_classes != self.config.num_classes
-        if new_head:
-            sd = {k: v for k, v in sd.items() if not k.startswith("fc_audioset.")}
-        return self._rebuilt(config, sd, strict=not new_head)
+        return self._rebuilt(changes, FIXED_BY_WEIGHTS)
 
     def fixed(self, *, input_tdim: int | None = None, **call) -> "CNN14":
         """A copy for ``input_tdim`` frames: nothing is resized per call, so it computes what this
         model does (``call`` must be empty: CNN14 has no per-call settings)."""
         _no_call(call, "fixed")
-        config = self.config if input_tdim is None else self.config.replace(input_tdim=input_tdim)
-        return self._rebuilt(config, {k: v.detach().clone() for k, v in self.state_dict().items()})
+        return self._rebuilt({} if input_tdim is None else {"input_tdim": input_tdim})

@@ -111,11 +111,7 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
 
 
 def _build(config: CNN14Config, sd: dict, new_head: bool, path, layout: str) -> CNN14:
-    model = fill(CNN14(config=config), sd, path, layout, ("fc_audioset.",) if new_head else ())
-    if new_head:
-        warnings.warn(f"{path}: classifier (fc_audioset) initialised at random ({config.num_classes} classes)",
-                      stacklevel=4)
-    return model
+    return fill(CNN14(config=config), sd, path, layout, new_head="classifier (fc_audioset)" if new_head else "")
 
 
 def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: dict | None, *,

@@ -58,7 +58,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...checkpoints import CheckpointError
-from ..base import FlexModel, TokenEmbedding, UnknownLayout, check_adapt
+from ..base import FlexModel, TokenEmbedding, UnknownLayout
 from ..layers import DropPath, Mlp, check_spectrogram
 from .config import HTSATConfig
 
@@ -308,6 +308,7 @@ class HTSAT(FlexModel):
     """
 
     config_class = HTSATConfig
+    head_prefix = "tscam_conv."
     #: HTS-AT's log-mel: 64 Slaney mel bins in dB, 32 kHz, hop 320.
     feature_kind = "slaney_logmel"
 
@@ -427,12 +428,6 @@ class HTSAT(FlexModel):
         return TokenEmbedding(prefix=tokens.mean(dim=1, keepdim=True), tokens=tokens, grid=(gf, gt))
 
     # -- other geometries ---------------------------------------------------------------
-    def _rebuilt(self, config: HTSATConfig, sd: dict, strict: bool = True) -> "HTSAT":
-        param = self.patch_embed.proj.weight
-        model = HTSAT(config=config)
-        model.load_state_dict(sd, strict=strict)
-        return model.to(device=param.device, dtype=param.dtype).train(self.training)
-
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "HTSAT":
         """This network for another ``input_tdim`` (no weight changes: the tokens follow the
         input, and the relative-bias tables do not depend on it), ``num_classes`` (a new head,
@@ -445,20 +440,13 @@ class HTSAT(FlexModel):
             raise ValueError(f"cannot adapt {', '.join(patch)}: HTS-AT has no patch-size call (its "
                              f"{self.config.patch_size}x{self.config.patch_size} patches are fixed by its weights; "
                              "the number of tokens follows input_tdim)")
-        check_adapt(self.config, changes, FIXED_BY_WEIGHTS)
-        config = self.config.replace(**changes)
-        sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        new_head = config.num_classes != self.config.num_classes
-        if new_head:
-            sd = {k: v for k, v in sd.items() if not k.startswith("tscam_conv.")}
-        return self._rebuilt(config, sd, strict=not new_head)
+        return self._rebuilt(changes, FIXED_BY_WEIGHTS)
 
     def fixed(self, *, input_tdim: int | None = None, **call) -> "HTSAT":
         """A copy for ``input_tdim`` frames: nothing is resized per call, so it computes what this
         model does (``call`` must be empty: HTS-AT has no per-call settings)."""
         _no_call(call, "fixed")
-        config = self.config if input_tdim is None else self.config.replace(input_tdim=input_tdim)
-        return self._rebuilt(config, {k: v.detach().clone() for k, v in self.state_dict().items()})
+        return self._rebuilt({} if input_tdim is None else {"input_tdim": input_tdim})
 
     @classmethod
     def from_pretrained(cls, path, **overrides) -> "HTSAT":

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from pathlib import Path
 
 import torch
@@ -246,14 +245,8 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
 
 
 def _build(config: HTSATConfig, sd: dict, new_head: bool, path, layout: str) -> HTSAT:
-    fresh = ("tscam_conv.",) if new_head else ()
-    if layout == "swin":
-        fresh += ("bn0.",)
-    model = fill(HTSAT(config=config), sd, path, layout, fresh)
-    if new_head:
-        warnings.warn(f"{path}: token-semantic head (tscam_conv) initialised at random ({config.num_classes} classes)",
-                      stacklevel=4)
-    return model
+    return fill(HTSAT(config=config), sd, path, layout, ("bn0.",) if layout == "swin" else (),
+                new_head="token-semantic head (tscam_conv)" if new_head else "")
 
 
 def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: dict | None, *,

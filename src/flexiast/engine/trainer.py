@@ -58,7 +58,7 @@ from ..data import AudioDataset
 from ..data.loader import loader_workers, resolve_cache
 from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
-from ..models import create_model, get_family
+from ..models import create_model, get_family, read_weights
 from .kept_weights import KeptWeights, chosen_on, selection_number, validates_on_test
 from .logs import RunLogs, announce, epoch_line, epoch_record, patch_text, progress_bar, step_row, unreadable_report
 from .objective import build_task, check_labels, load_teacher
@@ -113,8 +113,8 @@ class Trainer:
         self.family = get_family(cfg.model.arch)
         # Weight files first: an unreadable or untrusted file is refused before the data scan.
         teacher = load_teacher(cfg)
-        if cfg.init.path is not None and resume_state is None:
-            load_state_dict(cfg.init.path)
+        # read once: _initial_model builds from it (a resumed run's weights are in its checkpoint)
+        self.init_weights = read_weights(cfg.init.path) if cfg.init.path is not None and resume_state is None else None
         self.splits, self.left_out = self._load_splits()
         train = self.splits["train"]
         check_labels(cfg, train)
@@ -178,7 +178,7 @@ class Trainer:
         hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
                  if getattr(init, k) is not None}
         hints.update(self.cfg.points().init_hints(self.plan.transfer(0)))  # how a kernel of another size moves in
-        return self.family.init_from(init.path, target, **hints)
+        return self.family.init_from(self.init_weights, target, **hints)
 
     def _enter_phase(self, i: int) -> None:
         """Adapt the model to phase ``i`` and start a fresh optimizer (Sec. 2.2)."""

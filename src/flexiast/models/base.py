@@ -23,11 +23,12 @@ from typing import Any, Callable, ClassVar
 import torch
 import torch.nn as nn
 
-from ..checkpoints import FORMAT_VERSION, save_directory
+from ..checkpoints import FORMAT_VERSION, CheckpointError, load_state_dict, save_directory, strip_module
 from ..constants import DEFAULT_ARCH, SAVE_FORMATS
 from .points import PatchPoints, PointKind
 
-__all__ = ["FlexModel", "FamilyConfig", "FlopCountBase", "check_adapt", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError"]
+__all__ = ["FlexModel", "FamilyConfig", "FlopCountBase", "check_adapt", "ModelFamily", "TokenEmbedding", "register", "get_family", "families", "FamilyError",
+           "identify", "UnknownLayout", "WeightsFile", "read_weights", "load_model"]
 
 
 class FamilyError(ValueError):
@@ -43,6 +44,29 @@ class FamilyConfig:
 
     arch: ClassVar[str]
     tuple_fields: ClassVar[tuple[str, ...]] = ()
+
+    def _positive_ints(self, *names: str) -> None:
+        """Refuse a field of ``names`` that is not a positive integer (a bool is not one)."""
+        for name in names:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r} must be a positive integer")
+
+    def _rates(self, *names: str) -> None:
+        """Refuse a dropout rate of ``names`` outside ``[0, 1)``."""
+        for name in names:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
+
+    def _tuple_labels(self) -> None:
+        """``labels`` (if any) as a tuple of strings."""
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+
+    def _check_labels(self) -> None:
+        """Refuse ``labels`` that are not one per class."""
+        if self.labels is not None and len(self.labels) != self.num_classes:
+            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
 
     def replace(self, **changes):
         """This configuration with ``changes``; a new ``num_classes`` without ``labels`` drops the labels."""
@@ -85,12 +109,47 @@ class FlexModel(nn.Module):
     """
 
     config: Any
+    #: The family's configuration class (a :class:`FamilyConfig`): what the model is built from.
+    config_class: ClassVar[type]
     #: The features the family was designed for (:attr:`flexiast.features.FeatureConfig.kind`).
     feature_kind: ClassVar[str]
+    #: Where the classifier's parameters are in the state dict (what a new ``num_classes`` replaces).
+    head_prefix: ClassVar[str] = "head."
+
+    def __init__(self, num_classes: int | None = None, **kwargs):
+        """Set :attr:`config`: ``config=`` as given, or :attr:`config_class` built from
+        ``num_classes`` (None: the configuration's default) and ``kwargs``. A family's
+        ``__init__`` calls this first, then builds its modules from ``self.config``."""
+        super().__init__()
+        if "config" in kwargs:
+            config = kwargs.pop("config")
+            if kwargs:
+                raise TypeError(f"pass either config= or keyword arguments, not both: {sorted(kwargs)}")
+        else:
+            config = self.config_class(**({} if num_classes is None else {"num_classes": num_classes}), **kwargs)
+        self.config = config
 
     @property
     def arch(self) -> str:
         return self.config.arch
+
+    @classmethod
+    def preset(cls, name: str, num_classes: int | None = None, **kwargs) -> "FlexModel":
+        """The family's named size ``name`` (its ``presets``: ``AST.preset("tiny", 10)``, the
+        ``ast-tiny`` of :func:`flexiast.models.create_model`), ``kwargs`` overriding its fields."""
+        presets = get_family(cls.config_class.arch).presets
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
+        return cls(num_classes, **{**presets[name], **kwargs})
+
+    @classmethod
+    def from_pretrained(cls, path: "str | Path | WeightsFile", **overrides) -> "FlexModel":
+        """The model of this family in ``path`` (a file or directory in any layout the family
+        reads, or a :class:`WeightsFile` already read), adapted by ``overrides``: the family's
+        :func:`load_model` keywords (an AST's ``num_classes``, ``patch_size``, ``input_tdim``,
+        ``stride``, ``source_*`` hints; :meth:`flexiast.AST.from_pretrained`). A file of
+        another family is refused, naming both. Never executes code from the file."""
+        return load_model(path, arch=cls.config_class.arch, **overrides)
 
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "FlexModel":
         raise NotImplementedError
@@ -116,6 +175,23 @@ class FlexModel(nn.Module):
         """A copy that computes ``self(spec, **call)`` for ``spec`` of ``input_tdim`` frames
         with nothing resized per call: what export and fast inference at one setting use."""
         raise NotImplementedError
+
+    def _rebuilt(self, changes: dict, fixed_by_weights=()) -> "FlexModel":
+        """A copy of this network under ``config.replace(**changes)`` holding its weights
+        unchanged, on its device, in its dtype and mode: :meth:`adapt` and :meth:`fixed` of a
+        family whose weights do not depend on the input length (HTS-AT, CNN14). Fields in
+        ``fixed_by_weights`` are refused (:func:`check_adapt`); a new ``num_classes`` leaves the
+        head (the parameters under :attr:`head_prefix`) freshly initialised."""
+        check_adapt(self.config, changes, fixed_by_weights)
+        config = self.config.replace(**changes) if changes else self.config
+        sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        new_head = config.num_classes != self.config.num_classes
+        if new_head:
+            sd = {k: v for k, v in sd.items() if not k.startswith(self.head_prefix)}
+        param = next(self.parameters())
+        model = type(self)(config=config)
+        model.load_state_dict(sd, strict=not new_head)
+        return model.to(device=param.device, dtype=param.dtype).train(self.training)
 
     def save_pretrained(self, directory: str | Path, format: str = "flexiast", inference: dict | None = None) -> Path:
         """``directory/config.json`` + ``model.safetensors``: flexiast's layout for every family
@@ -171,6 +247,22 @@ class FlopCountBase:
     def gflops_per_clip(self) -> float:
         return self.forward / self.batch_size / 1e9
 
+    @staticmethod
+    def input_of(input_shape, input_fdim: int | None = None, built_for: str = "") -> tuple[int, int, int]:
+        """``(batch, frames, mel_bins)`` of a counter's ``input_shape``, ``(frames, mel_bins)`` for
+        one clip or ``(batch, frames, mel_bins)``; with ``input_fdim``, other mel bins are refused
+        (naming the model, ``built_for``), for a family whose weights fix them."""
+        if len(input_shape) == 2:
+            batch, (frames, bins) = 1, input_shape
+        elif len(input_shape) == 3:
+            batch, frames, bins = input_shape
+        else:
+            raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or "
+                             "(batch, frames, mel_bins)")
+        if input_fdim is not None and bins != input_fdim:
+            raise ValueError(f"input_shape has {bins} mel bins; this {built_for} was built for input_fdim={input_fdim}")
+        return batch, frames, bins
+
 
 @dataclass(frozen=True)
 class TokenEmbedding:
@@ -210,8 +302,9 @@ class ModelFamily:
       which ones, for the error when no family reads a file;
     * ``load(state_dict, layout, flexiast_config, foreign_config, path=, **overrides) ->
       model``: a state dict of ``layout`` as a model, adapted by ``overrides``;
-    * ``init_from(path, target, **hints) -> model``: a recipe's initial weights made to fit
-      its ``target`` configuration (input size, classes, kernel); a family with
+    * ``init_from(path_or_weights_file, target, **hints) -> model``: a recipe's initial weights
+      made to fit its ``target`` configuration (input size, classes, kernel); an
+      :class:`flexiast.models.loading.InitFrom` around the family's hook. A family with
       patch points also takes ``kernel_resize`` (pi or bl), how a kernel of another size moves;
     * ``flops(config, input_shape, **call)``: analytic FLOPs, equal to ``FlopCounterMode``;
     * ``writers``: ``{format: write(model, directory, inference)}`` for layouts other than
@@ -272,3 +365,74 @@ def get_family(arch: str) -> ModelFamily:
 
 def families() -> dict[str, ModelFamily]:
     return dict(_FAMILIES)
+
+
+# -- weights files ---------------------------------------------------------------------
+class UnknownLayout(CheckpointError):
+    """A state dict that no registered family reads (:func:`identify`); ``keys`` are a few of its keys."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.keys = keys
+
+
+def identify(sd: dict, flexiast_config: dict | None, foreign_config: dict | None) -> tuple[ModelFamily, str]:
+    """``(family, layout)`` of a state dict: ours (``"flexiast"``; files written before families
+    had names are the default family's) or the one layout one family's ``detect`` claims."""
+    if flexiast_config is not None:
+        return get_family(flexiast_config.get("arch", DEFAULT_ARCH)), "flexiast"
+    sd = strip_module(sd)
+    claims = [(f, layout) for f in families().values() if (layout := f.detect(sd, foreign_config)) is not None]
+    if len(claims) == 1:
+        return claims[0]
+    if claims:
+        raise CheckpointError("checkpoint layout claimed by several families: "
+                              + ", ".join(f"{f.arch} ({layout})" for f, layout in claims))
+    sample = ", ".join(sorted(sd)[:6])
+    readable = "; ".join(f"{f.arch}: {f.layouts}" for f in families().values())
+    raise UnknownLayout(f"unrecognised checkpoint layout: expected one of {readable}; found {len(sd)} keys "
+                        f"such as {sample}", tuple(sorted(sd)[:6]))
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file read once (:func:`read_weights`): its state dict (``module.`` stripped),
+    our configuration or a foreign one where it has them, and the family and layout that
+    :func:`identify` gives. :func:`load_model` and a family's ``init_from`` build from it as
+    from its path, as often as needed (the state dict is not changed by building)."""
+
+    path: Path
+    sd: dict
+    flexiast_config: dict | None
+    foreign_config: dict | None
+    family: ModelFamily
+    layout: str
+
+
+def read_weights(path: str | Path) -> WeightsFile:
+    """``path`` read (never executing code from it) and identified, naming the file in errors
+    (an :class:`UnknownLayout` where no family reads it)."""
+    sd, flexiast_config, foreign_config = load_state_dict(path)
+    try:
+        family, layout = identify(sd, flexiast_config, foreign_config)
+    except UnknownLayout as e:
+        raise UnknownLayout(f"{path}: {e}", e.keys) from None
+    except (CheckpointError, FamilyError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return WeightsFile(Path(path), strip_module(sd), flexiast_config, foreign_config, family, layout)
+
+
+def load_model(path: str | Path | WeightsFile, *, arch: str | None = None, **overrides) -> FlexModel:
+    """The model in ``path`` (a file or a directory, or a :class:`WeightsFile` already read),
+    adapted by ``overrides``.
+
+    ``arch`` refuses a file of another family, naming both. ``overrides`` are the
+    family's (an AST takes ``num_classes``, ``patch_size``, ``input_tdim``, ``stride``, and
+    ``source_*`` hints that describe an ambiguous file; :meth:`flexiast.AST.from_pretrained`).
+    Never executes code from the file (safetensors or ``torch.load(weights_only=True)``).
+    """
+    w = path if isinstance(path, WeightsFile) else read_weights(path)
+    if arch is not None and w.family.arch != arch:
+        raise CheckpointError(f"{w.path}: holds a model of the {w.family.arch} family ({w.layout} layout), where one "
+                              f"of the {arch} family is expected")
+    return w.family.load(w.sd, w.layout, w.flexiast_config, w.foreign_config, path=w.path, **overrides)

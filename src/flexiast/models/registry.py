@@ -5,17 +5,16 @@
 file or directory and asks which family it belongs to: our files say so (``arch`` in
 their configuration; files written before families had names are ASTs), a foreign state
 dict is claimed by the one family whose ``detect`` recognises its layout.
-``list_models()`` names every ``<arch>-<preset>``.
+``list_models()`` names every ``<arch>-<preset>``. Reading a file (``read_weights``,
+``identify``, ``load_model``) is defined in :mod:`flexiast.models.base`, below the families'
+model classes, whose ``from_pretrained`` calls it; this module names it with the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-from ..checkpoints import CheckpointError, load_state_dict, strip_module
 from ..constants import DEFAULT_ARCH
-from .base import FamilyError, FlexModel, ModelFamily, families, get_family
+from .base import (FamilyError, FlexModel, ModelFamily, WeightsFile, families, get_family, identify, load_model,
+                   read_weights)
 
 __all__ = ["create_model", "create_config", "load_model", "list_models", "config_from_dict", "family_of",
            "identify", "read_weights", "WeightsFile", "flops"]
@@ -63,64 +62,6 @@ def list_models(arch: str | None = None) -> list[str]:
     """Every ``<arch>-<preset>`` name :func:`create_model` takes (of one family with ``arch``)."""
     chosen = [get_family(arch)] if arch is not None else families().values()
     return sorted(f"{f.arch}-{p}" for f in chosen for p in f.presets)
-
-
-def identify(sd: dict, flexiast_config: dict | None, foreign_config: dict | None) -> tuple[ModelFamily, str]:
-    """``(family, layout)`` of a state dict: ours (``"flexiast"``) or a layout one family reads."""
-    if flexiast_config is not None:
-        return get_family(flexiast_config.get("arch", DEFAULT_ARCH)), "flexiast"
-    sd = strip_module(sd)
-    claims = [(f, layout) for f in families().values() if (layout := f.detect(sd, foreign_config)) is not None]
-    if len(claims) == 1:
-        return claims[0]
-    if claims:
-        raise CheckpointError("checkpoint layout claimed by several families: "
-                              + ", ".join(f"{f.arch} ({layout})" for f, layout in claims))
-    sample = ", ".join(sorted(sd)[:6])
-    readable = "; ".join(f"{f.arch}: {f.layouts}" for f in families().values())
-    raise CheckpointError(f"unrecognised checkpoint layout: expected one of {readable}; found {len(sd)} keys "
-                          f"such as {sample}")
-
-
-@dataclass(frozen=True)
-class WeightsFile:
-    """A weights file read once (:func:`read_weights`): its state dict (``module.`` stripped),
-    our configuration or a foreign one where it has them, and the family and layout that
-    :func:`identify` gives. :func:`load_model` builds from it as from its path, as often as
-    needed (the state dict is not changed by building)."""
-
-    path: Path
-    sd: dict
-    flexiast_config: dict | None
-    foreign_config: dict | None
-    family: ModelFamily
-    layout: str
-
-
-def read_weights(path: str | Path) -> WeightsFile:
-    """``path`` read (never executing code from it) and identified, naming the file in errors."""
-    sd, flexiast_config, foreign_config = load_state_dict(path)
-    try:
-        family, layout = identify(sd, flexiast_config, foreign_config)
-    except (CheckpointError, FamilyError) as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    return WeightsFile(Path(path), strip_module(sd), flexiast_config, foreign_config, family, layout)
-
-
-def load_model(path: str | Path | WeightsFile, *, arch: str | None = None, **overrides) -> FlexModel:
-    """The model in ``path`` (a file or a directory, or a :class:`WeightsFile` already read),
-    adapted by ``overrides``.
-
-    ``arch`` refuses a file of another family, naming both. ``overrides`` are the
-    family's (an AST takes ``num_classes``, ``patch_size``, ``input_tdim``, ``stride``, and
-    ``source_*`` hints that describe an ambiguous file; :meth:`flexiast.AST.from_pretrained`).
-    Never executes code from the file (safetensors or ``torch.load(weights_only=True)``).
-    """
-    w = path if isinstance(path, WeightsFile) else read_weights(path)
-    if arch is not None and w.family.arch != arch:
-        raise CheckpointError(f"{w.path}: holds a model of the {w.family.arch} family ({w.layout} layout), where one "
-                              f"of the {arch} family is expected")
-    return w.family.load(w.sd, w.layout, w.flexiast_config, w.foreign_config, path=w.path, **overrides)
 
 
 def flops(model_or_config, input_shape, patch_size=None, **call):

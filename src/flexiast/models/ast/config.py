@@ -65,16 +65,11 @@ class ASTConfig(FamilyConfig):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         set_("patch_size", to_pair(self.patch_size, "patch_size"))
         set_("stride", to_pair(self.stride, "stride") if self.stride is not None else self.patch_size)
-        if self.labels is not None:
-            set_("labels", tuple(str(x) for x in self.labels))
-        for name in ("num_classes", "input_fdim", "input_tdim", "embed_dim", "depth", "num_heads"):
-            v = getattr(self, name)
-            if name == "num_classes" and not self.classifier:
-                if v != 0:
-                    raise ValueError(f"num_classes={v!r}: a {self.arch} model has no classifier (num_classes=0)")
-                continue
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} must be a positive integer")
+        self._tuple_labels()
+        if not self.classifier and self.num_classes != 0:
+            raise ValueError(f"num_classes={self.num_classes!r}: a {self.arch} model has no classifier (num_classes=0)")
+        self._positive_ints(*(("num_classes",) if self.classifier else ()), "input_fdim", "input_tdim", "embed_dim",
+                            "depth", "num_heads")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.prefix_tokens not in (1, 2):
@@ -85,11 +80,8 @@ class ASTConfig(FamilyConfig):
             raise ValueError(f"partial_patches={self.partial_patches!r} must be one of {', '.join(PARTIAL_PATCHES)}")
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
-        for name in ("drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
-        if self.labels is not None and len(self.labels) != self.num_classes:
-            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
+        self._rates("drop_rate", "drop_path_rate")
+        self._check_labels()
         grid_shape(self.input_size, self.patch_size, self.stride, self.partial_patches)
 
     @property

@@ -71,12 +71,7 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``;
     ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones).
     """
-    if len(input_shape) == 2:
-        batch, (frames, bins) = 1, input_shape
-    elif len(input_shape) == 3:
-        batch, frames, bins = input_shape
-    else:
-        raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or (batch, frames, mel_bins)")
+    batch, frames, bins = FlopCount.input_of(input_shape)
     if resize not in RESIZE_METHODS:
         raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
     patch, stride = config.resolve_patch(patch_size, stride)

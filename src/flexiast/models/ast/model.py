@@ -21,7 +21,6 @@ patch size, as in FlexiAST, unless ``stride=`` is passed to ``forward``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -30,23 +29,10 @@ import torch.nn.functional as F
 from ...constants import POS_GRID_POLICIES, RESIZE_METHODS
 from ...resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, to_pair
 from ..base import FlexModel, TokenEmbedding, check_adapt
-from .config import PRESETS, ASTConfig
+from ..layers import DropPath, Mlp, check_spectrogram
+from .config import ASTConfig
 
 __all__ = ["AST"]
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a residual branch per sample with probability ``p``."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
-
 
 #: Most attention scores (batch x heads x queries x keys) for which :func:`attend` forms
 #: them explicitly on CPU: 2^23, 32 MiB of float32 softmax.
@@ -111,19 +97,6 @@ class Attention(nn.Module):
                 2, 0, 3, 1, 4)
         x = attend(q, k, v, self.drop if self.training else 0.0)
         return self.proj(x.transpose(1, 2).reshape(b, q.shape[2], d))
-
-
-class Mlp(nn.Module):
-    """``fc2(GELU(fc1(x)))`` with exact (erf) GELU, as in ViT."""
-
-    def __init__(self, dim: int, hidden: int, drop: float):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
 class Block(nn.Module):
@@ -230,6 +203,7 @@ class AST(FlexModel):
     friends give the DeiT widths. See :class:`ASTConfig` for every argument.
     """
 
+    config_class = ASTConfig
     #: AST's Kaldi fbank (:func:`flexiast.features.log_mel`).
     feature_kind = "kaldi_fbank"
 
@@ -237,15 +211,9 @@ class AST(FlexModel):
     def num_layers(self) -> int:
         return self.config.depth
 
-    def __init__(self, num_classes: int = 527, **kwargs):
-        super().__init__()
-        if "config" in kwargs:
-            cfg = kwargs.pop("config")
-            if kwargs:
-                raise TypeError(f"pass either config= or keyword arguments, not both: {sorted(kwargs)}")
-        else:
-            cfg = ASTConfig(num_classes=num_classes, **kwargs)
-        self.config: ASTConfig = cfg
+    def __init__(self, num_classes: int | None = None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        cfg = self.config
         d = cfg.embed_dim
         self.patch_embed = PatchEmbed(d, cfg.patch_size, cfg.stride)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -262,13 +230,6 @@ class AST(FlexModel):
     def _build_output(self, cfg: ASTConfig) -> None:
         """What reads the encoder: AST's classifier (``head``); a subclass may read it otherwise."""
         self.head = Head(cfg.embed_dim, cfg.num_classes, cfg.head_norm_eps)
-
-    @classmethod
-    def preset(cls, name: str, num_classes: int = 527, **kwargs) -> "AST":
-        """``tiny`` (192 wide), ``small`` (384) or ``base`` (768), 12 layers each."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-        return cls(num_classes, **{**PRESETS[name], **kwargs})
 
     def reset_parameters(self) -> None:
         """timm's ViT initialisation: truncated normal (std 0.02) for tokens and linears."""
@@ -289,15 +250,7 @@ class AST(FlexModel):
 
     # -- resolving sizes -------------------------------------------------------------
     def _check_input(self, spec: torch.Tensor) -> None:
-        cfg = self.config
-        if not isinstance(spec, torch.Tensor):
-            raise TypeError(f"expected a spectrogram tensor [batch, frames, mel_bins], got {type(spec).__name__}")
-        if spec.dim() != 3:
-            raise ValueError(f"expected a spectrogram [batch, frames, mel_bins] (3 dims), got shape "
-                             f"{tuple(spec.shape)}; add a batch dimension with spec.unsqueeze(0)")
-        if spec.shape[-1] != cfg.input_fdim:
-            raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins, the model expects "
-                             f"{cfg.input_fdim} (shape is [batch, frames, mel_bins])")
+        check_spectrogram(spec, self.config.input_fdim)
 
     def pos_embed_for(self, patch_size, stride, grid: tuple[int, int], pos_grid: str = "leading") -> torch.Tensor:
         """Positional embeddings for a call's token ``grid``.
@@ -444,23 +397,3 @@ class AST(FlexModel):
         model = type(self)(config=config)
         model.load_state_dict(sd, strict=not new_head)
         return model.to(self.pos_embed.device).train(self.training)
-
-    # -- weights in ------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **overrides) -> "AST":
-        """Load official AST, official FlexiAST, Hugging Face, timm ViT/DeiT, Google's JAX ViT
-        (``.npz``) or flexiast weights.
-
-        The format is detected from the keys. ``overrides`` change the configuration
-        (``num_classes``, ``patch_size``, ``stride``, ``input_tdim``, ...): a new patch
-        size moves the kernel with PI-resize, a new grid resizes the positional
-        embeddings bilinearly, and a new ``num_classes`` gives a freshly initialised head.
-        ``source_stride`` / ``source_input_tdim`` / ``source_input_fdim`` instead describe
-        the file, where its shapes are ambiguous (a warning says when). A file of another
-        model family is refused, naming it.
-        Never executes code from the file (safetensors, ``torch.load(weights_only=True)`` or
-        ``np.load(allow_pickle=False)``).
-        """
-        from ..registry import load_model
-
-        return load_model(path, arch=ASTConfig.arch, **overrides)

@@ -6,17 +6,19 @@ distillation teacher's patch (``loss.teacher_patch_size``), registered as ``RECI
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ...constants import AXES, PATCH_SAMPLERS, RESIZE_METHODS
 from ...recipe_checks import ConfigError, FamilyKeys, choice, positive
 from ...resize import to_pair
+from ..section import PresetSection
 from .config import PRESETS, ASTConfig
 
 __all__ = ["ASTSection", "config_from_recipe", "PatchSampling", "SourceHints", "TeacherPatch", "RECIPE_KEYS"]
 
 
 @dataclass
-class ASTSection:
+class ASTSection(PresetSection):
     """The network. ``preset`` gives the widths (tiny/small/base); explicit fields override it.
 
     ``patch_size`` is the stored (base) kernel; FlexiAST keeps 16 and resizes it per step.
@@ -43,18 +45,9 @@ class ASTSection:
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
-    def widths(self) -> dict:
-        """Width, depth, heads and MLP ratio: the preset's, then the fields given."""
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(PRESETS)}")
-        widths = dict(PRESETS[self.preset]) if self.preset else {}
-        widths.update({k: getattr(self, k) for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")
-                       if getattr(self, k) is not None})
-        missing = [k for k in ("embed_dim", "depth", "num_heads") if k not in widths]
-        if missing:
-            raise ValueError(f"{missing[0]}: without a preset give embed_dim, depth and num_heads "
-                             f"(missing {', '.join(missing)})")
-        return widths
+    presets: ClassVar[dict] = PRESETS
+    width_fields: ClassVar[tuple[str, ...]] = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+    required: ClassVar[tuple[str, ...]] = ("embed_dim", "depth", "num_heads")
 
 
 def config_from_recipe(section: ASTSection, *, num_classes: int, input_fdim: int, input_tdim: int,

@@ -38,10 +38,13 @@ import torch
 from ...atomic import write_text_atomic
 from ...checkpoints import CheckpointError, save_directory
 from ...resize import ast_adapt_pos_grid, grid_shape, to_pair
+from ..base import WeightsFile, load_model
+from ..loading import InitFrom, fill
 from .config import ASTConfig
 from .model import AST, adapt_state_dict
 
-__all__ = ["detect", "LAYOUTS", "npz_to_timm", "infer_grid", "convert_state_dict", "load", "init_from", "to_hf",
+__all__ = ["detect", "LAYOUTS", "npz_to_timm", "infer_grid", "convert_state_dict", "load", "init_weights", "init_from",
+           "to_hf",
            "write_hf", "hf_preprocessor_config"]
 
 log = logging.getLogger(__name__)
@@ -395,19 +398,14 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
         overrides = {k: v for k, v in overrides.items()
                      if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
     cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides, kernel_resize)
-    model = AST(config=cfg)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if new_head:
-        missing = [k for k in missing if not k.startswith("head.")]
-        warnings.warn(f"{path}: classifier head initialised at random ({cfg.num_classes} classes)", stacklevel=4)
-    if missing or unexpected:
-        raise CheckpointError(f"{path} ({layout}): missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+    model = fill(AST(config=cfg), sd, path, layout, new_head="classifier head" if new_head else "")
     log.info("loaded %s checkpoint %s: %s", layout, path, cfg)
     return model
 
 
-def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi", **hints) -> AST:
-    """A recipe's initial weights (``init.path``) shaped to its ``target`` configuration.
+def init_weights(weights: WeightsFile, target: ASTConfig, *, kernel_resize: str = "pi", **hints) -> AST:
+    """The AST of a recipe's initial weights (``init.path``), shaped to its ``target``: the
+    hook of :data:`init_from` (:class:`flexiast.models.loading.InitFrom`).
 
     Input size, classes (a new head), stored kernel and stride come from the target. A
     kernel of another size is moved with ``kernel_resize``: PI-resize (FlexiAST Sec. 3.2:
@@ -417,41 +415,35 @@ def init_from(path: str | Path, target: ASTConfig, *, kernel_resize: str = "pi",
 
     Most weights do not store the head count (ImageNet and AST files assume 64-wide heads):
     the target's is used where width and depth agree. A JAX ``.npz`` stores it (its
-    attention kernels are per head) and keeps it. Widths the file fixes and the recipe
-    states otherwise are taken from the file, with a warning.
+    attention kernels are per head) and keeps it.
 
     A pretraining model's file (an SSAST, flexiast's or the official release) starts
     fine-tuning from its encoder (:meth:`flexiast.models.ssast.SSAST.as_classifier`): a new
     head, the target's pooling, input length and stride; its patch shape must be the target's.
+    Its ``source_*`` hints are not needed: such a file states its input size.
     """
-    from ..registry import load_model, read_weights
-
-    weights = read_weights(path)  # once, for every build below
     if not weights.family.classifier:
-        pretrained = load_model(weights, arch=weights.family.arch,
-                                **{k: v for k, v in hints.items() if k in SOURCE_HINTS})
         try:
-            return pretrained.as_classifier(target, kernel_resize)
+            return load_model(weights).as_classifier(target, kernel_resize)
         except ValueError as e:
-            raise CheckpointError(f"init.path: {path}: {e}") from None
-
+            raise CheckpointError(f"init.path: {weights.path}: {e}") from None
     stride = None if target.stride == target.patch_size else target.stride  # None: no overlap, at any kernel
     overrides = dict(num_classes=target.num_classes, input_fdim=target.input_fdim, input_tdim=target.input_tdim,
                      patch_size=target.patch_size, stride=stride, drop_rate=target.drop_rate,
                      drop_path_rate=target.drop_path_rate, partial_patches=target.partial_patches,
-                     pooling=target.pooling,
-                     labels=target.labels, kernel_resize=kernel_resize, **hints)
-    model = load_model(weights, arch=ASTConfig.arch, **overrides)
+                     pooling=target.pooling, labels=target.labels, kernel_resize=kernel_resize, **hints)
+    model = load_model(weights, **overrides)
     got = model.config
     if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
-        model = load_model(weights, arch=ASTConfig.arch, num_heads=target.num_heads, **overrides)
-        got = model.config
-    differ = [f"{k}={getattr(got, k)} (recipe: {getattr(target, k)})"
-              for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens")
-              if getattr(got, k) != getattr(target, k)]
-    if differ:
-        warnings.warn(f"init.path: {path} sets {', '.join(differ)}; the weights' shapes are used", stacklevel=3)
+        model = load_model(weights, num_heads=target.num_heads, **overrides)
     return model
+
+
+#: A recipe's initial weights for an AST (``ModelFamily.init_from``): any file :func:`load`
+#: reads, or a pretraining model's (an SSAST's encoder); widths the file fixes and the recipe
+#: states otherwise are taken from the file, with a warning.
+init_from = InitFrom(ASTConfig.arch, init_weights, hints=("kernel_resize", *SOURCE_HINTS),
+                     fixed=("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens"), from_pretraining=True)
 
 
 # -- writing ------------------------------------------------------------------------

@@ -60,23 +60,16 @@ class CNN14Config(FamilyConfig):
         if not channels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
             raise ValueError(f"channels={self.channels!r} must be a sequence of positive integers")
         set_("channels", channels)
-        if self.labels is not None:
-            set_("labels", tuple(str(x) for x in self.labels))
-        for name in ("num_classes", "input_fdim", "input_tdim"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} must be a positive integer")
-        for name in ("conv_dropout", "fc_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
+        self._tuple_labels()
+        self._positive_ints("num_classes", "input_fdim", "input_tdim")
+        self._rates("conv_dropout", "fc_dropout")
         if self.input_fdim < self.min_frames:
             raise ValueError(f"input_fdim={self.input_fdim}: {len(self.channels) - 1} 2x2 poolings need at least "
                              f"{self.min_frames} mel bins")
         if self.input_tdim < self.min_frames:
             raise ValueError(f"input_tdim={self.input_tdim}: {len(self.channels) - 1} 2x2 poolings need at least "
                              f"{self.min_frames} frames")
-        if self.labels is not None and len(self.labels) != self.num_classes:
-            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
+        self._check_labels()
 
     @property
     def num_blocks(self) -> int:

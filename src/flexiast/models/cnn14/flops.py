@@ -51,14 +51,7 @@ def flops(config: CNN14Config, input_shape, **call) -> FlopCount:
     """FLOPs of ``model(spec)`` for ``spec`` of ``input_shape``: ``(frames, mel_bins)`` for one
     clip or ``(batch, frames, mel_bins)``. CNN14 takes no per-call settings (``call`` must be empty)."""
     _no_call(call, "flops")
-    if len(input_shape) == 2:
-        batch, (frames, bins) = 1, input_shape
-    elif len(input_shape) == 3:
-        batch, frames, bins = input_shape
-    else:
-        raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or (batch, frames, mel_bins)")
-    if bins != config.input_fdim:
-        raise ValueError(f"input_shape has {bins} mel bins; this CNN14 was built for input_fdim={config.input_fdim}")
+    batch, frames, bins = FlopCount.input_of(input_shape, config.input_fdim, "CNN14")
     if frames < config.min_frames:
         raise ValueError(f"input_shape has {frames} frames; this CNN14 needs an input length of at least "
                          f"{config.min_frames} frames")

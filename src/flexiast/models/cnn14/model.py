@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import FlexModel, TokenEmbedding, check_adapt
+from ..base import FlexModel, TokenEmbedding
+from ..layers import check_spectrogram
 from .config import CNN14Config
 
 __all__ = ["CNN14", "CNN14Output", "ConvBlock", "FIXED_BY_WEIGHTS", "PATCH_SETTINGS"]
@@ -100,18 +101,14 @@ class CNN14(FlexModel):
     PANNs' embedding, :meth:`embed` any block's feature map.
     """
 
+    config_class = CNN14Config
+    head_prefix = "fc_audioset."
     #: PANNs' log-mel: 64 Slaney mel bins in dB, 32 kHz, hop 320, 50-14,000 Hz.
     feature_kind = "slaney_logmel"
 
-    def __init__(self, num_classes: int = 527, **kwargs):
-        super().__init__()
-        if "config" in kwargs:
-            cfg = kwargs.pop("config")
-            if kwargs:
-                raise TypeError(f"pass either config= or keyword arguments, not both: {sorted(kwargs)}")
-        else:
-            cfg = CNN14Config(num_classes=num_classes, **kwargs)
-        self.config: CNN14Config = cfg
+    def __init__(self, num_classes: int | None = None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        cfg = self.config
         self.bn0 = nn.BatchNorm2d(cfg.input_fdim)
         widths = (1, *cfg.channels)
         for k in range(cfg.num_blocks):
@@ -121,15 +118,6 @@ class CNN14(FlexModel):
         self.fc1 = nn.Linear(cfg.num_features, cfg.num_features)
         self.fc_audioset = nn.Linear(cfg.num_features, cfg.num_classes)
         self.reset_parameters()
-
-    @classmethod
-    def preset(cls, name: str, num_classes: int = 527, **kwargs) -> "CNN14":
-        """``base`` (PANNs' CNN14) or ``micro`` (widths / 8): :data:`flexiast.models.cnn14.PRESETS`."""
-        from .config import PRESETS
-
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-        return cls(num_classes, **{**PRESETS[name], **kwargs})
 
     def reset_parameters(self) -> None:
         """PANNs' initialisation (pytorch/models.py ``init_layer``, ``init_bn``): Xavier-uniform
@@ -162,17 +150,9 @@ class CNN14(FlexModel):
     # -- the pipeline ------------------------------------------------------------------
     def _check_input(self, spec: torch.Tensor) -> None:
         cfg = self.config
-        if not isinstance(spec, torch.Tensor):
-            raise TypeError(f"expected a spectrogram tensor [batch, frames, mel_bins], got {type(spec).__name__}")
-        if spec.dim() != 3:
-            raise ValueError(f"expected a spectrogram [batch, frames, mel_bins] (3 dims), got shape "
-                             f"{tuple(spec.shape)}; add a batch dimension with spec.unsqueeze(0)")
-        if spec.shape[-1] != cfg.input_fdim:
-            raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins; this CNN14 was built for "
-                             f"input_fdim={cfg.input_fdim} (shape is [batch, frames, mel_bins])")
-        if spec.shape[1] < cfg.min_frames:
-            raise ValueError(f"spectrogram has {spec.shape[1]} frames; this CNN14's {cfg.num_blocks - 1} 2x2 poolings "
-                             f"need an input length of at least {cfg.min_frames} frames")
+        check_spectrogram(spec, cfg.input_fdim, "CNN14", cfg.min_frames,
+                          f"spectrogram has {{frames}} frames; this CNN14's {cfg.num_blocks - 1} 2x2 poolings need an "
+                          f"input length of at least {cfg.min_frames} frames")
 
     def image(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec[B, T, F]`` normalised over the mel bins (``bn0``): the image ``[B, 1, T, F]``."""
@@ -225,12 +205,6 @@ class CNN14(FlexModel):
         return TokenEmbedding(prefix=prefix.unsqueeze(1), tokens=tokens, grid=(f, t))
 
     # -- other geometries ---------------------------------------------------------------
-    def _rebuilt(self, config: CNN14Config, sd: dict, strict: bool = True) -> "CNN14":
-        param = self.fc1.weight
-        model = CNN14(config=config)
-        model.load_state_dict(sd, strict=strict)
-        return model.to(device=param.device, dtype=param.dtype).train(self.training)
-
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "CNN14":
         """This network for another ``input_tdim`` (no weight changes: a CNN computes every
         position it is given), ``num_classes`` (a new ``fc_audioset``), ``labels`` or dropout.
@@ -241,26 +215,10 @@ class CNN14(FlexModel):
         if patch:
             raise ValueError(f"cannot adapt {', '.join(patch)}: CNN14 is a CNN without patches (its 3x3 "
                              "kernels are fixed and every input position is computed)")
-        check_adapt(self.config, changes, FIXED_BY_WEIGHTS)
-        config = self.config.replace(**changes)
-        sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        new_head = config.num_classes != self.config.num_classes
-        if new_head:
-            sd = {k: v for k, v in sd.items() if not k.startswith("fc_audioset.")}
-        return self._rebuilt(config, sd, strict=not new_head)
+        return self._rebuilt(changes, FIXED_BY_WEIGHTS)
 
     def fixed(self, *, input_tdim: int | None = None, **call) -> "CNN14":
         """A copy for ``input_tdim`` frames: nothing is resized per call, so it computes what this
         model does (``call`` must be empty: CNN14 has no per-call settings)."""
         _no_call(call, "fixed")
-        config = self.config if input_tdim is None else self.config.replace(input_tdim=input_tdim)
-        return self._rebuilt(config, {k: v.detach().clone() for k, v in self.state_dict().items()})
-
-    @classmethod
-    def from_pretrained(cls, path, **overrides) -> "CNN14":
-        """PANNs checkpoints (``Cnn14_mAP=0.431.pth``: ``{"model": state dict}`` with the front end's
-        buffers) or flexiast files (:mod:`flexiast.models.cnn14.weights`); ``overrides``:
-        ``num_classes`` (a new head), ``input_tdim``, ``labels``, dropout. Never runs code from the file."""
-        from ..registry import load_model
-
-        return load_model(path, arch=CNN14Config.arch, **overrides)
+        return self._rebuilt({} if input_tdim is None else {"input_tdim": input_tdim})

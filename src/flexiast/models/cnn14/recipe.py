@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from ..section import PresetSection
 from .config import PRESETS, CNN14Config
 
 __all__ = ["CNN14Section", "config_from_recipe"]
 
 
 @dataclass
-class CNN14Section:
+class CNN14Section(PresetSection):
     """The network. ``preset`` gives the widths (base: PANNs' CNN14, 64 .. 2048 channels; micro:
     every width / 8); ``channels`` overrides it. There is no ``patch_size`` or ``stride``: a CNN
     computes every position of its input, so a recipe giving them is refused as an unknown key.
@@ -24,16 +26,9 @@ class CNN14Section:
     conv_dropout: float = 0.2
     fc_dropout: float = 0.5
 
-    def widths(self) -> dict:
-        """The channels: the preset's, then the field given."""
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(PRESETS)}")
-        widths = dict(PRESETS[self.preset]) if self.preset else {}
-        if self.channels is not None:
-            widths["channels"] = tuple(self.channels)
-        if "channels" not in widths:
-            raise ValueError("channels: without a preset give the channels of every block")
-        return widths
+    presets: ClassVar[dict] = PRESETS
+    width_fields: ClassVar[tuple[str, ...]] = ("channels",)
+    required: ClassVar[tuple[str, ...]] = ("channels",)
 
 
 def config_from_recipe(section: CNN14Section, *, num_classes: int, input_fdim: int, input_tdim: int,

@@ -22,22 +22,21 @@ never running their code); this module only maps keys and checks shapes.
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
 from pathlib import Path
 
 import torch
 
-from ...checkpoints import CheckpointError, load_state_dict, strip_module
+from ...checkpoints import CheckpointError
 from ...features import HTSAT_FEATURES
 from ...logmel import slaney_mel_filterbank
+from ..base import WeightsFile
+from ..loading import InitFrom, adapt_loaded, config_from_facts, fill
 from .config import CNN14Config
 from .model import CNN14
 
-__all__ = ["detect", "LAYOUTS", "convert_state_dict", "load", "init_from", "check_front_end"]
-
-log = logging.getLogger(__name__)
+__all__ = ["detect", "LAYOUTS", "convert_state_dict", "load", "init_weights", "init_from", "check_front_end"]
 
 #: The layouts :func:`detect` recognises, in words (for the error when no family reads a file).
 LAYOUTS = ("PANNs Cnn14 (conv_block1..6.*, fc1.*, fc_audioset.*, with or without "
@@ -108,25 +107,11 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
         fields = _shape_config(sd)
     except KeyError as e:
         raise CheckpointError(f"{path}: {layout} checkpoint is missing the tensor {e.args[0]!r}") from None
-    known = set(CNN14Config.__dataclass_fields__)
-    cfg = {**{k: v for k, v in facts.items() if k in known and k not in fields}, **fields}
-    try:
-        config = CNN14Config(**cfg)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: {layout} checkpoint: {e}") from None
-    return config, sd, "fc_audioset.weight" not in sd
+    return config_from_facts(CNN14Config, fields, facts, path, layout), sd, "fc_audioset.weight" not in sd
 
 
 def _build(config: CNN14Config, sd: dict, new_head: bool, path, layout: str) -> CNN14:
-    model = CNN14(config=config)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not (new_head and k.startswith("fc_audioset."))]
-    if missing or unexpected:
-        raise CheckpointError(f"{path} ({layout}): missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
-    if new_head:
-        warnings.warn(f"{path}: classifier (fc_audioset) initialised at random ({config.num_classes} classes)",
-                      stacklevel=4)
-    return model
+    return fill(CNN14(config=config), sd, path, layout, new_head="classifier (fc_audioset)" if new_head else "")
 
 
 def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: dict | None, *,
@@ -135,40 +120,20 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
     ``overrides`` (``num_classes``, ``input_tdim``, ``labels``, dropout)."""
     config, sd, new_head = convert_state_dict(sd, layout, flexiast_config=flexiast_config, facts=overrides,
                                               path=path)
-    model = _build(config, sd, new_head, path, layout)
-    rest = {k: v for k, v in overrides.items() if getattr(model.config, k, object()) != v}
-    try:
-        model = model.adapt(**rest)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    log.info("loaded %s checkpoint %s: %s", layout, path, model.config)
-    return model
+    return adapt_loaded(_build(config, sd, new_head, path, layout), overrides, path, layout)
 
 
-def init_from(path: str | Path, target: CNN14Config, **hints) -> CNN14:
-    """A recipe's initial weights (``init.path``) shaped to its ``target`` configuration: classes
-    (a new head where they differ), input length and dropout. Widths the file fixes and the
-    recipe states otherwise are taken from the file, with a warning."""
-    given = sorted(k for k, v in hints.items() if v is not None)
-    if given:
-        raise ValueError(f"init: {', '.join(given)} describe an AST file; a CNN14's weights need none")
-    from ..registry import identify
-
-    sd, flexiast_config, foreign_config = load_state_dict(path)
-    family, layout = identify(sd, flexiast_config, foreign_config)
-    if family.arch != CNN14Config.arch:
-        raise CheckpointError(f"{path}: holds a model of the {family.arch} family ({layout} layout), where one of "
-                              f"the {CNN14Config.arch} family is expected")
+def init_weights(weights: WeightsFile, target: CNN14Config) -> CNN14:
+    """The CNN14 in a recipe's ``init.path``, with the classes taken from the ``target`` where the
+    file has no ``fc_audioset``: the hook of :data:`init_from`."""
     facts = {k: getattr(target, k) for k in ("num_classes", "input_tdim", "labels", "conv_dropout", "fc_dropout")}
-    config, sd, new_head = convert_state_dict(strip_module(sd), layout, flexiast_config=flexiast_config, facts=facts,
-                                              path=path)
-    model = _build(config, sd, new_head, path, layout)
-    if config.channels != target.channels:
-        warnings.warn(f"init.path: {path} sets channels={list(config.channels)} (recipe: {list(target.channels)}); "
-                      "the weights' shapes are used", stacklevel=3)
-    if config.input_fdim != target.input_fdim:
-        raise CheckpointError(f"{path}: weights for input_fdim={config.input_fdim} mel bins, the recipe's features "
-                              f"give {target.input_fdim}")
-    rest = {k: getattr(target, k) for k in ("num_classes", "input_tdim", "labels", "conv_dropout", "fc_dropout")
-            if getattr(config, k) != getattr(target, k)}
-    return model.adapt(**rest)
+    config, sd, new_head = convert_state_dict(weights.sd, weights.layout, flexiast_config=weights.flexiast_config,
+                                              facts=facts, path=weights.path)
+    return _build(config, sd, new_head, weights.path, weights.layout)
+
+
+#: A recipe's initial weights for a CNN14 (``ModelFamily.init_from``), shaped to its target:
+#: classes (a new head where they differ), input length and dropout; channels the file fixes
+#: and the recipe states otherwise are taken from the file, with a warning.
+init_from = InitFrom(CNN14Config.arch, init_weights, fixed=("channels",),
+                     follows=("num_classes", "input_tdim", "labels", "conv_dropout", "fc_dropout"))

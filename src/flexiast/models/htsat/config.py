@@ -74,13 +74,9 @@ class HTSATConfig(FamilyConfig):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         set_("depths", _ints(self.depths, "depths"))
         set_("num_heads", _ints(self.num_heads, "num_heads"))
-        if self.labels is not None:
-            set_("labels", tuple(str(x) for x in self.labels))
-        for name in ("num_classes", "input_fdim", "input_tdim", "embed_dim", "window_size", "patch_size",
-                     "freq_ratio"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} must be a positive integer")
+        self._tuple_labels()
+        self._positive_ints("num_classes", "input_fdim", "input_tdim", "embed_dim", "window_size", "patch_size",
+                            "freq_ratio")
         if len(self.num_heads) != len(self.depths):
             raise ValueError(f"num_heads={self.num_heads} needs one entry per stage of depths={self.depths}")
         for i, heads in enumerate(self.num_heads):
@@ -89,15 +85,12 @@ class HTSATConfig(FamilyConfig):
                                  f"divisible by {heads} heads")
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
-        for name in ("drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must lie in [0, 1)")
+        self._rates("drop_rate", "drop_path_rate")
         if self.input_fdim % self.frames_per_position:
             raise ValueError(f"input_fdim={self.input_fdim} must be a multiple of patch_size * 2**(stages - 1) = "
                              f"{self.frames_per_position}: the last stage's frequency rows (the head's kernel "
                              "height) must be whole")
-        if self.labels is not None and len(self.labels) != self.num_classes:
-            raise ValueError(f"{len(self.labels)} labels for num_classes={self.num_classes}")
+        self._check_labels()
 
     @property
     def num_stages(self) -> int:

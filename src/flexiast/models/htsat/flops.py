@@ -61,14 +61,7 @@ def flops(config: HTSATConfig, input_shape, **call) -> FlopCount:
     """FLOPs of ``model(spec)`` for ``spec`` of ``input_shape``: ``(frames, mel_bins)`` for one
     clip or ``(batch, frames, mel_bins)``. HTS-AT takes no per-call settings (``call`` must be empty)."""
     _no_call(call, "flops")
-    if len(input_shape) == 2:
-        batch, (frames, bins) = 1, input_shape
-    elif len(input_shape) == 3:
-        batch, frames, bins = input_shape
-    else:
-        raise ValueError(f"input_shape={tuple(input_shape)}: expected (frames, mel_bins) or (batch, frames, mel_bins)")
-    if bins != config.input_fdim:
-        raise ValueError(f"input_shape has {bins} mel bins; this HTS-AT was built for input_fdim={config.input_fdim}")
+    batch, frames, bins = FlopCount.input_of(input_shape, config.input_fdim, "HTS-AT")
     p, fr = config.patch_size, config.freq_ratio
     t_pad = math.ceil(frames / config.unit) * config.unit
     h, w = fr * bins // p, t_pad // fr // p

@@ -57,7 +57,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import FlexModel, TokenEmbedding, check_adapt
+from ...checkpoints import CheckpointError
+from ..base import FlexModel, TokenEmbedding, UnknownLayout
+from ..layers import DropPath, Mlp, check_spectrogram
 from .config import HTSATConfig
 
 __all__ = ["HTSAT", "SEDOutput", "WindowPlan", "window_plan", "fold", "unfold", "FIXED_BY_WEIGHTS", "PATCH_SETTINGS"]
@@ -126,20 +128,6 @@ def unfold(grid: torch.Tensor, freq_ratio: int) -> torch.Tensor:
         b, h // freq_ratio, freq_ratio * w, c)
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop a residual branch per sample with probability ``p``."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
-
-
 class PatchEmbed(nn.Module):
     """Conv2d(1, D, p, stride p) over the folded image, then LayerNorm (``patch_norm``)."""
 
@@ -191,19 +179,6 @@ class WindowAttention(nn.Module):
         weights = scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
-
-
-class Mlp(nn.Module):
-    """``fc2(GELU(fc1(x)))`` with exact (erf) GELU."""
-
-    def __init__(self, dim: int, hidden: int, drop: float):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
 def _partition(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
@@ -332,18 +307,14 @@ class HTSAT(FlexModel):
     embedding, :meth:`embed` any layer's tokens.
     """
 
+    config_class = HTSATConfig
+    head_prefix = "tscam_conv."
     #: HTS-AT's log-mel: 64 Slaney mel bins in dB, 32 kHz, hop 320.
     feature_kind = "slaney_logmel"
 
-    def __init__(self, num_classes: int = 527, **kwargs):
-        super().__init__()
-        if "config" in kwargs:
-            cfg = kwargs.pop("config")
-            if kwargs:
-                raise TypeError(f"pass either config= or keyword arguments, not both: {sorted(kwargs)}")
-        else:
-            cfg = HTSATConfig(num_classes=num_classes, **kwargs)
-        self.config: HTSATConfig = cfg
+    def __init__(self, num_classes: int | None = None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        cfg = self.config
         self.bn0 = nn.BatchNorm2d(cfg.input_fdim)
         self.patch_embed = PatchEmbed(cfg)
         self.pos_drop = nn.Dropout(cfg.drop_rate)
@@ -354,15 +325,6 @@ class HTSAT(FlexModel):
         self.tscam_conv = nn.Conv2d(cfg.num_features, cfg.num_classes, kernel_size=(cfg.c_freq_bin, 3),
                                     padding=(0, 1))
         self.reset_parameters()
-
-    @classmethod
-    def preset(cls, name: str, num_classes: int = 527, **kwargs) -> "HTSAT":
-        """``tiny`` (the paper's Swin-T), ``mini`` or ``micro`` (:data:`flexiast.models.htsat.PRESETS`)."""
-        from .config import PRESETS
-
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-        return cls(num_classes, **{**PRESETS[name], **kwargs})
 
     def reset_parameters(self) -> None:
         """HTS-AT's initialisation: truncated normal (std 0.02) for linears and bias tables, zero
@@ -400,17 +362,7 @@ class HTSAT(FlexModel):
 
     # -- the pipeline ------------------------------------------------------------------
     def _check_input(self, spec: torch.Tensor) -> None:
-        cfg = self.config
-        if not isinstance(spec, torch.Tensor):
-            raise TypeError(f"expected a spectrogram tensor [batch, frames, mel_bins], got {type(spec).__name__}")
-        if spec.dim() != 3:
-            raise ValueError(f"expected a spectrogram [batch, frames, mel_bins] (3 dims), got shape "
-                             f"{tuple(spec.shape)}; add a batch dimension with spec.unsqueeze(0)")
-        if spec.shape[-1] != cfg.input_fdim:
-            raise ValueError(f"spectrogram has {spec.shape[-1]} mel bins; this HTS-AT was built for "
-                             f"input_fdim={cfg.input_fdim} (shape is [batch, frames, mel_bins])")
-        if spec.shape[1] < 1:
-            raise ValueError("spectrogram has no frames")
+        check_spectrogram(spec, self.config.input_fdim, "HTS-AT", 1, "spectrogram has no frames")
 
     def image(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec[B, T, F]`` normalised (``bn0``), zero-padded to whole ``unit`` s and folded:
@@ -476,12 +428,6 @@ class HTSAT(FlexModel):
         return TokenEmbedding(prefix=tokens.mean(dim=1, keepdim=True), tokens=tokens, grid=(gf, gt))
 
     # -- other geometries ---------------------------------------------------------------
-    def _rebuilt(self, config: HTSATConfig, sd: dict, strict: bool = True) -> "HTSAT":
-        param = self.patch_embed.proj.weight
-        model = HTSAT(config=config)
-        model.load_state_dict(sd, strict=strict)
-        return model.to(device=param.device, dtype=param.dtype).train(self.training)
-
     def adapt(self, *, kernel_resize: str = "pi", **changes) -> "HTSAT":
         """This network for another ``input_tdim`` (no weight changes: the tokens follow the
         input, and the relative-bias tables do not depend on it), ``num_classes`` (a new head,
@@ -494,36 +440,24 @@ class HTSAT(FlexModel):
             raise ValueError(f"cannot adapt {', '.join(patch)}: HTS-AT has no patch-size call (its "
                              f"{self.config.patch_size}x{self.config.patch_size} patches are fixed by its weights; "
                              "the number of tokens follows input_tdim)")
-        check_adapt(self.config, changes, FIXED_BY_WEIGHTS)
-        config = self.config.replace(**changes)
-        sd = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        new_head = config.num_classes != self.config.num_classes
-        if new_head:
-            sd = {k: v for k, v in sd.items() if not k.startswith("tscam_conv.")}
-        return self._rebuilt(config, sd, strict=not new_head)
+        return self._rebuilt(changes, FIXED_BY_WEIGHTS)
 
     def fixed(self, *, input_tdim: int | None = None, **call) -> "HTSAT":
         """A copy for ``input_tdim`` frames: nothing is resized per call, so it computes what this
         model does (``call`` must be empty: HTS-AT has no per-call settings)."""
         _no_call(call, "fixed")
-        config = self.config if input_tdim is None else self.config.replace(input_tdim=input_tdim)
-        return self._rebuilt(config, {k: v.detach().clone() for k, v in self.state_dict().items()})
+        return self._rebuilt({} if input_tdim is None else {"input_tdim": input_tdim})
 
     @classmethod
     def from_pretrained(cls, path, **overrides) -> "HTSAT":
-        """Official HTS-AT Lightning checkpoints (``sed_model.*``), Hugging Face CLAP audio towers
-        or flexiast files (:mod:`flexiast.models.htsat.weights`); ``overrides``: ``num_classes``
-        (a new head), ``input_tdim``, ``labels``, drop rates. Never runs code from the file."""
-        from ...checkpoints import CheckpointError, load_state_dict
-        from ..registry import identify, load_model
-
-        sd, flexiast_config, foreign_config = load_state_dict(path)
-        if flexiast_config is None:
-            try:
-                identify(sd, None, foreign_config)
-            except CheckpointError:
-                sample = ", ".join(sorted(sd)[:4])
-                raise CheckpointError(f"{path}: not an HTS-AT checkpoint: no sed_model.* keys (an official HTS-AT "
-                                      "Lightning file's state_dict has them) and no other layout a model family "
-                                      f"reads; found keys such as {sample}") from None
-        return load_model(path, arch=HTSATConfig.arch, **overrides)
+        """Official HTS-AT Lightning checkpoints (``sed_model.*``), ImageNet Swin, Hugging Face CLAP
+        audio towers or flexiast files (:mod:`flexiast.models.htsat.weights`); ``overrides``:
+        ``num_classes`` (a new head), ``input_tdim``, ``labels``, drop rates
+        (:meth:`FlexModel.from_pretrained`). A file no family reads is refused saying what an
+        official HTS-AT file holds. Never runs code from the file."""
+        try:
+            return super().from_pretrained(path, **overrides)
+        except UnknownLayout as e:
+            raise CheckpointError(f"{path}: not an HTS-AT checkpoint: no sed_model.* keys (an official HTS-AT "
+                                  "Lightning file's state_dict has them) and no other layout a model family "
+                                  f"reads; found keys such as {', '.join(e.keys[:4])}") from None

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from ..section import PresetSection
 from .config import PRESETS, HTSATConfig
 
 __all__ = ["HTSATSection", "config_from_recipe"]
 
 
 @dataclass
-class HTSATSection:
+class HTSATSection(PresetSection):
     """The network. ``preset`` gives the widths (tiny: the paper's Swin-T; mini; micro); explicit
     fields override it. There is no ``patch_size`` or ``stride``: HTS-AT's 4 x 4 patches are
     fixed and its number of tokens follows the input length, so a recipe giving them is
@@ -30,17 +32,9 @@ class HTSATSection:
     drop_rate: float = 0.0
     drop_path_rate: float = 0.1
 
-    def widths(self) -> dict:
-        """Width, depths and heads: the preset's, then the fields given."""
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"preset: {self.preset!r} is not one of {', '.join(PRESETS)}")
-        widths = dict(PRESETS[self.preset]) if self.preset else {}
-        widths.update({k: getattr(self, k) for k in ("embed_dim", "depths", "num_heads") if getattr(self, k) is not None})
-        missing = [k for k in ("embed_dim", "depths", "num_heads") if k not in widths]
-        if missing:
-            raise ValueError(f"{missing[0]}: without a preset give embed_dim, depths and num_heads "
-                             f"(missing {', '.join(missing)})")
-        return widths
+    presets: ClassVar[dict] = PRESETS
+    width_fields: ClassVar[tuple[str, ...]] = ("embed_dim", "depths", "num_heads")
+    required: ClassVar[tuple[str, ...]] = ("embed_dim", "depths", "num_heads")
 
 
 def config_from_recipe(section: HTSATSection, *, num_classes: int, input_fdim: int, input_tdim: int,

@@ -33,23 +33,21 @@ never running their code); this module only maps keys and shapes.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ...checkpoints import CheckpointError, load_state_dict, strip_module
+from ...checkpoints import CheckpointError
+from ..base import WeightsFile
+from ..loading import InitFrom, adapt_loaded, config_from_facts, fill
 from .config import HTSATConfig
 from .model import HTSAT
 
-__all__ = ["detect", "LAYOUTS", "convert_state_dict", "load", "init_from", "read_lightning", "from_clap",
+__all__ = ["detect", "LAYOUTS", "convert_state_dict", "load", "init_weights", "init_from", "read_lightning", "from_clap",
            "from_swin", "resize_bias_table"]
-
-log = logging.getLogger(__name__)
 
 LIGHTNING_PREFIX = "sed_model."
 CLAP_PREFIXES = ("audio_model.audio_encoder.", "audio_encoder.")
@@ -243,28 +241,12 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
         fields = _shape_config(sd)
     except KeyError as e:
         raise CheckpointError(f"{path}: {layout} checkpoint is missing the tensor {e.args[0]!r}") from None
-    known = set(HTSATConfig.__dataclass_fields__)
-    cfg = {**{k: v for k, v in facts.items() if k in known and k not in fields}, **fields}
-    try:
-        config = HTSATConfig(**cfg)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: {layout} checkpoint: {e}") from None
-    return config, sd, "tscam_conv.weight" not in sd
+    return config_from_facts(HTSATConfig, fields, facts, path, layout), sd, "tscam_conv.weight" not in sd
 
 
 def _build(config: HTSATConfig, sd: dict, new_head: bool, path, layout: str) -> HTSAT:
-    model = HTSAT(config=config)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    fresh = ("tscam_conv.",) if new_head else ()
-    if layout == "swin":
-        fresh += ("bn0.",)
-    missing = [k for k in missing if not k.startswith(fresh)]
-    if missing or unexpected:
-        raise CheckpointError(f"{path} ({layout}): missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
-    if new_head:
-        warnings.warn(f"{path}: token-semantic head (tscam_conv) initialised at random ({config.num_classes} classes)",
-                      stacklevel=4)
-    return model
+    return fill(HTSAT(config=config), sd, path, layout, ("bn0.",) if layout == "swin" else (),
+                new_head="token-semantic head (tscam_conv)" if new_head else "")
 
 
 def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: dict | None, *,
@@ -274,44 +256,23 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
     ``input_fdim`` and ``window_size`` where the file does not fix them)."""
     config, sd, new_head = convert_state_dict(sd, layout, flexiast_config=flexiast_config,
                                               foreign_config=foreign_config, facts=overrides, path=path)
-    model = _build(config, sd, new_head, path, layout)
-    rest = {k: v for k, v in overrides.items() if getattr(model.config, k, object()) != v}
-    try:
-        model = model.adapt(**rest)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    log.info("loaded %s checkpoint %s: %s", layout, path, model.config)
-    return model
+    return adapt_loaded(_build(config, sd, new_head, path, layout), overrides, path, layout)
 
 
-def init_from(path: str | Path, target: HTSATConfig, **hints) -> HTSAT:
-    """A recipe's initial weights (``init.path``) shaped to its ``target`` configuration:
-    classes (a new head where they differ), input length, and for an ImageNet Swin the mel
-    bins and the window (bias tables resized). Widths the file fixes and the recipe states
-    otherwise are taken from the file, with a warning."""
-    given = sorted(k for k, v in hints.items() if v is not None)
-    if given:
-        raise ValueError(f"init: {', '.join(given)} describe an AST file; an HTS-AT's weights need none")
-    from ..registry import identify
-
-    sd, flexiast_config, foreign_config = load_state_dict(path)
-    family, layout = identify(sd, flexiast_config, foreign_config)
-    if family.arch != HTSATConfig.arch:
-        raise CheckpointError(f"{path}: holds a model of the {family.arch} family ({layout} layout), where one of "
-                              f"the {HTSATConfig.arch} family is expected")
+def init_weights(weights: WeightsFile, target: HTSATConfig) -> HTSAT:
+    """The HTS-AT in a recipe's ``init.path``, with what the file does not fix taken from the
+    ``target`` (classes where it has no head, and for an ImageNet Swin the mel bins and the window
+    its bias tables are resized to): the hook of :data:`init_from`."""
     facts = {k: getattr(target, k) for k in ("num_classes", "input_fdim", "input_tdim", "freq_ratio", "window_size",
                                              "labels", "drop_rate", "drop_path_rate")}
-    config, sd, new_head = convert_state_dict(strip_module(sd), layout, flexiast_config=flexiast_config,
-                                              foreign_config=foreign_config, facts=facts, path=path)
-    model = _build(config, sd, new_head, path, layout)
-    differ = [f"{k}={getattr(config, k)} (recipe: {getattr(target, k)})"
-              for k in ("embed_dim", "depths", "num_heads", "window_size", "patch_size", "mlp_ratio", "freq_ratio")
-              if getattr(config, k) != getattr(target, k)]
-    if differ:
-        warnings.warn(f"init.path: {path} sets {', '.join(differ)}; the weights' shapes are used", stacklevel=3)
-    if config.input_fdim != target.input_fdim:
-        raise CheckpointError(f"{path}: weights for input_fdim={config.input_fdim} mel bins, the recipe's features "
-                              f"give {target.input_fdim}")
-    rest = {k: getattr(target, k) for k in ("num_classes", "input_tdim", "labels", "drop_rate", "drop_path_rate")
-            if getattr(config, k) != getattr(target, k)}
-    return model.adapt(**rest)
+    config, sd, new_head = convert_state_dict(weights.sd, weights.layout, flexiast_config=weights.flexiast_config,
+                                              foreign_config=weights.foreign_config, facts=facts, path=weights.path)
+    return _build(config, sd, new_head, weights.path, weights.layout)
+
+
+#: A recipe's initial weights for an HTS-AT (``ModelFamily.init_from``), shaped to its target:
+#: classes (a new head where they differ), input length and dropout; widths the file fixes and
+#: the recipe states otherwise are taken from the file, with a warning.
+init_from = InitFrom(HTSATConfig.arch, init_weights,
+                     fixed=("embed_dim", "depths", "num_heads", "window_size", "patch_size", "mlp_ratio", "freq_ratio"),
+                     follows=("num_classes", "input_tdim", "labels", "drop_rate", "drop_path_rate"))

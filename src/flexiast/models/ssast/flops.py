@@ -23,11 +23,9 @@ __all__ = ["flops"]
 def flops(config: SSASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi",
           masked: int = 0, passes: int = 2) -> FlopCount:
     """FLOPs of ``model(spec, masked=[passes, B, masked])`` (or of ``model(spec)`` for ``masked=0``)."""
-    if len(input_shape) == 2:
-        input_shape = (1, *input_shape)
-    batch = input_shape[0]
+    batch, frames, bins = FlopCount.input_of(input_shape)
     runs = passes if masked else 1
-    encoder = ast_flops(config.replace(pooling="mean"), (runs * batch, *input_shape[1:]), patch_size,
+    encoder = ast_flops(config.replace(pooling="mean"), (runs * batch, frames, bins), patch_size,
                         stride=stride, resize=resize)
     d, k = config.embed_dim, config.patch_area
     rows = runs * batch * masked if masked else 2 * batch * encoder.tokens - 2 * batch * config.prefix_tokens

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...resize import to_pair
+from ..ast.config import ASTConfig
 from ..ast.model import AST
 from .config import SSASTConfig
 
@@ -52,6 +53,8 @@ class SSAST(AST):
     gives ``[P, B, M, pf * pt]``, pass ``p`` read by ``heads[p]``. Fine-tuning keeps the
     encoder and drops the rest (:meth:`as_classifier`).
     """
+
+    config_class = SSASTConfig
 
     def _build_output(self, cfg: SSASTConfig) -> None:
         d, k = cfg.embed_dim, cfg.patch_area
@@ -127,8 +130,6 @@ class SSAST(AST):
         positional grid is resized bilinearly to the new grid). The mask embedding and the
         prediction heads are dropped. The patch shape must be the pretraining one (SSAST's
         fine-tuning refuses another); the widths are the encoder's."""
-        from ..ast.config import ASTConfig
-
         if not isinstance(target, ASTConfig) or not target.classifier:
             raise ValueError("an SSAST becomes a classifier of an AST configuration")
         cfg = self.config

@@ -14,17 +14,16 @@ Read by :mod:`flexiast.checkpoints` (never running code from the file).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ...checkpoints import CheckpointError
-from ..ast.weights import _encoder_config, _encoder_weights
+from ..ast.weights import SOURCE_HINTS, _encoder_config, _encoder_weights
+from ..base import WeightsFile, load_model
+from ..loading import InitFrom, adapt_loaded, fill
 from .config import SSASTConfig
 from .model import SSAST
 
-__all__ = ["detect", "LAYOUTS", "load", "init_from", "OFFICIAL_KEYS"]
-
-log = logging.getLogger(__name__)
+__all__ = ["detect", "LAYOUTS", "load", "init_weights", "init_from", "OFFICIAL_KEYS"]
 
 LAYOUTS = "official SSAST (module.v.* + module.mask_embed + module.cpredlayer.*) or flexiast keys"
 #: What only an official SSAST file holds, beside the encoder.
@@ -56,7 +55,7 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
     ``input_fdim``, ``stride``, dropout rates: the positional grid follows; the patch stays).
     ``source_*`` hints are not needed: an SSAST file states its pretraining input size."""
     overrides.pop("kernel_resize", None)
-    for hint in ("source_stride", "source_input_tdim", "source_input_fdim"):  # the file states its input size
+    for hint in SOURCE_HINTS:  # the file states its input size
         overrides.pop(hint, None)
     try:
         if layout == "flexiast":
@@ -68,33 +67,20 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
         raise CheckpointError(f"{path} ({layout}): missing the tensor {e.args[0]!r}") from None
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path} ({layout}): {e}") from None
-    model = SSAST(config=cfg)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path} ({layout}): missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
-    try:
-        return model.adapt(**overrides)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from None
+    return adapt_loaded(fill(SSAST(config=cfg), sd, path, layout), overrides, path, layout)
 
 
-def init_from(path: str | Path, target: SSASTConfig, *, kernel_resize: str = "pi", **hints) -> SSAST:
-    """Continued pretraining: an SSAST file (``init.path``) shaped to the recipe's ``target``
-    (input size, stride, dropout); its widths and patch must be the recipe's. A file of any
-    other family (an AST classifier, an ImageNet ViT) is refused, naming it."""
-    from ..registry import load_model
+def init_weights(weights: WeightsFile, target: SSASTConfig, **hints) -> SSAST:
+    """The SSAST in a pretraining recipe's ``init.path``, as the file holds it: the hook of
+    :data:`init_from`, which then moves it to the recipe's input size, stride and dropout."""
+    return load_model(weights)
 
-    try:
-        model = load_model(path, arch=SSASTConfig.arch)
-    except CheckpointError as e:
-        raise CheckpointError(f"init.path: {e}; a pretraining recipe continues from an SSAST file (flexiast's, or "
-                              "the official SSAST-*.pth)") from None
-    got = model.config
-    differ = [f"{k}={getattr(got, k)} (recipe: {getattr(target, k)})"
-              for k in ("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens", "patch_size")
-              if getattr(got, k) != getattr(target, k)]
-    if differ:
-        raise CheckpointError(f"init.path: {path} has {', '.join(differ)}; set the recipe's model section to match")
-    changes = {k: getattr(target, k) for k in ("input_fdim", "input_tdim", "stride", "drop_rate", "drop_path_rate",
-                                              "partial_patches") if getattr(target, k) != getattr(got, k)}
-    return model.adapt(**changes)
+
+#: Continued pretraining (``ModelFamily.init_from``): an SSAST file shaped to the recipe's
+#: ``target`` (input size, stride, dropout); its widths and patch must be the recipe's. A file
+#: of any other family (an AST classifier, an ImageNet ViT) is refused, naming it.
+init_from = InitFrom(SSASTConfig.arch, init_weights, hints=("kernel_resize", *SOURCE_HINTS),
+                     fixed=("embed_dim", "depth", "num_heads", "mlp_ratio", "prefix_tokens", "patch_size"),
+                     follows=("input_fdim", "input_tdim", "stride", "drop_rate", "drop_path_rate", "partial_patches"),
+                     exact=True, refusal="; a pretraining recipe continues from an SSAST file (flexiast's, or the "
+                                         "official SSAST-*.pth)")

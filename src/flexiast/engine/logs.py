@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import write_text_atomic, writing
 
 __all__ = ["RunLogs", "format_seconds", "unreadable_report"]
 
@@ -34,7 +34,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.exists()
-    with open(path, "a", newline="") as f:
+    with writing(path), open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))
         if new:
             w.writeheader()

@@ -7,7 +7,9 @@ inside at a named failpoint (:mod:`flexiast.faults`): mid-step, mid-validation, 
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import re
 import shutil
@@ -153,6 +155,71 @@ def test_seven_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(cras
     assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
     assert not list(run.glob("*.tmp"))
     assert_same_run(uninterrupted, run)
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+#: The write a full disk cuts short (``FLEXIAST_FAILPOINT=checkpoint-write:N:enospc``: 4 KiB of
+#: the file reach the disk, then ENOSPC). The crash recipe's second write is a ``last.pt`` of
+#: its first phase, which keeps no weights; its 19th is the final phase's second
+#: ``best.safetensors`` (12 checkpoints, then best, best_epochs/, 4 checkpoints, best).
+FULL_DISK = {"last.pt": 2, "best.safetensors": 19}
+
+
+@pytest.mark.parametrize("file", FULL_DISK)
+def test_a_full_disk_names_the_file_and_the_run_and_resuming_ends_the_same(file, crash_recipe, uninterrupted,
+                                                                           tmp_path):
+    run = tmp_path / "full-disk"
+    failpoint = f"checkpoint-write:{FULL_DISK[file]}:enospc"
+    proc = train_cli(crash_recipe, f"out={run}", env=one_thread_env(FLEXIAST_FAILPOINT=failpoint))
+    out = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    assert f"flexiast train: error: cannot write {run / file}: No space left on device; the run in {run} " in out
+    assert f"free space on its disk, then continue it with flexiast train --resume {run}\n" in out, out
+    # The write replaced nothing: every file on disk is whole, and the partial one is gone.
+    assert_checkpoints_whole(run)
+    assert not list(run.rglob("*.tmp")) and not (run / "summary.json").exists()
+    assert 0 < load_run_checkpoint(run / "last.pt")["progress"]["step"] < STEPS
+    resumed = resume_cli(run)
+    assert resumed.returncode == 0, resumed.stdout.decode() + resumed.stderr.decode()
+    assert not list(run.rglob("*.tmp"))
+    assert_same_run(uninterrupted, run)
+    wa, wb = (safetensors.torch.load_file(r / "best.safetensors") for r in (uninterrupted, run))
+    assert list(wa) == list(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class _DiskFillsAfter:
+    """A file whose disk is full after ``room`` bytes: the rest of the write fails with ENOSPC."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.file.write(data[: self.room])
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+@pytest.mark.parametrize("writer", ["bytes", "torch.save"])
+def test_a_write_that_fills_the_disk_keeps_the_old_file_and_names_the_new_one(tmp_path, writer):
+    """``torch.save`` reports its file's failed write as a RuntimeError: it is named all the same."""
+    from flexiast.atomic import WriteError, write_atomic
+
+    path = tmp_path / "last.pt"
+    torch.save({"old": torch.zeros(3)}, path)
+    write = {"bytes": lambda f: _DiskFillsAfter(f, 100).write(bytes(10_000)),
+             "torch.save": lambda f: torch.save({"new": torch.ones(100_000)}, _DiskFillsAfter(f, 1000))}[writer]
+    with pytest.raises(WriteError) as error:
+        write_atomic(path, write)
+    assert error.value.errno == errno.ENOSPC and error.value.path == path
+    assert str(error.value) == f"cannot write {path}: No space left on device"
+    assert torch.equal(torch.load(path, weights_only=True)["old"], torch.zeros(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
 def test_a_two_process_run_killed_mid_step_resumes_to_the_same_run(fsdd_small, tmp_path):

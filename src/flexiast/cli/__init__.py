@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from . import data, demo, deploy, models, report, train
-from ._args import UsageError
+from ._args import IntermixedParser, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -22,7 +22,7 @@ GROUPS = (demo, models, data, train, deploy, report)
 def build_parser() -> argparse.ArgumentParser:
     """The ``flexiast`` parser with every group's subcommands."""
     parser = argparse.ArgumentParser(prog="flexiast", description="The flexiast command.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=IntermixedParser)
     for group in GROUPS:
         group.add_parsers(sub)
     return parser

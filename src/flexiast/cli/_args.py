@@ -25,6 +25,28 @@ class UsageError(Exception):
     """A command line that parses but does not make sense (a missing dataset, options that exclude each other)."""
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """A subcommand's parser whose options and positionals mix in any order.
+
+    argparse's plain parsing gives a positional list (``train``'s overrides, ``predict``'s
+    audio files) only the arguments before the first option: ``train r.yaml --check a=1``
+    would leave ``a=1`` unrecognized. :meth:`parse_known_intermixed_args` reads the options
+    first, then the positionals, so ``r.yaml --check a=1`` and ``r.yaml a=1 --check`` are
+    the same command line. (The subparsers action calls ``parse_known_args`` on this parser.)
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # the two passes of parse_known_intermixed_args
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def add_command(sub, name: str, func, **kwargs) -> argparse.ArgumentParser:
     """Subcommand ``name`` running ``func(args)``; ``args.parser`` is its parser, which reports usage errors."""
     parser = sub.add_parser(name, **kwargs)

@@ -97,6 +97,8 @@ def cmd_predict(args) -> int:
     from ..evaluate import read_profile
 
     if args.out is None:
+        if not args.audio:
+            raise UsageError("give audio files to score (or --out FILE with folders or --list FILE)")
         given = [flag for flag, on in (("--list", args.list is not None), ("--resume", args.resume),
                                        ("--overwrite", args.overwrite), ("--windows", args.windows)) if on]
         if given:
@@ -108,8 +110,6 @@ def cmd_predict(args) -> int:
     elif args.framewise and args.out.suffix != ".jsonl":
         raise UsageError("--framewise keeps each file's framewise scores in a .jsonl output; a .csv row has room "
                          "for the events only (its events column)")
-    if args.out is None and not args.audio:
-        raise UsageError("give audio files (or --out FILE with folders or --list FILE)")
     options = PredictOptions(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
                              resize=args.resize, top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate,
                              whole=args.whole, pos_grid=args.pos_grid, precision=args.precision,

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from contextlib import contextmanager
+from pathlib import Path
 
 from ._args import UsageError, add_command, positive
+
+
+@contextmanager
+def resumable_writes(run_dir: Path, kfold: bool = False):
+    """A file of the run in ``run_dir`` that could not be written (a full disk) stops it with an
+    error naming the file, the run directory and how to continue: the write replaced nothing,
+    so the last checkpoint is whole and ``flexiast train --resume`` (a k-fold run: the same
+    command again) continues the run to the numbers it would have reached."""
+    from ..atomic import WriteError
+
+    try:
+        yield
+    except WriteError as e:
+        fix = "free space on its disk" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        again = "by running the same command again" if kfold else f"with flexiast train --resume {run_dir}"
+        raise WriteError(e.path, e, f"the run in {run_dir} stopped there with its last checkpoint whole: "
+                                    f"{fix}, then continue it {again}") from e
 
 
 def cmd_train(args) -> int:
@@ -14,7 +34,8 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.recipe or args.overrides:
             raise UsageError("--resume RUN_DIR continues a run with its saved recipe; give no recipe or overrides")
-        summary = resume(args.resume)
+        with resumable_writes(Path(args.resume).absolute()):
+            summary = resume(args.resume)
     else:
         if not args.recipe:
             raise UsageError("give a recipe (flexiast train recipe.yaml [key=value ...]) or --resume RUN_DIR")
@@ -27,7 +48,8 @@ def cmd_train(args) -> int:
             print(f"{args.recipe}: valid; {len(cfg.phases)} phase(s), output {cfg.out_dir}; on this machine: "
                   f"{device}, precision {precision}")
             return 0
-        summary = train(cfg)
+        with resumable_writes(Path(cfg.out_dir).absolute(), kfold=bool(cfg.data.kfold)):
+            summary = train(cfg)
     if "folds" not in summary:
         print(f"best validation {summary['metric']} {summary['best_val']:.4f} at epoch {summary['best_epoch']}; "
               f"{summary['train_flops'] / 1e12:.3f} training TFLOPs in {summary['train_seconds']:.1f} s")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..atomic import write_text_atomic
+from ..atomic import write_text_atomic, writing
 from ..config import config_to_dict
 from ..constants import AUTO
 
@@ -94,7 +94,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.exists()
-    with open(path, "a", newline="") as f:
+    with writing(path), open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))
         if new:
             w.writeheader()

@@ -18,6 +18,9 @@ moves the unreadable file aside so the next save cannot rotate it over the good 
 
 A run's weights (:data:`WEIGHT_FILES`) are safetensors, written by
 :func:`flexiast.checkpoints.save_safetensors`; :func:`run_weights` finds them.
+
+A write that fails (a full disk) replaces nothing, so the last checkpoint stays whole; the
+error (:class:`flexiast.atomic.WriteError`) names the file.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..atomic import write_atomic
+from ..atomic import write_atomic, writing
 from ..checkpoints import CheckpointError, torch_load_safe
 from ..distributed import DistInfo
 
@@ -62,8 +65,9 @@ def save_run_checkpoint(state: dict, run_dir: Path) -> Path:
     if path.exists():
         # Hard-link the current file as the previous one: last.pt exists at every moment.
         link = path.with_name("last.prev.pt.tmp")
-        link.unlink(missing_ok=True)
-        os.link(path, link)
+        with writing(link):
+            link.unlink(missing_ok=True)
+            os.link(path, link)
         os.replace(link, path.with_name("last.prev.pt"))
     save_atomic(state, path)
     return path

@@ -52,7 +52,7 @@ import torch
 
 from .. import distributed, faults
 from ..atomic import write_text_atomic
-from ..checkpoints import load_state_dict, save_safetensors
+from ..checkpoints import save_safetensors
 from ..config import ConfigError, RunConfig, build_config, config_to_dict
 from ..data import AudioDataset
 from ..data.loader import loader_workers, resolve_cache

@@ -46,7 +46,7 @@ def test_recipe_and_overrides_build_typed_config(tmp_path, base):
     assert cfg.phases[1].patch.sizes == [16]
     assert cfg.data.options == {"task": "speakers"}
     assert cfg.phase_compression(0).factor == 2
-    assert cfg.phase_patch_sizes(0) == [(8, 8), (16, 16), (32, 32)]
+    assert [p.patch for p in cfg.phase_points(0)] == [(8, 8), (16, 16), (32, 32)]
     assert cfg.feature_config().frames(cfg.phase_compression(0)) == 64
 
 

@@ -40,12 +40,13 @@ class ToyConfig(FamilyConfig):
 class Toy(FlexModel):
     """Mean over time, then a linear head."""
 
+    config_class = ToyConfig
     feature_kind = "kaldi_fbank"
     num_layers = 0
 
-    def __init__(self, config: ToyConfig):
-        super().__init__()
-        self.config = config
+    def __init__(self, num_classes: int | None = None, **kwargs):
+        super().__init__(num_classes, **kwargs)
+        config = self.config
         self.head = nn.Linear(config.input_fdim, config.num_classes)
 
     def forward(self, spec: torch.Tensor, **call) -> torch.Tensor:

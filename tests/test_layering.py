@@ -203,16 +203,17 @@ def find_cycles(imports: dict[str, list[Import]]) -> list[list[str]]:
 
 def family_classes(root: Path, trees: dict[str, ast.Module]) -> dict[str, set[str]]:
     """``{family package: names of its model and config classes}``, read from the
-    ``ModelFamily(..., config_class=X, model_class=Y)`` call that registers it."""
+    ``ModelFamily(..., config_class=X, model_class=Y)`` call that registers it. A package under
+    ``models`` that registers no family (``models.points``, shared by all) is not one."""
     models = f"{root.name}.models"
     found = {}
     for name, tree in trees.items():
         if name.rpartition(".")[0] != models or not (root / "models" / name.rpartition(".")[2]).is_dir():
             continue
-        found[name] = {kw.value.id for node in ast.walk(tree)
-                       if isinstance(node, ast.Call) and called_name(node) == "ModelFamily"
-                       for kw in node.keywords
-                       if kw.arg in ("config_class", "model_class") and isinstance(kw.value, ast.Name)}
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and called_name(node) == "ModelFamily"]
+        if calls:
+            found[name] = {kw.value.id for node in calls for kw in node.keywords
+                           if kw.arg in ("config_class", "model_class") and isinstance(kw.value, ast.Name)}
     return found
 
 
@@ -269,6 +270,7 @@ def test_the_real_tree_is_seen():
     assert "flexiast.models.ast" in {i.target for i in imports["flexiast.models"]}
     assert "flexiast.models.loading" in {i.target for i in imports["flexiast.models.ast.weights"]}
     assert family_classes(SRC, trees)["flexiast.models.ast"] == {"AST", "ASTConfig"}
+    assert "flexiast.models.points" not in family_classes(SRC, trees)  # shared by every family, registers none
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:

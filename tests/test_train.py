@@ -62,7 +62,7 @@ class Recorder(Trainer):
         opt = self.phase.optimizer
         fresh = all(len(opt.state[p]) == 0 for g in opt.param_groups for p in g["params"])
         out = super()._optimizer_step(micro_batches)
-        self.steps.append({"phase": self.phase.index, "optimizer": id(opt), "fresh": fresh, "patch": out["patch"],
+        self.steps.append({"phase": self.phase.index, "optimizer": id(opt), "fresh": fresh, "patch": out["patch"].patch,
                            "shape": tuple(micro_batches[0]["spec"].shape), "flops": out["flops"]})
         return out
 
@@ -150,7 +150,7 @@ def test_flexiast_phase_draws_sizes_per_step_on_time_axis(fsdd_small, tmp_path):
         train={"eval_patch_sizes": [8, 24]})
     t = Recorder(build_config(raw), tmp_path / "run")
     t.fit()
-    drawn = [s["patch"].patch for s in t.steps]
+    drawn = [s["patch"] for s in t.steps]
     assert {p[0] for p in drawn} == {16}  # frequency stays at the stored 16
     assert len({p[1] for p in drawn}) >= 3
     assert drawn == [t.phase.sampler(step).patch for step in range(len(drawn))]

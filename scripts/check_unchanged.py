@@ -27,6 +27,8 @@ test, comparing HEAD with itself).
    ``flexiast_version``) are left out.
 
 It prints a table of what was compared and exits 1 naming every difference (0: unchanged).
+``--accept KEY`` and ``--accept-new-keys`` declare the differences a change makes on purpose;
+those are listed as accepted and do not fail the check (every other value must still match).
 """
 
 from __future__ import annotations
@@ -172,6 +174,17 @@ def differences(a, b, where: str, rtol: float, counts: dict):
         yield f"{where}: {a!r} before, {b!r} after"
 
 
+def accepted_key(message: str) -> str:
+    """The key a difference message is about: ``predict-ast[0].window_s: ...`` -> ``window_s``."""
+    return message.split(": ", 1)[0].rpartition(".")[2].split("[", 1)[0]
+
+
+def is_accepted(message: str, keys: list[str], new_keys: bool) -> bool:
+    """Whether a difference is one the caller declared intended: a key of ``keys``, or (with
+    ``new_keys``) a key only the after code writes."""
+    return accepted_key(message) in keys or (new_keys and message.endswith(": only after"))
+
+
 def read_embeddings(path: Path) -> dict:
     """The tensors (as float64 lists) and the metadata (values parsed as JSON) of an embeddings file."""
     from safetensors import safe_open
@@ -203,6 +216,11 @@ def main() -> int:
                    help="the FSDD folder (or its recordings/); default $FLEXIAST_FSDD or ../shared/data/fsdd")
     p.add_argument("--out", type=Path, help="keep the runs and outputs here (default: a temporary folder, removed)")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative difference allowed between numbers")
+    p.add_argument("--accept", action="append", default=[], metavar="KEY",
+                   help="a key whose values the change alters on purpose (repeatable): its differences are listed "
+                        "as accepted and do not fail the check")
+    p.add_argument("--accept-new-keys", action="store_true",
+                   help="keys the change adds (present only after) are listed as accepted")
     args = p.parse_args()
     fsdd = Path(args.fsdd)
     fsdd = fsdd if fsdd.name == "recordings" else fsdd / "recordings"
@@ -225,7 +243,7 @@ def main() -> int:
             found[label] = json.loads((out / "exit-codes.json").read_text())
             if not Path(found[label]["flexiast"]).is_relative_to(code / "src"):
                 raise SystemExit(f"the {label} run imported {found[label]['flexiast']}, not {code / 'src'}")
-        problems = {}
+        problems, accepted = {}, []
         print("\n| output | numbers compared | max rel. difference | result |\n|---|---:|---:|---|")
         for name, _, kind in commands(work / "out-after", work / "out-before"):
             codes = found["before"][name], found["after"][name]
@@ -233,6 +251,8 @@ def main() -> int:
                 diffs, counts = [f"{name}: exit code {codes[0]} before, {codes[1]} after"], {"numbers": 0, "max_rel": 0}
             else:
                 counts, diffs = compare(name, kind, work / "out-before", work / "out-after", args.rtol)
+                accepted += [d for d in diffs if is_accepted(d, args.accept, args.accept_new_keys)]
+                diffs = [d for d in diffs if not is_accepted(d, args.accept, args.accept_new_keys)]
             if diffs:
                 problems[name] = diffs
             print(f"| {name} ({kind}) | {counts['numbers']} | {counts['max_rel']:.2e} | "
@@ -241,6 +261,9 @@ def main() -> int:
             print("\n".join(f"DIFFERENT {line}" for line in diffs[:5]))
             if len(diffs) > 5:
                 print(f"... and {len(diffs) - 5} more in {name}")
+        if accepted:
+            keys = sorted({accepted_key(d) for d in accepted})
+            print(f"\naccepted ({len(accepted)} difference(s) in keys changed on purpose): {', '.join(keys)}")
         total = sum(map(len, problems.values()))
         print("\nunchanged" if not total else f"\n{total} difference(s) in {', '.join(problems)}")
         return 1 if total else 0

@@ -20,6 +20,7 @@ nothing else (:func:`_panns_models`); no network is used.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -39,7 +40,8 @@ from flexiast.models.registry import identify
 from helpers import measured_flops
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIP = ROOT.parent / "shared" / "data" / "fsdd" / "recordings" / "0_jackson_1.wav"  # 0.53 s, 8 kHz
+FSDD = Path(os.environ.get("FLEXIAST_FSDD", ROOT.parent / "shared" / "data" / "fsdd"))  # as conftest.py finds it
+CLIP = FSDD / "recordings" / "0_jackson_1.wav"  # 0.53 s, 8 kHz
 PANNS = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
 
 

@@ -192,7 +192,8 @@ class Trainer:
                  if getattr(init, k) is not None}
         if self.cfg.patch_calls:  # the first phase's transfer moves a kernel of another size in
             hints["kernel_resize"] = self.plan.transfer(0)
-        return self.family.init_from(self.init_weights, target, **hints)
+        weights, self.init_weights = self.init_weights, None  # its tensors are not kept through training
+        return self.family.init_from(weights, target, **hints)
 
     def _check_labels(self, train) -> None:
         """A classifier trains on labelled clips, a pretraining model on unlabeled ones."""

@@ -178,7 +178,8 @@ class Trainer:
         hints = {k: getattr(init, k) for k in ("source_stride", "source_input_tdim", "source_input_fdim")
                  if getattr(init, k) is not None}
         hints.update(self.cfg.points().init_hints(self.plan.transfer(0)))  # how a kernel of another size moves in
-        return self.family.init_from(self.init_weights, target, **hints)
+        weights, self.init_weights = self.init_weights, None  # its tensors are not kept through training
+        return self.family.init_from(weights, target, **hints)
 
     def _enter_phase(self, i: int) -> None:
         """Adapt the model to phase ``i`` and start a fresh optimizer (Sec. 2.2)."""

@@ -10,7 +10,10 @@ A family's configuration is a frozen dataclass deriving from :class:`FamilyConfi
 gives ``to_dict()`` with ``arch``, ``from_dict()`` and ``replace(**changes)``), with ``arch``
 (a class constant), ``num_classes``, ``input_fdim`` (mel bins), ``input_tdim`` (frames) and
 ``labels``.
-Its model is a :class:`FlexModel`.
+Its model is a :class:`FlexModel`, which builds its configuration, its presets and, through
+:func:`load_model`, its ``from_pretrained``. Reading a weights file (:func:`read_weights`,
+:func:`identify`, :func:`load_model`) lives here, next to the registry it asks, so that the
+model classes use it without importing :mod:`flexiast.models.registry` (which imports this).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the families' weight readers share: a recipe's initial weights (:class:`InitFrom`, the
 one ``init_from`` every family registers) and the steps of building a model from a converted
-state dict (:func:`config_from_facts`, :func:`fill`, :func:`adapt_loaded`).
+state dict (:func:`own_config`, :func:`config_from_facts`, :func:`fill`, :func:`adapt_loaded`).
 
 A family's ``weights`` module maps a foreign layout's keys and shapes to its own; these
 functions do what is the same for every family around that map: the file read once
@@ -20,9 +20,16 @@ from typing import Any, Callable
 from ..checkpoints import CheckpointError
 from .base import FlexModel, WeightsFile, read_weights
 
-__all__ = ["InitFrom", "config_from_facts", "fill", "adapt_loaded"]
+__all__ = ["InitFrom", "own_config", "config_from_facts", "fill", "adapt_loaded"]
 
 log = logging.getLogger(__name__)
+
+
+def own_config(config_class: type, flexiast_config: dict | None):
+    """The configuration a flexiast file of this family states (its ``model_config``)."""
+    if not flexiast_config:
+        raise CheckpointError("flexiast state dict without its model configuration")
+    return config_class.from_dict(flexiast_config)
 
 
 def config_from_facts(config_class: type, fields: dict, facts: dict, path, layout: str):
@@ -101,7 +108,7 @@ class InitFrom:
         path = file.path
         given = sorted(k for k, v in hints.items() if v is not None and k not in self.hints)
         if given:
-            raise ValueError(f"init: {', '.join(given)} describe an AST file; a {self.arch} model's weights "
+            raise ValueError(f"init: {', '.join(given)} describe an AST file; weights of the {self.arch} family "
                              "need none")
         family = file.family
         if family.arch != self.arch and not (self.from_pretraining and not family.classifier):

@@ -32,7 +32,7 @@ from ...checkpoints import CheckpointError
 from ...features import HTSAT_FEATURES
 from ...logmel import slaney_mel_filterbank
 from ..base import WeightsFile
-from ..loading import InitFrom, adapt_loaded, config_from_facts, fill
+from ..loading import InitFrom, adapt_loaded, config_from_facts, fill, own_config
 from .config import CNN14Config
 from .model import CNN14
 
@@ -93,12 +93,10 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
     """``(config, state dict in our layout, new head?)``. ``facts`` give what the file does not
     say (``input_tdim``, ``num_classes`` for a file without ``fc_audioset``); the widths and mel
     bins are the file's."""
+    if layout == "flexiast":
+        return own_config(CNN14Config, flexiast_config), dict(sd), False
     facts = dict(facts or {})
     try:
-        if layout == "flexiast":
-            if not flexiast_config:
-                raise CheckpointError("flexiast state dict without its model configuration")
-            return CNN14Config.from_dict(flexiast_config), dict(sd), False
         if layout == "panns":
             check_front_end(sd, path)
         elif layout != "cnn14":

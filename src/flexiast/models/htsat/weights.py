@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from ...checkpoints import CheckpointError
 from ..base import WeightsFile
-from ..loading import InitFrom, adapt_loaded, config_from_facts, fill
+from ..loading import InitFrom, adapt_loaded, config_from_facts, fill, own_config
 from .config import HTSATConfig
 from .model import HTSAT
 
@@ -217,12 +217,10 @@ def convert_state_dict(sd: dict, layout: str, *, flexiast_config: dict | None = 
     ``input_fdim`` for an ImageNet Swin, the target ``window_size`` a Swin's tables move to);
     where the file fixes a field, its value is used (and :meth:`HTSAT.adapt` later refuses
     a different one)."""
+    if layout == "flexiast":
+        return own_config(HTSATConfig, flexiast_config), dict(sd), False
     facts = dict(facts or {})
     try:
-        if layout == "flexiast":
-            if not flexiast_config:
-                raise CheckpointError("flexiast state dict without its model configuration")
-            return HTSATConfig.from_dict(flexiast_config), dict(sd), False
         if layout == "htsat-lightning":
             sd = read_lightning(sd, path)
         elif layout == "htsat":

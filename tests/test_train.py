@@ -63,7 +63,8 @@ class Recorder(Trainer):
         fresh = all(len(opt.state[p]) == 0 for g in opt.param_groups for p in g["params"])
         out = super()._optimizer_step(micro_batches)
         self.steps.append({"phase": self.phase.index, "optimizer": id(opt), "fresh": fresh,
-                           "patch": out["patch"].patch, "shape": tuple(micro_batches[0]["spec"].shape), "flops": out["flops"]})
+                           "patch": out["patch"].patch, "shape": tuple(micro_batches[0]["spec"].shape),
+                           "flops": out["flops"]})
         return out
 
 

@@ -278,7 +278,8 @@ def test_fine_tuning_keeps_the_encoder_and_drops_the_heads(tmp_path):
     pre = load_model(tmp_path / "ssast.pth")
     target = create_model("ast", num_classes=3, input_fdim=32, input_tdim=96, embed_dim=32, depth=2, num_heads=2,
                           patch_size=16, stride=8, pooling="mean").config
-    ft = get_family("ast").init_from(tmp_path / "ssast.pth", target, source_input_tdim=1024)  # a hint it needs not
+    with pytest.warns(UserWarning, match=r"sets num_heads=1 \(recipe: 2\)"):  # the file's 32 wide heads win
+        ft = get_family("ast").init_from(tmp_path / "ssast.pth", target, source_input_tdim=1024)  # a hint it needs not
     assert ft.arch == "ast" and ft.config.pooling == "mean" and ft.config.stride == (8, 8)
     assert ft.config.grid == (3, 11) and ft.config.num_classes == 3
     sd, psd = ft.state_dict(), pre.state_dict()

@@ -35,7 +35,7 @@ import torch
 
 from ._caching import tensor_cache
 
-__all__ = ["fbank", "mel_filterbank", "num_frames", "KALDI_LOG_FLOOR"]
+__all__ = ["fbank", "mel_filterbank", "num_frames", "check_waveform", "KALDI_LOG_FLOOR"]
 
 #: Kaldi's floor for the log of mel energies (``std::numeric_limits<float>::epsilon()``).
 KALDI_LOG_FLOOR = float(torch.finfo(torch.float32).eps)
@@ -48,6 +48,19 @@ def _mel(freq: torch.Tensor | float) -> torch.Tensor | float:
     if isinstance(freq, torch.Tensor):
         return 1127.0 * torch.log1p(freq / 700.0)
     return 1127.0 * math.log1p(freq / 700.0)
+
+
+def check_waveform(waveform, sample_rate: float) -> None:
+    """Refuse what no front end can read: a non-tensor, integer samples, a scalar, a rate <= 0."""
+    if not isinstance(waveform, torch.Tensor):
+        raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
+    if not waveform.is_floating_point():
+        raise TypeError(f"waveform must be floating point, got {waveform.dtype}; "
+                        "convert integer PCM with waveform.float() / 32768")
+    if waveform.dim() < 1:
+        raise ValueError("waveform must have a samples dimension, got a scalar")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate={sample_rate} must be positive")
 
 
 def _frame_sizes(sample_rate: float, frame_length_ms: float, frame_shift_ms: float,
@@ -205,15 +218,7 @@ def fbank(
     with a symbolic batch (:mod:`flexiast.export`); it gives the same features with more
     memory at once. It needs at least one frame (the traced graph has no empty branch).
     """
-    if not isinstance(waveform, torch.Tensor):
-        raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
-    if not waveform.is_floating_point():
-        raise TypeError(f"waveform must be floating point, got {waveform.dtype}; "
-                        "convert integer PCM with waveform.float() / 32768")
-    if waveform.dim() < 1:
-        raise ValueError("waveform must have a samples dimension, got a scalar")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate={sample_rate} must be positive")
+    check_waveform(waveform, sample_rate)
     if window not in WINDOWS:
         raise ValueError(f"window={window!r} is not one of {', '.join(WINDOWS)}")
     if not 0.0 <= preemphasis <= 1.0:

@@ -45,6 +45,7 @@ import math
 import torch
 
 from ._caching import tensor_cache
+from .fbank import check_waveform
 
 __all__ = ["slaney_logmel", "slaney_mel_filterbank", "hz_to_slaney_mel", "slaney_mel_to_hz", "num_frames",
            "frame_index", "power_to_db"]
@@ -188,15 +189,7 @@ def slaney_logmel(
     rest of ``waveform`` is not read); frames past the clip's own are computed from its
     reflection and are the caller's to discard.
     """
-    if not isinstance(waveform, torch.Tensor):
-        raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
-    if not waveform.is_floating_point():
-        raise TypeError(f"waveform must be floating point, got {waveform.dtype}; "
-                        "convert integer PCM with waveform.float() / 32768")
-    if waveform.dim() < 1:
-        raise ValueError("waveform must have a samples dimension, got a scalar")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate={sample_rate} must be positive")
+    check_waveform(waveform, sample_rate)
     for name, value, least in (("n_fft", n_fft, 2), ("hop_length", hop_length, 1), ("n_mels", n_mels, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name}={value!r} must be an integer of at least {least}")

@@ -78,7 +78,7 @@ def waveform_graph(im, directory: Path, repeats: int) -> dict:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    fixed = im.at(im.model.config.patch_size)
+    fixed = im.at(im.points.stored(im.model.config))  # the stored operating point, fixed
     samples = FEATURES.clip_samples()
     out = {}
     for batch in (1, 16):

@@ -124,6 +124,7 @@ def test_sigkill_at_a_moment_chosen_from_outside_then_resume(crash_recipe, unint
 FAILPOINT_RANGE = {"step": 12, "validation": 4, "checkpoint-write": 6}
 
 
+@pytest.mark.slow  # about 35 s; the single SIGKILL tests below run by default
 def test_seven_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(crash_recipe, uninterrupted, tmp_path):
     rng = random.Random(20261122)
     points = list(FAILPOINT_RANGE) * 2
@@ -165,7 +166,8 @@ def test_seven_sigkills_mid_step_mid_validation_mid_write_then_the_same_run(cras
 FULL_DISK = {"last.pt": 2, "best.safetensors": 19}
 
 
-@pytest.mark.parametrize("file", FULL_DISK)
+@pytest.mark.parametrize("file", [pytest.param(f, marks=pytest.mark.slow) if f == "best.safetensors" else f
+                                  for f in FULL_DISK])  # a best.safetensors write: in the slow run
 def test_a_full_disk_names_the_file_and_the_run_and_resuming_ends_the_same(file, crash_recipe, uninterrupted,
                                                                            tmp_path):
     run = tmp_path / "full-disk"
@@ -222,6 +224,7 @@ def test_a_write_that_fills_the_disk_keeps_the_old_file_and_names_the_new_one(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
+@pytest.mark.slow  # two processes, about 25 s
 def test_a_two_process_run_killed_mid_step_resumes_to_the_same_run(fsdd_small, tmp_path):
     """torchrun, both ranks killed at their 13th step (after the checkpoint at step 12), then
     ``torchrun ... --resume``: every rank restores its own RNG state and trims its own step

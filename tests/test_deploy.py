@@ -21,7 +21,7 @@ from flexiast.cli import main
 from flexiast.config import build_config
 from flexiast.data import AudioDataset, read_manifest
 from flexiast.features import FeatureConfig
-from flexiast.inference import choose_patch, load_inference_model, window_starts
+from flexiast.inference import choose_row, load_inference_model, window_starts
 from flexiast.report import profiles_figure, runs_figure
 from flexiast.engine import train
 
@@ -126,20 +126,20 @@ def test_predict_with_a_gflops_budget_picks_the_most_accurate_size_that_fits(run
     assert json.loads(capsys.readouterr().out)["patch_size"] == [int(best["patch_freq"]), int(best["patch_time"])]
 
 
-def test_choose_patch_by_hand():
+def test_choose_row_by_hand():
     rows = [{"patch": [8, 8], "gflops": 4.0, "latency_ms": 40.0, "accuracy": 0.90},
             {"patch": [16, 16], "gflops": 1.0, "latency_ms": 10.0, "accuracy": 0.88},
             {"patch": [24, 24], "gflops": 0.5, "latency_ms": 6.0, "accuracy": 0.88},
             {"patch": [32, 32], "gflops": 0.3, "latency_ms": 8.0, "accuracy": 0.80}]
     profile = {"metric": "accuracy", "rows": rows}
-    assert choose_patch(profile, max_gflops=10)["patch"] == [8, 8]
-    assert choose_patch(profile, max_gflops=1.0)["patch"] == [24, 24]  # tie at 0.88: the cheaper
-    assert choose_patch(profile, max_ms=7.0)["patch"] == [24, 24]
-    assert choose_patch(profile, max_gflops=0.4)["patch"] == [32, 32]
+    assert choose_row(profile, max_gflops=10)["patch"] == [8, 8]
+    assert choose_row(profile, max_gflops=1.0)["patch"] == [24, 24]  # tie at 0.88: the cheaper
+    assert choose_row(profile, max_ms=7.0)["patch"] == [24, 24]
+    assert choose_row(profile, max_gflops=0.4)["patch"] == [32, 32]
     with pytest.raises(ValueError, match="cheapest, 32x32"):
-        choose_patch(profile, max_gflops=0.1)
+        choose_row(profile, max_gflops=0.1)
     with pytest.raises(ValueError, match="--max-gflops 2 and --max-ms 5"):
-        choose_patch(profile, max_gflops=2.0, max_ms=5.0)
+        choose_row(profile, max_gflops=2.0, max_ms=5.0)
 
 
 def test_window_starts_by_hand():

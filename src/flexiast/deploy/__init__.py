@@ -19,7 +19,7 @@ One job per module:
 """
 
 from ..models.points import OperatingPoint, pooled_compression
-from .budget import Choice, PointRequest, choose_patch, choose_point, choose_row
+from .budget import Choice, PointRequest, choose_point, choose_row
 from .events import SED_THRESHOLD, detect_events, stitch_framewise
 from .files import MULTILABEL_DATASETS, WEIGHT_NAMES, profile_path, resolve_weights, stored_inference_info, weights_stat
 from .model import InferenceModel, load_inference_model, machine_name
@@ -27,7 +27,7 @@ from .predict import PredictOptions, format_prediction, prediction_task, top_lab
 from .windows import WindowTask, WithCompression, batched_windows, grid_window_starts, window_starts
 
 __all__ = ["InferenceModel", "load_inference_model", "PredictOptions", "PointRequest", "Choice", "OperatingPoint",
-           "WindowTask", "WithCompression", "batched_windows", "window_starts", "grid_window_starts", "choose_patch",
-           "choose_row", "choose_point", "resolve_weights", "profile_path", "stored_inference_info", "weights_stat",
-           "WEIGHT_NAMES", "MULTILABEL_DATASETS", "stitch_framewise", "detect_events", "SED_THRESHOLD",
-           "pooled_compression", "format_prediction", "prediction_task", "top_labels", "machine_name"]
+           "WindowTask", "WithCompression", "batched_windows", "window_starts", "grid_window_starts", "choose_row",
+           "choose_point", "resolve_weights", "profile_path", "stored_inference_info", "weights_stat", "WEIGHT_NAMES",
+           "MULTILABEL_DATASETS", "stitch_framewise", "detect_events", "SED_THRESHOLD", "pooled_compression",
+           "format_prediction", "prediction_task", "top_labels", "machine_name"]

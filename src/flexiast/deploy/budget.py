@@ -5,7 +5,7 @@ A caller asks for a point with a :class:`PointRequest`: a patch size (and resize
 positional-grid policy) for a patch family, nothing for one whose tokens follow the input, or a
 budget (``max_gflops``, ``max_ms`` per clip of the trained length). A budget reads the
 checkpoint's stored profile (:mod:`flexiast.evaluate`) and picks the most accurate row whose
-cost fits (:func:`choose_patch`); the row's point is the kind's
+cost fits (:func:`choose_row`); the row's point is the kind's
 (:meth:`flexiast.models.points.PointKind.row_point`), so one path serves every family.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..models.points import OperatingPoint, PointKind, point_kind
 
-__all__ = ["PointRequest", "Choice", "choose_patch", "choose_row", "choose_point"]
+__all__ = ["PointRequest", "Choice", "choose_row", "choose_point"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Choice:
     row: dict | None = None
 
 
-def choose_patch(profile: dict, *, max_gflops: float | None = None, max_ms: float | None = None) -> dict:
+def choose_row(profile: dict, *, max_gflops: float | None = None, max_ms: float | None = None) -> dict:
     """The most accurate profiled row whose GFLOPs and latency fit the budgets.
 
     Ties in the metric go to the cheaper row. Raises, naming the cheapest row, when none fits.
@@ -73,12 +73,7 @@ def choose_patch(profile: dict, *, max_gflops: float | None = None, max_ms: floa
     return max(fits, key=lambda r: (r[metric], -r["gflops"]))
 
 
-#: :func:`choose_patch` under the name that says what it does for every kind.
-choose_row = choose_patch
-
-
-def choose_point(kind: PointKind, config, request: PointRequest, *, arch: str, profile: dict | None = None,
-                 machine: str | None = None) -> Choice:
+def choose_point(kind: PointKind, config, request: PointRequest, *, arch: str, profile: dict | None = None) -> Choice:
     """The :class:`Choice` of ``request`` for a model of ``config``: its budget's row of
     ``profile`` (which the caller has checked belongs to these weights), the point it names, or
     the stored one. A profile of another kind of rows, or one measured with another resize
@@ -96,12 +91,12 @@ def choose_point(kind: PointKind, config, request: PointRequest, *, arch: str, p
     if request.resize is not None and request.resize != profile["resize"]:
         raise ValueError(f"the stored profile was measured with resize={profile['resize']}, "
                          f"not {request.resize}; evaluate with --resize {request.resize} to budget it")
-    row = choose_patch(profile, max_gflops=request.max_gflops, max_ms=request.max_ms)
+    row = choose_row(profile, max_gflops=request.max_gflops, max_ms=request.max_ms)
     point = kind.row_point(row, profile)
     if request.pos_grid != "leading":
         point = OperatingPoint(point.frames, point.patch, point.resize, request.pos_grid, point.pool, point.size)
     m = profile["metric"]
     reason = (f"most accurate profiled {kind.noun} within {request.budget_text()}: {kind.row_text(row)}, "
               f"{m} {row[m]:.4f} on {profile.get('data')}, {row['gflops']:.3g} GFLOPs, {row['latency_ms']:.3g} ms "
-              f"on {profile['machine']['name'] if machine is None else machine}")
+              f"on {profile['machine']['name']}")
     return Choice(point, reason, row)

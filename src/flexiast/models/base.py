@@ -321,7 +321,8 @@ class ModelFamily:
     * ``points``: what its calls vary (:mod:`flexiast.models.points`): a patch size
       (:class:`~flexiast.models.points.PatchPoints`, an AST's) or the input length
       (:class:`~flexiast.models.points.LengthPoints`, HTS-AT's). Only a patch family may
-      draw patch sizes per step, widen the kernel (``patch:C``) or validate at several sizes.
+      draw patch sizes per step, widen the kernel (``patch:C``) or validate at several sizes;
+    * ``packs``: whether its models take packed clips of their own lengths.
     """
 
     arch: str
@@ -348,6 +349,10 @@ class ModelFamily:
     #: pretraining family (SSAST) has no classifier: its models train on unlabeled audio with
     #: their own task, are refused where a classifier is expected, and start an AST's fine-tuning.
     classifier: bool = True
+    #: Whether ``model(clips, **call)`` takes :class:`flexiast.models.packing.Clips` of their own
+    #: lengths, packed into rows with attention restricted to each clip (ElasticAST): a token
+    #: family's models. A family without it trains on length buckets padded to their longest.
+    packs: bool = False
 
 
 _FAMILIES: dict[str, ModelFamily] = {}

@@ -22,4 +22,5 @@ FAMILY = register(ModelFamily(
     recipe_section=ASTSection, config_from_recipe=config_from_recipe, recipe_keys=RECIPE_KEYS,
     tiny=dict(num_classes=5, input_fdim=32, input_tdim=64, embed_dim=32, depth=2, num_heads=2, patch_size=16),
     example_calls=({}, {"patch_size": 8}, {"patch_size": (16, 24)}, {"patch_size": 12, "resize": "bl"}),
+    packs=True,
 ))

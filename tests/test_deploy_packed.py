@@ -31,6 +31,7 @@ from flexiast.inference import load_inference_model
 from flexiast.models import create_model
 from flexiast.models.packing import Clips
 from flexiast.profiles import read_profile
+from flexiast.report import profiles_figure
 import flexiast.hear as hear
 
 BINS, FRAMES, PATCH = 64, 48, 16
@@ -278,7 +279,10 @@ def test_evaluate_profiles_accuracy_at_each_clip_length(im, model, digits, runs,
         assert "| 16x16 | 0.25 s | 23 |" in md and "| 16x16 | 1 s | 98 |" in md
         assert read_profile(tmp_path / str(packed))["rows"] == json.loads(json.dumps(rows))
     assert not (runs["packed"] / "best.profile.json").exists()  # a length profile chooses no point
-    # The command line: a fixed-length model's profile over lengths, padded; and a budget refuses it.
+
+
+def test_cli_profiles_a_fixed_length_model_across_lengths_and_no_budget_reads_it(model, runs, digits, tmp_path,
+                                                                                   capsys):
     out = tmp_path / "cli"
     assert main(["evaluate", str(runs["fixed"]), "--data", f"fsdd:{digits},task=digits", "--split", "test",
                  "--lengths", "0.25,1", "--latency-runs", "1", "--precision", "fp32", "--out", str(out)]) == 0
@@ -328,3 +332,22 @@ def test_a_non_packing_family_is_profiled_across_lengths_padded(digits, tmp_path
         assert r["accuracy"] == pytest.approx(hits / 20, abs=1e-9)
     with pytest.raises(ValueError, match="cannot take packed clips"):
         profile_points(cnn, packed=True)
+
+
+def test_a_length_profile_at_several_patch_sizes_has_a_row_per_pair(im, model, digits, tmp_path):
+    data = read_manifest("fsdd", root=str(digits), split="test", task="digits")
+    profile = evaluate_checkpoint(im, data=data, lengths=[0.25, 1.0], patch_sizes=[16, 32], latency_runs=1,
+                                  out=tmp_path, precision="fp32")["profile"]
+    # 32 frames of patch do not fit 0.25 s (23 frames): that pair is left out and named.
+    assert [(r["patch"][0], r["seconds"]) for r in profile["rows"]] == [(16, 0.25), (16, 1.0), (32, 1.0)]
+    assert profile["skipped_sizes"] == ["patch 32x32, PI, packed at 0.25 s"]
+    row = profile["rows"][2]
+    hits = 0
+    for f in files_of(digits):
+        spec = log_mel(load_audio(f), FEATURES)[:98]
+        spec = normalize(pad_or_cut(spec, max(32, spec.shape[0])), FEATURES)
+        with torch.no_grad():
+            hits += int(model(spec[None], patch_size=32).argmax()) == int(Path(f).name[0])
+    assert row["accuracy"] == pytest.approx(hits / 20, abs=1e-9)
+    with pytest.raises(ValueError, match=r"several rows at one x value \(seconds\)"):
+        profiles_figure([profile])

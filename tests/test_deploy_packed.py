@@ -25,11 +25,12 @@ from flexiast.cli import main
 from flexiast.data import read_manifest
 from flexiast.deploy.profiling import evaluate_checkpoint
 from flexiast.embeddings import embed_audio
-from flexiast.evaluate import profile_points
+from flexiast.evaluate import evaluate_model, profile_points
 from flexiast.features import SILENCE_DB, FeatureConfig, log_mel, normalize, pad_or_cut
 from flexiast.inference import load_inference_model
 from flexiast.models import create_model
 from flexiast.models.packing import Clips
+from flexiast.models.points import OperatingPoint
 from flexiast.profiles import read_profile
 from flexiast.report import profiles_figure
 import flexiast.hear as hear
@@ -351,3 +352,13 @@ def test_a_length_profile_at_several_patch_sizes_has_a_row_per_pair(im, model, d
     assert row["accuracy"] == pytest.approx(hits / 20, abs=1e-9)
     with pytest.raises(ValueError, match=r"several rows at one x value \(seconds\)"):
         profiles_figure([profile])
+
+
+def test_evaluate_model_takes_a_loaders_own_clips(model, files):
+    specs = tuple(_own(files[n]) for n in SHORT + (LONG[0],))
+    with torch.no_grad():  # each clip's class alone is its target: only the clips alone score 1
+        alone = [int(model(s[None]).argmax()) for s in specs]
+    batch = {"spec": Clips(specs), "target": torch.eye(10)[alone], "index": torch.arange(4), "errors": []}
+    out = evaluate_model(model, [batch], {"p": OperatingPoint(FRAMES, (PATCH, PATCH), "pi", packed=True)},
+                         multilabel=False)
+    assert out["p"]["accuracy"] == 1.0 and out["_lengths"]["p"] == {16: 1, 20: 1, 39: 1, 66: 1}

@@ -126,8 +126,11 @@ def collate_clips(batch: list[dict]) -> dict:
 
 
 def _point_input(batch: dict, point: OperatingPoint, span, row_tokens: int, device):
-    """A batch as ``point`` takes it: its clips of ``span`` (packed: :class:`Clips`), or the padded ``spec``."""
+    """A batch as ``point`` takes it: its clips of ``span`` (packed: :class:`Clips`), the batch's own
+    ``spec`` where that is already :class:`Clips`, or the padded ``spec``."""
     if batch.get("inputs") is None:
+        if isinstance(batch["spec"], Clips):  # a packed loader's clips, at the lengths it gave them
+            return batch["spec"].to(device)
         if point.packed:
             raise ValueError(f"{point.label} runs each clip at its own length: evaluate it on ClipInputs batches "
                              "(flexiast.evaluate.ClipInputs, collate_clips), not padded ones")
@@ -165,7 +168,7 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
         errors += batch["errors"]
         if batch["spec"] is None and batch.get("inputs") is None:
             continue
-        if batch["spec"] is not None:
+        if isinstance(batch["spec"], torch.Tensor):
             frames.add(int(batch["spec"].shape[1]))
         for name, point in points.items():
             x = _point_input(batch, point, spans[name], row, device)

@@ -41,6 +41,7 @@ from .constants import AXES
 from .hardware import Precision, device_capability, resolve_precision
 from .metrics import classification_metrics
 from .models import FlexModel, family_of, flops
+from .models.packing import Clips
 from .models.points import OperatingPoint, axis_patch
 from .profiles import (KFOLD_MEAN, METRICS, PROFILE_FORMAT, ProfileRow, fold_mean_profile, profile_json,
                        profile_markdown, read_profile, store_profile, write_profile)
@@ -61,6 +62,8 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
     index so every clip counts once. ``"_clips"`` and ``"_skipped"`` count the clips scored and
     those left out as unreadable (under ``on_error="skip"``), and ``"_unreadable"`` lists the
     latter's errors (file, reason); ``"_frames"`` lists the input lengths this rank saw.
+    A batch's ``spec`` may be packed clips of their own lengths
+    (:class:`~flexiast.models.packing.Clips`): each clip is fed to the point on its own.
     """
     was_training = model.training
     model.eval()
@@ -72,10 +75,10 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
         if batch["spec"] is None:
             continue
         spec = batch["spec"].to(device)
-        frames.add(int(spec.shape[1]))
+        frames.update(spec.lengths if isinstance(spec, Clips) else [int(spec.shape[1])])
         for name, point in points.items():
             with autocast():
-                scores[name].append(model(point.feed(spec), **point.call()).float().cpu())
+                scores[name].append(model(_feed(point, spec), **point.call()).float().cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
         faults.point("validation")
@@ -103,6 +106,13 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
     out["_unreadable"] = errors
     out["_frames"] = sorted(frames)
     return out
+
+
+def _feed(point: OperatingPoint, spec):
+    """``point.feed`` of a batch, or of each of a batch's packed clips."""
+    if not isinstance(spec, Clips) or point.pool == 1:
+        return point.feed(spec)
+    return Clips(tuple(point.feed(s[None])[0] for s in spec.specs), spec.patches, spec.row_tokens)
 
 
 @torch.inference_mode()

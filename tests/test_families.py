@@ -30,6 +30,7 @@ from safetensors import safe_open
 
 from flexiast import CheckpointError
 from flexiast.checkpoints import save_safetensors
+from flexiast.models.packing import Clips
 from flexiast.models import create_model, families, flops, list_models, load_model
 
 from helpers import measured_flops
@@ -171,6 +172,25 @@ def test_flops_equal_flop_counter(model, family, train):
         model.zero_grad(set_to_none=True)
         count = flops(model, tuple(spec.shape), **call)
         assert (count.training if train else count.forward) == measured, call
+
+
+# -- packed clips (ElasticAST) ----------------------------------------------------------------
+def test_a_packing_family_gives_each_clip_what_it_gives_alone(model, family):
+    """Clips of three lengths, packed into rows, against each clip run alone; a family that
+    does not pack is refused a batch of clips rather than given something else."""
+    T, bins = model.config.input_tdim, model.config.input_fdim
+    g = torch.Generator().manual_seed(3)
+    specs = [torch.randn(n, bins, generator=g) for n in (T, T // 2, T + T // 4)]
+    clips = Clips(specs)
+    if not family.packs:
+        with pytest.raises(TypeError, match="does not pack clips"):
+            model(clips)
+        return
+    with torch.no_grad():
+        packed = model(clips)
+        alone = torch.cat([model(s[None]) for s in specs])
+    torch.testing.assert_close(packed, alone, rtol=0, atol=1e-5)
+    assert flops(model, clips).forward == measured_flops(model, clips)
 
 
 # -- fixed-size copies ---------------------------------------------------------------------

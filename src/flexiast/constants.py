@@ -17,9 +17,10 @@ PATCH_SIZES = (8, 10, 12, 16, 20, 24, 30, 32, 40, 48)
 RESIZE_METHODS = ("pi", "bl")
 #: What an AST does with bins or frames that do not fill a last patch (``ASTConfig.partial_patches``).
 PARTIAL_PATCHES = ("drop", "pad")
-#: What an AST's classifier reads: the mean of its prefix tokens (AST) or of its patch tokens
-#: (SSAST's fine-tuning default, ``ft_avgtok``).
-HEAD_POOLINGS = ("prefix", "mean")
+#: What an AST's classifier reads: the mean of its prefix tokens (AST), of its patch tokens
+#: (SSAST's fine-tuning default, ``ft_avgtok``), or one learned query's attention over its patch
+#: tokens (ElasticAST's masked attention pooling, Feng et al., Interspeech 2024).
+HEAD_POOLINGS = ("prefix", "mean", "attention")
 
 #: Which axes a patch size applies to: ``p x p``, ``stored_f x p`` (time), ``p x stored_t``
 #: (frequency); FlexiAST Fig. 4a.

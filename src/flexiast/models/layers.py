@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .packing import Clips
+
 __all__ = ["DropPath", "Mlp", "check_spectrogram"]
 
 
@@ -60,6 +62,10 @@ def check_spectrogram(spec, input_fdim: int, built_for: str | None = None, min_f
     given). ``built_for`` names the model in
     the mel-bin error ("this HTS-AT was built for input_fdim=64"); without it the error says what
     "the model expects"."""
+    if isinstance(spec, Clips):
+        raise TypeError(f"this {built_for or 'model'} does not pack clips of their own lengths (only a family "
+                        "whose ModelFamily.packs is set does); pad them to one length (Clips.padded) or train "
+                        "with data.batching: bucketed")
     if not isinstance(spec, torch.Tensor):
         raise TypeError(f"expected a spectrogram tensor [batch, frames, mel_bins], got {type(spec).__name__}")
     if spec.dim() != 3:

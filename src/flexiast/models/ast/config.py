@@ -32,7 +32,9 @@ class ASTConfig(FamilyConfig):
     FlexiAST Sec. 2.2). At patch 48 on 128 mel bins ``drop`` never sees the top 32 bins.
     ``pooling`` is what the classifier reads: ``"prefix"``, the mean of the prefix tokens
     (AST's ``(cls + dist) / 2``), or ``"mean"``, the mean of the patch tokens (SSAST's
-    fine-tuning default, ``ft_avgtok``; Gong et al., AAAI 2022, Sec. 3).
+    fine-tuning default, ``ft_avgtok``; Gong et al., AAAI 2022, Sec. 3), or ``"attention"``,
+    one learned query attending over the patch tokens (ElasticAST's masked attention pooling,
+    Feng et al., Interspeech 2024: :class:`flexiast.models.ast.model.AttentionPool`).
     """
 
     num_classes: int = 527

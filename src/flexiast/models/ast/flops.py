@@ -17,18 +17,21 @@ qkv                   ``2 B D^2 (3 S (L - 1) + 2 S + P)``             twice forw
 attention             ``4 B S D (S (L - 1) + P)``                     twice forward (``q k^T``, ``a v``)
 proj                  ``2 B D^2 (S (L - 1) + P)``                     twice forward
 mlp                   ``4 B D M (S (L - 1) + P)``                     twice forward
+pool (attention)      ``2 D^2 + 4 B N D^2 + 4 B N D + 2 B D^2``       twice forward
 head                  ``2 B D C``                                     twice forward
 ====================  ==============================================  ===============================
 
 The last layer runs only for the ``P`` prefix tokens the head reads, keys and values
 excepted (:meth:`AST.forward_features` with ``prefix_only``); with ``pooling="mean"`` the
 head reads every patch token, and the last layer runs for all ``S`` (``P`` becomes ``S`` in
-the last layer's terms above). Both resizes are two
-matrix products (:mod:`flexiast.resize`): the stored ``h0 x w0`` kernel to ``pf x pt``,
-and the stored ``gf0 x gt0`` positional grid to the ``gf' x gt'`` grid of this patch
-size on the trained input length; each costs nothing at the stored size. BL resizing
-of the kernel (interpolation), and the cut or resize of the grid to another input
-length, are not counted. Backward assumes attention does not recompute its
+the last layer's terms above), as with ``pooling="attention"`` (ElasticAST's pooling: the
+query's projection, the keys and values of the ``N`` patch tokens, one query's attention, the
+output projection). Both resizes are matrix products (:mod:`flexiast.resize`): the stored
+``h0 x w0`` kernel to ``pf x pt``, and the stored ``gf0 x gt0`` positional grid to the
+``rf x rt`` grid of this patch size on the trained input length; each costs nothing at the
+stored size. A grid resized further to the input's (a longer input, or ``pos_grid="resize"``)
+adds ``2 D (rf rt gt + gf rf gt)``; a cut costs nothing. BL resizing of the kernel
+(interpolation) is not counted. Backward assumes attention does not recompute its
 scores; a flash-attention backward recomputes ``q k^T`` and so costs another
 ``2 B S^2 D (L - 1)``. Training FLOPs are forward + backward, about 3x forward.
 """
@@ -40,9 +43,11 @@ from typing import ClassVar
 
 from ...constants import RESIZE_METHODS
 from ..base import FlopCountBase
+from ..packing import Clips
 from .config import ASTConfig
+from .packed import layout
 
-__all__ = ["flops", "FlopCount"]
+__all__ = ["flops", "packed_flops", "FlopCount"]
 
 
 @dataclass(frozen=True)
@@ -60,20 +65,48 @@ class FlopCount(FlopCountBase):
     tokens: int
     grid: tuple[int, int]
     batch_size: int
+    pool: int = 0
 
     #: The spectrogram needs no gradient, and the resizes are products with fixed matrices.
     once: ClassVar[tuple[str, ...]] = ("patch_resize", "pos_resize", "patch_embed")
 
 
-def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi") -> FlopCount:
+def _resize_flops(config: ASTConfig, patch, stride, grid, resize: str, pos_grid: str) -> tuple[int, int]:
+    """``(patch_resize, pos_resize)`` FLOPs of one call's kernel and positional grid
+    (:meth:`AST.pos_embed_for`'s products)."""
+    d = config.embed_dim
+    (h0, w0), (pf, pt) = config.patch_size, patch
+    kernel = 2 * d * (h0 * w0 * pt + pf * h0 * pt) if patch != config.patch_size and resize == "pi" else 0
+    (gf0, gt0) = config.grid
+    rf, rt = config.grid_at(tuple(max(n, q) for n, q in zip(config.input_size, patch)), patch, stride)
+    pos = 2 * d * (gf0 * gt0 * rt + rf * gf0 * rt) if (rf, rt) != (gf0, gt0) else 0
+    cut = grid[0] == rf and grid[1] < rt and pos_grid in ("leading", "centre")
+    if grid != (rf, rt) and not cut:
+        pos += 2 * d * (rf * rt * grid[1] + grid[0] * rf * grid[1])
+    return kernel, pos
+
+
+def _pool_flops(config: ASTConfig, clips: int, tokens: int) -> int:
+    """ElasticAST's attention pooling of ``clips`` clips over ``tokens`` positions each."""
+    if config.pooling != "attention":
+        return 0
+    d = config.embed_dim
+    return 2 * d * d + 4 * clips * tokens * d * d + 4 * clips * tokens * d + 2 * clips * d * d
+
+
+def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi",
+          pos_grid: str = "leading") -> FlopCount:
     """FLOPs of ``model(spec, patch_size, resize)`` for ``spec`` of ``input_shape``.
 
-    ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``;
+    ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``, or
+    the :class:`~flexiast.models.packing.Clips` of a packed call (:func:`packed_flops`);
     ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones).
     """
-    batch, frames, bins = FlopCount.input_of(input_shape)
     if resize not in RESIZE_METHODS:
         raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
+    if isinstance(input_shape, Clips):
+        return packed_flops(config, input_shape, patch_size, stride=stride, resize=resize, pos_grid=pos_grid)
+    batch, frames, bins = FlopCount.input_of(input_shape)
     patch, stride = config.resolve_patch(patch_size, stride)
     gf, gt = config.grid_at((bins, frames), patch, stride)
     n = gf * gt
@@ -83,12 +116,10 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     last = p if config.pooling == "prefix" else s  # tokens the last layer computes (the head's)
     rows = s * (layers - 1) + last  # tokens through each per-token product, summed over layers
     k = patch[0] * patch[1]
-    (h0, w0), (pf, pt) = config.patch_size, patch
-    resized = patch != config.patch_size and resize == "pi"
-    (gf0, gt0), (rf, rt) = config.grid, config.grid_at(config.input_size, patch, stride)
+    kernel, pos = _resize_flops(config, patch, stride, (gf, gt), resize, pos_grid)
     return FlopCount(
-        patch_resize=2 * d * (h0 * w0 * pt + pf * h0 * pt) if resized else 0,
-        pos_resize=2 * d * (gf0 * gt0 * rt + rf * gf0 * rt) if (rf, rt) != (gf0, gt0) else 0,
+        patch_resize=kernel,
+        pos_resize=pos,
         patch_embed=2 * batch * n * k * d,
         qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + last),
         attention=4 * batch * s * d * rows,
@@ -98,4 +129,29 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
         tokens=s,
         grid=(gf, gt),
         batch_size=batch,
+        pool=_pool_flops(config, batch, n),
+    )
+
+
+def packed_flops(config: ASTConfig, clips: Clips, patch_size=None, *, stride=None, resize: str = "pi",
+                 pos_grid: str = "leading") -> FlopCount:
+    """FLOPs of ``model(clips, ...)``, packed (:mod:`.packed`): per group of clips embedded
+    together, its kernel and grid resizes and its patch embedding; then every layer over all
+    ``R x L`` positions of the ``R`` rows of ``L`` (padding included, every layer whole: there
+    is no prefix-only last layer in a packed call), attention ``4 L^2 D`` per row and layer;
+    pooling over each clip's gathered ``max S_i - P`` patch positions; the head per clip.
+    ``tokens`` is ``R x L``, ``grid`` ``(R, L)``."""
+    lay = layout(config, clips, patch_size, stride)
+    d, layers, m = config.embed_dim, config.depth, config.mlp_dim
+    kernel = pos = embed = 0
+    for (patch, st, grid), members in lay.groups.items():
+        k, g = _resize_flops(config, patch, st, grid, resize, pos_grid)
+        kernel, pos = kernel + k, pos + g
+        embed += 2 * len(members) * grid[0] * grid[1] * patch[0] * patch[1] * d
+    t, rows, n = lay.tokens * layers, len(lay.rows), len(clips)
+    return FlopCount(
+        patch_resize=kernel, pos_resize=pos, patch_embed=embed,
+        qkv=6 * d * d * t, attention=4 * rows * lay.length ** 2 * d * layers, proj=2 * d * d * t,
+        mlp=4 * d * m * t, head=2 * n * d * config.num_classes, tokens=lay.tokens, grid=(rows, lay.length),
+        batch_size=n, pool=_pool_flops(config, n, max(lay.sizes) - config.prefix_tokens),
     )

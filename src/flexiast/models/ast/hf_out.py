@@ -26,7 +26,7 @@ def to_hf(model: AST) -> tuple[dict, dict]:
         raise ValueError("Hugging Face's AST has cls and distillation tokens; this model has one prefix token")
     if cfg.pooling != "prefix":
         raise ValueError("Hugging Face's AST pools its cls and distillation tokens; this model pools its patch "
-                         "tokens (pooling='mean')")
+                         f"tokens (pooling={cfg.pooling!r})")
     if cfg.qkv_bias is False:
         raise ValueError("export with qkv_bias=False is not supported")
     if cfg.grid != grid_shape(cfg.input_size, cfg.patch_size, cfg.stride):

@@ -30,7 +30,9 @@ from ...constants import POS_GRID_POLICIES, RESIZE_METHODS
 from ...resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, to_pair
 from ..base import FlexModel, TokenEmbedding, check_adapt
 from ..layers import DropPath, Mlp, check_spectrogram
+from ..packing import Clips
 from .config import ASTConfig
+from .packed import forward_packed
 
 __all__ = ["AST"]
 
@@ -39,8 +41,13 @@ __all__ = ["AST"]
 EXPLICIT_ATTENTION_MAX_SCORES = 1 << 23
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+           mask: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d_head)) v`` over ``[batch, heads, tokens, d_head]``.
+
+    ``mask`` (bool, broadcast to ``[batch, heads, queries, keys]``; True: may attend) gives the
+    other keys a score of ``-inf``, so their weights are exactly 0: the block-diagonal mask of a
+    packed row (:func:`flexiast.models.packing.block_mask`) makes each clip attend only to itself.
 
     ``scaled_dot_product_attention`` (flash or memory-efficient kernels) everywhere except
     small score matrices on CPU, where PyTorch's flash kernel is slow. Forward and backward
@@ -61,8 +68,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
     symbolic = any(isinstance(x, torch.SymInt) for x in (b, h, n, k.shape[-2]))  # an exported graph, any batch
     if (symbolic or q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16, torch.float32)
             or b * h * n * k.shape[-2] > EXPLICIT_ATTENTION_MAX_SCORES):
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
     if dropout_p:
         weights = F.dropout(weights, dropout_p)
@@ -74,7 +83,8 @@ class Attention(nn.Module):
 
     The qkv weight stacks q, k, v (each ``[dim, dim]``) as in timm and AST checkpoints.
     With ``queries=n`` only the first ``n`` tokens attend (to all tokens), and only their
-    queries are projected: the output is those ``n`` rows of the full attention.
+    queries are projected: the output is those ``n`` rows of the full attention. ``mask``:
+    which keys each query may attend to (:func:`attend`).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, drop: float):
@@ -84,7 +94,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.drop = drop
 
-    def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, queries: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape
         h = self.num_heads
         if queries is None:
@@ -95,8 +105,32 @@ class Attention(nn.Module):
             q = q.reshape(b, queries, h, d // h).transpose(1, 2)
             k, v = F.linear(x, w[d:], None if bias is None else bias[d:]).reshape(b, n, 2, h, d // h).permute(
                 2, 0, 3, 1, 4)
-        x = attend(q, k, v, self.drop if self.training else 0.0)
+        x = attend(q, k, v, self.drop if self.training else 0.0, mask)
         return self.proj(x.transpose(1, 2).reshape(b, q.shape[2], d))
+
+
+class AttentionPool(nn.Module):
+    """ElasticAST's masked attention pooling (Feng et al., Interspeech 2024): one learned query
+    ``u`` attends over a clip's tokens, ``proj(softmax(q k^T / sqrt(d_head)) v)`` per head with
+    ``q = W_q u`` and ``[k, v] = W_kv x``; ``mask [batch, tokens]`` (True: the clip's) keeps each
+    clip's query on its own tokens. (The authors' released attention omits ``1 / sqrt(d_head)``;
+    this applies it, as every other attention here does.)"""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        h = self.num_heads
+        q = self.q(self.query.to(x.dtype)).reshape(1, h, 1, d // h).expand(b, -1, -1, -1)
+        k, v = self.kv(x).reshape(b, n, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        out = attend(q, k, v, mask=None if mask is None else mask[:, None, None, :])
+        return self.proj(out.reshape(b, d))
 
 
 class Block(nn.Module):
@@ -114,9 +148,10 @@ class Block(nn.Module):
         self.mlp = Mlp(cfg.embed_dim, cfg.mlp_dim, cfg.drop_rate)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, queries: int | None = None) -> torch.Tensor:
-        """The layer for every token, or with ``queries=n`` for the first ``n`` only."""
-        out = self.drop_path(self.attn(self.norm1(x), queries))
+    def forward(self, x: torch.Tensor, queries: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer for every token, or with ``queries=n`` for the first ``n`` only; ``mask``:
+        which tokens each may attend to (a packed row's clips, :func:`attend`)."""
+        out = self.drop_path(self.attn(self.norm1(x), queries, mask))
         x = (x if queries is None else x[:, :queries]) + out
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -228,12 +263,15 @@ class AST(FlexModel):
         self.reset_parameters()
 
     def _build_output(self, cfg: ASTConfig) -> None:
-        """What reads the encoder: AST's classifier (``head``); a subclass may read it otherwise."""
+        """What reads the encoder: AST's classifier (``head``), after ElasticAST's attention pooling
+        (``pool``) with ``pooling="attention"``; a subclass may read it otherwise."""
+        if cfg.pooling == "attention":
+            self.pool = AttentionPool(cfg.embed_dim, cfg.num_heads, cfg.qkv_bias)
         self.head = Head(cfg.embed_dim, cfg.num_classes, cfg.head_norm_eps)
 
     def reset_parameters(self) -> None:
         """timm's ViT initialisation: truncated normal (std 0.02) for tokens and linears."""
-        for p in (self.cls_token, self.dist_token, self.pos_embed):
+        for p in (self.cls_token, self.dist_token, self.pos_embed, getattr(getattr(self, "pool", None), "query", None)):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
         for m in self.modules():
@@ -340,20 +378,34 @@ class AST(FlexModel):
         p = self.config.prefix_tokens
         return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid, pooling=self.config.pooling)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``), or of the patch
-        tokens with ``pooling="mean"`` (SSAST's ``ft_avgtok``)."""
-        p = self.config.prefix_tokens
-        pooled = features[:, :p] if self.config.pooling == "prefix" else features[:, p:]
-        return self.head(pooled.mean(dim=1))
+    def forward_head(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``), of the patch
+        tokens with ``pooling="mean"`` (SSAST's ``ft_avgtok``), or their attention pooling
+        (``"attention"``, ElasticAST). ``mask [batch, tokens]`` (True: a token of the clip) leaves
+        out the padding of clips gathered from packed rows (:mod:`.packed`)."""
+        p, pooling = self.config.prefix_tokens, self.config.pooling
+        if pooling == "prefix":
+            return self.head(features[:, :p].mean(dim=1))
+        tokens, keep = features[:, p:], None if mask is None else mask[:, p:]
+        if pooling == "attention":
+            return self.head(self.pool(tokens, keep))
+        if keep is None:
+            return self.head(tokens.mean(dim=1))
+        w = keep.to(tokens.dtype)[..., None]
+        return self.head((tokens * w).sum(dim=1) / w.sum(dim=1))
 
-    def forward(self, spec: torch.Tensor, patch_size=None, resize: str = "pi", stride=None,
+    def forward(self, spec, patch_size=None, resize: str = "pi", stride=None,
                 pos_grid: str = "leading") -> torch.Tensor:
         """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time)).
 
         ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
-        positional grid follows (:meth:`pos_embed_for`).
+        positional grid follows (:meth:`pos_embed_for`). ``spec`` may instead be
+        :class:`~flexiast.models.packing.Clips` of their own lengths (each at its own patch size
+        where it has one): packed into rows (ElasticAST), one row of logits per clip
+        (:func:`flexiast.models.ast.packed.forward_packed`).
         """
+        if isinstance(spec, Clips):
+            return forward_packed(self, spec, patch_size, resize, stride, pos_grid)
         prefix_only = self.config.pooling == "prefix"
         return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid, prefix_only))
 

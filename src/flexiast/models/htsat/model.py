@@ -398,6 +398,7 @@ class HTSAT(FlexModel):
     def sed(self, spec: torch.Tensor, **call) -> SEDOutput:
         """Clip and framewise logits and the embedding for ``spec[B, T, F]`` (:class:`SEDOutput`)."""
         _no_call(call, "sed")
+        self._check_input(spec)
         cfg = self.config
         frames = spec.shape[1]
         tokens = unfold(self._layers(spec), cfg.freq_ratio)  # [B, c_freq_bin, P, C], time in order

@@ -1,0 +1,124 @@
+"""An AST over packed clips of their own lengths (ElasticAST, Feng et al., Interspeech 2024).
+
+For clips ``x_1 .. x_N`` (``[frames_i, mel_bins]``, each at its own patch size ``p_i`` where
+:class:`~flexiast.models.packing.Clips` gives one, else the call's):
+
+1. each clip is embedded as it would be alone: its patch tokens under the kernel resized to
+   ``p_i``, its prefix tokens, and its own positional grid (:meth:`AST.pos_embed_for`, so the
+   grid follows the clip's length by the call's ``pos_grid`` policy). Clips of one patch size
+   and token grid are embedded together, each cut (or, under ``partial_patches="pad"``,
+   zero-padded) to the frames that grid reads, which is what the clip alone reads;
+2. the clips' ``S_i = P + N_i`` tokens are laid end to end in rows of at most ``row_tokens``
+   (:func:`~flexiast.models.packing.pack_rows`, greedy in order), rows zero-padded to the
+   longest; every layer runs on ``[rows, longest, D]`` with the block-diagonal mask
+   (:func:`~flexiast.models.packing.block_mask`), so a token's attention is a softmax over
+   its own clip's tokens only (masked scores are ``-inf``, their weights exactly 0);
+3. the final norm's output is gathered back per clip (``[N, max S_i, D]`` and a mask of the
+   clip's tokens) and read by the head as an unpacked batch is (:meth:`AST.forward_head`:
+   prefix tokens, masked mean, or masked attention pooling).
+
+Every other operation acts on each token alone, so the logits equal each clip run alone, to
+rounding; the cost is one attention over ``longest`` keys per row instead of ``S_i`` per clip
+(the FLOP counter, :func:`flexiast.models.ast.flops.packed_flops`, counts what runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..packing import Clips, block_mask, pack_rows, segment_ids
+
+__all__ = ["PackedLayout", "layout", "packed_features", "forward_packed"]
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where each clip goes: ``calls[i] = (patch, stride, grid)`` of clip ``i``, ``sizes[i]``
+    its tokens (prefix + grid), ``rows`` the clip indices of each row, ``length`` the longest row."""
+
+    calls: tuple
+    sizes: tuple[int, ...]
+    rows: list[list[int]]
+    length: int
+
+    @property
+    def groups(self) -> dict:
+        """``{(patch, stride, grid): [clips]}``: the clips embedded together."""
+        out: dict = {}
+        for i, call in enumerate(self.calls):
+            out.setdefault(call, []).append(i)
+        return out
+
+    @property
+    def tokens(self) -> int:
+        """Every position the layers compute, padding included: ``rows x length``."""
+        return len(self.rows) * self.length
+
+
+def layout(config, clips: Clips, patch_size=None, stride=None) -> PackedLayout:
+    """The packing of ``clips`` for ``config`` (an :class:`ASTConfig`) at the call's ``patch_size``
+    (each clip's own where it has one); refuses a patch that does not fit a clip, naming it."""
+    calls, sizes = [], []
+    for i, n in enumerate(clips.lengths):
+        own = clips.patches[i] if clips.patches is not None else patch_size
+        patch, st = config.resolve_patch(own, stride)
+        try:
+            grid = config.grid_at((clips.mel_bins, n), patch, st)
+        except ValueError as e:
+            raise ValueError(f"clip {i} of the batch ({n} frames): {e}") from None
+        calls.append((patch, st, grid))
+        sizes.append(config.prefix_tokens + grid[0] * grid[1])
+    rows = pack_rows(sizes, clips.row_tokens)
+    return PackedLayout(tuple(calls), tuple(sizes), rows, max(sum(sizes[i] for i in r) for r in rows))
+
+
+def _fit(spec: torch.Tensor, frames: int) -> torch.Tensor:
+    """``spec`` cut, or zero-padded at the end, to ``frames`` (what its grid reads)."""
+    if spec.shape[0] >= frames:
+        return spec[:frames]
+    return F.pad(spec, (0, 0, 0, frames - spec.shape[0]))
+
+
+def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", stride=None,
+                    pos_grid: str = "leading") -> tuple[torch.Tensor, torch.Tensor, PackedLayout]:
+    """``(features [N, max S_i, D], mask [N, max S_i], layout)``: each clip's encoder output
+    after the final norm, gathered from the packed rows, and which positions are its tokens."""
+    lay = layout(model.config, clips, patch_size, stride)
+    embedded: list = [None] * len(clips)
+    for (patch, st, grid), members in lay.groups.items():
+        frames = (grid[1] - 1) * st[1] + patch[1]
+        batch = torch.stack([_fit(clips.specs[i], frames) for i in members])
+        x, _ = model._embed_patches(batch, patch, resize, st, pos_grid)
+        for j, i in enumerate(members):
+            embedded[i] = x[j]
+    order = [i for row in lay.rows for i in row]
+    starts, at = [0] * len(clips), 0
+    for r, row in enumerate(lay.rows):
+        at = r * lay.length
+        for i in row:
+            starts[i], at = at, at + lay.sizes[i]
+    device = embedded[0].device
+    dest = torch.cat([torch.arange(starts[i], starts[i] + lay.sizes[i]) for i in order]).to(device)
+    flat = torch.cat([embedded[i] for i in order])
+    x = flat.new_zeros(lay.tokens, flat.shape[-1]).index_copy(0, dest, flat)
+    x = x.view(len(lay.rows), lay.length, -1)
+    mask = block_mask(segment_ids(lay.rows, lay.sizes, lay.length)).to(device)
+    for block in model.blocks:
+        x = block(x, mask=mask)
+    x = model.norm(x).reshape(lay.tokens, -1)
+    longest = max(lay.sizes)
+    offsets = torch.arange(longest)
+    gather = torch.tensor(starts)[:, None] + offsets
+    keep = offsets[None, :] < torch.tensor(lay.sizes)[:, None]
+    features = x[torch.where(keep, gather, 0).to(device)]
+    return features, keep.to(device), lay
+
+
+def forward_packed(model, clips: Clips, patch_size=None, resize: str = "pi", stride=None,
+                   pos_grid: str = "leading") -> torch.Tensor:
+    """Logits ``[N, classes]`` of packed ``clips``, row ``i`` clip ``i``'s (the module docstring)."""
+    features, keep, _ = packed_features(model, clips, patch_size, resize, stride, pos_grid)
+    return model.forward_head(features, keep)

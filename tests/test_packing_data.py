@@ -336,3 +336,66 @@ def test_a_packed_run_killed_mid_epoch_resumes_to_the_same_weights(fsdd_small, t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     la, lb = ([r["loss"] for r in read_csv(tmp_path / n / "steps.csv")] for n in ("whole", "killed"))
     assert la == lb
+
+
+# -- length buckets for the families that cannot pack ------------------------------------------------
+def test_cnn14_and_htsat_pool_each_clip_of_a_bucket_over_its_own_frames():
+    from flexiast.models import get_family
+
+    torch.manual_seed(0)
+    for arch in ("cnn14", "htsat"):
+        family = get_family(arch)
+        assert family.pools_lengths and not family.packs
+        model = create_model(family.config_class(**family.tiny)).eval()
+        frames, bins = 2 * model.config.input_tdim, model.config.input_fdim
+        spec = torch.randn(2, frames, bins)
+        lengths = torch.tensor([frames, frames // 2 + 3])
+        with torch.no_grad():
+            masked, whole = model(spec, lengths=lengths), model(spec)
+            torch.testing.assert_close(masked[0], whole[0])  # a clip of the batch's length: as before
+            if arch == "cnn14":
+                x = model._maps(spec, model.num_layers).mean(dim=3)[1]  # [C, T']
+                keep = math.ceil(int(lengths[1]) / model.token_frames())
+                pooled = x[:, :keep].max(dim=1).values + x[:, :keep].mean(dim=1)
+                expected = model.fc_audioset(torch.relu(model.fc1(pooled)))
+            else:
+                fpp = model.config.frames_per_position
+                framewise = model.sed(spec).framewise[1]  # each position's logits repeated over its frames
+                expected = framewise[::fpp][: math.ceil(int(lengths[1]) / fpp)].mean(dim=0)
+            torch.testing.assert_close(masked[1], expected)
+            assert not torch.allclose(masked[1], whole[1])
+
+
+def test_bucketed_ast_training_takes_the_budgets_steps(fsdd_small, tmp_path):
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", data={"batching": "bucketed", "batch_tokens": 200},
+                      phases=[{"epochs": 1}])
+    raw["data"]["test"] = None
+    cfg = build_config(raw)
+    summary = train(cfg)
+    assert summary["phases"][0]["steps"] == _header_tokens(fsdd_small, cfg) // 200
+
+
+@pytest.mark.slow
+def test_a_bucketed_cnn14_run_passes_each_clips_length(fsdd_small, tmp_path, monkeypatch):
+    """CNN14 (channels 4, 8, 8) on FSDD at 32 kHz: every training call gets its bucket's lengths,
+    padded to the longest, within the budget (tokens: frames x 64 mel bins)."""
+    from flexiast.models import get_family
+
+    cls = get_family("cnn14").model_class
+    seen = []
+    original = cls.forward
+
+    def spy(self, spec, lengths=None, **call):
+        if self.training:
+            seen.append((tuple(spec.shape), None if lengths is None else lengths.tolist()))
+        return original(self, spec, lengths, **call)
+
+    monkeypatch.setattr(cls, "forward", spy)
+    raw = tiny_recipe(fsdd_small, tmp_path / "run", data={"batching": "bucketed", "batch_tokens": 16000},
+                      features={"num_mel_bins": 64, "target_length": 96, "mean": None, "std": None,
+                                "kind": "slaney_logmel"}, phases=[{"epochs": 1}])
+    raw["model"] = {"arch": "cnn14", "preset": None, "channels": [4, 8, 8]}
+    raw["data"]["test"] = None
+    train(build_config(raw))
+    assert seen and all(lengths is not None and max(lengths) == shape[1] and shape[0] * shape[1] * 64 <= 16000
+                        for shape, lengths in seen)

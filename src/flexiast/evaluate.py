@@ -63,11 +63,14 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
     those left out as unreadable (under ``on_error="skip"``), and ``"_unreadable"`` lists the
     latter's errors (file, reason); ``"_frames"`` lists the input lengths this rank saw.
     A batch's ``spec`` may be packed clips of their own lengths
-    (:class:`~flexiast.models.packing.Clips`): each clip is fed to the point on its own.
+    (:class:`~flexiast.models.packing.Clips`): each clip is fed to the point on its own; a
+    padded batch with its clips' ``lengths`` passes them (pooled with the point) to a family
+    that leaves padding out of its pooling (``ModelFamily.pools_lengths``).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    pools_lengths = family_of(model).pools_lengths
     scores = {name: [] for name in points}
     targets, indices, errors, frames = [], [], [], set()
     for batch in loader:
@@ -77,8 +80,11 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
         spec = batch["spec"].to(device)
         frames.update(spec.lengths if isinstance(spec, Clips) else [int(spec.shape[1])])
         for name, point in points.items():
+            call = point.call()
+            if pools_lengths and "lengths" in batch:
+                call["lengths"] = batch["lengths"].to(device) // point.pool
             with autocast():
-                scores[name].append(model(_feed(point, spec), **point.call()).float().cpu())
+                scores[name].append(model(_feed(point, spec), **call).float().cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
         faults.point("validation")

@@ -55,7 +55,9 @@ class PhaseRuntime:
     optimizer step takes of this rank's share of ``data_sampler`` (clips, or micro-batches of
     a token sampler), for resuming mid-epoch. Under variable-length batches ``clips`` holds
     the phase's clip lengths and token counts (None for fixed batches), ``collate`` makes
-    its batches and ``draw_per_clip`` says that each clip draws its own patch size.
+    its batches, ``draw_per_clip`` says that each clip draws its own patch size and
+    ``pass_lengths`` that a length bucket's clip lengths go to the model (a family that leaves
+    padding out of its pooling, ``ModelFamily.pools_lengths``).
     """
 
     index: int
@@ -77,6 +79,7 @@ class PhaseRuntime:
     clips: PhaseClips | None = None
     collate: Collate = field(default_factory=lambda: Collate("fixed"))
     draw_per_clip: bool = False
+    pass_lengths: bool = False
     eval_loaders: dict = field(default_factory=dict)
 
     def learning_rate(self, progress: Progress) -> float:
@@ -126,9 +129,10 @@ def build_phase(i: int, model: torch.nn.Module, *, cfg: RunConfig, info: DistInf
     comp = cfg.phase_compression(i)
     clips = None if d.batching == "fixed" else phase_clips(cfg, i, features, model.config)
     train_set = AudioDataset(splits["train"], features, compression=comp, augment=cfg.augment, train=True,
-                             cache=cache, on_error=d.on_error, seed=cfg.seed, lengths=clips and clips.train)
+                             cache=cache, on_error=d.on_error, seed=cfg.seed,
+                             lengths=None if clips is None else clips.train)
     val_set = AudioDataset(splits["val"], features, compression=comp, cache=cache, on_error=d.on_error,
-                           seed=cfg.seed, lengths=clips and clips.eval)
+                           seed=cfg.seed, lengths=None if clips is None else clips.eval)
     n = len(train_set)
     weights = manifest_weights(splits["train"], balanced=d.balanced)  # a mixture's, or AST's balance
     pin = info.device.type == "cuda"
@@ -159,7 +163,8 @@ def build_phase(i: int, model: torch.nn.Module, *, cfg: RunConfig, info: DistInf
                         train_loader=train_loader, frames=features.frames(comp), steps_per_epoch=steps_per_epoch,
                         total_steps=total, epochs=epochs, base_lr=cfg.phase_optimizer(i).lr,
                         schedule=cfg.phase_schedule(i), start_per_step=start_per_step, clips=clips,
-                        collate=collate, draw_per_clip=ph.patch.draw == "clip")
+                        collate=collate, draw_per_clip=ph.patch.draw == "clip",
+                        pass_lengths=d.batching == "bucketed" and cfg.family().pools_lengths)
 
 
 def _token_sampler(cfg: RunConfig, i: int, clips: PhaseClips, features, samples: list[int], weights,

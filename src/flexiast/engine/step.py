@@ -139,13 +139,15 @@ class StepFlops:
     (:func:`flexiast.models.flops` with the task's call options, plus what the task adds, a
     teacher's forward): a tensor batch's by its shape (a bucketed batch's padded shape),
     cached per model configuration, shape and call; a packed batch's
-    (:class:`~flexiast.models.packing.Clips`) by its clips, each at its own length and patch."""
+    (:class:`~flexiast.models.packing.Clips`) by its clips, each at its own length and patch.
+    A bucket's ``lengths`` in the call change which positions are pooled, not the FLOPs."""
 
     def __init__(self, task, mel_bins: int):
         self.task, self.mel_bins = task, mel_bins
         self._cache: dict = {}
 
     def __call__(self, model, spec, call: dict) -> int:
+        call = {k: v for k, v in call.items() if k != "lengths"}
         if isinstance(spec, Clips):
             extra = self.task.flop_call(model.config, spec)
             return flops(model, spec, **call, **extra).training + self.task.extra_flops(spec)

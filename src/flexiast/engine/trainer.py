@@ -262,13 +262,16 @@ class Trainer:
             outputs = self.task.forward(self.phase.forward, spec, call, keys)
         return self.task.loss(outputs, target)
 
-    def _micro_call(self, spec, point, index: torch.Tensor):
+    def _micro_call(self, spec, point, batch: dict):
         """The micro-batch and its call at step point ``point``; with ``patch.draw: clip`` each
-        packed clip at its own point (:meth:`PointSampler.per_clip`), the call keeping the rest."""
+        packed clip at its own point (:meth:`PointSampler.per_clip`), the call keeping the rest;
+        a length bucket's clip lengths where the family pools each clip over its own frames."""
         call = point.call()
+        if self.phase.pass_lengths:
+            call["lengths"] = batch["lengths"].to(self.info.device)
         if not self.phase.draw_per_clip:
             return spec, call
-        points = self.phase.sampler.per_clip(self.progress.step, index.tolist())
+        points = self.phase.sampler.per_clip(self.progress.step, batch["index"].tolist())
         call.pop("patch_size", None)
         return spec.with_patches([p.patch for p in points]), call
 
@@ -296,7 +299,7 @@ class Trainer:
                 continue  # every clip of this micro-batch was unreadable (on_error: skip), in one process
             spec = batch["spec"].to(info.device, non_blocking=True)
             target = batch["target"].to(info.device, non_blocking=True)
-            spec, call = self._micro_call(spec, point, batch["index"])
+            spec, call = self._micro_call(spec, point, batch)
             with gradient_sync(ph.forward, last=j == accum - 1, info=info):
                 loss = self._loss(spec, target, call, batch["index"])
                 ph.scaler.scale(loss * weight / accum).backward()

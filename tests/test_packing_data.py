@@ -85,7 +85,7 @@ def test_bucketed_batches_pad_less_than_the_epochs_order_would():
 
     assert all(padded(b) <= budget for b in batches)
     waste = sum(padded(b) for b in batches) / sum(TOKENS[i] for b in batches for i in b) - 1
-    order, unsorted, used, current = _order(2, 0, len(TOKENS)), [], 0, []
+    order, unsorted, current = _order(2, 0, len(TOKENS)), [], []
     for i in order:  # the same order, batched by padded tokens without sorting
         if current and (len(current) + 1) * max(TOKENS[k] for k in current + [i]) > budget:
             unsorted.append(current)
@@ -183,7 +183,8 @@ def test_collate_packs_clips_or_pads_them_with_their_lengths():
              {"spec": b, "target": torch.zeros(2), "index": 9}]
     packed = Collate("packed", row_tokens=77)(batch)
     assert isinstance(packed["spec"], Clips) and packed["spec"].row_tokens == 77
-    assert packed["spec"].lengths == (5, 3) and packed["index"].tolist() == [4, 9] and packed["errors"] == ["x.wav: bad"]
+    assert packed["spec"].lengths == (5, 3) and packed["index"].tolist() == [4, 9]
+    assert packed["errors"] == ["x.wav: bad"]
     bucketed = Collate("bucketed", pad=-0.5)(batch)
     assert bucketed["spec"].shape == (2, 5, 4) and bucketed["lengths"].tolist() == [5, 3]
     torch.testing.assert_close(bucketed["spec"][1, :3], b)
@@ -201,7 +202,8 @@ REFUSALS = {
     "packed_family": (lambda r: _cnn14({**r, "data": {**r["data"], "batching": "packed"}}),
                       ["data.batching", "cnn14", "bucketed"]),
     "draw_clip": (lambda r: {**r, "data": {**r["data"], "batching": "bucketed"},
-                             "phases": [{"epochs": 1, "patch": {"sampler": "uniform", "sizes": [8, 16], "draw": "clip"}}]},
+                             "phases": [{"epochs": 1, "patch": {"sampler": "uniform", "sizes": [8, 16],
+                                                                "draw": "clip"}}]},
                   ["phases[0].patch.draw", "packed"]),
     "pretraining": (lambda r: {**r, "model": {"arch": "ssast", "preset": "tiny"}, "pretrain": {"masked": 0.5},
                                "data": {**r["data"], "batching": "bucketed", "options": {"ignore_labels": True}}},
@@ -212,6 +214,8 @@ REFUSALS = {
                      ["data.batch_tokens", "14 tokens"]),
     "fixed_keeps_its_settings": (lambda r: {**r, "data": {**r["data"], "row_tokens": 100}},
                                  ["data.row_tokens", "fixed"]),
+    "compile": (lambda r: {**r, "data": {**r["data"], "batching": "packed"}, "train": {**r["train"], "compile": True}},
+                ["train.compile", "packed"]),
     "max_length": (lambda r: {**r, "features": {**r["features"], "max_length": 8},
                               "data": {**r["data"], "batching": "packed"}}, ["features.max_length", "8 frames"]),
 }

@@ -137,8 +137,8 @@ def phase_batch_tokens(cfg, clips: PhaseClips, features, i: int) -> int:
 
 def check_batching(cfg, ctx) -> None:
     """Refuse, naming the setting, what variable-length batches cannot run: a family that
-    cannot pack asked to, pretraining, settings of another batching, a row shorter than one
-    clip's fewest tokens, a micro-batch that cannot hold the longest clip."""
+    cannot pack asked to, pretraining, settings of another batching, ``torch.compile``, a row
+    shorter than one clip's fewest tokens, a micro-batch that cannot hold the longest clip."""
     d, family = cfg.data, ctx.family
     if d.batching == "fixed":
         for key, value, default in (("data.row_tokens", d.row_tokens, type(d).row_tokens),
@@ -156,6 +156,9 @@ def check_batching(cfg, ctx) -> None:
                           "not pack); use data.batching: bucketed (clips of similar length, padded to the longest)")
     if d.batching != "packed" and d.row_tokens != type(d).row_tokens:
         raise ConfigError(f"data.row_tokens: only packed batches have rows; data.batching is {d.batching}")
+    if cfg.train.compile:
+        raise ConfigError(f"train.compile: compiles a graph per input shape (dynamic=False), and {d.batching} batches "
+                          "change shape every step; leave it off")
     accum = cfg.train.accum_steps
     if d.batch_tokens is not None and d.batch_tokens % accum:
         raise ConfigError(f"data.batch_tokens: {d.batch_tokens} is not divisible by train.accum_steps={accum}")
@@ -164,8 +167,8 @@ def check_batching(cfg, ctx) -> None:
         budget = phase_batch_tokens(cfg, clips, ctx.features, i) // accum
         most = clips.tokens(clips.train.longest)
         if most > budget:
-            key = "data.batch_tokens" if d.batch_tokens is not None else "data.batch_tokens (null: data.batch_size x " \
-                                                                           "a full clip's tokens)"
-            raise ConfigError(f"{key}: a micro-batch of {budget} tokens (/ train.accum_steps={accum}) cannot hold phase "
-                              f"{i}'s longest clip ({clips.train.longest} frames, {most} tokens at its stored point); "
-                              "raise it or lower features.max_length")
+            key = "data.batch_tokens" + ("" if d.batch_tokens is not None else
+                                         " (null: data.batch_size x a full clip's tokens)")
+            raise ConfigError(f"{key}: a micro-batch of {budget} tokens (/ train.accum_steps={accum}) cannot hold "
+                              f"phase {i}'s longest clip ({clips.train.longest} frames, {most} tokens at its stored "
+                              "point); raise it or lower features.max_length")

@@ -9,8 +9,9 @@ the phase's length in optimizer steps and epochs. Under variable-length batches
 (``data.batching: packed | bucketed``) the sets keep each clip's own length
 (:mod:`flexiast.config.batching`) and a :class:`~flexiast.data.TokenBatchSampler` fills each
 micro-batch by tokens (ElasticAST, Feng et al., Interspeech 2024); the phase's steps per
-epoch are that sampler's. :func:`build_phase` is the one place that builds them; the trainer holds the result in one attribute and replaces it whole at the
-next phase, so nothing of a phase outlives it (its loaders' workers end with it).
+epoch are that sampler's. :func:`build_phase` is the one place that builds them; the
+trainer holds the result in one attribute and replaces it whole at the next phase, so
+nothing of a phase outlives it (its loaders' workers end with it).
 
 What a phase is (its geometry, its transfer, its expected cost) is :mod:`.phases`'s
 :class:`~flexiast.engine.phases.PhasePlan`, a function of the recipe alone; this module is

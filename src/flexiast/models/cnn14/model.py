@@ -182,8 +182,8 @@ class CNN14(FlexModel):
         x = self.conv_dropout(self._maps(spec, self.num_layers))
         positions = None
         if lengths is not None:
-            positions = (torch.as_tensor(lengths) + self.token_frames() - 1).div(self.token_frames(), rounding_mode="floor")
-            positions = positions.clamp(1, x.shape[2])
+            step = self.token_frames()
+            positions = (torch.as_tensor(lengths) + step - 1).div(step, rounding_mode="floor").clamp(1, x.shape[2])
         return F.relu(self.fc1(self.fc_dropout(clip_pool(x, positions))))
 
     def outputs(self, spec: torch.Tensor, lengths: torch.Tensor | None = None, **call) -> CNN14Output:

@@ -14,7 +14,10 @@ GPU section of docs/PERFORMANCE.md and exits non-zero if a check fails. In order
    batch, optimizer; its faster attention), eager and compiled flexiast, in the auto
    precision, AST-base at 1024 frames;
 5. DDP over NCCL through torchrun, where two or more GPUs are visible (one GPU cannot
-   hold two NCCL ranks): two ranks train the same recipe for one epoch.
+   hold two NCCL ranks): two ranks train the same recipe for one epoch;
+6. packed clips (ElasticAST, ``flexiast.models.packing``): a packed forward of clips of mixed
+   lengths and patch sizes against each clip alone on the GPU (SDPA with the block-diagonal
+   mask), then a packed training step against the same clips padded to their longest.
 
 ``--device cpu --quick`` runs the same code on the CPU with tiny shapes, to check the
 script itself where no GPU is.
@@ -122,6 +125,32 @@ def check_step(device: torch.device, precision, quick: bool) -> dict:
     return {"frames": frames, "batch": batch, "times": times, "peer": peer, "compile_s": compile_s}
 
 
+def check_packed(device: torch.device, precision, quick: bool) -> dict:
+    from flexiast.models.packing import Clips
+
+    g = torch.Generator().manual_seed(0)
+    lengths = [int(x) for x in torch.randint(15, 230, (8 if quick else 64,), generator=g)]  # FSDD's spread
+    dims = dict(embed_dim=64, depth=2, num_heads=2) if quick else dict(embed_dim=128, depth=4, num_heads=4)
+    torch.manual_seed(0)
+    model = AST(num_classes=10, input_tdim=64, partial_patches="pad", **dims).to(device).eval()
+    specs = [torch.randn(n, 128, generator=g).to(device) for n in lengths]
+    patches = [(16, 16) if i % 2 else (8, 8) for i in range(len(specs))]
+    with torch.no_grad(), precision.autocast():
+        packed = model(Clips(specs, patches, row_tokens=512)).float()
+        alone = torch.cat([model(s[None], patch_size=p) for s, p in zip(specs, patches)]).float()
+    diff = float((packed - alone).abs().max())
+    model.train()
+    target = torch.randint(0, 10, (len(specs),), device=device)
+    clips = Clips(specs, row_tokens=512)
+    padded, _ = clips.padded()
+    fns = {"packed": train_step(model, lambda x: model(clips), padded, target, precision.name),
+           "padded": train_step(model, model, padded, target, precision.name)}
+    times = timed_rounds(fns, device, 2 if quick else 10)
+    real = sum(lengths) / (len(lengths) * max(lengths))
+    return {"max_diff": diff, "times": times, "real_fraction": real, "ok": diff < (1e-4 if precision.name == "fp32"
+                                                                                   else 5e-2)}
+
+
 def check_ddp(device: torch.device, fsdd: Path, out: Path) -> dict:
     if device.type != "cuda" or torch.cuda.device_count() < 2:
         return {"ok": True, "skipped": f"{torch.cuda.device_count() if device.type == 'cuda' else 0} GPU(s): "
@@ -146,6 +175,11 @@ def report(device, precision, results: dict) -> str:
     a = results["attention"]
     lines += [f"- Fused attention against the explicit product: max |difference| {a['max_diff']:.2e}; "
               f"backends allowed {a['backends']}: {'ok' if a['ok'] else 'FAILED'}."]
+    p = results["packed"]
+    med, lo, hi = ratio_spread(p["times"]["padded"], p["times"]["packed"])
+    lines += [f"- Packed clips against each clip alone: max |difference| {p['max_diff']:.2e}: "
+              f"{'ok' if p['ok'] else 'FAILED'}. Packed training step against padded to the longest "
+              f"({p['real_fraction']:.0%} of the padded frames are real): {med:.2f}x ({lo:.2f}-{hi:.2f})."]
     d = results["ddp"]
     lines += [f"- DDP over NCCL, 2 ranks: " + (d["skipped"] if "skipped" in d else
                                                ("ok" if d["ok"] else f"FAILED (exit {d['returncode']})")) + "."]
@@ -180,13 +214,14 @@ def main(argv=None) -> int:
         results = {"training": check_training(device, Path(args.fsdd), args.quick, tmp),
                    "attention": check_attention(device, precision),
                    "step": check_step(device, precision, args.quick),
+                   "packed": check_packed(device, precision, args.quick),
                    "ddp": check_ddp(device, Path(args.fsdd), tmp)}
     text = report(device, precision, results)
     (out / "gpu.md").write_text(text)
     (out / "gpu.json").write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "times"}
                                               for k, v in results.items()}, indent=1, default=str))
     print(text)
-    failed = [k for k in ("training", "attention", "ddp") if not results[k]["ok"]]
+    failed = [k for k in ("training", "attention", "packed", "ddp") if not results[k]["ok"]]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -130,3 +130,19 @@ def test_attention_pooling_and_grid_stretching_are_counted_unpacked_too(frames):
     spec = torch.randn(3, frames, 32)
     count = flops(model, tuple(spec.shape), patch_size=8, pos_grid="resize")
     assert count.pool > 0 and count.forward == measured_flops(model, spec, patch_size=8, pos_grid="resize")
+
+
+def test_weights_of_another_pooling_start_an_attention_pool_afresh(tmp_path):
+    """An AST trained with prefix pooling loads as an attention-pooling one: the encoder's weights
+    are the file's, the pool and head fresh; and back: the pool is dropped."""
+    from flexiast.models import load_model
+
+    prefix = _model()
+    prefix.save_pretrained(tmp_path / "prefix")
+    with pytest.warns(UserWarning, match="initialised at random"):
+        pooled = load_model(tmp_path / "prefix", pooling="attention")
+    assert pooled.config.pooling == "attention" and hasattr(pooled, "pool")
+    torch.testing.assert_close(pooled.blocks[0].attn.qkv.weight, prefix.blocks[0].attn.qkv.weight)
+    pooled.save_pretrained(tmp_path / "pooled")
+    back = load_model(tmp_path / "pooled", pooling="prefix")
+    assert not hasattr(back, "pool")

@@ -212,7 +212,8 @@ def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
     bilinear interpolation (``kernel_resize="bl"``, coarse-to-fine's Patch-BL, Sec. 2.3);
     the positional grid is resized bilinearly to the new grid (a new input length,
     stride or patch size; coarse-to-fine Sec. 2.2); a new ``num_classes`` (or weights
-    without a head) drops the head, which the caller initialises afresh.
+    without a head, or a new ``pooling="attention"`` without its pool) drops the head and any
+    attention pool, which the caller initialises afresh.
     """
     check_adapt(config, changes, FIXED_BY_WEIGHTS)
     new = config.replace(**changes)
@@ -222,9 +223,12 @@ def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
                                                             kernel_resize)
     if new.grid != config.grid:
         sd["pos_embed"] = resize_pos_grid(sd["pos_embed"], config.grid, new.grid, num_prefix_tokens=new.prefix_tokens)
-    new_head = config.classifier and (new.num_classes != config.num_classes or "head.fc.weight" not in sd)
+    if new.pooling != config.pooling:  # an attention pool belongs to the pooling it was trained with
+        sd = {k: v for k, v in sd.items() if not k.startswith("pool.")}
+    new_head = config.classifier and (new.num_classes != config.num_classes or "head.fc.weight" not in sd
+                                      or (new.pooling == "attention" and "pool.query" not in sd))
     if new_head:
-        for k in [k for k in sd if k.startswith("head.")]:
+        for k in [k for k in sd if k.startswith(("head.", "pool."))]:
             del sd[k]
     return new, sd, new_head
 

@@ -395,7 +395,8 @@ def load(sd: dict, layout: str, flexiast_config: dict | None, foreign_config: di
         overrides = {k: v for k, v in overrides.items()
                      if k not in ("num_classes", "input_fdim", "input_tdim", "stride")}
     cfg, sd, new_head = adapt_state_dict(cfg, sd, overrides, kernel_resize)
-    model = fill(AST(config=cfg), sd, path, layout, new_head="classifier head" if new_head else "")
+    model = fill(AST(config=cfg), sd, path, layout, fresh=("pool.",) if new_head else (),
+                 new_head="classifier head" if new_head else "")
     log.info("loaded %s checkpoint %s: %s", layout, path, cfg)
     return model
 

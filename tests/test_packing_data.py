@@ -270,10 +270,10 @@ def test_evaluation_scores_packed_clips_as_each_clip_alone(manifest):
     loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=Collate("packed", row_tokens=120))
     points = {"16": OperatingPoint(48, (16, 16), "pi"), "8": OperatingPoint(48, (8, 8), "pi")}
     result = evaluate_model(model, loader, points, multilabel=False)
+    clips = [ds[i] for i in range(len(ds))]
     for name, point in points.items():
         with torch.no_grad():
-            hits = [int(model(ds[i]["spec"][None], **point.call()).argmax()) == int(ds[i]["target"].argmax())
-                    for i in range(len(ds))]
+            hits = [int(model(c["spec"][None], **point.call()).argmax()) == int(c["target"].argmax()) for c in clips]
         assert result[name]["accuracy"] == pytest.approx(sum(hits) / len(hits))
     assert result["_clips"] == 10 and min(result["_frames"]) < 96 and len(result["_frames"]) > 3
 

@@ -43,7 +43,11 @@ PROFILE_KEYS = ("metric", "multilabel", "resize", "axes", "input", "machine", "r
 @dataclass(frozen=True)
 class ProfileRow:
     """One operating point of a profile: its cost (tokens, forward GFLOPs per clip, latency
-    in ms: median, min, max) and its metrics (``<metric>_std`` beside each in a fold average)."""
+    in ms: median, min, max) and its metrics (``<metric>_std`` beside each in a fold average).
+
+    ``tokens``, ``gflops`` and the latency are those of one clip of the point's full length
+    (what a budget counts per window). Where clips ran at their own lengths (a packed point),
+    ``gflops_mean`` is the mean over the data's clips of each clip's own forward GFLOPs."""
 
     point: OperatingPoint
     tokens: int
@@ -52,19 +56,22 @@ class ProfileRow:
     latency_ms_min: float
     latency_ms_max: float
     metrics: dict = field(default_factory=dict)
+    gflops_mean: float | None = None
 
     def to_dict(self, kind: PointKind) -> dict:
         """The row as a profile's JSON holds it: the kind's point keys, the costs, the metrics."""
-        return {**kind.row_fields(self.point), "tokens": self.tokens, "gflops": self.gflops,
+        mean = {} if self.gflops_mean is None else {"gflops_mean": self.gflops_mean}
+        return {**kind.row_fields(self.point), "tokens": self.tokens, "gflops": self.gflops, **mean,
                 "latency_ms": self.latency_ms, "latency_ms_min": self.latency_ms_min,
                 "latency_ms_max": self.latency_ms_max, **self.metrics}
 
     @classmethod
     def from_dict(cls, row: dict, profile: dict) -> "ProfileRow":
         point = point_kind(profile).row_point(row, profile)
-        skip = {*COST_KEYS, *point_kind(profile).row_fields(point)}
+        skip = {*COST_KEYS, "gflops_mean", *point_kind(profile).row_fields(point)}
         return cls(point, row["tokens"], row["gflops"], row["latency_ms"], row.get("latency_ms_min", row["latency_ms"]),
-                   row.get("latency_ms_max", row["latency_ms"]), {k: v for k, v in row.items() if k not in skip})
+                   row.get("latency_ms_max", row["latency_ms"]), {k: v for k, v in row.items() if k not in skip},
+                   row.get("gflops_mean"))
 
 
 def profile_rows(profile: dict) -> list[ProfileRow]:
@@ -101,7 +108,7 @@ def fold_mean_profile(profiles: list[dict], *, describe: dict | None = None) -> 
     kind = point_kind(first)
     key = kind.row_key
     for k, p in enumerate(profiles[1:], start=2):
-        for name in ("metric", "row_kind", "resize", "axes", "input"):
+        for name in ("metric", "row_kind", "length_feed", "packed", "resize", "axes", "input"):
             if p.get(name) != first.get(name):
                 raise ValueError(f"fold {k}'s profile has {name} {p.get(name)!r}, fold 1's {first.get(name)!r}: "
                                  "the folds' profiles must be alike to be averaged")
@@ -118,9 +125,10 @@ def fold_mean_profile(profiles: list[dict], *, describe: dict | None = None) -> 
         metrics = {}
         for m in METRICS:
             metrics[m], metrics[f"{m}_std"] = _stat([r[m] for r in same])
+        mean = None if r0.gflops_mean is None else statistics.fmean(r["gflops_mean"] for r in same)
         rows.append(ProfileRow(r0.point, r0.tokens, r0.gflops, statistics.fmean(r["latency_ms"] for r in same),
                                min(r["latency_ms_min"] for r in same), max(r["latency_ms_max"] for r in same),
-                               metrics).to_dict(kind))
+                               metrics, mean).to_dict(kind))
     folds = [{"fold": k, "checkpoint": p.get("checkpoint"), "data": p.get("data"), "clips": p["clips"],
               "rows": [{kind.key_name: key(r), **{m: r[m] for m in METRICS}}
                        for r in p["rows"]]}
@@ -128,7 +136,8 @@ def fold_mean_profile(profiles: list[dict], *, describe: dict | None = None) -> 
     return {"format": PROFILE_FORMAT, "version": 1, "kind": KFOLD_MEAN,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **(describe or {}), "metric": first["metric"], "multilabel": first["multilabel"],
-            "row_kind": kind.name, "arch": first.get("arch"), "resize": first["resize"],
+            "row_kind": kind.name, **{k: first[k] for k in ("length_feed", "packed", "row_tokens") if k in first},
+            "arch": first.get("arch"), "resize": first["resize"],
             "axes": first["axes"], "stored_patch": first.get("stored_patch"), "input": first["input"],
             "compression": first.get("compression", "none"), "n_folds": len(profiles),
             "spread": "population standard deviation over folds",
@@ -178,19 +187,28 @@ def profile_markdown(profile: dict) -> str:
         return _kfold_markdown(profile, kind, metrics, m)
     names, align = kind.markdown_header()
     compression = profile.get("compression", "none")
+    mean = "gflops_mean" in profile["rows"][0]
     lines = [f"Profile of `{profile.get('checkpoint', 'model')}` on {profile.get('data', 'data')} "
              f"({profile['clips']} clips): {kind.describe(profile)}, input {profile['input']['frames']} frames x "
              f"{profile['input']['mel_bins']} mel bins"
              + (f" (compression {compression})." if compression != "none" else "."),
-             _latency_line(profile, m, "median"), "",
-             f"| {names} | tokens | GFLOPs/clip | ms/clip | " + " | ".join(metrics) + " |",
-             f"|{align}|---:|---:|---:|" + "---:|" * len(metrics)]
+             _latency_line(profile, m, "median")
+             + (" Tokens, GFLOPs/clip and ms/clip are those of a clip of the row's full length; mean GFLOPs/clip "
+                "averages each clip's own, at the length it ran." if mean else ""), "",
+             f"| {names} | tokens | GFLOPs/clip | " + ("mean GFLOPs/clip | " if mean else "") + "ms/clip | "
+             + " | ".join(metrics) + " |",
+             f"|{align}|---:|---:|---:|" + ("---:|" if mean else "") + "---:|" * len(metrics)]
     for r in profile["rows"]:
-        lines.append(f"| {kind.markdown_cells(r)} | {r['tokens']} | {r['gflops']:.3f} | {r['latency_ms']:.2f} | "
-                     + " | ".join(f"{r[k]:.4f}" for k in metrics) + " |")
+        lines.append(f"| {kind.markdown_cells(r)} | {r['tokens']} | {r['gflops']:.3f} | "
+                     + (f"{r['gflops_mean']:.3f} | " if mean else "") + f"{r['latency_ms']:.2f} | "
+                     + " | ".join(_cell(r[k]) for k in metrics) + " |")
     if profile["skipped_sizes"]:
         lines.append(f"\nLeft out (larger than the input): {', '.join(map(str, profile['skipped_sizes']))}.")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _finite(x):
@@ -223,9 +241,10 @@ def profile_csv(profile: dict) -> str:
         metrics = [name for k in metrics for name in (k, f"{k}_std")]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([*kind.csv_header(), *COST_KEYS, *metrics])
+    costs = [*COST_KEYS, *(["gflops_mean"] if "gflops_mean" in profile["rows"][0] else [])]
+    w.writerow([*kind.csv_header(), *costs, *metrics])
     for r in profile["rows"]:
-        w.writerow([*kind.csv_cells(r), *(r[k] for k in COST_KEYS), *(r[k] for k in metrics)])
+        w.writerow([*kind.csv_cells(r), *(r[k] for k in costs), *(r[k] for k in metrics)])
     return buf.getvalue()
 
 

@@ -115,11 +115,16 @@ def profiles_figure(profiles: list[dict], *, labels: list[str] | None = None, me
     """
     plt = _pyplot()
     metric = metric or profiles[0]["metric"]
-    kinds = {point_kind(p).name for p in profiles}
+    kinds = {point_kind(p).name + (" cut to clip lengths" if p.get("length_feed") == "cut" else "")
+             for p in profiles}
     if len(kinds) > 1:
         raise ValueError(f"profiles over {' and over '.join(sorted(kinds))} rows cannot share a figure's x axis")
     kind = point_kind(profiles[0])
     for p in profiles:
+        keys = [kind.row_key(r) for r in p["rows"]]
+        if len(set(keys)) != len(keys):  # a profile over clip lengths at several patch sizes
+            raise ValueError(f"profile of {p.get('checkpoint')} has several rows at one x value ({kind.key_name}): "
+                             "a line needs one row per x value; profile one patch size per profile (--patch-sizes)")
         if metric not in p["rows"][0]:
             raise ValueError(f"profile of {p.get('checkpoint')} has no {metric!r}; it has "
                              f"{', '.join(k for k in p['rows'][0] if k not in ('size', 'patch'))}")

@@ -86,6 +86,17 @@ def frame_counts(text: str) -> list[int]:
     return values
 
 
+def seconds_list(text: str) -> list[float]:
+    """``--lengths``: positive clip lengths in seconds, comma-separated (``"0.25,0.5,1,2"``)."""
+    try:
+        values = [float(x.strip().removesuffix("s")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seconds") from None
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive lengths in seconds, like 0.25,0.5,1,2")
+    return values
+
+
 def positive(kind):
     """A type for numbers of ``kind`` (int, float) above zero."""
     def parse(text: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -10,15 +11,13 @@ from ..constants import (AGGREGATES, AUDIO_EXTENSIONS, AXES, EMBEDDING_FORMATS, 
                          ON_ERROR, PATCH_SIZES, EMBEDDING_POOLINGS, POS_GRID_POLICIES, PRECISIONS, PREDICTION_FORMATS,
                          RESIZE_METHODS)
 from ._args import (UsageError, add_command, add_data_arguments, add_model_arguments, data_source, frame_counts,
-                    load_inference, non_negative, output_file, patch_size, patch_sizes, positive)
+                    load_inference, non_negative, output_file, patch_size, patch_sizes, positive, seconds_list)
 
 PRECISION_HELP = "auto: bf16 where the device computes it natively, else fp32 (fp16 on older GPUs)"
 
 
 def non_negative_float(text: str) -> float:
     """A number of seconds, 0 or more."""
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -41,11 +40,15 @@ def cmd_evaluate(args) -> int:
         im, data=data, data_label=data_label, split=args.split, patch_sizes=args.patch_sizes, resize=args.resize,
         axes=args.axes, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
         on_error=args.on_error, latency_runs=args.latency_runs, label=args.label, out=args.out,
-        store=not args.no_store, input_lengths=args.input_lengths)
+        store=not args.no_store, input_lengths=args.input_lengths, lengths=args.lengths, packed=args.packed,
+        row_tokens=args.row_tokens)
     files = result["files"]
     print(profile_markdown(result["profile"]))
     print(f"wrote {files['md']}, {files['csv'].name}, {files['json'].name}")
-    if result["stored"]:
+    if args.lengths is not None:
+        print("a profile over clip lengths measures each length and chooses no operating point: it is not stored "
+              "beside the weights")
+    elif result["stored"]:
         print(f"stored as the profile of {result['weights']}: {result['stored']} "
               "(read by flexiast predict --max-gflops/--max-ms)")
     elif result["store_error"]:
@@ -67,7 +70,8 @@ def _evaluate_kfold(args, source) -> int:
         compression=args.compression, multilabel=args.multilabel, device=args.device, patch_sizes=args.patch_sizes,
         resize=args.resize, axes=args.axes, precision=args.precision, batch_size=args.batch_size,
         workers=args.workers, on_error=args.on_error, latency_runs=args.latency_runs, label=args.label,
-        out=args.out, store=not args.no_store, input_lengths=args.input_lengths)
+        out=args.out, store=not args.no_store, input_lengths=args.input_lengths, lengths=args.lengths,
+        packed=args.packed, row_tokens=args.row_tokens)
     for fold in result["folds"]:
         print(f"fold profile: {fold['files']['json']}")
     print(profile_markdown(result["profile"]))
@@ -114,7 +118,7 @@ def cmd_predict(args) -> int:
                              resize=args.resize, top_k=args.top_k, hop_seconds=args.hop, aggregate=args.aggregate,
                              whole=args.whole, pos_grid=args.pos_grid, precision=args.precision,
                              threshold=args.threshold, framewise=args.framewise, min_duration_s=args.min_duration,
-                             merge_gap_s=args.merge_gap)
+                             merge_gap_s=args.merge_gap, packed=args.packed, row_tokens=args.row_tokens)
     if args.out is not None:
         return _predict_to_file(args, options)
     im = load_inference(args)
@@ -159,7 +163,8 @@ def cmd_embed(args) -> int:
         im.profile = read_profile(args.profile)
     options = EmbedOptions(patch_size=args.patch_size, max_gflops=args.max_gflops, max_ms=args.max_ms,
                            resize=args.resize, layer=args.layer, pooling=args.pooling, frames=args.frames,
-                           hop_seconds=args.hop, precision=args.precision)
+                           hop_seconds=args.hop, precision=args.precision, packed=args.packed,
+                           row_tokens=args.row_tokens)
     data = embed_files(im, files, options, out=args.out, resume=args.resume, overwrite=args.overwrite,
                        save_every=args.save_every, batch_size=args.batch_size, workers=args.workers,
                        progress=not args.quiet)
@@ -183,6 +188,16 @@ def _add_choice_arguments(p) -> None:
     p.add_argument("--resize", choices=RESIZE_METHODS, help="kernel resize (default pi, or the profile's)")
     p.add_argument("--hop", type=positive(float), help="seconds between windows of long audio (default half a window)")
     p.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0], help=PRECISION_HELP)
+    _add_packing_arguments(p, "audio no longer than a window at its own length, not padded")
+
+
+def _add_packing_arguments(p, what: str) -> None:
+    """``--packed/--no-packed`` and ``--row-tokens`` (ElasticAST's packed clips of their own lengths)."""
+    p.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"{what}, packed with other clips into rows of tokens (ElasticAST; an AST-family model). "
+                        "Default: as the weights were trained (data.batching: packed)")
+    p.add_argument("--row-tokens", type=positive(int), metavar="N",
+                   help="tokens per packed row (default: the training run's data.row_tokens, else 2048)")
 
 
 def _add_batch_arguments(p, out_help: str, formats: tuple[str, ...], required: bool) -> None:
@@ -262,6 +277,11 @@ def add_parsers(sub) -> None:
     ev.add_argument("--input-lengths", type=frame_counts, metavar="FRAMES",
                     help="for a model without patch sizes (HTS-AT): the input lengths to profile, each clip "
                          "average-pooled to it (e.g. 256,512,1024; default: the trained length)")
+    ev.add_argument("--lengths", type=seconds_list, metavar="SECONDS",
+                    help="profile across clip lengths (ElasticAST): each clip cut to its leading SECONDS at each "
+                         "length (e.g. 0.25,0.5,1,2), shorter ones at their own length (--packed) or padded; rows "
+                         "at (patch, length). Written to --out, not stored with the weights")
+    _add_packing_arguments(ev, "each clip at its own length (cut to the trained length), not padded")
     ev.add_argument("--resize", choices=RESIZE_METHODS,
                     help="how the kernel is resized (default pi)")
     ev.add_argument("--axes", choices=AXES,

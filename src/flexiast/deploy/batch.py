@@ -8,7 +8,8 @@ main process runs the model on batches of windows taken across files
 (:func:`flexiast.deploy.windows.batched_windows`) with the :class:`WindowTask` the one-file
 functions run (:func:`flexiast.embeddings.embed_audio`, :meth:`InferenceModel.predict`),
 so a file's result here is theirs. A file that cannot be read is reported with its path
-and reason, and the run goes on.
+and reason, and the run goes on. At a packed point (ElasticAST) the windows of many files, each
+short file at its own length, share one packed call, and a file's result is still its own.
 
 :func:`embed_files` writes ``.safetensors`` or ``.npz`` (read back with
 :func:`read_embeddings`): ``clip [N, D]`` in the order of ``files``, and with frames
@@ -46,10 +47,10 @@ __all__ = ["audio_files", "check_output", "run_files", "embed_files", "read_embe
 
 #: What an embeddings file must share with a run that resumes it.
 RESUME_KEYS = ("model", "patch_size", "resize", "layer", "pooling", "frames", "hop_s", "input_frames", "compression",
-               "step_s")
+               "step_s", "packed", "window_frames")
 #: What a :func:`predict_files` output's rows depend on: a resume with other values is refused.
 PREDICTION_KEYS = ("model", "patch_size", "resize", "top_k", "aggregate", "hop_s", "whole", "input_frames",
-                   "compression", "threshold", "framewise", "min_duration_s", "merge_gap_s")
+                   "compression", "threshold", "framewise", "min_duration_s", "merge_gap_s", "packed", "window_frames")
 
 
 def audio_files(inputs, list_file: str | Path | None = None) -> list[str]:
@@ -118,7 +119,7 @@ def run_files(im: InferenceModel, paths: list[str], task: WindowTask, *, batch_s
     compute = torch.inference_mode()(task.compute)
     skipped = 0
     with tqdm(total=len(paths), desc=desc, unit="file", disable=not progress, dynamic_ncols=True) as bar:
-        for i, outputs in batched_windows(decoded(), compute, batch_size):
+        for i, outputs in batched_windows(decoded(), compute, batch_size, packed=task.packed):
             samples, spans, reason, shape = read.pop(i)
             if outputs is None:
                 skipped += 1

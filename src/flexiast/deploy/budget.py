@@ -11,6 +11,7 @@ cost fits (:func:`choose_row`); the row's point is the kind's
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..models.points import OperatingPoint, PointKind, point_kind
@@ -22,13 +23,17 @@ __all__ = ["PointRequest", "Choice", "choose_row", "choose_point"]
 class PointRequest:
     """How a caller picks the operating point: ``patch_size`` (int or ``(freq, time)``) with
     ``resize`` and ``pos_grid`` for a patch family, or a budget, ``max_gflops`` / ``max_ms``
-    per clip of the trained length; nothing: the stored point."""
+    per clip of the trained length; nothing: the stored point. ``packed``: whether clips run
+    at their own lengths, packed into rows of ``row_tokens`` tokens (None: as the weights were
+    trained; :meth:`flexiast.deploy.model.InferenceModel.packing`)."""
 
     patch_size: object = None
     max_gflops: float | None = None
     max_ms: float | None = None
     resize: str | None = None
     pos_grid: str = "leading"
+    packed: bool | None = None
+    row_tokens: int | None = None
 
     @property
     def budget(self) -> bool:
@@ -40,7 +45,8 @@ class PointRequest:
 
     def request(self) -> "PointRequest":
         """The request alone (a subclass's options stripped)."""
-        return PointRequest(self.patch_size, self.max_gflops, self.max_ms, self.resize, self.pos_grid)
+        return PointRequest(self.patch_size, self.max_gflops, self.max_ms, self.resize, self.pos_grid, self.packed,
+                            self.row_tokens)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ def choose_point(kind: PointKind, config, request: PointRequest, *, arch: str, p
     if request.patch_size is not None:
         raise ValueError("give a patch size or a budget, not both")
     kind.given(config, arch=arch, resize=request.resize, pos_grid=request.pos_grid)  # refuses what it lacks
+    if not point_kind(profile).chooses:
+        raise ValueError("the profile is over clip lengths (evaluate --lengths): it measures each length and "
+                         "chooses no operating point; budget with a profile of operating points (evaluate without "
+                         "--lengths)")
     if point_kind(profile).name != kind.name:
         raise ValueError(f"the stored profile's rows are {point_kind(profile).name}s, not {kind.name}s; evaluate "
                          "this model again")
@@ -94,7 +104,7 @@ def choose_point(kind: PointKind, config, request: PointRequest, *, arch: str, p
     row = choose_row(profile, max_gflops=request.max_gflops, max_ms=request.max_ms)
     point = kind.row_point(row, profile)
     if request.pos_grid != "leading":
-        point = OperatingPoint(point.frames, point.patch, point.resize, request.pos_grid, point.pool, point.size)
+        point = dataclasses.replace(point, pos_grid=request.pos_grid)
     m = profile["metric"]
     reason = (f"most accurate profiled {kind.noun} within {request.budget_text()}: {kind.row_text(row)}, "
               f"{m} {row[m]:.4f} on {profile.get('data')}, {row['gflops']:.3g} GFLOPs, {row['latency_ms']:.3g} ms "

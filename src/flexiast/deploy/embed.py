@@ -23,7 +23,14 @@ columns of the layer's token grid (:meth:`FlexModel.embed` unfolds HTS-AT's into
 order), each ``model.token_frames(layer)`` model frames wide and one column apart (4
 frames after the patch embedding, 32 at Swin-T's last stage), centred as above on the front
 end's centred frames; HTS-AT's ``head`` and ``mean`` pooling are both the mean token (it
-has no prefix tokens).
+has no prefix tokens). ``head`` is what the classifier reads: for an AST with attention pooling
+(ElasticAST) the pooled vector of its learned query (:meth:`TokenEmbedding.pooled`).
+
+At a ``packed`` point (ElasticAST, Feng et al., Interspeech 2024, arXiv 2407.08691; by default
+as the weights were trained) audio no longer than a window is embedded at its own length,
+not padded, as one window; the windows of many files run packed together (the model's packed
+``embed``), and each file's embeddings equal those of the file alone at that length. Longer
+audio is windowed as above.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import torch
 from ..constants import EMBEDDING_POOLINGS
 from ..hardware import resolve_precision
 from .budget import PointRequest
+from .predict import packed_clips
 from .windows import WindowTask, WithCompression
 
 __all__ = ["EmbedOptions", "embed_audio", "embedding_task", "column_spans", "regular_windows"]
@@ -43,7 +51,8 @@ __all__ = ["EmbedOptions", "embed_audio", "embedding_task", "column_spans", "reg
 
 @dataclass(frozen=True)
 class EmbedOptions(PointRequest):
-    """How to embed: the operating point (:class:`~flexiast.deploy.budget.PointRequest`), the
+    """How to embed: the operating point (:class:`~flexiast.deploy.budget.PointRequest`, with
+    ``packed`` and ``row_tokens``), the
     ``layer`` (None: the last; negative counts from the end), the clip ``pooling`` (``head``
     or ``mean``), whether to give per-time-step ``frames``, the ``hop_seconds`` between
     windows of long audio and the ``precision``."""
@@ -96,19 +105,21 @@ def audio_columns(im, samples: int, step: int) -> int:
     return max(1, (samples - window) // step + 1) if samples >= window else 1
 
 
-def regular_windows(im, wave: torch.Tensor, *, hop: int, patch: int,
-                    stride: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+def regular_windows(im, wave: torch.Tensor, *, hop: int, patch: int, stride: int,
+                    fewest: int | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """The model's inputs ``[windows, frames, bins]`` for ``wave`` and each window's span in
     samples, every token column on one grid: windows start every :func:`column_hop` from 0
     until every column of :func:`audio_columns` is in one; a window running past the end is
-    its audio padded as a short clip is."""
+    its audio padded as a short clip is. With ``fewest`` (a packed point), audio that one
+    window holds is that window at its own length (:meth:`InferenceModel.spectrograms`)."""
     hop, step, columns = column_hop(im, hop, patch, stride)
     needed = audio_columns(im, wave.numel(), step)
     starts = [0]
     while starts[-1] // step + columns < needed:
         starts.append(starts[-1] + hop)
     size = im.window_samples
-    specs = torch.cat([im.spectrograms(wave[s:s + size], hop)[0] for s in starts])
+    own = fewest if len(starts) == 1 else None
+    specs = torch.cat([im.spectrograms(wave[s:s + size], hop, fewest=own)[0] for s in starts])
     return specs, [(s, s + size) for s in starts]
 
 
@@ -116,7 +127,7 @@ def embedding_task(im, options: EmbedOptions | None = None, *, choice=None, **fi
     """The :class:`WindowTask` of :func:`embed_audio`: each window's pooled tokens (and its
     frame tokens), and a clip's embeddings from its windows'. Every option is checked here,
     before any audio is read or any model runs. ``choice`` (:meth:`InferenceModel.choose`'s)
-    replaces the options' operating point."""
+    replaces the options' operating point (whether it is packed too)."""
     options = options if options is not None else EmbedOptions(**fields)
     if options.pooling not in EMBEDDING_POOLINGS:
         raise ValueError(f"pooling={options.pooling!r} is not one of {', '.join(EMBEDDING_POOLINGS)}")
@@ -126,20 +137,32 @@ def embedding_task(im, options: EmbedOptions | None = None, *, choice=None, **fi
     chosen = resolve_precision(options.precision, device, setting="precision")
     choice = choice if choice is not None else im.choose(options)
     point = choice.point
-    base, im = im, im.deployed(choice)  # im: with the compression that feeds the point
+    packed, row = point.packed, options.row_tokens or im.row_tokens
+    base, im = im, im.deployed(choice, options.row_tokens)  # im: fed as the point needs
     model = base.at(point)
     patch, stride = base.points.token_columns(model, chosen_layer)
     hop, step, _ = column_hop(im, im.hop(options.hop_seconds), patch, stride)
     sr = im.features.sample_rate
-    cut = functools.partial(regular_windows, hop=hop, patch=patch, stride=stride)
-    if im.compression != base.compression:
-        cut = WithCompression(cut, im.compression)
+    cut = functools.partial(regular_windows, hop=hop, patch=patch, stride=stride,
+                            fewest=base.fewest_frames(point) if packed else None)
+    if im.compression != base.compression or im.features != base.features:
+        cut = WithCompression(cut, im.compression, im.features if im.features != base.features else None)
     chosen_patch = list(point.patch) if point.patch is not None else None
 
-    def compute(specs: torch.Tensor) -> dict:
+    def pooled(tokens) -> torch.Tensor:
+        return (tokens.pooled() if pooling == "head" else tokens.mean()).float().cpu()
+
+    def compute(specs) -> dict:
+        if packed:  # windows of any length: one TokenEmbedding per window, from one packed call
+            with chosen.autocast():
+                each = model.embed(packed_clips(base, point, specs, row, device), layer=chosen_layer)
+            out = {"pooled": torch.cat([pooled(t) for t in each])}
+            if frames:
+                out["frames"] = [t.frames()[0].float().cpu() for t in each]
+            return out
         with chosen.autocast():
             tokens = model.embed(specs.to(device), layer=chosen_layer)
-        out = {"pooled": (tokens.pooled() if pooling == "head" else tokens.mean()).float().cpu()}
+        out = {"pooled": pooled(tokens)}
         if frames:
             out["frames"] = tokens.frames().float().cpu()
         return out
@@ -147,7 +170,7 @@ def embedding_task(im, options: EmbedOptions | None = None, *, choice=None, **fi
     def finish(source: str, samples: int, spans: list, shape: tuple, outputs: dict) -> dict:
         result = {"source": source, "duration_s": samples / sr, "patch_size": chosen_patch,
                   "resize": point.resize, "choice": choice.reason, "layer": chosen_layer, "pooling": pooling,
-                  "windows": len(spans), "clip": outputs["pooled"].mean(0)}
+                  "packed": packed, "windows": len(spans), "clip": outputs["pooled"].mean(0)}
         if frames:
             per_window = outputs["frames"]  # [windows, columns, D]
             first, centres = column_spans(im, patch, stride, per_window.shape[1])
@@ -165,8 +188,8 @@ def embedding_task(im, options: EmbedOptions | None = None, *, choice=None, **fi
     setting = {"patch_size": chosen_patch, "resize": point.resize, "choice": choice.reason,
                "layer": chosen_layer, "pooling": pooling, "frames": frames, "hop_s": hop / sr,
                "input_frames": point.frames, "compression": str(im.compression), "step_s": step / sr,
-               "operating_point": point.label}
-    return WindowTask(cut=cut, compute=compute, finish=finish, setting=setting)
+               "operating_point": point.label, "packed": packed, "window_frames": im.features.frames(im.compression)}
+    return WindowTask(cut=cut, compute=compute, finish=finish, setting=setting, packed=packed)
 
 
 @torch.inference_mode()

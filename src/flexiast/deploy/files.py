@@ -1,7 +1,8 @@
 """Finding a model's files and what they say: a run's weights, its stored profile, and the
 features and score function saved with the weights.
 
-A model is only usable with the features it was trained on. They travel with the weights:
+A model is only usable with the features it was trained on (and, for clips of their own lengths,
+with how its batches were made: :func:`training_batching`). They travel with the weights:
 a training run's checkpoint (``inference``, or its recipe for runs written before
 checkpoints carried it), a directory written by ``save_pretrained`` (``config.json``), a
 flexiast safetensors file (its metadata), a Hugging Face directory
@@ -14,15 +15,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from safetensors import safe_open
 
 from ..checkpoints import CheckpointError, torch_load_safe
 from ..config import build_config
 from ..engine.run_checkpoint import WEIGHT_FILES, run_weights
 from ..features import DATASET_STATS
+from ..models.packing import DEFAULT_ROW_TOKENS
 
-__all__ = ["resolve_weights", "profile_path", "stored_inference_info", "weights_stat", "WEIGHT_NAMES",
-           "MULTILABEL_DATASETS"]
+__all__ = ["resolve_weights", "profile_path", "stored_inference_info", "training_batching", "weights_stat",
+           "WEIGHT_NAMES", "MULTILABEL_DATASETS"]
 
 WEIGHT_NAMES = tuple(WEIGHT_FILES)
 #: Datasets whose task is multi-label, for files that do not say.
@@ -132,3 +135,22 @@ def weights_stat(weights: Path) -> dict:
     file = weights / "model.safetensors" if weights.is_dir() else weights
     st = file.stat()
     return {"file": file.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def training_batching(weights: Path, info: dict) -> tuple[str, int]:
+    """``(batching, row_tokens)`` the weights were trained with: ``info``'s (the weights' stored
+    inference information, where it has ``batching``), else the recipe of the training run whose
+    folder holds the weights (``data.batching`` and ``data.row_tokens`` of its ``config.yaml``),
+    else ``("fixed", 2048)``: weights from elsewhere were trained on clips of one length."""
+    if "batching" in info:
+        return str(info["batching"]), int(info.get("row_tokens") or DEFAULT_ROW_TOKENS)
+    weights = Path(weights)
+    recipe = weights.parent / "config.yaml" if weights.is_file() else None
+    data = {}
+    if recipe is not None and recipe.is_file():
+        try:
+            raw = yaml.safe_load(recipe.read_text())
+        except yaml.YAMLError as e:
+            raise CheckpointError(f"{recipe}: the run's recipe is not valid YAML ({e})") from None
+        data = (raw or {}).get("data") or {}
+    return str(data.get("batching") or "fixed"), int(data.get("row_tokens") or DEFAULT_ROW_TOKENS)

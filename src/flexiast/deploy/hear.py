@@ -13,7 +13,10 @@ and :func:`get_timestamp_embeddings` on batches of sounds ``[n_sounds, n_samples
   tokens, ``mean``: the patch tokens);
 * the **timestamp** embeddings are ``embed_audio``'s ``frames``:
   per token column, the mean of its tokens over frequency, one column apart, at the
-  centre of the audio the column covers, in milliseconds.
+  centre of the audio the column covers, in milliseconds;
+* at a ``packed`` point (ElasticAST, Feng et al., Interspeech 2024, arXiv 2407.08691; by default
+  for weights trained packed) a sound no longer than a window is embedded at its own length,
+  not padded, and the sounds of a batch run packed together.
 
 The HEAR harness passes only ``model_file_path``. To choose the other options there,
 ``model_file_path`` may name a JSON **options file** (``*.json``): an object whose
@@ -41,7 +44,7 @@ __all__ = ["HearModel", "load_model", "get_scene_embeddings", "get_timestamp_emb
 #: load_model's keyword arguments and their defaults: what an options file may set.
 OPTIONS = {"patch_size": None, "max_gflops": None, "max_ms": None, "resize": None, "layer": None, "pooling": "head",
            "hop_seconds": None, "device": None, "features": None, "weights": "best", "precision": "auto",
-           "batch_size": 32}
+           "batch_size": 32, "packed": None, "row_tokens": None}
 
 
 class HearModel(nn.Module):
@@ -49,12 +52,13 @@ class HearModel(nn.Module):
 
     ``sample_rate``: the rate of the model's features; ``scene_embedding_size`` and
     ``timestamp_embedding_size``: the width of the chosen layer's tokens. ``patch_size``,
-    ``resize`` and ``choice`` say which size embeds and why. The network (and its copy
+    ``resize`` and ``choice`` say which size embeds and why, ``packed`` whether sounds run at
+    their own lengths. The network (and its copy
     fixed at that size) are submodules, so ``.to(device)`` moves them.
     """
 
     def __init__(self, im: InferenceModel, choice: Choice, *, layer: int | None, pooling: str,
-                 hop_seconds: float | None, precision: str, batch_size: int):
+                 hop_seconds: float | None, precision: str, batch_size: int, row_tokens: int | None = None):
         super().__init__()
         if pooling not in EMBEDDING_POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {', '.join(EMBEDDING_POOLINGS)}")
@@ -63,7 +67,10 @@ class HearModel(nn.Module):
         self.encoder = im.at(choice.point)
         self.patch_size = choice.point.patch
         self.resize, self.choice, self.chosen = choice.point.resize, choice.reason, choice
-        self.options = EmbedOptions(layer=layer, pooling=pooling, hop_seconds=hop_seconds, precision=precision)
+        point = choice.point
+        self.packed = point.packed
+        self.options = EmbedOptions(layer=layer, pooling=pooling, hop_seconds=hop_seconds, precision=precision,
+                                    packed=point.packed, row_tokens=row_tokens)
         self.layer, self.pooling, self.hop_seconds = layer, pooling, hop_seconds
         self.precision, self.batch_size = precision, batch_size
         self.sample_rate = int(im.features.sample_rate)
@@ -114,7 +121,8 @@ def read_options(path: str | Path) -> dict:
 def load_model(model_file_path: str = "", *, patch_size=None, max_gflops: float | None = None,
                max_ms: float | None = None, resize: str | None = None, layer: int | None = None,
                pooling: str = "head", hop_seconds: float | None = None, device=None, features=None,
-               weights: str = "best", precision: str = "auto", batch_size: int = 32) -> HearModel:
+               weights: str = "best", precision: str = "auto", batch_size: int = 32, packed: bool | None = None,
+               row_tokens: int | None = None) -> HearModel:
     """HEAR's ``load_model``: the model at ``model_file_path`` at one patch size.
 
     ``model_file_path``: a training run (``weights``: best, averaged, last), a saved
@@ -122,7 +130,9 @@ def load_model(model_file_path: str = "", *, patch_size=None, max_gflops: float 
     ``patch_size`` or a budget (``max_gflops``, ``max_ms``, read from the stored profile)
     picks the size, once; neither: the model's stored size. ``layer`` and ``pooling`` are
     :func:`embed_audio`'s; ``hop_seconds`` spaces the windows of long sounds (default:
-    half a window); ``features``: the features, for weights that do not carry them.
+    half a window); ``features``: the features, for weights that do not carry them;
+    ``packed``: sounds at their own lengths, packed into rows of ``row_tokens`` tokens (None: as
+    the weights were trained; a family that cannot pack keeps padded windows).
     """
     if not model_file_path:
         raise ValueError("flexiast has no built-in weights and downloads none: give model_file_path, a flexiast "
@@ -133,9 +143,9 @@ def load_model(model_file_path: str = "", *, patch_size=None, max_gflops: float 
             raise ValueError(f"{model_file_path} is an options file; set {', '.join(given)} in it, not as arguments")
         return load_model(**read_options(model_file_path))
     im = load_inference_model(model_file_path, weights=weights, features=features, device=device, classifier=False)
-    choice = im.choose(PointRequest(patch_size, max_gflops, max_ms, resize))
+    choice = im.choose(PointRequest(patch_size, max_gflops, max_ms, resize, packed=packed, row_tokens=row_tokens))
     return HearModel(im, choice, layer=layer, pooling=pooling, hop_seconds=hop_seconds, precision=precision,
-                     batch_size=batch_size)
+                     batch_size=batch_size, row_tokens=row_tokens)
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:

@@ -9,6 +9,15 @@ windows (:mod:`flexiast.deploy.windows`), chooses an operating point (:mod:`flex
 and runs a :class:`~flexiast.deploy.windows.WindowTask` (prediction, embeddings) on one
 clip or many. Nothing here asks which family the model is: the operating point says what a
 call runs at (:mod:`flexiast.models.points`).
+
+Clips of their own lengths (ElasticAST, Feng, Erol, Chung, Senocak; Interspeech 2024, arXiv
+2407.08691). For a family that packs, a point may be ``packed`` (:meth:`InferenceModel.packing`:
+asked for, or by default when the weights were trained with ``data.batching: packed``): audio
+no longer than a window then runs at its own length, padded only to the fewest frames the point
+takes, and the windows of many files share packed rows (of ``row_tokens`` tokens); longer audio
+is windowed as before, each window at most the frames whose tokens fit one row
+(:func:`flexiast.models.spans.clip_span`), so no audio is dropped. A family that
+cannot pack keeps windows padded to the trained length (with a warning where packing was asked).
 """
 
 from __future__ import annotations
@@ -22,13 +31,17 @@ import torch
 
 from ..audio import load_audio, resample
 from ..checkpoints import CheckpointError
-from ..features import DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize
+from ..features import (DATASET_STATS, Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize,
+                        pad_or_cut)
 from ..hardware import device_capability
 from ..models import FlexModel, family_of, load_model
+from ..models.packing import DEFAULT_ROW_TOKENS
 from ..models.points import OperatingPoint, PointKind, pooled_compression
+from ..models.spans import clip_span, fewest_frames
 from ..profiles import read_profile
 from .budget import Choice, PointRequest, choose_point
-from .files import MULTILABEL_DATASETS, profile_path, resolve_weights, stored_inference_info, weights_stat
+from .files import (MULTILABEL_DATASETS, profile_path, resolve_weights, stored_inference_info, training_batching,
+                    weights_stat)
 from .predict import PredictOptions, prediction_task
 from .windows import WindowTask, batched_windows, grid_window_starts, window_starts
 
@@ -46,7 +59,9 @@ class InferenceModel:
     """A model with its features, its input compression, its score function and its profile.
 
     The profile (:mod:`flexiast.evaluate`) is read from ``profile_file`` when a budget
-    first needs it, so a damaged profile never blocks anything else.
+    first needs it, so a damaged profile never blocks anything else. ``batching`` and
+    ``row_tokens`` are how the weights were trained (``fixed``, or ``packed`` into rows of that
+    many tokens): what :meth:`packing` follows by default.
     """
 
     model: FlexModel
@@ -57,6 +72,8 @@ class InferenceModel:
     profile_file: Path | None = None
     _profile: dict | None = field(default=None, repr=False)
     _fixed: dict = field(default_factory=dict, repr=False)
+    batching: str = "fixed"
+    row_tokens: int = DEFAULT_ROW_TOKENS
 
     @property
     def profile(self) -> dict | None:
@@ -76,6 +93,32 @@ class InferenceModel:
     def points(self) -> PointKind:
         """What the model's calls vary (its family's kind of operating point)."""
         return family_of(self.model).points
+
+    @property
+    def packs(self) -> bool:
+        """Whether the model's family takes packed clips of their own lengths (``ModelFamily.packs``)."""
+        return family_of(self.model).packs
+
+    def packing(self, packed: bool | None = None) -> bool:
+        """Whether clips run at their own lengths, packed: ``packed`` as asked, or (None) as the
+        weights were trained (``batching``). A family that cannot pack runs windows padded to the
+        trained length, as it was trained; asking it to pack warns and does that."""
+        if packed is None:
+            return self.batching == "packed" and self.packs
+        if packed and not self.packs:
+            warnings.warn(f"packed: a {self.model.arch} model cannot take packed clips (its family does not pack); "
+                          "its audio runs in windows padded to the trained length", stacklevel=3)
+            return False
+        return bool(packed)
+
+    def clip_frames(self, seconds: float) -> int:
+        """The model frames the leading ``seconds`` of audio give (a pooled frame counts when all its
+        front-end frames do), at least 1: the length a clip is cut to at ``seconds``."""
+        c = self.compression
+        pool = c.factor if c.method in ("avgpool", "maxpool") else 1
+        if not seconds > 0:
+            raise ValueError(f"a clip length of {seconds!r} s must be positive")
+        return max(1, self.features.num_frames(int(round(seconds * self.features.sample_rate)), c) // pool)
 
     @property
     def window_samples(self) -> int:
@@ -119,17 +162,34 @@ class InferenceModel:
         fits) or the stored one. Options the family's calls do not take are refused, naming them."""
         request = (request or PointRequest(**fields)).request()
         profile = self._checked_profile(request.max_ms) if request.budget else None
-        return choose_point(self.points, self.model.config, request, arch=self.model.arch, profile=profile)
+        choice = choose_point(self.points, self.model.config, request, arch=self.model.arch, profile=profile)
+        packed = self.packing(request.packed)
+        if packed == choice.point.packed:
+            return choice
+        return dataclasses.replace(choice, point=dataclasses.replace(choice.point, packed=packed))
 
-    def deployed(self, choice: Choice) -> "InferenceModel":
-        """This model with the compression that feeds ``choice``'s point (itself where that is the stored one)."""
-        compression = pooled_compression(self.compression, choice.point.pool)
-        return self if compression == self.compression else dataclasses.replace(self, compression=compression)
+    def deployed(self, choice: Choice, row_tokens: int | None = None) -> "InferenceModel":
+        """This model as ``choice``'s point is fed (itself where that is the stored one): with the
+        compression that pools a window to the point's length, and for a packed point with windows
+        of at most the frames whose tokens fit a row of ``row_tokens`` (default: :attr:`row_tokens`)."""
+        point = choice.point
+        compression = pooled_compression(self.compression, point.pool)
+        im = self if compression == self.compression else dataclasses.replace(self, compression=compression)
+        if point.packed:
+            _, longest = clip_span(self.model.config, point, row_tokens or self.row_tokens)
+            if longest < im.features.frames(im.compression):
+                im = dataclasses.replace(im, features=dataclasses.replace(
+                    im.features, target_length=longest * im.compression.input_factor))
+        return im
+
+    def fewest_frames(self, point: OperatingPoint) -> int:
+        """The fewest model frames ``point`` takes: what a clip shorter than that is padded to."""
+        return fewest_frames(self.model.config, point)
 
     def at(self, point: OperatingPoint) -> FlexModel:
         """The model fixed at ``point`` (``model.fixed``), made once per point; its positional
         grid policy stays a per-call option (:meth:`OperatingPoint.input_call`)."""
-        key = dataclasses.replace(point, pos_grid="leading", size=None)
+        key = dataclasses.replace(point, pos_grid="leading", size=None, seconds=None)
         if key not in self._fixed:
             self._fixed[key] = key.fixed(self.model).eval()
         return self._fixed[key]
@@ -179,15 +239,22 @@ class InferenceModel:
                              "or audio between windows would go unscored")
         return hop
 
-    def spectrograms(self, wave: torch.Tensor, hop: int, whole: bool = False,
-                     grid: int | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    def spectrograms(self, wave: torch.Tensor, hop: int, whole: bool = False, grid: int | None = None,
+                     fewest: int | None = None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """The model's inputs ``[windows, frames, bins]`` for ``wave`` and each window's span in
         samples: one clip padded as in training, windows ``hop`` apart over longer audio, or with
-        ``whole`` the whole clip at its own length. With ``grid`` (samples per model frame) every
-        window starts on the frame grid (:func:`grid_window_starts`)."""
+        ``whole`` the whole clip at its own length. With ``fewest`` (a packed point's fewest model
+        frames) a clip no longer than a window runs at its own length too, padded to ``fewest``
+        frames where shorter. With ``grid`` (samples per model frame) every window starts on the
+        frame grid (:func:`grid_window_starts`)."""
         f, c = self.features, self.compression
         if whole and wave.numel() > self.window_samples:  # the whole clip, at its own length
             return compress_spec(normalize(log_mel(wave, f, c), f), c)[None], [(0, wave.numel())]
+        if wave.numel() <= self.window_samples and fewest is not None:  # one clip, at its own length
+            pool = c.factor if c.method in ("avgpool", "maxpool") else 1
+            spec = log_mel(wave, f, c)
+            spec = pad_or_cut(spec, fewest * pool, f.pad_value) if spec.shape[-2] < fewest * pool else spec
+            return compress_spec(normalize(spec, f), c)[None], [(0, wave.numel())]
         if wave.numel() <= self.window_samples:  # one clip, padded as in training
             return finish_input(log_mel(wave, f, c), f, c)[None], [(0, wave.numel())]
         starts = (window_starts(wave.numel(), self.window_samples, hop) if grid is None
@@ -206,7 +273,8 @@ class InferenceModel:
         :mod:`flexiast.batch` runs many files; one result per clip, in order."""
         cut = [task.cut(self, wave) for _, wave in clips]
         out = []
-        for i, outputs in batched_windows(((i, specs) for i, (specs, _) in enumerate(cut)), task.compute, batch_size):
+        items = ((i, specs) for i, (specs, _) in enumerate(cut))
+        for i, outputs in batched_windows(items, task.compute, batch_size, packed=task.packed):
             (source, wave), (specs, spans) = clips[i], cut[i]
             out.append(task.finish(source, wave.numel(), spans, tuple(specs.shape[1:]), outputs))
         return out
@@ -256,7 +324,8 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
     ``compression`` (``fshift:2``, ...) likewise, for models whose last phase was
     compressed. ``profile`` reads a profile from elsewhere than beside the weights.
     ``classifier=False`` also takes a pretraining model without a classifier (an SSAST), for
-    its embeddings; a classifier is required otherwise.
+    its embeddings; a classifier is required otherwise. How the weights were trained, fixed or
+    packed (:func:`~flexiast.deploy.files.training_batching`), sets whether clips run packed by default.
     """
     file = resolve_weights(path, weights)
     with warnings.catch_warnings(record=True) as caught:
@@ -291,5 +360,7 @@ def load_inference_model(path: str | Path, *, weights: str = "best", features: F
                           "(pass multilabel=True / --multilabel for sigmoid)", stacklevel=2)
         multilabel = bool(info.get("multilabel", False))
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batching, row_tokens = training_batching(file, info)
     return InferenceModel(model.to(device).eval(), feats, multilabel, file, comp,
-                          Path(profile) if profile is not None else profile_path(file))
+                          Path(profile) if profile is not None else profile_path(file), batching=batching,
+                          row_tokens=row_tokens)

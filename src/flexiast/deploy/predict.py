@@ -8,6 +8,12 @@ grid following its length. The operating point is the one given, the stored one,
 budget's (:mod:`flexiast.deploy.budget`); a point of a shorter input length feeds each window
 average-pooled to it, as the profile measured it.
 
+Clips of their own lengths (ElasticAST, Feng et al., Interspeech 2024, arXiv 2407.08691): at
+a ``packed`` point (``PredictOptions.packed``, by default as the weights were trained) audio no
+longer than a window is scored at its own length, not padded, and the windows of many files run
+packed together; each result equals the file scored alone at that length
+(:meth:`flexiast.deploy.model.InferenceModel.deployed` says how long a window is).
+
 A model with framewise output (``model.sed``: HTS-AT) also gets sound events
 (:mod:`flexiast.deploy.events`): windows start on the frame grid, each frame of the audio
 is scored by the window in which it lies most centrally, and the runs above a threshold
@@ -27,17 +33,20 @@ import torch
 
 from ..hardware import resolve_precision
 from ..models import family_of, flops
+from ..models.packing import Clips
+from ..models.spans import point_tokens
 from .budget import PointRequest
 from .events import SED_THRESHOLD, detect_events, stitch_framewise
 from .windows import WindowTask, WithCompression
 
-__all__ = ["PredictOptions", "prediction_task", "format_prediction", "top_labels"]
+__all__ = ["PredictOptions", "prediction_task", "format_prediction", "top_labels", "packed_clips"]
 
 
 @dataclass(frozen=True)
 class PredictOptions(PointRequest):
     """How to predict: the operating point (:class:`~flexiast.deploy.budget.PointRequest`:
-    ``patch_size``, ``max_gflops``, ``max_ms``, ``resize``, ``pos_grid``), ``top_k`` labels,
+    ``patch_size``, ``max_gflops``, ``max_ms``, ``resize``, ``pos_grid``, ``packed``,
+    ``row_tokens``), ``top_k`` labels,
     the ``hop_seconds`` between windows of long audio, how window scores ``aggregate`` (mean
     or max), ``whole`` (one pass over the whole clip), ``precision``; and for a model with
     framewise output the sound events: ``threshold`` (default 0.5), ``framewise`` (every
@@ -84,7 +93,7 @@ def prediction_task(im, options: PredictOptions) -> WindowTask:
     window (and framewise scores for a model with ``sed``), and a file's result from them.
 
     A result holds ``source``, ``duration_s``, the point (``patch_size`` and ``resize``, None
-    for a family without patches; ``input_frames``; ``operating_point``, its label), ``choice``
+    for a family without patches; ``input_frames``; ``operating_point``, its label; ``packed``), ``choice``
     (why that point) and ``profile_row``, ``compression``, ``precision``, GFLOPs per window and
     in all, how scores were made (``scores``, ``aggregate``), ``window_s`` and ``hop_s`` (the
     audio a window covers and the hop between windows), the ``top`` labels of the aggregated
@@ -98,9 +107,11 @@ def prediction_task(im, options: PredictOptions) -> WindowTask:
     chosen = resolve_precision(options.precision, device, setting="precision")
     choice = im.choose(options)
     point = choice.point
-    dim = im.deployed(choice)  # fed as the point needs (a shorter input length: pooled windows)
+    dim = im.deployed(choice, options.row_tokens)  # fed as the point needs (pooled, or windows that fit a row)
     model = im.at(point)
     call = point.input_call()
+    packed, row = point.packed, options.row_tokens or im.row_tokens
+    fewest = im.fewest_frames(point) if packed else None
     sed = im.sed
     threshold = SED_THRESHOLD if options.threshold is None else float(options.threshold)
     sr = dim.features.sample_rate
@@ -109,17 +120,22 @@ def prediction_task(im, options: PredictOptions) -> WindowTask:
     hop = dim.hop(options.hop_seconds)
     if sed:  # windows on the frame grid, so that their frames line up
         hop = max(frame_samples, hop // frame_samples * frame_samples)
-    cut = functools.partial(type(im).spectrograms, hop=hop, whole=options.whole, grid=frame_samples if sed else None)
-    if dim.compression != im.compression:
-        cut = WithCompression(cut, dim.compression)
+    cut = functools.partial(type(im).spectrograms, hop=hop, whole=options.whole, grid=frame_samples if sed else None,
+                            fewest=fewest)
+    if dim.compression != im.compression or dim.features != im.features:
+        cut = WithCompression(cut, dim.compression, dim.features if dim.features != im.features else None)
     multilabel, labels, k, aggregate = im.multilabel, im.labels, options.top_k, options.aggregate
     patch = list(point.patch) if point.patch is not None else None
 
-    def compute(specs: torch.Tensor) -> dict:
+    def compute(specs) -> dict:
+        if packed:  # windows of any length, packed into rows (a whole clip larger than a row gets its own)
+            specs = packed_clips(im, point, specs, row, device)
+        else:
+            specs = specs.to(device)
         with chosen.autocast():
             if not sed:
-                return {"logits": model(specs.to(device), **call).float().cpu()}
-            out = model.sed(specs.to(device))
+                return {"logits": model(specs, **call).float().cpu()}
+            out = model.sed(specs)
             return {"logits": out.clip.float().cpu(), "framewise": out.framewise.float().cpu()}
 
     def score(logits: torch.Tensor) -> torch.Tensor:
@@ -135,7 +151,9 @@ def prediction_task(im, options: PredictOptions) -> WindowTask:
             "profile_row": choice.row, "compression": str(dim.compression), "precision": chosen.name,
             "gflops_per_window": per_window, "gflops_total": per_window * len(spans),
             "scores": "sigmoid" if multilabel else "softmax", "aggregate": aggregate if len(spans) > 1 else "none",
-            "window_s": samples / sr if options.whole else dim.window_samples / sr,
+            "packed": packed,
+            "window_s": samples / sr if options.whole or (packed and samples <= dim.window_samples)
+            else dim.window_samples / sr,
             "hop_s": hop / sr if len(spans) > 1 else None,
             "top": top_labels(total, labels, k),
             "windows": [{"start_s": a / sr, "end_s": min(b, samples) / sr, "top": top_labels(s, labels, k)}
@@ -147,11 +165,20 @@ def prediction_task(im, options: PredictOptions) -> WindowTask:
         return result
 
     setting = {"patch_size": patch, "resize": point.resize, "choice": choice.reason, "hop_s": hop / sr,
-               "input_frames": point.frames, "compression": str(dim.compression)}
+               "input_frames": point.frames, "compression": str(dim.compression), "packed": packed,
+               "window_frames": dim.features.frames(dim.compression)}
     if sed:
         setting.update(threshold=threshold, framewise=options.framewise, min_duration_s=options.min_duration_s,
                        merge_gap_s=options.merge_gap_s)
-    return WindowTask(cut=cut, compute=compute, finish=finish, setting=setting)
+    return WindowTask(cut=cut, compute=compute, finish=finish, setting=setting, packed=packed)
+
+
+def packed_clips(im, point, specs: list, row_tokens: int, device) -> Clips:
+    """Windows of any lengths as :class:`~flexiast.models.packing.Clips` on ``device``, packed into
+    rows of ``row_tokens`` tokens; a window larger than a row (a whole clip, ``whole=True``) gets
+    a row of its own (windows are cut to fit rows otherwise: :meth:`InferenceModel.deployed`)."""
+    most = max(point_tokens(im.model.config, n, point) for n in {int(s.shape[0]) for s in specs})
+    return Clips(tuple(s.to(device) for s in specs), row_tokens=max(row_tokens, most))
 
 
 def _events(im, frame_scores: torch.Tensor, spans: list, samples: int, frame_samples: int, labels: list[str],

@@ -5,6 +5,14 @@ the data is given or read from the recipe of the run that wrote them (its split,
 engine reads it), and :func:`flexiast.evaluate.profile_model` measures every operating point;
 the profile is written and stored beside the weights for budgeted prediction.
 
+For a family that packs, clips run at their own lengths, packed (``packed``; by default when the
+weights were trained packed), cut to the trained length; ``lengths`` profiles ElasticAST's
+evaluation across lengths (Feng et al., Interspeech 2024, arXiv 2407.08691): each clip cut to
+its leading ``s`` seconds at every ``s``, at their own lengths for a packed model and padded to
+``s`` for one trained on fixed-length clips (:func:`flexiast.evaluate.profile_points`). A
+profile over lengths measures; it is written but not stored beside the weights, where budgets
+read a profile of operating points.
+
 A k-fold run (a directory with ``kfold.json`` and ``fold1`` ... ``foldK``,
 :mod:`flexiast.engine.kfold`) is profiled fold by fold, each fold's model on its own test
 fold, and the folds' profiles averaged (:func:`evaluate_kfold`).
@@ -23,7 +31,8 @@ from ..config import build_config
 from ..data import AudioDataset, collate
 from ..engine import load_splits
 from ..engine.kfold import KFOLD_FILE
-from ..evaluate import fold_mean_profile, profile_model, store_profile, write_profile
+from ..evaluate import (ClipInputs, clip_spans, collate_clips, fold_mean_profile, profile_model, profile_points,
+                        store_profile, write_profile)
 from ..models.points import point_kind
 from .files import profile_path, weights_stat
 from .model import InferenceModel, load_inference_model
@@ -51,7 +60,8 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
                         resize: str | None = None, axes: str | None = None, precision: str = "auto",
                         batch_size: int = 32, workers: int = 0, on_error: str = "raise", latency_runs: int = 20,
                         label: str | None = None, out: str | Path | None = None, store: bool = True,
-                        input_lengths=None) -> dict:
+                        input_lengths=None, lengths=None, packed: bool | None = None,
+                        row_tokens: int | None = None) -> dict:
     """Profile the weights at ``checkpoint`` (what ``flexiast evaluate`` does) and write the profile.
 
     ``checkpoint`` is a path that :func:`flexiast.inference.load_inference_model` loads with
@@ -64,7 +74,9 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
     for a family without patch sizes, over ``input_lengths``, default the trained length) is
     written into ``out`` (default ``eval-STEM-RESIZE-AXES``, or ``eval-STEM-lengths``, beside
     the weights) and, with ``store``, stored beside the weights for ``predict --max-gflops``.
-    Prints nothing.
+    ``lengths`` (seconds) profiles every point at each clip length instead (never stored: it
+    chooses no point); ``packed`` runs clips at their own lengths in rows of ``row_tokens``
+    tokens (None: as the weights were trained, :meth:`InferenceModel.packing`). Prints nothing.
 
     Returns ``profile``, ``files`` (the paths :func:`write_profile` wrote), ``weights``
     (the file profiled), ``stored`` (where the profile was stored, or None) and
@@ -73,8 +85,12 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
     im = checkpoint if isinstance(checkpoint, InferenceModel) else load_inference_model(
         checkpoint, weights=weights, features=features, compression=compression, multilabel=multilabel, device=device)
     cfg = im.model.config  # the grid is checked before any data is read
-    im.points.grid(cfg, cfg.input_tdim, arch=im.model.arch, patch_sizes=patch_sizes, resize=resize, axes=axes,
-                   input_lengths=input_lengths)
+    packed = im.packing(packed)
+    row_tokens = row_tokens or im.row_tokens
+    clip_lengths = None if lengths is None else [(float(s), im.clip_frames(float(s))) for s in lengths]
+    _, points, _ = profile_points(im.model, cfg.input_tdim, patch_sizes=patch_sizes, resize=resize, axes=axes,
+                                  input_lengths=input_lengths, clip_lengths=clip_lengths, packed=packed)
+    spans = set(clip_spans(im.model, dict(enumerate(points)), row_tokens).values())
     if data is None:
         data, data_label = run_split(im.weights, split)
     data_label = data_label or data.name
@@ -86,16 +102,22 @@ def evaluate_checkpoint(checkpoint, *, data=None, data_label: str | None = None,
         raise ValueError(f"{data_label}: {len(data.classes)} classes, the model predicts "
                          f"{im.model.config.num_classes}")
     dataset = AudioDataset(data, im.features, compression=im.compression, on_error=on_error)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=workers)
+    if spans != {(cfg.input_tdim, cfg.input_tdim)}:  # clips at their own lengths, or cut to other lengths
+        dataset, collate_fn = ClipInputs(dataset, spans), collate_clips
+    else:
+        collate_fn = collate
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, num_workers=workers)
     describe = {"checkpoint": str(im.weights), "weights_stat": weights_stat(im.weights), "label": label or None,
                 "data": data_label, "compression": str(im.compression)}
     profile = profile_model(im.model, loader, multilabel=im.multilabel, patch_sizes=patch_sizes, resize=resize,
                             axes=axes, frames=im.model.config.input_tdim, precision=precision,
-                            latency_runs=latency_runs, describe=describe, input_lengths=input_lengths)
-    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{point_kind(profile).tag(profile)}"
+                            latency_runs=latency_runs, describe=describe, input_lengths=input_lengths,
+                            clip_lengths=clip_lengths, packed=packed, row_tokens=row_tokens)
+    kind = point_kind(profile)
+    out = Path(out) if out else im.weights.parent / f"eval-{im.weights.stem}-{kind.tag(profile)}"
     result = {"profile": profile, "files": write_profile(profile, out), "weights": im.weights, "stored": None,
               "store_error": None}
-    if store:
+    if store and kind.chooses:
         try:
             result["stored"] = store_profile(profile, profile_path(im.weights))
         except OSError as e:

@@ -5,7 +5,9 @@ Audio longer than a trained clip is cut into windows of the trained length ``hop
 apart, the last one ending at the end of the audio (:func:`window_starts`), or on the frame
 grid where framewise scores must line up (:func:`grid_window_starts`). A :class:`WindowTask`
 says what runs on the windows and how a clip's result is made from its windows';
-:func:`batched_windows` runs it on batches taken across clips, in order.
+:func:`batched_windows` runs it on batches taken across clips, in order. A packed task
+(ElasticAST, Feng et al., Interspeech 2024, arXiv 2407.08691) takes windows of different
+lengths in one batch, which its model packs into rows of tokens.
 """
 
 from __future__ import annotations
@@ -57,23 +59,35 @@ class WindowTask:
     ``compute(specs[B, frames, bins]) -> {name: tensor [B, ...]}`` runs the model on a batch
     of windows (from one clip or many); ``finish(source, samples, spans, input_shape,
     outputs)`` turns one clip's rows of those outputs, in window order, into its result;
-    ``setting`` is what every result shares (the patch size chosen, ...).
+    ``setting`` is what every result shares (the patch size chosen, ...). With ``packed``,
+    ``compute`` takes a list of windows ``[frames_i, bins]`` of any lengths (a clip's own
+    length, others' windows), and may give a list of per-window tensors for an output whose
+    shape follows the window (its frame embeddings).
     """
 
     cut: Callable[..., tuple[torch.Tensor, list[tuple[int, int]]]]
     compute: Callable[[torch.Tensor], dict]
     finish: Callable[..., dict]
     setting: dict = field(default_factory=dict)
+    packed: bool = False
+
+
+def _joined(pieces: list):
+    """One clip's rows of an output from its pieces: tensors concatenated, per-window lists stacked."""
+    if isinstance(pieces[0], torch.Tensor):
+        return torch.cat(pieces)
+    return torch.stack([w for piece in pieces for w in piece])
 
 
 def batched_windows(items: Iterable, compute: Callable[[torch.Tensor], dict],
-                    batch_size: int) -> Iterator[tuple[object, dict | None]]:
+                    batch_size: int, packed: bool = False) -> Iterator[tuple[object, dict | None]]:
     """Run ``compute`` on batches of ``batch_size`` windows taken across clips, in order.
 
     ``items`` yields ``(key, specs[windows, frames, bins])`` (``specs`` None for a clip
     that could not be read); yields ``(key, {name: rows of that clip})`` (or ``(key, None)``)
     in the order of ``items``, each as soon as all its windows have run. Windows of
-    another shape than those waiting (whole clips of other lengths) start a new batch.
+    another shape than those waiting (whole clips of other lengths) start a new batch, unless
+    ``packed``: then windows of every length share batches and ``compute`` gets them as a list.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
@@ -93,7 +107,7 @@ def batched_windows(items: Iterable, compute: Callable[[torch.Tensor], dict],
             else:
                 waiting[0][1] = specs[len(part):]
             n -= len(part)
-        out = compute(torch.cat([part for _, part in taken]))
+        out = compute([w for _, part in taken for w in part] if packed else torch.cat([part for _, part in taken]))
         start = 0
         for clip, part in taken:
             clip[2].append({k: v[start:start + len(part)] for k, v in out.items()})
@@ -104,13 +118,13 @@ def batched_windows(items: Iterable, compute: Callable[[torch.Tensor], dict],
     def finished() -> Iterator[tuple[object, dict | None]]:
         while opened and opened[0][1] == 0:
             key, _, pieces = opened.popleft()
-            yield key, None if pieces is None else {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}
+            yield key, None if pieces is None else {k: _joined([p[k] for p in pieces]) for k in pieces[0]}
 
     for key, specs in items:
         if specs is None:
             opened.append([key, 0, None])
         else:
-            if waiting and waiting[-1][1].shape[1:] != specs.shape[1:]:
+            if not packed and waiting and waiting[-1][1].shape[1:] != specs.shape[1:]:
                 run(count)
             clip = [key, len(specs), []]
             opened.append(clip)
@@ -127,11 +141,17 @@ def batched_windows(items: Iterable, compute: Callable[[torch.Tensor], dict],
 @dataclass(frozen=True)
 class WithCompression:
     """A window cutter run with another compression than the model's own: the pooling that
-    feeds a shorter operating point (:meth:`flexiast.models.points.OperatingPoint.feed`).
-    Tasks are run with the stored model (in loader workers too), so the cutter carries it."""
+    feeds a shorter operating point (:meth:`flexiast.models.points.OperatingPoint.feed`); and
+    with other ``features`` where given: a packed point's shorter windows, whose tokens fit a row
+    (:meth:`flexiast.deploy.model.InferenceModel.deployed`). Tasks are run with the stored model
+    (in loader workers too), so the cutter carries what differs."""
 
     cut: Callable
     compression: object
+    features: object = None
 
     def __call__(self, im, wave: torch.Tensor):
-        return self.cut(dataclasses.replace(im, compression=self.compression), wave)
+        changes = {"compression": self.compression}
+        if self.features is not None:
+            changes["features"] = self.features
+        return self.cut(dataclasses.replace(im, **changes), wave)

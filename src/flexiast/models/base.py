@@ -272,16 +272,24 @@ class TokenEmbedding:
     """A layer's tokens: ``prefix [B, P, D]`` (an AST's cls and distillation tokens) and
     ``tokens [B, gf * gt, D]``, a ``(gf, gt)`` grid of frequency x time positions in row-major
     order (:meth:`FlexModel.embed`). ``pooling`` says which of them the head reads pooled:
-    ``"prefix"`` or ``"mean"`` (the patch tokens; an SSAST fine-tuned with ``ft_avgtok``)."""
+    ``"prefix"``, ``"mean"`` (the patch tokens; an SSAST fine-tuned with ``ft_avgtok``) or
+    ``"attention"`` (the patch tokens through ``pool``, the model's learned attention pooling:
+    ElasticAST, Feng et al., Interspeech 2024)."""
 
     prefix: torch.Tensor
     tokens: torch.Tensor
     grid: tuple[int, int]
     pooling: str = "prefix"
+    pool: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     def pooled(self) -> torch.Tensor:
-        """``[B, D]``: the representation the head reads, the mean of the prefix tokens (or of
-        the patch tokens with ``pooling="mean"``)."""
+        """``[B, D]``: the representation the head reads, the mean of the prefix tokens, of the
+        patch tokens with ``pooling="mean"``, or ``pool(tokens)`` with ``pooling="attention"``."""
+        if self.pooling == "attention":
+            if self.pool is None:
+                raise ValueError("pooling='attention' reads the tokens through the model's pool; this embedding "
+                                 "was made without it")
+            return self.pool(self.tokens)
         return self.prefix.mean(dim=1) if self.pooling == "prefix" else self.tokens.mean(dim=1)
 
     def mean(self) -> torch.Tensor:

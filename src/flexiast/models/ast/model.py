@@ -32,7 +32,7 @@ from ..base import FlexModel, TokenEmbedding, check_adapt
 from ..layers import DropPath, Mlp, check_spectrogram
 from ..packing import Clips
 from .config import ASTConfig
-from .packed import forward_packed
+from .packed import embed_packed, forward_packed
 
 __all__ = ["AST"]
 
@@ -367,20 +367,25 @@ class AST(FlexModel):
             x = block(x, self.config.prefix_tokens if prefix_only and i == last else None)
         return self.norm(x)
 
-    def embed(self, spec: torch.Tensor, *, layer: int | None = None, patch_size=None, resize: str = "pi",
+    def embed(self, spec, *, layer: int | None = None, patch_size=None, resize: str = "pi",
               stride=None, pos_grid: str = "leading") -> TokenEmbedding:
         """The tokens of ``layer`` (:class:`TokenEmbedding`): ``0`` the patch embeddings with
         their positions, ``1 .. depth`` the output of that transformer layer, the last after
         the encoder's final LayerNorm (what the head reads); negative counts from the end
-        (``-1``, the default, is ``depth``). The other arguments are :meth:`forward`'s."""
+        (``-1``, the default, is ``depth``). The other arguments are :meth:`forward`'s. For
+        :class:`~flexiast.models.packing.Clips` of their own lengths, a list of one
+        :class:`TokenEmbedding` per clip from one packed call (:func:`.packed.embed_packed`)."""
         chosen = self.layer_index(layer)
+        if isinstance(spec, Clips):
+            return embed_packed(self, spec, chosen, patch_size, resize, stride, pos_grid)
         x, grid = self._embed_patches(spec, patch_size, resize, stride, pos_grid)
         for block in self.blocks[:chosen]:
             x = block(x)
         if chosen == self.num_layers:
             x = self.norm(x)
-        p = self.config.prefix_tokens
-        return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid, pooling=self.config.pooling)
+        p, pooling = self.config.prefix_tokens, self.config.pooling
+        pool = getattr(self, "pool", None) if pooling == "attention" else None
+        return TokenEmbedding(prefix=x[:, :p], tokens=x[:, p:], grid=grid, pooling=pooling, pool=pool)
 
     def forward_head(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from the mean of the prefix tokens (AST: ``(cls + dist) / 2``), of the patch

@@ -20,6 +20,10 @@ For clips ``x_1 .. x_N`` (``[frames_i, mel_bins]``, each at its own patch size `
 Every other operation acts on each token alone, so the logits equal each clip run alone, to
 rounding; the cost is one attention over ``longest`` keys per row instead of ``S_i`` per clip
 (the FLOP counter, :func:`flexiast.models.ast.flops.packed_flops`, counts what runs).
+
+:func:`embed_packed` stops after any layer and gives each clip's tokens of that layer as its
+own :class:`~flexiast.models.base.TokenEmbedding` (what :meth:`AST.embed` gives for that clip
+alone): deployment's embeddings of packed clips of their own lengths.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..base import TokenEmbedding
 from ..packing import Clips, block_mask, pack_rows, segment_ids
 
-__all__ = ["PackedLayout", "layout", "packed_features", "forward_packed"]
+__all__ = ["PackedLayout", "layout", "packed_features", "forward_packed", "embed_packed"]
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,12 @@ def _fit(spec: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", stride=None,
-                    pos_grid: str = "leading") -> tuple[torch.Tensor, torch.Tensor, PackedLayout]:
+                    pos_grid: str = "leading",
+                    layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor, PackedLayout]:
     """``(features [N, max S_i, D], mask [N, max S_i], layout)``: each clip's encoder output
-    after the final norm, gathered from the packed rows, and which positions are its tokens."""
+    after the final norm, gathered from the packed rows, and which positions are its tokens.
+    ``layer`` (``0 .. depth``, as :meth:`AST.embed` numbers them; None: the last) stops after
+    that many blocks, the final norm applied only after the last."""
     lay = layout(model.config, clips, patch_size, stride)
     embedded: list = [None] * len(clips)
     for (patch, st, grid), members in lay.groups.items():
@@ -106,9 +114,10 @@ def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", st
     x = flat.new_zeros(lay.tokens, flat.shape[-1]).index_copy(0, dest, flat)
     x = x.view(len(lay.rows), lay.length, -1)
     mask = block_mask(segment_ids(lay.rows, lay.sizes, lay.length)).to(device)
-    for block in model.blocks:
+    depth = len(model.blocks) if layer is None else layer
+    for block in model.blocks[:depth]:
         x = block(x, mask=mask)
-    x = model.norm(x).reshape(lay.tokens, -1)
+    x = (model.norm(x) if depth == len(model.blocks) else x).reshape(lay.tokens, -1)
     longest = max(lay.sizes)
     offsets = torch.arange(longest)
     gather = torch.tensor(starts)[:, None] + offsets
@@ -122,3 +131,15 @@ def forward_packed(model, clips: Clips, patch_size=None, resize: str = "pi", str
     """Logits ``[N, classes]`` of packed ``clips``, row ``i`` clip ``i``'s (the module docstring)."""
     features, keep, _ = packed_features(model, clips, patch_size, resize, stride, pos_grid)
     return model.forward_head(features, keep)
+
+
+def embed_packed(model, clips: Clips, layer: int, patch_size=None, resize: str = "pi", stride=None,
+                 pos_grid: str = "leading") -> list[TokenEmbedding]:
+    """Each clip's tokens of ``layer`` (``0 .. depth``, resolved by the caller) from one packed call:
+    clip ``i``'s :class:`TokenEmbedding` (``prefix [1, P, D]``, ``tokens [1, N_i, D]``, its own
+    grid), equal to ``model.embed`` of that clip alone, to rounding."""
+    features, _, lay = packed_features(model, clips, patch_size, resize, stride, pos_grid, layer)
+    p, pooling = model.config.prefix_tokens, model.config.pooling
+    pool = getattr(model, "pool", None) if pooling == "attention" else None
+    return [TokenEmbedding(prefix=features[i:i + 1, :p], tokens=features[i:i + 1, p:lay.sizes[i]],
+                           grid=lay.calls[i][2], pooling=pooling, pool=pool) for i in range(len(clips))]

@@ -22,20 +22,25 @@ window to its frames, and a label. ``point.call()`` is the keyword arguments of
 Everything that iterates over settings (evaluation grids and profile rows, budget choice,
 prediction windows, embeddings, export, ``flexiast flops``, the engine's phases and its
 distillation teacher) asks a family's kind for its points and runs each the same way, so
-no code outside ``models/`` asks which family it holds. A new kind (the packed, any-length
-batches of ElasticAST) is a new :class:`PointKind` in a module of this package, named in
-:data:`POINT_KINDS`.
+no code outside ``models/`` asks which family it holds. A new kind is a new :class:`PointKind`
+in a module of this package, named in :data:`POINT_KINDS`.
+
+Clips of their own lengths (ElasticAST, Feng et al., Interspeech 2024, arXiv 2407.08691) are
+not a kind but a way any point of a family that packs runs: ``OperatingPoint.packed``, whose
+clips keep their lengths between the bounds of :func:`flexiast.models.spans.clip_span`.
+ElasticAST's evaluation across lengths is :class:`LengthPoints` with ``feed="cut"``: each
+clip cut to a length, at every point of the family's grid.
 """
 
 from __future__ import annotations
 
 from .kind import PointKind
-from .length import LengthPoints
+from .length import LENGTH_FEEDS, LengthPoints
 from .patch import PatchPoints
 from .point import OperatingPoint, axis_patch, pooled_compression
 
 __all__ = ["OperatingPoint", "PointKind", "PatchPoints", "LengthPoints", "point_kind", "POINT_KINDS",
-           "axis_patch", "pooled_compression"]
+           "axis_patch", "pooled_compression", "LENGTH_FEEDS"]
 
 
 #: Every kind by its profile ``row_kind``.
@@ -47,4 +52,4 @@ def point_kind(profile: dict) -> PointKind:
     name = profile.get("row_kind", PatchPoints.name)
     if name not in POINT_KINDS:
         raise ValueError(f"profile rows of kind {name!r}: flexiast reads {', '.join(POINT_KINDS)}")
-    return POINT_KINDS[name]()
+    return POINT_KINDS[name].for_profile(profile)

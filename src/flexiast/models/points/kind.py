@@ -35,6 +35,14 @@ class PointKind:
     any_mel_bins: ClassVar[bool] = False
     #: The x axis of a figure of rows (:func:`flexiast.report.profiles_figure`).
     axis_label: ClassVar[str]
+    #: Whether a profile of these rows chooses a point to deploy (``predict --max-gflops``); a
+    #: profile over clip lengths measures each length and chooses none.
+    chooses: bool = True
+
+    @classmethod
+    def for_profile(cls, profile: dict) -> "PointKind":
+        """The kind that reads ``profile``'s rows (a kind with variants reads which from the profile)."""
+        return cls()
 
     def stored(self, config) -> OperatingPoint:
         """The point the model was trained at."""

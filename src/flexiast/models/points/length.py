@@ -1,28 +1,69 @@
-"""Points of a family whose tokens follow the input length (HTS-AT, CNN14): a point of ``L``
-frames feeds a window of the trained ``T`` frames average-pooled over time by ``T / L``
-(coarse-to-fine's pooled compression, ICASSP 2024, Sec. 2.1), so it still covers all the
-audio a trained window covers and its cost is the cost of that audio."""
+"""Points over input lengths, fed one of two ways (``feed``):
+
+* ``pool``: the operating points of a family whose tokens follow the input length (HTS-AT,
+  CNN14). A point of ``L`` frames feeds a window of the trained ``T`` frames average-pooled
+  over time by ``T / L`` (coarse-to-fine's pooled compression, ICASSP 2024, Sec. 2.1), so it
+  still covers all the audio a trained window covers and its cost is the cost of that audio.
+* ``cut``: ElasticAST's evaluation across lengths (Feng, Erol, Chung, Senocak; Interspeech
+  2024, arXiv 2407.08691: accuracy against the most frames a clip keeps, VoxCeleb from 256 to
+  3,072 frames), for every family: a row of ``s`` seconds feeds each clip its
+  leading ``L`` frames (the frames ``s`` seconds of audio give); a shorter clip is padded to
+  ``L`` (a model trained on fixed-length clips, as it was trained) or, packed, keeps its own
+  length (a family that packs). A patch family's rows are at ``(patch, length)``: every
+  operating point of its own grid at every length. Such a profile measures the lengths; it
+  chooses no point to deploy (``chooses`` is False).
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 from ...features import Compression
 from .kind import PointKind, named
 from .point import OperatingPoint
 
-__all__ = ["LengthPoints"]
+__all__ = ["LengthPoints", "LENGTH_FEEDS"]
+
+#: How a row's input length is made from a clip: pooled from a trained window, or cut from the clip.
+LENGTH_FEEDS = ("pool", "cut")
 
 
 class LengthPoints(PointKind):
-    """Points of a family whose tokens follow the input length (HTS-AT, CNN14): a point of
-    ``L`` frames is a trained window of ``T`` frames average-pooled by ``T / L``."""
+    """Points over input lengths: with ``feed="pool"`` (a family's own kind, HTS-AT and CNN14) a
+    point of ``L`` frames is a trained window of ``T`` frames average-pooled by ``T / L``; with
+    ``feed="cut"`` (a profile over clip lengths, any family) it is each clip's leading ``L``
+    frames, padded to ``L`` or, packed, at its own length."""
 
     name = "input_length"
     column = "frames"
-    key_name = "frames"
-    row_required = ("frames", "compression")
     noun = "input length"
     stored_reason = "stored input length"
-    axis_label = "input frames (each clip average-pooled to them)"
+
+    def __init__(self, feed: str = "pool"):
+        if feed not in LENGTH_FEEDS:
+            raise ValueError(f"feed={feed!r} is not one of {', '.join(LENGTH_FEEDS)}")
+        self.feed = feed
+        cut = feed == "cut"
+        self.key_name = "seconds" if cut else "frames"
+        self.row_required = ("seconds", "frames") if cut else ("frames", "compression")
+        self.axis_label = "clip length (s; each clip cut to it)" if cut else \
+            "input frames (each clip average-pooled to them)"
+        self.chooses = not cut
+
+    @classmethod
+    def for_profile(cls, profile: dict) -> "LengthPoints":
+        return cls(profile.get("length_feed", "pool"))
+
+    def clip_points(self, base: list[OperatingPoint], lengths, *, packed: bool) -> list[OperatingPoint]:
+        """Every point of ``base`` (a patch family's grid at the trained length, or the stored
+        point) at every ``(seconds, frames)`` of ``lengths``, fed cut (``packed``: shorter clips at
+        their own length)."""
+        if self.feed != "cut":
+            raise ValueError("clip lengths are a profile of the cut feed (LengthPoints('cut'))")
+        if not lengths:
+            raise ValueError("lengths (--lengths) is empty")
+        return [dataclasses.replace(b, frames=int(frames), pool=1, packed=packed, seconds=float(seconds))
+                for b in base for seconds, frames in lengths]
 
     def stored(self, config) -> OperatingPoint:
         return OperatingPoint(config.input_tdim)
@@ -94,9 +135,16 @@ class LengthPoints(PointKind):
             raise ValueError(f"train.select: {select!r} names a patch size and {why}; use 'mean'")
 
     def row_fields(self, point: OperatingPoint) -> dict:
+        if self.feed == "cut":
+            return {"size": point.size, "patch": None if point.patch is None else list(point.patch),
+                    "seconds": point.seconds, "frames": point.frames}
         return {"frames": point.frames, "compression": str(point.compression), "factor": point.pool}
 
     def row_point(self, row: dict, profile: dict) -> OperatingPoint:
+        if self.feed == "cut":
+            patch = None if row.get("patch") is None else tuple(row["patch"])
+            return OperatingPoint(row["frames"], patch, profile.get("resize") if patch else None, size=row.get("size"),
+                                  packed=bool(profile.get("packed")), seconds=row["seconds"])
         frames = profile["input"]["frames"]
         factor = frames // row["frames"]
         if factor * row["frames"] != frames:
@@ -104,34 +152,60 @@ class LengthPoints(PointKind):
                              "evaluate this model again")
         return OperatingPoint(row["frames"], pool=factor)
 
+    def _patch(self, row: dict) -> str:
+        return "-" if row.get("patch") is None else f"{row['patch'][0]}x{row['patch'][1]}"
+
     def row_label(self, row: dict) -> str:
+        if self.feed == "cut":
+            return f"{row['seconds']:g} s" if row.get("patch") is None else f"{self._patch(row)}, {row['seconds']:g} s"
         return str(row["frames"])
 
     def row_text(self, row: dict) -> str:
+        if self.feed == "cut":
+            return f"{self.row_label(row)} ({row['frames']} frames)"
         return f"{row['frames']} frames ({row['compression']})"
 
     def count_fields(self, point: OperatingPoint) -> dict:
         return {"frames": point.frames}
 
     def profile_fields(self, config, resize, axes) -> dict:
+        if self.feed == "cut":  # added to the family's own fields (its resize and axes)
+            return {"length_feed": "cut", "feed": "each clip cut to its leading frames of the row's length"}
         return {"resize": None, "axes": None, "stored_patch": None,
                 "feed": "each clip average-pooled over time to the row's length"}
 
     def tag(self, profile: dict) -> str:
+        if self.feed == "cut":
+            resize = f"-{profile['resize']}" if profile.get("resize") else ""
+            return "clip-lengths" + ("-packed" if profile.get("packed") else "") + resize
         return "lengths"
 
     def describe(self, profile: dict) -> str:
+        if self.feed == "cut":
+            shorter = ("a shorter clip kept at its own length, packed (ElasticAST)" if profile.get("packed")
+                       else "a shorter clip padded to it")
+            resize = f"; resize {profile['resize'].upper()}, axes {profile['axes']}" if profile.get("resize") else ""
+            return f"over clip lengths: each clip cut to its leading frames of the row's length, {shorter}{resize}"
         return (f"over input lengths: each {profile['input']['frames']}-frame clip average-pooled over time to the "
                 "row's length")
 
     def csv_header(self) -> list[str]:
+        if self.feed == "cut":
+            return ["size", "patch_freq", "patch_time", "seconds", "frames"]
         return ["input_frames", "compression"]
 
     def csv_cells(self, row: dict) -> list:
+        if self.feed == "cut":
+            patch = row.get("patch") or [None, None]
+            return [row.get("size"), *patch, row["seconds"], row["frames"]]
         return [row["frames"], row["compression"]]
 
     def markdown_header(self) -> tuple[str, str]:
+        if self.feed == "cut":
+            return "patch | clip length | frames", "---|---:|---:"
         return "input frames | pooling", "---:|---"
 
     def markdown_cells(self, row: dict) -> str:
+        if self.feed == "cut":
+            return f"{self._patch(row)} | {row['seconds']:g} s | {row['frames']}"
         return f"{row['frames']} | {row['compression']}"

@@ -127,7 +127,8 @@ class PatchPoints(PointKind):
         return {"size": point.size, "patch": list(point.patch)}
 
     def row_point(self, row: dict, profile: dict) -> OperatingPoint:
-        return OperatingPoint(profile["input"]["frames"], tuple(row["patch"]), profile["resize"], size=row.get("size"))
+        return OperatingPoint(profile["input"]["frames"], tuple(row["patch"]), profile["resize"], size=row.get("size"),
+                              packed=bool(profile.get("packed")))
 
     def row_label(self, row: dict) -> str:
         return f"{row['patch'][0]}x{row['patch'][1]}"
@@ -139,10 +140,12 @@ class PatchPoints(PointKind):
         return {"resize": resize or "pi", "axes": axes or "both", "stored_patch": list(config.patch_size)}
 
     def tag(self, profile: dict) -> str:
-        return f"{profile['resize']}-{profile['axes']}"
+        return f"{profile['resize']}-{profile['axes']}" + ("-packed" if profile.get("packed") else "")
 
     def describe(self, profile: dict) -> str:
-        return f"resize {profile['resize'].upper()}, axes {profile['axes']}"
+        packed = (f", each clip at its own length (at most {profile['input']['frames']} frames), packed (ElasticAST)"
+                  if profile.get("packed") else "")
+        return f"resize {profile['resize'].upper()}, axes {profile['axes']}{packed}"
 
     def csv_header(self) -> list[str]:
         return ["size", "patch_freq", "patch_time"]

@@ -20,7 +20,13 @@ class OperatingPoint:
     call keeps the stored one; ``pos_grid`` (how an AST's positional grid follows an input of
     another length); ``pool``, the factor by which a trained window is average-pooled over
     time to give ``frames`` (1: fed as trained); ``size``, the single size a profile row
-    names (``16`` for ``16x16`` on both axes)."""
+    names (``16`` for ``16x16`` on both axes).
+
+    Every clip is fed its leading ``frames * pool`` frames, then pooled by ``pool``; a shorter
+    clip is padded to them (a fixed-length model, as it was trained) or, with ``packed``, runs
+    at its own length, packed with others into rows of tokens (a family that packs: ElasticAST,
+    Feng et al., Interspeech 2024, arXiv 2407.08691; :func:`flexiast.models.spans.clip_span`). ``seconds``
+    is the clip length a length profile's row was asked at (``evaluate --lengths``)."""
 
     frames: int
     patch: tuple[int, int] | None = None
@@ -28,6 +34,8 @@ class OperatingPoint:
     pos_grid: str = "leading"
     pool: int = 1
     size: int | None = None
+    packed: bool = False
+    seconds: float | None = None
 
     def call(self) -> dict:
         """The keyword arguments of ``model(spec, **call)`` at this point: ``{}`` for the
@@ -42,8 +50,10 @@ class OperatingPoint:
         return call
 
     def fixed(self, model):
-        """``model`` fixed at this point (``model.fixed``): nothing resized per call."""
-        return model.fixed(input_tdim=self.frames, **self.call())
+        """``model`` fixed at this point (``model.fixed``): nothing resized per call. A packed
+        point's model is fixed at its trained length, whose positional grid each clip then cuts
+        or stretches to its own length as the flexible model does."""
+        return model.fixed(input_tdim=None if self.packed else self.frames, **self.call())
 
     def feed(self, spec: torch.Tensor) -> torch.Tensor:
         """A trained window ``spec [batch, frames, bins]`` brought to this point's frames."""
@@ -57,9 +67,11 @@ class OperatingPoint:
     @property
     def label(self) -> str:
         """``patch 16x16, PI``, or ``512 input frames`` for a family without patches."""
+        packed = ", packed" if self.packed else ""
         if self.patch is not None:
-            return f"patch {self.patch[0]}x{self.patch[1]}" + (f", {self.resize.upper()}" if self.resize else "")
-        return f"{self.frames} input frames"
+            return (f"patch {self.patch[0]}x{self.patch[1]}" + (f", {self.resize.upper()}" if self.resize else "")
+                    + packed)
+        return f"{self.frames} input frames{packed}"
 
     def describe(self) -> str:
         """:attr:`label` with the input length where the label lacks it."""

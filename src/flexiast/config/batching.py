@@ -12,8 +12,10 @@ compression: ``fshift:C`` shortens the fbank, pooling divides its frames):
   column at the largest patch for an AST, 32 frames for CNN14); a shorter clip is padded to
   it, never more;
 * the **longest**: ``features.max_length // C`` (``max_length`` counts frames before
-  compression; null is ``features.target_length``), and under ``packed`` the most frames
-  whose tokens fit one row at every point, so a clip longer than a row is cut, never dropped;
+  compression; null is ``features.target_length``), and under ``packed`` at most the frames
+  that fit one row at every point (the fewest frames giving the most tokens a row holds, as
+  deployment cuts: :func:`flexiast.models.spans.clip_span`), so a clip longer than a row is
+  cut, never dropped;
 * its **tokens** at the phase's stored point (``FlopCount.tokens``: an AST's prefix and patch
   tokens, HTS-AT's first-stage tokens, CNN14's input positions, frames x mel bins): what
   ``data.batch_tokens`` counts.
@@ -26,11 +28,12 @@ the phase draws.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 from ..data.lengths import ClipLengths
-from ..models import flops
 from ..models.points import OperatingPoint
+from ..models.spans import clip_span, fewest_frames, point_tokens
 from ..recipe_checks import ConfigError
 
 __all__ = ["PhaseClips", "phase_clips", "check_batching", "phase_batch_tokens"]
@@ -39,71 +42,44 @@ __all__ = ["PhaseClips", "phase_clips", "check_batching", "phase_batch_tokens"]
 class PhaseClips:
     """The clip lengths and token counts of one phase of a variable-length recipe.
 
-    ``config`` is the model configuration of the phase (its geometry applied), ``mel_bins``
-    the features' bins; ``train_points`` and ``eval_points`` the operating points the phase
-    trains and validates at; ``longest`` the frames ``features.max_length`` leaves after the
-    phase's compression; ``row_tokens`` the row budget (None: bucketed, no rows); ``pool`` the
-    pooling factor."""
+    ``config`` is the model configuration of the phase (its geometry applied); ``train_points``
+    and ``eval_points`` the operating points the phase trains and validates at; ``longest`` the
+    frames ``features.max_length`` leaves after the phase's compression; ``row_tokens`` the row
+    budget (None: bucketed, no rows); ``pool`` the pooling factor. Each point's span is
+    deployment's (:func:`flexiast.models.spans.clip_span`: the fewest frames it takes, and under
+    rows the fewest frames that give the most tokens a row holds); a set of points keeps what
+    every one of them takes."""
 
-    def __init__(self, config, mel_bins: int, train_points: list[OperatingPoint], eval_points: list[OperatingPoint],
-                 *, longest: int, row_tokens: int | None, pool: int = 1, where: str = "the phase"):
-        self.config, self.mel_bins, self.row_tokens, self.pool = config, mel_bins, row_tokens, pool
-        self.where = where
-        self._tokens = lru_cache(maxsize=None)(self._count)
+    def __init__(self, config, train_points: list[OperatingPoint], eval_points: list[OperatingPoint], *,
+                 longest: int, row_tokens: int | None, pool: int = 1, where: str = "the phase"):
+        self.config, self.row_tokens, self.pool, self.where = config, row_tokens, pool, where
+        stored = OperatingPoint(config.input_tdim)
+        self._tokens = lru_cache(maxsize=None)(lambda frames: point_tokens(config, frames, stored))
         self.train = self._lengths(train_points, longest)
         self.eval = self._lengths(eval_points, longest)
 
-    def _count(self, frames: int, call: tuple) -> int | None:
-        try:
-            return flops(self.config, (frames, self.mel_bins), **dict(call)).tokens
-        except ValueError:  # too short for the model at this call
-            return None
-
-    def tokens(self, frames: int, point: OperatingPoint | None = None) -> int | None:
-        """Tokens of a clip of ``frames`` frames at ``point`` (None: the stored point), or None
-        where the model does not take so short a clip."""
-        call = {} if point is None else point.call()
-        return self._tokens(int(frames), tuple(sorted(call.items())))
-
-    def shortest(self, points: list[OperatingPoint], upto: int) -> int | None:
-        """The fewest frames (at most ``upto``) that every one of ``points`` takes, or None."""
-        def takes(n: int) -> bool:
-            return all(self.tokens(n, p) is not None for p in points)
-        if upto < 1 or not takes(upto):
-            return None
-        lo, hi = 1, upto
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if takes(mid) else (mid + 1, hi)
-        return lo
-
-    def fit(self, points: list[OperatingPoint], lo: int, hi: int) -> int:
-        """The most frames in ``[lo, hi]`` whose tokens fit one row at every one of ``points``
-        (``lo - 1`` where even ``lo`` does not)."""
-        def fits(n: int) -> bool:
-            return all(self.tokens(n, p) <= self.row_tokens for p in points)
-        if not fits(lo):
-            return lo - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-        return lo
+    def tokens(self, frames: int) -> int | None:
+        """Tokens of a clip of ``frames`` frames at the phase's stored point (what
+        ``data.batch_tokens`` counts), or None where the model does not take so short a clip."""
+        return self._tokens(int(frames))
 
     def _lengths(self, points: list[OperatingPoint], longest: int) -> ClipLengths:
-        shortest = self.shortest(points, max(longest, 1))
-        if shortest is None:
-            where = ", ".join(p.label for p in points)
-            raise ConfigError(f"features.max_length: {longest} frames (after {self.where}'s compression) are fewer "
-                              f"than the model takes at {where}; raise features.max_length")
-        if self.row_tokens is not None:
-            fitting = self.fit(points, shortest, longest)
-            if fitting < shortest:
-                worst = max(points, key=lambda p: self.tokens(shortest, p))
-                raise ConfigError(f"data.row_tokens: {self.row_tokens} tokens cannot hold the shortest clip "
-                                  f"{self.where} takes ({shortest} frames, one column of its longest patch): "
-                                  f"{self.tokens(shortest, worst)} tokens with the prefix at {worst.label}; raise "
-                                  "data.row_tokens")
-            longest = fitting
+        points = [replace(p, frames=max(longest, 1), packed=True) for p in points]
+        try:
+            shortest = max(fewest_frames(self.config, p) for p in points)
+        except ValueError as e:
+            raise ConfigError(f"features.max_length: {longest} frames (after {self.where}'s compression): {e}; raise "
+                              "features.max_length") from None
+        try:
+            longest = min(clip_span(self.config, p, self.row_tokens)[1] for p in points)
+        except ValueError as e:
+            raise ConfigError(f"data.row_tokens: {self.where}: {e}") from None
+        if longest < shortest:  # each point's shortest fits a row, but not the longest patch's at a smaller one
+            worst = max(points, key=lambda p: point_tokens(self.config, shortest, p))
+            raise ConfigError(f"data.row_tokens: {self.row_tokens} tokens cannot hold the shortest clip {self.where} "
+                              f"takes ({shortest} frames, one column of its longest patch): "
+                              f"{point_tokens(self.config, shortest, worst)} tokens with the prefix at {worst.label}; "
+                              "raise data.row_tokens")
         return ClipLengths(shortest, longest, self.pool)
 
 
@@ -122,9 +98,8 @@ def phase_clips(cfg, i: int, features, config=None) -> PhaseClips:
     longest = features.frames(comp) if cfg.features.max_length is None else cfg.features.max_length // comp.input_factor
     pool = comp.factor if comp.method in ("avgpool", "maxpool") else 1
     row = cfg.data.row_tokens if cfg.data.batching == "packed" else None
-    return PhaseClips(config, features.num_mel_bins, cfg.phase_points(i, features),
-                      list(cfg.eval_points(i, features).values()), longest=longest, row_tokens=row, pool=pool,
-                      where=f"phase {i}")
+    return PhaseClips(config, cfg.phase_points(i, features), list(cfg.eval_points(i, features).values()),
+                      longest=longest, row_tokens=row, pool=pool, where=f"phase {i}")
 
 
 def phase_batch_tokens(cfg, clips: PhaseClips, features, i: int) -> int:

@@ -16,7 +16,7 @@ import soundfile as sf
 import soxr
 import torch
 
-__all__ = ["AudioError", "load_audio", "read_header", "resample", "SAMPLE_RATE", "MAX_PEAK"]
+__all__ = ["AudioError", "load_audio", "read_header", "resample", "resampled_length", "SAMPLE_RATE", "MAX_PEAK"]
 
 SAMPLE_RATE = 16000
 #: The largest sample magnitude accepted. Float WAVs may exceed full scale (1.0), and some
@@ -39,6 +39,12 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     if rate == target:
         return audio
     return soxr.resample(audio, rate, target, quality="HQ")
+
+
+def resampled_length(samples: int, rate: int, target: int = SAMPLE_RATE) -> int:
+    """Samples :func:`resample` gives for ``samples`` at ``rate``: soxr's ``round(samples x
+    target / rate)``, halves rounded up (what :func:`load_audio` returns, read from a header)."""
+    return samples if rate == target else (2 * samples * target + rate) // (2 * rate)
 
 
 #: What libsndfile raises for a missing, unreadable or undecodable file.

@@ -61,6 +61,15 @@ KFOLD_PROTOCOLS = ("held_out", "ast")
 
 #: How a phase draws its patch sizes (FlexiAST Sec. 2.3: uniform over PATCH_SIZES).
 PATCH_SAMPLERS = ("fixed", "uniform", "weighted")
+#: When a phase draws a patch size: once per optimizer step (FlexiAST), or once per clip
+#: inside a packed batch (``data.batching: packed``), each clip at its own size.
+PATCH_DRAWS = ("step", "clip")
+
+#: How training clips form batches (docs/TRAINING.md, "Variable length"): ``fixed``, every
+#: clip padded or cut to ``features.target_length``; ``packed``, clips at their native length
+#: laid end to end in rows of ``data.row_tokens`` tokens (ElasticAST, Feng et al., Interspeech
+#: 2024); ``bucketed``, clips of similar length padded to the longest of their batch.
+BATCHINGS = ("fixed", "packed", "bucketed")
 
 #: Training losses; ``auto`` is BCE for multi-label data, CE otherwise.
 LOSSES = ("auto", "ce", "bce")

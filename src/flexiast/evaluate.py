@@ -155,10 +155,14 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
     those left out as unreadable (under ``on_error="skip"``), and ``"_unreadable"`` lists the
     latter's errors (file, reason); ``"_frames"`` lists the input lengths of padded batches this
     rank saw, and ``"_lengths"`` ``{name: {frames: clips}}`` the lengths each point ran at.
+    A padded batch with its clips' ``lengths`` (a length bucket's, :class:`flexiast.data.Collate`)
+    passes them, pooled with the point, to a family that leaves padding out of its pooling
+    (``ModelFamily.pools_lengths``).
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    pools_lengths = family_of(model).pools_lengths
     row = row_tokens or DEFAULT_ROW_TOKENS
     spans = clip_spans(model, points, row)
     scores = {name: [] for name in points}
@@ -173,8 +177,11 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
         for name, point in points.items():
             x = _point_input(batch, point, spans[name], row, device)
             lengths[name].update(x.lengths if isinstance(x, Clips) else [int(x.shape[1])] * len(x))
+            call = point.call()
+            if pools_lengths and batch.get("inputs") is None and batch.get("lengths") is not None:
+                call["lengths"] = batch["lengths"].to(device) // point.pool
             with autocast():
-                scores[name].append(model(x, **point.call()).float().cpu())
+                scores[name].append(model(x, **call).float().cpu())
         targets.append(batch["target"])
         indices.append(batch["index"])
         faults.point("validation")

@@ -17,6 +17,7 @@ from ..features import Compression, FeatureConfig
 from ..models import ModelFamily, get_family
 from ..models.points import OperatingPoint, PointKind
 from ..recipe_checks import ConfigError
+from .batching import check_batching
 from .family_keys import FamilySettings, family_sections, refuse_foreign
 from .phases import OptimizerConfig, PhaseConfig, ScheduleConfig
 from .sections import (CheckContext, DataSection, FeaturesSection, InitSection, LossSection, ModelSection,
@@ -157,6 +158,7 @@ def validate(cfg: RunConfig, *, check_files: bool = True) -> None:
         for key, section in family_sections(host, where, family):
             section.check(ctx.at(key))
     cfg.train.check_averaging(cfg.phases)
+    check_batching(cfg, ctx.at("data"))
     if check_files:
         cfg.data.check_paths()
         cfg.init.check_paths(cfg.data.kfold)

@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..constants import (AUTO, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, KFOLD_PROTOCOLS, LOSSES, OFF, ON_ERROR,
-                         PRECISIONS, RESIZE_METHODS, SELECT_MEAN)
+from ..constants import (AUTO, BATCHINGS, DEFAULT_ARCH, DEVICES, FEATURE_KINDS, KFOLD_PROTOCOLS, LOSSES, OFF,
+                         ON_ERROR, PRECISIONS, RESIZE_METHODS, SELECT_MEAN)
 from ..data.readers import FORMATS
 from ..features import DATASET_STATS, Compression, FeatureConfig
 from ..models import FamilyError, ModelFamily, get_family
+from ..models.packing import DEFAULT_ROW_TOKENS
 from ..recipe_checks import ConfigError, choice, positive
 from .family_keys import FamilySettings
 
@@ -113,7 +114,9 @@ class FeaturesSection:
     (:meth:`flexiast.features.FeatureConfig.for_kind`); fields given override them.
     For Kaldi fbank, ``dataset`` takes AST's statistics and length (audioset, esc50, ...)
     and explicit ``mean``/``std``/``target_length`` override them; the log-mel is not
-    normalised here (HTS-AT's BatchNorm does it) and takes no statistics."""
+    normalised here (HTS-AT's BatchNorm does it) and takes no statistics.
+    ``max_length``: under variable-length batches (``data.batching``), the most frames a clip
+    keeps, before compression (null: ``target_length``); not part of the features a model stores."""
 
     dataset: str | None = None
     kind: str | None = None
@@ -127,6 +130,7 @@ class FeaturesSection:
     sample_rate: int | None = None
     fmin: float | None = None
     fmax: float | None = None
+    max_length: int | None = None
 
     def config(self, kind: str) -> FeatureConfig:
         """The features: the kind's defaults, AST's dataset statistics (Kaldi fbank), then the fields given."""
@@ -135,7 +139,7 @@ class FeaturesSection:
             mean, std, length = DATASET_STATS[self.dataset]
             base = {"mean": mean, "std": std, "target_length": length}
         given = {k.name: getattr(self, k.name) for k in dataclasses.fields(self)
-                 if k.name not in ("dataset", "kind") and getattr(self, k.name) is not None}
+                 if k.name not in ("dataset", "kind", "max_length") and getattr(self, k.name) is not None}
         return FeatureConfig.for_kind(kind, **{**base, **given})
 
     def check(self, ctx: CheckContext) -> FeatureConfig:
@@ -155,7 +159,7 @@ class FeaturesSection:
         elif None in (self.target_length, self.mean, self.std):
             raise ConfigError("features: give target_length, mean and std (flexiast stats computes them), "
                               "or dataset for AST's statistics")
-        for name in ("num_mel_bins", "target_length", "std", "frame_shift_ms", "frame_length_ms"):
+        for name in ("num_mel_bins", "target_length", "std", "frame_shift_ms", "frame_length_ms", "max_length"):
             positive(getattr(self, name), f"features.{name}")
         try:
             features = self.config(kind)
@@ -179,7 +183,14 @@ class DataSection:
     training on the other ``K - 1``, as AST's egs/esc50 recipe does (optimistic).
     ``num_workers``: loader processes, ``auto`` (from the cores) or a number; ``cache_dir``:
     the feature cache, ``auto`` (a shared folder, unless the features would not fit),
-    ``off`` or a folder (:mod:`flexiast.data.loader`)."""
+    ``off`` or a folder (:mod:`flexiast.data.loader`).
+
+    ``batching``: ``fixed`` (every clip padded or cut to ``features.target_length``),
+    ``packed`` (clips at their native length in rows of ``row_tokens`` tokens, ElasticAST) or
+    ``bucketed`` (clips of similar length padded to the longest of their batch); under the
+    last two an optimizer step takes ``batch_tokens`` tokens over all ranks and accumulation
+    steps, counted at the phase's stored point (null: ``batch_size`` clips of the phase's full
+    length), and ``batch_size`` only sizes evaluation batches (:mod:`flexiast.config.batching`)."""
 
     format: str = ""
     root: str | None = None
@@ -198,9 +209,15 @@ class DataSection:
     max_bad_fraction: float = 0.01
     scan: bool = True
     balanced: bool = False
+    batching: str = BATCHINGS[0]
+    row_tokens: int = DEFAULT_ROW_TOKENS
+    batch_tokens: int | None = None
 
     def check(self, ctx: CheckContext) -> None:
         choice(self.format, tuple(FORMATS), "data.format")
+        choice(self.batching, BATCHINGS, "data.batching")
+        positive(self.row_tokens, "data.row_tokens")
+        positive(self.batch_tokens, "data.batch_tokens")
         choice(self.on_error, ON_ERROR, "data.on_error")
         positive(self.batch_size, "data.batch_size")
         positive(self.eval_batch_size, "data.eval_batch_size")

@@ -9,6 +9,14 @@ For clip ``i`` the pipeline is AST's (its dataloader), in this order:
    and their results are mixed; then ``(x - mean) / (2 std)``, then noise and roll;
 5. 1 x C average or max pooling (pooling compression).
 
+Variable-length batches (``lengths``, a :class:`~flexiast.data.lengths.ClipLengths`; ElasticAST,
+Feng et al., Interspeech 2024) replace step 3: a clip keeps its native length, cut to the
+phase's longest at a random offset drawn from the clip's ``(seed, epoch, index)`` generator in
+training (after the gain), to its leading frames in evaluation, and padded only up to the
+fewest frames the model takes. Mixup's partner is cut or padded to the clip's length. Such
+clips are batched by :class:`Collate` (``packed``: a :class:`~flexiast.models.packing.Clips`;
+``bucketed``: padded to the longest, with their ``lengths``).
+
 Targets are probability vectors (one-hot, multi-hot, or mixed), which both
 cross-entropy and BCE take. Bad files follow ``on_error``: ``"raise"`` stops with the
 file and manifest entry named; ``"skip"`` drops the clip (``__getitem__`` returns
@@ -24,23 +32,25 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, load_audio, read_header
-from ..constants import ON_ERROR
+from ..constants import BATCHINGS, ON_ERROR
 from ..features import Compression, FeatureConfig, compress_spec, finish_input, log_mel, normalize, pad_or_cut
+from ..models.packing import Clips
 from .augment import AugmentConfig, add_noise_and_roll, apply_gain, spec_augment
 from .cache import FeatureCache
+from .lengths import ClipLengths
 from .readers import DataError, Manifest
 
-__all__ = ["AudioDataset", "collate", "scan", "ScanReport", "dataset_stats"]
+__all__ = ["AudioDataset", "collate", "Collate", "scan", "ScanReport", "dataset_stats"]
 
 
 class AudioDataset(torch.utils.data.Dataset):
     def __init__(self, manifest: Manifest, features: FeatureConfig, *, compression: Compression = Compression(),
                  augment: AugmentConfig | None = None, train: bool = False, cache: FeatureCache | None = None,
-                 on_error: str = "raise", seed: int = 0):
+                 on_error: str = "raise", seed: int = 0, lengths: ClipLengths | None = None):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r} is not one of {', '.join(ON_ERROR)}")
         features.frames(compression)  # refuses a compression that leaves no frames, naming it
-        self.manifest, self.features, self.compression = manifest, features, compression
+        self.manifest, self.features, self.compression, self.lengths = manifest, features, compression, lengths
         self.augment = augment or AugmentConfig()
         self.train, self.cache, self.on_error, self.seed = train, cache, on_error, seed
         self.epoch = 0
@@ -98,21 +108,38 @@ class AudioDataset(torch.utils.data.Dataset):
                 return {"error": str(e), "index": index}
             raise
 
+    def _fit(self, spec: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
+        """A log-mel at the phase's length: padded or cut to its frames (fixed batches); else
+        its own length, cut to the longest at an offset drawn from ``rng`` (training) or to
+        its leading frames (``rng`` None), padded to the shortest."""
+        pad = self.features.pad_value
+        if self.lengths is None:
+            return pad_or_cut(spec, self.features.fbank_frames(self.compression), pad)
+        lo, hi = self.lengths.fbank_range()
+        n = spec.shape[-2]
+        if n > hi:
+            start = int(rng.integers(n - hi + 1)) if rng is not None else 0
+            return spec[..., start: start + hi, :]
+        return pad_or_cut(spec, lo, pad) if n < lo else spec
+
     def _masked(self, spec: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Gain, then padded or cut to the phase's frames, then SpecAugment (a training clip's
-        log-mel before normalisation)."""
+        """Gain, then padded or cut to the phase's frames (:meth:`_fit`), then SpecAugment (a
+        training clip's log-mel before normalisation)."""
         aug, cfg = self.augment, self.features
         if aug.gain_db:
             spec = apply_gain(spec, aug.gain_db, rng, cfg.units_per_db)
         shift = self.compression.factor if self.compression.method == "fshift" else 1
-        spec = pad_or_cut(spec, cfg.fbank_frames(self.compression), cfg.pad_value)
+        spec = self._fit(spec, rng)
         return spec_augment(spec, aug.freqm, aug.timem // shift, rng, cfg.pad_value)
 
     def _item(self, index: int, epoch: int) -> dict:
         aug, cfg = self.augment, self.features
         rng = self._rng(index, epoch) if self.train else None
         if rng is None:
-            spec = finish_input(self.log_mel(index), cfg, self.compression)
+            if self.lengths is None:
+                spec = finish_input(self.log_mel(index), cfg, self.compression)
+            else:
+                spec = compress_spec(normalize(self._fit(self.log_mel(index), None), cfg), self.compression)
             return {"spec": spec, "target": self._target(index), "index": index}
         mixed = aug.mixup > 0 and rng.random() < aug.mixup
         if mixed and aug.mixup_on == "spectrogram":
@@ -123,6 +150,8 @@ class AudioDataset(torch.utils.data.Dataset):
             lam = float(rng.beta(aug.mixup_alpha, aug.mixup_alpha))
             a = self._masked(self.log_mel(index), rng)
             b = self._masked(self.log_mel(other), rng)
+            if self.lengths is not None:  # the partner at the clip's length
+                b = pad_or_cut(b, a.shape[-2], cfg.pad_value)
             spec = lam * a + (1 - lam) * b
             target = lam * self._target(index) + (1 - lam) * self._target(other)
         else:
@@ -144,6 +173,32 @@ def collate(batch: list[dict]) -> dict:
         return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), "errors": errors}
     return {"spec": torch.stack([b["spec"] for b in kept]), "target": torch.stack([b["target"] for b in kept]),
             "index": torch.tensor([b["index"] for b in kept]), "errors": errors}
+
+
+class Collate:
+    """:func:`collate` for clips of their own lengths. ``packed``: ``spec`` is a
+    :class:`~flexiast.models.packing.Clips` whose rows hold ``row_tokens`` tokens; ``bucketed``:
+    ``spec`` is ``[batch, longest, bins]``, each clip padded at its end with ``pad`` (the
+    normalised features' padding value), and ``lengths [batch]`` its frames. ``fixed``: :func:`collate`."""
+
+    def __init__(self, batching: str, *, row_tokens: int | None = None, pad: float = 0.0):
+        if batching not in BATCHINGS:
+            raise ValueError(f"batching={batching!r} is not one of {', '.join(BATCHINGS)}")
+        self.batching, self.row_tokens, self.pad = batching, row_tokens, pad
+
+    def __call__(self, batch: list[dict]) -> dict:
+        if self.batching == "fixed":
+            return collate(batch)
+        kept = [b for b in batch if "error" not in b]
+        errors = [b["error"] for b in batch if "error" in b]
+        if not kept:
+            return {"spec": None, "target": None, "index": torch.empty(0, dtype=torch.long), "errors": errors,
+                    "lengths": torch.empty(0, dtype=torch.long)}
+        clips = Clips(tuple(b["spec"] for b in kept), **({"row_tokens": self.row_tokens} if self.row_tokens else {}))
+        out = {"target": torch.stack([b["target"] for b in kept]), "index": torch.tensor([b["index"] for b in kept]),
+               "errors": errors, "lengths": torch.tensor(clips.lengths)}
+        out["spec"] = clips if self.batching == "packed" else clips.padded(self.pad)[0]
+        return out
 
 
 @dataclass

@@ -90,24 +90,31 @@ def resolve_cache(requested: str | None, *, estimate_bytes: int) -> tuple[Featur
 
 
 class EpochKeys(torch.utils.data.Sampler):
-    """``(epoch, index)`` for each index of ``sampler``: workers that persist across epochs
-    learn the epoch from the key (:meth:`AudioDataset.__getitem__` takes both forms)."""
+    """``(epoch, index)`` for each index of ``sampler`` (for each index of each list, for a
+    batch sampler: :class:`~flexiast.data.token_batches.TokenBatchSampler`): workers that
+    persist across epochs learn the epoch from the key (:meth:`AudioDataset.__getitem__` takes
+    both forms)."""
 
     def __init__(self, sampler):
         self.sampler = sampler
 
     def __iter__(self):
         epoch = self.sampler.epoch
-        return ((epoch, i) for i in self.sampler)
+        return ([(epoch, i) for i in item] if isinstance(item, list) else (epoch, item) for item in self.sampler)
 
     def __len__(self) -> int:
         return len(self.sampler)
 
 
-def make_loader(dataset, *, batch_size: int, sampler, workers: int, drop_last: bool = False, seed: int = 0,
-                pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader whose ``workers`` persist across its iterations and prefetch two batches each."""
+def make_loader(dataset, *, batch_size: int | None = None, sampler=None, workers: int, drop_last: bool = False,
+                seed: int = 0, pin_memory: bool = False, batch_sampler=None,
+                collate_fn=collate) -> torch.utils.data.DataLoader:
+    """A DataLoader whose ``workers`` persist across its iterations and prefetch two batches
+    each; batches of ``batch_size`` from ``sampler``, or the lists ``batch_sampler`` gives."""
     extra = {"persistent_workers": True, "prefetch_factor": 2} if workers > 0 else {}
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                                       num_workers=workers, drop_last=drop_last, pin_memory=pin_memory,
+    if batch_sampler is not None:
+        extra["batch_sampler"] = batch_sampler
+    else:
+        extra.update(batch_size=batch_size, sampler=sampler, drop_last=drop_last)
+    return torch.utils.data.DataLoader(dataset, collate_fn=collate_fn, num_workers=workers, pin_memory=pin_memory,
                                        generator=torch.Generator().manual_seed(seed), **extra)

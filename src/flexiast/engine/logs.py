@@ -44,7 +44,10 @@ def announce(run_dir: Path, cfg, info, precision, workers: int, cache_note: str)
 
 
 def patch_text(point) -> str:
-    """A step's patch, ``16x16``, or ``-`` for a point without one (a family whose calls take no patch size)."""
+    """A step's patch, ``16x16``, ``-`` for a point without one (a family whose calls take no
+    patch size), or the text that stands for it (``per clip``: each clip drew its own)."""
+    if isinstance(point, str):
+        return point
     return "-" if point.patch is None else f"{point.patch[0]}x{point.patch[1]}"
 
 

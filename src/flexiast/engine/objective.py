@@ -54,6 +54,9 @@ def build_task(cfg: RunConfig, teacher, *, multilabel: bool, num_classes: int, m
     kind = loss.name if loss.name != AUTO else ("bce" if multilabel else "ce")
     if teacher is None:
         return Classification(kind, loss.label_smoothing)
+    if cfg.data.batching == "packed" and not family_of(teacher).packs:
+        raise ConfigError(f"loss.teacher: {loss.teacher} holds a {teacher.arch} model, which cannot take the packed "
+                          "clips of data.batching: packed; distil from a family that packs, or use bucketed")
     tc = teacher.config
     if tc.num_classes != num_classes or tc.input_fdim != mel_bins:
         raise ConfigError(f"loss.teacher: {loss.teacher} predicts {tc.num_classes} classes from {tc.input_fdim} "

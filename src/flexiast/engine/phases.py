@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ..config import RunConfig
+from ..config.batching import phase_clips
 from ..features import FeatureConfig
 from ..models import flops
 from .state import PhaseAccount, Progress
@@ -52,11 +53,16 @@ class PhasePlan:
     def step_flops(self, i: int, current, task) -> float:
         """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
         over its sampler's sizes, weighted as drawn, at its input length and stored kernel,
-        plus what the task adds (a teacher's forward)."""
+        plus what the task adds (a teacher's forward). Under variable-length batches with
+        ``data.batch_tokens``, as if its tokens were clips of the phase's full length."""
         cfg, ph = self.cfg, self.cfg.phases[i]
         model_cfg = self.model_config(i, current)
         frames = self.features.frames(cfg.phase_compression(i))
-        shape = (cfg.data.batch_size, frames, self.features.num_mel_bins)
+        batch = cfg.data.batch_size
+        if cfg.data.batching != "fixed" and cfg.data.batch_tokens is not None:
+            full = phase_clips(cfg, i, self.features, model_cfg).tokens(frames)
+            batch = max(1, round(cfg.data.batch_tokens / full))
+        shape = (batch, frames, self.features.num_mel_bins)
         points = cfg.phase_points(i, self.features)
         weights = ph.patch.weights if ph.patch.sampler == "weighted" else [1.0] * len(points)
         if ph.patch.sampler == "fixed":

@@ -4,6 +4,10 @@ The point of optimizer step ``s`` is drawn from a generator seeded by ``(seed, s
 so every rank of a distributed run, and a run resumed from a checkpoint, draws the same
 size for the same step without any communication or saved state (the official FlexiAST
 code draws inside ``forward`` under DataParallel, so its replicas disagree).
+
+Inside a packed batch each clip may draw its own (``phases[].patch.draw: clip``): clip ``i``
+of step ``s`` from a generator seeded by ``(seed, s, i)``, ``i`` its index in the training
+set, so the draw does not depend on which rank or micro-batch holds the clip.
 """
 
 from __future__ import annotations
@@ -35,3 +39,11 @@ class PointSampler:
             return self.points[0]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x9A7C4, step]))
         return self.points[int(rng.choice(len(self.points), p=self.probs))]
+
+    def per_clip(self, step: int, indices) -> list:
+        """The points of the clips ``indices`` (training-set indices) of step ``step``, each
+        from ``(seed, step, index)``."""
+        if self.kind == "fixed" or len(self.points) == 1:
+            return [self.points[0]] * len(indices)
+        return [self.points[int(np.random.default_rng(np.random.SeedSequence([self.seed, 0xC11B, step, int(i)]))
+                                .choice(len(self.points), p=self.probs))] for i in indices]

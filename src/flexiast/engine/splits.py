@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from ..config import ConfigError, RunConfig
-from ..data import read_manifest, scan
+from ..data import collate, read_manifest, scan
 from ..data.loader import make_loader
 from ..data.readers import DataError, Manifest
 from ..distributed import DistInfo
@@ -69,7 +69,12 @@ def load_splits(cfg: RunConfig) -> tuple[dict[str, Manifest], dict[str, list[str
     return splits, left_out
 
 
-def eval_loader(dataset, batch_size: int, info: DistInfo, workers: int):
-    """This rank's share of an evaluation set, unpadded (indices rank, rank + W, ...)."""
+def eval_loader(dataset, batch_size: int, info: DistInfo, workers: int, *, collate_fn=collate, frames=None):
+    """This rank's share of an evaluation set, unpadded (indices rank, rank + W, ...); with
+    clips' ``frames`` (variable-length batches) in order of length, so a batch's clips are
+    alike and a padded batch pads little (predictions are gathered by index, so order is free)."""
     indices = list(range(info.rank, len(dataset), info.world_size))
-    return make_loader(dataset, batch_size=batch_size, sampler=indices, workers=min(workers, len(indices)))
+    if frames is not None:
+        indices.sort(key=lambda i: frames[i])
+    return make_loader(dataset, batch_size=batch_size, sampler=indices, workers=min(workers, len(indices)),
+                       collate_fn=collate_fn)

@@ -13,7 +13,9 @@ The trainer backpropagates each micro-batch's mean loss ``L_j`` (``n_j`` clips) 
 
     (1 / W) * sum_(ranks, j) (w_j / A) * L_j = sum_(ranks, j) (n_j / K) * L_j = L.
 
-Without unreadable clips ``K = W A n`` and every ``w_j`` is 1. The helpers here compute
+Without unreadable clips ``K = W A n`` and every ``w_j`` is 1. Micro-batches filled by tokens
+(``data.batching: packed | bucketed``) hold different numbers of clips on every rank, so
+there ``K`` is always summed over the ranks, and each clip still weighs ``1 / K``. The helpers here compute
 ``K`` (:func:`clips_kept`), ``w_j`` (:func:`loss_weight`), the stand-in a rank runs when
 a whole micro-batch was unreadable (:func:`weigh_micro_batch`), when DDP all-reduces
 gradients (:func:`gradient_sync`), the step's totals over ranks (:func:`reduce_totals`) and
@@ -30,19 +32,21 @@ import torch
 from .. import distributed
 from ..distributed import DistInfo
 from ..models import flops
+from ..models.packing import Clips
 
 __all__ = ["clips_kept", "loss_weight", "weigh_micro_batch", "placeholder_batch", "gradient_sync", "StepTotals",
            "reduce_totals", "StepFlops"]
 
 
-def clips_kept(micro_batches: list[dict], info: DistInfo, *, skip: bool) -> int:
+def clips_kept(micro_batches: list[dict], info: DistInfo, *, varies: bool) -> int:
     """``K``: the clips of this step's micro-batches that were read, summed over all ranks.
 
-    Every rank's micro-batches are whole unless clips can be skipped, so then ``K`` is this
-    rank's count times ``W`` with no communication; under ``on_error: skip`` on several
-    ranks it is one all-reduce (float64: exact for any clip count)."""
+    Every rank's micro-batches hold the same clips unless they ``varies`` (clips can be
+    skipped, or micro-batches are filled by tokens), so then ``K`` is this rank's count times
+    ``W`` with no communication; otherwise, on several ranks, it is one all-reduce (float64:
+    exact for any clip count)."""
     kept = sum(len(batch["spec"]) for batch in micro_batches if batch["spec"] is not None)
-    if not (info.enabled and skip):
+    if not (info.enabled and varies):
         return kept * info.world_size
     t = torch.tensor([kept], dtype=torch.float64, device=info.device)
     torch.distributed.all_reduce(t)
@@ -56,21 +60,23 @@ def loss_weight(clips: int, kept: int, world: int, accum: int) -> float:
     return clips * world * accum / kept
 
 
-def placeholder_batch(frames: int, mel_bins: int, num_classes: int) -> dict:
-    """One all-zero clip of the phase's input shape, target and dataset index: what a rank
-    runs, with weight 0, when every clip of its micro-batch was unreadable."""
-    return {"spec": torch.zeros(1, frames, mel_bins), "target": torch.zeros(1, num_classes),
+def placeholder_batch(frames: int, mel_bins: int, num_classes: int, packed: bool = False) -> dict:
+    """One all-zero clip of the phase's input shape (a packed batch of one clip with
+    ``packed``), target and dataset index: what a rank runs, with weight 0, when every clip of
+    its micro-batch was unreadable."""
+    spec = torch.zeros(1, frames, mel_bins)
+    return {"spec": Clips((spec[0],)) if packed else spec, "target": torch.zeros(1, num_classes),
             "index": torch.zeros(1, dtype=torch.long)}
 
 
 def weigh_micro_batch(batch: dict, kept: int, info: DistInfo, accum: int,
-                      stand_in: tuple[int, int, int]) -> tuple[dict | None, float]:
+                      stand_in: tuple) -> tuple[dict | None, float]:
     """The micro-batch to run and its loss weight :func:`loss_weight`.
 
     A micro-batch whose every clip was unreadable (``spec`` None) is left out in one process
     (None). Under DDP the other ranks wait for this one in the gradient all-reduce of the
     backward pass, so it runs :func:`placeholder_batch` of the ``stand_in`` shape (frames,
-    mel bins, classes) instead, with weight 0: it joins the all-reduce and adds nothing to
+    mel bins, classes, packed) instead, with weight 0: it joins the all-reduce and adds nothing to
     the gradient, nor to the step's loss and counts (only weighted micro-batches count)."""
     if batch["spec"] is not None:
         return batch, loss_weight(len(batch["spec"]), kept, info.world_size, accum)
@@ -131,16 +137,23 @@ def reduce_totals(totals: StepTotals, info: DistInfo) -> StepTotals:
 class StepFlops:
     """Training FLOPs of one micro-batch (this rank's), counted analytically
     (:func:`flexiast.models.flops` with the task's call options, plus what the task adds, a
-    teacher's forward) and cached per model configuration, clips, frames and operating point."""
+    teacher's forward): a tensor batch's by its shape (a bucketed batch's padded shape),
+    cached per model configuration, shape and call; a packed batch's
+    (:class:`~flexiast.models.packing.Clips`) by its clips, each at its own length and patch.
+    A bucket's ``lengths`` in the call change which positions are pooled, not the FLOPs."""
 
     def __init__(self, task, mel_bins: int):
         self.task, self.mel_bins = task, mel_bins
         self._cache: dict = {}
 
-    def __call__(self, model, clips: int, frames: int, point) -> int:
-        key = (model.config, clips, frames, point)
+    def __call__(self, model, spec, call: dict) -> int:
+        call = {k: v for k, v in call.items() if k != "lengths"}
+        if isinstance(spec, Clips):
+            extra = self.task.flop_call(model.config, spec)
+            return flops(model, spec, **call, **extra).training + self.task.extra_flops(spec)
+        key = (model.config, tuple(spec.shape), tuple(sorted(call.items())))
         if key not in self._cache:
-            shape = (clips, frames, self.mel_bins)
+            shape = tuple(spec.shape)
             extra = self.task.flop_call(model.config, shape)
-            self._cache[key] = flops(model, shape, **point.call(), **extra).training + self.task.extra_flops(shape)
+            self._cache[key] = flops(model, shape, **call, **extra).training + self.task.extra_flops(shape)
         return self._cache[key]

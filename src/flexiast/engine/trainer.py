@@ -54,7 +54,7 @@ from .. import distributed, faults
 from ..atomic import write_text_atomic
 from ..checkpoints import save_safetensors
 from ..config import ConfigError, RunConfig, build_config, config_to_dict
-from ..data import AudioDataset
+from ..data import AudioDataset, clip_samples
 from ..data.loader import loader_workers, resolve_cache
 from ..evaluate import evaluate_model
 from ..hardware import HardwareError, device_capability, resolve_precision
@@ -115,7 +115,7 @@ class Trainer:
         teacher = load_teacher(cfg)
         # read once: _initial_model builds from it (a resumed run's weights are in its checkpoint)
         self.init_weights = read_weights(cfg.init.path) if cfg.init.path is not None and resume_state is None else None
-        self.splits, self.left_out = self._load_splits()
+        self.splits, self.left_out, self.samples = self._load_splits()
         train = self.splits["train"]
         check_labels(cfg, train)
         self.multilabel = train.multilabel
@@ -148,16 +148,25 @@ class Trainer:
             self._restore(resume_state)
 
     # -- setup ---------------------------------------------------------------------
-    def _load_splits(self) -> tuple[dict, dict]:
-        """:func:`load_splits` on rank 0, its result (or its error) broadcast to every rank:
+    def _read_splits(self) -> tuple[dict, dict, dict]:
+        """:func:`load_splits`, and under variable-length batches every clip's samples from
+        its header (read once per run: the token sampler and the evaluation order need them)."""
+        splits, left_out = load_splits(self.cfg)
+        samples = {}
+        if self.cfg.data.batching != "fixed":
+            samples = {name: clip_samples(m, self.features.sample_rate) for name, m in splits.items()}
+        return splits, left_out, samples
+
+    def _load_splits(self) -> tuple[dict, dict, dict]:
+        """:meth:`_read_splits` on rank 0, its result (or its error) broadcast to every rank:
         ranks that scanned on their own could disagree (a file that vanishes between two
         scans) and then shard different manifests."""
         if not self.info.enabled:
-            return load_splits(self.cfg)
+            return self._read_splits()
         result = None
         if self.info.is_main:
             try:
-                result = ("ok", load_splits(self.cfg))
+                result = ("ok", self._read_splits())
             except ValueError as e:  # ConfigError, DataError: every rank raises it
                 result = ("error", e)
         kind, value = distributed.broadcast_object(result, self.info)
@@ -201,7 +210,7 @@ class Trainer:
         self.phase = build_phase(i, self.model, cfg=self.cfg, info=self.info, scaler_enabled=self.precision.scaler,
                                  unused_parameters=self.task.unused_parameters, splits=self.splits,
                                  features=self.features, cache=self.cache, micro_batch=self.micro_batch,
-                                 workers=self.workers)
+                                 workers=self.workers, samples=self.samples)
 
     # -- checkpoint state ----------------------------------------------------------
     def state(self, rng: list[dict] | None = None) -> dict:
@@ -244,13 +253,27 @@ class Trainer:
             self.kept.checkpointed()
 
     # -- one optimizer step --------------------------------------------------------
-    def _loss(self, spec: torch.Tensor, target: torch.Tensor, point, index: torch.Tensor) -> torch.Tensor:
-        """The task's loss on one micro-batch, the model called at the operating ``point`` (a
-        patch size resized with the phase's ``patch.resize``) under the run's autocast."""
+    def _loss(self, spec, target: torch.Tensor, call: dict, index: torch.Tensor) -> torch.Tensor:
+        """The task's loss on one micro-batch (a tensor, or packed clips), the model called with
+        ``call`` (an operating point's: a patch size resized with the phase's ``patch.resize``)
+        under the run's autocast."""
         keys = {"step": self.progress.step, "index": index}  # what a task draws per clip (SSAST's masks)
         with self.precision.autocast():
-            outputs = self.task.forward(self.phase.forward, spec, point.call(), keys)
+            outputs = self.task.forward(self.phase.forward, spec, call, keys)
         return self.task.loss(outputs, target)
+
+    def _micro_call(self, spec, point, batch: dict):
+        """The micro-batch and its call at step point ``point``; with ``patch.draw: clip`` each
+        packed clip at its own point (:meth:`PointSampler.per_clip`), the call keeping the rest;
+        a length bucket's clip lengths where the family pools each clip over its own frames."""
+        call = point.call()
+        if self.phase.pass_lengths:
+            call["lengths"] = batch["lengths"].to(self.info.device)
+        if not self.phase.draw_per_clip:
+            return spec, call
+        points = self.phase.sampler.per_clip(self.progress.step, batch["index"].tolist())
+        call.pop("patch_size", None)
+        return spec.with_patches([p.patch for p in points]), call
 
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:
         """One optimizer step: set the learning rate; per micro-batch forward, loss, backward
@@ -265,22 +288,23 @@ class Trainer:
         self.model.train()
         ph.optimizer.zero_grad(set_to_none=True)
         accum = len(micro_batches)
-        kept = clips_kept(micro_batches, info, skip=cfg.data.on_error == "skip")
+        kept = clips_kept(micro_batches, info, varies=cfg.data.on_error == "skip" or cfg.data.batching != "fixed")
         errors = [e for batch in micro_batches for e in batch["errors"]]
         totals = StepTotals(skipped=len(errors), errors=errors)  # this rank's, until reduce_totals
-        stand_in = (ph.frames, self.features.num_mel_bins, self.num_classes)  # a placeholder clip's shape
+        stand_in = (ph.stand_in_frames(), self.features.num_mel_bins, self.num_classes,  # a placeholder clip
+                    cfg.data.batching == "packed")
         for j, batch in enumerate(micro_batches):
             batch, weight = weigh_micro_batch(batch, kept, info, accum, stand_in)
             if batch is None:
                 continue  # every clip of this micro-batch was unreadable (on_error: skip), in one process
             spec = batch["spec"].to(info.device, non_blocking=True)
             target = batch["target"].to(info.device, non_blocking=True)
+            spec, call = self._micro_call(spec, point, batch)
             with gradient_sync(ph.forward, last=j == accum - 1, info=info):
-                loss = self._loss(spec, target, point, batch["index"])
+                loss = self._loss(spec, target, call, batch["index"])
                 ph.scaler.scale(loss * weight / accum).backward()
             if weight:  # a placeholder counts nothing
-                flops = self.step_flops(self.model, len(spec), spec.shape[1], point)
-                totals.add(float(loss.detach()), len(spec), flops)
+                totals.add(float(loss.detach()), len(spec), self.step_flops(self.model, spec, call))
         faults.point("step")
         if kept:  # a step with no readable clip on any rank leaves the weights and moments alone
             if cfg.train.grad_clip is not None:
@@ -290,14 +314,15 @@ class Trainer:
             ph.scaler.update()
         totals = reduce_totals(totals, info)
         return {"loss": totals.loss, "clips": totals.clips, "skipped": totals.skipped,
-                "errors": sorted(set(totals.errors)), "lr": lr, "patch": point, "flops": totals.flops}
+                "errors": sorted(set(totals.errors)), "lr": lr, "patch": "per clip" if ph.draw_per_clip else point,
+                "flops": totals.flops}
 
     # -- epochs --------------------------------------------------------------------
     def _train_loader(self):
         """This phase's training loader, set to the current epoch and to the first clip of the
         epoch's next step (a resumed run skips the steps done)."""
         p, ph = self.progress, self.phase
-        ph.data_sampler.set_epoch(p.epoch, start=p.batch * self.micro_batch * self.cfg.train.accum_steps)
+        ph.data_sampler.set_epoch(p.epoch, start=p.batch * ph.start_per_step)
         ph.train_set.set_epoch(p.epoch)
         return ph.train_loader
 
@@ -348,9 +373,10 @@ class Trainer:
         if split not in ph.eval_loaders:  # made once per phase, their workers kept
             dataset = ph.val_set if split == "val" else AudioDataset(
                 self.splits[split], self.features, compression=self.cfg.phase_compression(ph.index),
-                cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed)
+                cache=self.cache, on_error=self.cfg.data.on_error, seed=self.cfg.seed, lengths=ph.val_set.lengths)
             bs = self.cfg.data.eval_batch_size or self.micro_batch
-            ph.eval_loaders[split] = eval_loader(dataset, bs, self.info, self.workers)
+            ph.eval_loaders[split] = eval_loader(dataset, bs, self.info, self.workers, collate_fn=ph.collate,
+                                                 frames=ph.eval_frames(self.samples.get(split), self.features))
         score = getattr(self.task, "validate", evaluate_model)  # a task's own numbers (SSAST's), or a classifier's
         return score(model or self.model, ph.eval_loaders[split], self.cfg.eval_points(ph.index, self.features),
                      multilabel=self.multilabel, info=self.info,

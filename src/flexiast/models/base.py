@@ -330,7 +330,9 @@ class ModelFamily:
       (:class:`~flexiast.models.points.PatchPoints`, an AST's) or the input length
       (:class:`~flexiast.models.points.LengthPoints`, HTS-AT's). Only a patch family may
       draw patch sizes per step, widen the kernel (``patch:C``) or validate at several sizes;
-    * ``packs``: whether its models take packed clips of their own lengths.
+    * ``packs``: whether its models take packed clips of their own lengths;
+    * ``pools_lengths``: whether ``model(spec, lengths=...)`` pools each clip of a padded batch
+      over its own frames only (what a length bucket passes it).
     """
 
     arch: str
@@ -361,6 +363,10 @@ class ModelFamily:
     #: lengths, packed into rows with attention restricted to each clip (ElasticAST): a token
     #: family's models. A family without it trains on length buckets padded to their longest.
     packs: bool = False
+    #: Whether ``model(spec, lengths=lengths)`` leaves each clip's padding (its frames past
+    #: ``lengths[b]`` of a padded batch ``spec``) out of its clip pooling: length buckets pass
+    #: their clips' lengths to such a family (HTS-AT, CNN14).
+    pools_lengths: bool = False
 
 
 _FAMILIES: dict[str, ModelFamily] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...constants import AXES, PATCH_SAMPLERS, RESIZE_METHODS
+from ...constants import AXES, PATCH_DRAWS, PATCH_SAMPLERS, RESIZE_METHODS
 from ...recipe_checks import ConfigError, FamilyKeys, choice, positive
 from ...resize import to_pair
 from ..section import PresetSection
@@ -70,13 +70,16 @@ class PatchSampling:
     (base_f x p, FlexiAST's speaker setting) or ``freq`` (p x base_t). None = the model's
     stored size. ``resize``: how each step's kernel is made from the stored one, ``pi``
     (PI-resize, FlexiAST eq. 3) or ``bl`` (bilinear, antialiased: the BL FlexiAST of
-    FlexiAST Sec. 3.4 item 2, Fig. 4b); the gradient flows through either."""
+    FlexiAST Sec. 3.4 item 2, Fig. 4b); the gradient flows through either. ``draw``: ``step``
+    (one size per optimizer step, from ``(seed, step)``) or ``clip`` (each clip of a packed
+    batch at its own size, from ``(seed, step, clip)``; needs ``data.batching: packed``)."""
 
     sampler: str = "fixed"
     sizes: list[int] | None = None
     weights: list[float] | None = None
     axes: str = "both"
     resize: str = "pi"
+    draw: str = PATCH_DRAWS[0]
 
     def check(self, ctx) -> None:
         """The sampler is well formed, and phase ``ctx.phase``'s stored kernel and every patch
@@ -85,6 +88,10 @@ class PatchSampling:
         choice(self.sampler, PATCH_SAMPLERS, f"{key}.sampler")
         choice(self.axes, AXES, f"{key}.axes")
         choice(self.resize, RESIZE_METHODS, f"{key}.resize")
+        choice(self.draw, PATCH_DRAWS, f"{key}.draw")
+        if self.draw == "clip" and ctx.cfg.data.batching != "packed":
+            raise ConfigError(f"{key}.draw: clip draws a patch size per clip inside a packed batch; data.batching is "
+                              f"{ctx.cfg.data.batching} (use packed, or draw: step)")
         if self.sizes is not None and (not self.sizes or any(p < 1 for p in self.sizes)):
             raise ConfigError(f"{key}.sizes: {self.sizes} must be a non-empty list of positive sizes")
         if self.sampler == "fixed" and self.sizes is not None and len(self.sizes) != 1:

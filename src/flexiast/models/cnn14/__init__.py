@@ -22,5 +22,5 @@ FAMILY = register(ModelFamily(
     init_from=weights.init_from, flops=flops, recipe_section=CNN14Section, config_from_recipe=config_from_recipe,
     # Three blocks (4, 8, 8 wide): two poolings, so 4 frames at least; a quarter of 32 frames still runs.
     tiny=dict(num_classes=5, input_fdim=16, input_tdim=32, channels=(4, 8, 8)),
-    example_calls=({},), points=LengthPoints(),
+    example_calls=({},), points=LengthPoints(), pools_lengths=True,
 ))

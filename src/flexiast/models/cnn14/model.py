@@ -86,11 +86,17 @@ def _no_call(call: dict, what: str) -> None:
         raise ValueError(f"{what}: unexpected {', '.join(bad)}; CNN14 takes no per-call settings.{why}")
 
 
-def clip_pool(x: torch.Tensor) -> torch.Tensor:
+def clip_pool(x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
     """PANNs' global pooling of a map ``[B, C, T', F']``: the mean over frequency, then the
-    maximum plus the mean over time: ``[B, C]``."""
+    maximum plus the mean over time: ``[B, C]``. ``positions [B]``: clip ``b``'s maximum and
+    mean run over its first ``positions[b]`` time positions only (a padded batch's clips, each
+    pooled over the positions that hold its own frames)."""
     x = x.mean(dim=3)
-    return x.max(dim=2).values + x.mean(dim=2)
+    if positions is None:
+        return x.max(dim=2).values + x.mean(dim=2)
+    keep = (torch.arange(x.shape[2], device=x.device)[None, :] < positions[:, None].to(x.device))[:, None, :]
+    top = x.masked_fill(~keep, float("-inf")).max(dim=2).values
+    return top + (x * keep).sum(dim=2) / keep.sum(dim=2)
 
 
 class CNN14(FlexModel):
@@ -169,22 +175,29 @@ class CNN14(FlexModel):
             x = block(x)
         return x
 
-    def _head_input(self, spec: torch.Tensor) -> torch.Tensor:
-        """PANNs' embedding ``[B, D]``: the last map (after its dropout) pooled, dropout, ``fc1``, ReLU."""
+    def _head_input(self, spec: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """PANNs' embedding ``[B, D]``: the last map (after its dropout) pooled, dropout, ``fc1``, ReLU;
+        with ``lengths``, each clip pooled over the time positions that hold its frames
+        (``ceil(length / token_frames)``, a padded batch's padding left out of the pooling)."""
         x = self.conv_dropout(self._maps(spec, self.num_layers))
-        return F.relu(self.fc1(self.fc_dropout(clip_pool(x))))
+        positions = None
+        if lengths is not None:
+            step = self.token_frames()
+            positions = (torch.as_tensor(lengths) + step - 1).div(step, rounding_mode="floor").clamp(1, x.shape[2])
+        return F.relu(self.fc1(self.fc_dropout(clip_pool(x, positions))))
 
-    def outputs(self, spec: torch.Tensor, **call) -> CNN14Output:
-        """Clip logits and PANNs' embedding for ``spec[B, T, F]`` (:class:`CNN14Output`)."""
+    def outputs(self, spec: torch.Tensor, lengths: torch.Tensor | None = None, **call) -> CNN14Output:
+        """Clip logits and PANNs' embedding for ``spec[B, T, F]`` (:class:`CNN14Output`); ``lengths
+        [B]``: each clip's own frames of a padded batch, the rest left out of the clip pooling."""
         _no_call(call, "outputs")
-        embedding = self._head_input(spec)
+        embedding = self._head_input(spec, lengths)
         return CNN14Output(clip=self.fc_audioset(embedding), embedding=embedding)
 
-    def forward(self, spec: torch.Tensor, **call) -> torch.Tensor:
+    def forward(self, spec: torch.Tensor, lengths: torch.Tensor | None = None, **call) -> torch.Tensor:
         """Clip logits ``[B, classes]`` (before the sigmoid) for ``spec[B, T, F]`` of at least
-        :attr:`CNN14Config.min_frames` frames."""
+        :attr:`CNN14Config.min_frames` frames (``lengths``: as :meth:`outputs`)."""
         _no_call(call, "forward")
-        return self.outputs(spec).clip
+        return self.outputs(spec, lengths).clip
 
     def embed(self, spec: torch.Tensor, *, layer: int | None = None, **call) -> TokenEmbedding:
         """The feature map of ``layer`` (:attr:`num_layers`; None: the last block's) as tokens on a

@@ -25,5 +25,5 @@ FAMILY = register(ModelFamily(
     # 4 x 4 windows, stage 2's 4 x 4 grid one window; a quarter (16 frames, one unit) still runs.
     tiny=dict(num_classes=5, input_fdim=16, input_tdim=64, embed_dim=16, depths=(2, 2), num_heads=(2, 4),
               window_size=4, freq_ratio=2, drop_path_rate=0.0),
-    example_calls=({},), points=LengthPoints(),
+    example_calls=({},), points=LengthPoints(), pools_lengths=True,
 ))

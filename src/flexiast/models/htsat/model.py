@@ -395,24 +395,35 @@ class HTSAT(FlexModel):
     def _real_columns(self, frames: int, token_frames: int) -> int:
         return math.ceil(frames / token_frames)
 
-    def sed(self, spec: torch.Tensor, **call) -> SEDOutput:
-        """Clip and framewise logits and the embedding for ``spec[B, T, F]`` (:class:`SEDOutput`)."""
+    def sed(self, spec: torch.Tensor, lengths: torch.Tensor | None = None, **call) -> SEDOutput:
+        """Clip and framewise logits and the embedding for ``spec[B, T, F]`` (:class:`SEDOutput`).
+        ``lengths [B]``: each clip's own frames of a padded batch; its clip logits and embedding
+        are then the means over the time positions that cover them (the padding left out)."""
         _no_call(call, "sed")
         self._check_input(spec)
         cfg = self.config
         frames = spec.shape[1]
         tokens = unfold(self._layers(spec), cfg.freq_ratio)  # [B, c_freq_bin, P, C], time in order
-        real = self._real_columns(frames, cfg.frames_per_position)
-        embedding = tokens[:, :, :real].mean(dim=(1, 2))
         positions = self.tscam_conv(tokens.permute(0, 3, 1, 2)).flatten(2)  # [B, classes, P]
-        clip = positions[:, :, :real].mean(dim=-1)
         framewise = positions.transpose(1, 2).repeat_interleave(cfg.frames_per_position, dim=1)[:, :frames]
+        if lengths is None:
+            real = self._real_columns(frames, cfg.frames_per_position)
+            embedding = tokens[:, :, :real].mean(dim=(1, 2))
+            clip = positions[:, :, :real].mean(dim=-1)
+        else:
+            fpp = cfg.frames_per_position
+            real = (torch.as_tensor(lengths, device=spec.device) + fpp - 1).div(fpp, rounding_mode="floor")
+            real = real.clamp(1, positions.shape[-1])
+            keep = (torch.arange(positions.shape[-1], device=spec.device)[None, :] < real[:, None]).to(tokens.dtype)
+            clip = (positions * keep[:, None, :]).sum(dim=-1) / real[:, None]
+            embedding = (tokens * keep[:, None, :, None]).sum(dim=(1, 2)) / (real * tokens.shape[1])[:, None]
         return SEDOutput(clip=clip, framewise=framewise, embedding=embedding)
 
-    def forward(self, spec: torch.Tensor, **call) -> torch.Tensor:
-        """Clip logits ``[B, classes]`` (before the sigmoid) for ``spec[B, T, F]`` of any length."""
+    def forward(self, spec: torch.Tensor, lengths: torch.Tensor | None = None, **call) -> torch.Tensor:
+        """Clip logits ``[B, classes]`` (before the sigmoid) for ``spec[B, T, F]`` of any length
+        (``lengths``: as :meth:`sed`)."""
         _no_call(call, "forward")
-        return self.sed(spec).clip
+        return self.sed(spec, lengths).clip
 
     def embed(self, spec: torch.Tensor, *, layer: int | None = None, **call) -> TokenEmbedding:
         """The tokens of ``layer`` (:attr:`num_layers`; None: after the final norm, what the head

@@ -994,9 +994,77 @@ def ssast_paper_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+# -- packed native-length training (ElasticAST, issue 29) ------------------------------------
+#: FSDD's clips are 0.14-2.28 s: 2.56 s keeps every one whole.
+FSDD_MAX_LENGTH = 256
+#: 32 clips' worth of tokens at FSDD's mean native length (22.6 tokens at patch 16, from the file
+#: headers), so a packed epoch takes about the fixed recipe's 75 steps.
+FSDD_BATCH_TOKENS = 724
+
+
+def packed(row_tokens: int, batch_tokens: int | None) -> dict:
+    out = {"batching": "packed", "row_tokens": row_tokens}
+    if batch_tokens is not None:
+        out["batch_tokens"] = batch_tokens
+    return out
+
+
+def fsdd_native(name: str, task: str, epochs: int, sampler: dict, eval_sizes: list[int], row_tokens: int) -> dict:
+    """An FSDD recipe at native length: packed rows of ``row_tokens``, clips up to 2.56 s whole."""
+    body = fsdd(name, task, [_phase("full", epochs, sampler)], eval_sizes)
+    body["features"] = {**body["features"], "max_length": FSDD_MAX_LENGTH}
+    body["data"] = {**body["data"], **packed(row_tokens, FSDD_BATCH_TOKENS)}
+    return body
+
+
+def packing_recipes() -> dict[str, tuple[str, dict]]:
+    native = ("at native length (ElasticAST, Feng et al., Interspeech 2024): every clip whole (up to\n"
+              "# features.max_length, 2.56 s), packed into rows of data.row_tokens tokens with attention\n"
+              "# restricted to each clip, 724 tokens per step (32 clips at FSDD's mean length); prefix pooling as\n"
+              "# the fixed recipe, so only the input length differs.")
+    per_clip = dict(flexible(), draw="clip")
+    out = {
+        "fsdd/digits_ast16_native.yaml": (
+            "AST-16 on FSDD digits " + native + "\n# Against recipes/fsdd/digits_ast16.yaml (64 frames): "
+            "python scripts/study_packing.py",
+            fsdd_native("fsdd-digits-ast16-native", "digits", FSDD_EPOCHS, fixed(16), [16], 256)),
+        "fsdd/digits_flexiast_native.yaml": (
+            "FlexiAST from random weights on FSDD digits " + native + "\n# The patch size is drawn per step "
+            "(FlexiAST's rule); rows of 512 tokens hold FSDD's longest clip at patch 8.",
+            fsdd_native("fsdd-digits-flexiast-native", "digits", FSDD_EPOCHS, flexible(), [8, 16, 32, 48], 512)),
+        "fsdd/digits_flexiast_native_clip.yaml": (
+            "digits_flexiast_native.yaml with the patch size drawn per clip inside each packed batch\n"
+            "# (phases[].patch.draw: clip), from (seed, step, clip).",
+            fsdd_native("fsdd-digits-flexiast-native-clip", "digits", FSDD_EPOCHS, per_clip, [8, 16, 32, 48], 512)),
+        "fsdd/speakers_ast16_native.yaml": (
+            "AST-16 for FSDD speaker identification " + native,
+            fsdd_native("fsdd-speakers-ast16-native", "speakers", 16, fixed(16), [16], 256)),
+    }
+    out = {key: (comment + "\n" + fsdd_layout(), body) for key, (comment, body) in out.items()}
+    vox = paper(VOXCELEB, "voxceleb-elasticast", patch=16, phases=[_phase("full", 40, fixed(16))], eval_sizes=[16],
+                init=VOXCELEB.init, data=packed(2048, None))
+    vox["model"]["pooling"] = "attention"
+    vox["features"]["max_length"] = 3072
+    vox["schedule"] = {"name": "multistep", "warmup_steps": 1000, "decay_from": 5, "decay_every": 1, "gamma": 0.75}
+    out["voxceleb/elasticast.yaml"] = (
+        "ElasticAST on VoxCeleb1 speaker identification: every utterance at its native length, up to 3,072\n"
+        "# frames (30.72 s), packed into rows of 2,048 tokens (L'), ElasticAST's masked attention pooling\n"
+        "# (model.pooling: attention). Settings from JiuFengSC/ElasticAST's VoxCeleb script (facts in\n"
+        "# ../shared/reference/elasticast_passt.md): Adam 1e-5 (betas 0.95/0.999, wd 5e-7), 1000-step warm-up,\n"
+        "# 40 epochs, x0.75 per epoch from epoch 5, CE, SpecAugment 48/192. Differences: initialised from\n"
+        "# DeiT-B 384 as the AST recipes (ElasticAST starts VoxCeleb from SSAST), AST's two prefix tokens kept\n"
+        "# beside the pooling query, each step 12 x a 1024-frame clip's tokens (ElasticAST: 12 clips), the\n"
+        "# time mask not scaled with the clip's length, no 10% token dropout, AST's normalisation statistics.\n"
+        + VOXCELEB.layout.replace("Cut or padded to 1024 frames (10.24 s), as in the papers' AST pipeline.",
+                                  "Native length, cut (seeded) beyond 3,072 frames."),
+        vox)
+    return out
+
+
 def all_recipes() -> dict[str, tuple[str, dict]]:
     return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes(),
-            **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(), **ssast_paper_recipes()}
+            **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(), **ssast_paper_recipes(),
+            **packing_recipes()}
 
 
 def render(comment: str, body: dict, path: str) -> str:

@@ -154,7 +154,8 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
     index so every clip counts once. ``"_clips"`` and ``"_skipped"`` count the clips scored and
     those left out as unreadable (under ``on_error="skip"``), and ``"_unreadable"`` lists the
     latter's errors (file, reason); ``"_frames"`` lists the input lengths of padded batches this
-    rank saw, and ``"_lengths"`` ``{name: {frames: clips}}`` the lengths each point ran at.
+    rank saw, and ``"_lengths"`` ``{name: {frames: clips}}`` the lengths each point ran at (the
+    frames as text, so the dict survives a JSON round trip).
     A padded batch with its clips' ``lengths`` (a length bucket's, :class:`flexiast.data.Collate`)
     passes them, pooled with the point, to a family that leaves padding out of its pooling
     (``ModelFamily.pools_lengths``).
@@ -209,7 +210,8 @@ def evaluate_model(model: FlexModel, loader, points: dict[str, OperatingPoint], 
     out["_skipped"] = len(errors)
     out["_unreadable"] = errors
     out["_frames"] = sorted(frames)
-    out["_lengths"] = {n: dict(sum((p["lengths"][n] for p in gathered), collections.Counter())) for n in points}
+    out["_lengths"] = {n: {str(f): k for f, k in sorted(sum((p["lengths"][n] for p in gathered),
+                                                            collections.Counter()).items())} for n in points}
     return out
 
 
@@ -327,7 +329,7 @@ def profile_model(model: FlexModel, loader, *, multilabel: bool, patch_sizes=Non
         mean = None
         if point.packed:  # each clip's own cost, at the length it ran
             ran = results["_lengths"][name]
-            mean = sum(k * flops(fixed.config, (n, cfg.input_fdim)).forward for n, k in ran.items()) \
+            mean = sum(k * flops(fixed.config, (int(n), cfg.input_fdim)).forward for n, k in ran.items()) \
                 / sum(ran.values()) / 1e9
         del fixed
         row = ProfileRow(point, count.tokens, count.forward / 1e9, 1e3 * lat["median"], 1e3 * lat["min"],

@@ -118,12 +118,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--tables", default=str(ROOT / "docs" / "results" / "fsdd"), help="where the table goes")
     ap.add_argument("--tables-only", action="store_true")
+    ap.add_argument("--only", default=None, help="comma-separated recipe stems to run (default: all four)")
     args = ap.parse_args(argv)
     runs, seeds = Path(args.runs), [int(s) for s in args.seeds.split(",")]
     runs.mkdir(parents=True, exist_ok=True)
     failed = []
     if not args.tables_only:
-        jobs = [Job(recipe, s, "packing") for s in seeds for recipe, _ in RECIPES]
+        only = None if args.only is None else set(args.only.split(","))
+        jobs = [Job(recipe, s, "packing") for s in seeds for recipe, _ in RECIPES
+                if only is None or recipe.removesuffix(".yaml") in only]
         failed = schedule(jobs, runs, args.jobs, args.threads)
         for job in jobs:
             if job.name not in failed:

@@ -5,6 +5,7 @@ FSDD and its resumption. The packed forward itself is tests/test_packing.py's.""
 from __future__ import annotations
 
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from flexiast.audio import load_audio
 from flexiast.config import ConfigError, build_config
 from flexiast.data import AudioDataset, ClipLengths, Collate, TokenBatchSampler, clip_frames, clip_samples
 from flexiast.data.readers import read_manifest
+from flexiast.deploy.model import load_inference_model
 from flexiast.distributed import DistInfo
 from flexiast.engine import resume, train
 from flexiast.engine.point_sampler import PointSampler
@@ -308,6 +310,11 @@ def test_packed_training_on_fsdd_runs_the_steps_the_budget_gives(fsdd_small, tmp
     rows = read_csv(tmp_path / "run" / "steps.csv")
     assert len(rows) == steps and {r["patch"] for r in rows} == {"per clip"}
     assert summary["final_val"]["_clips"] == 20 and math.isfinite(float(rows[-1]["loss"]))
+    # the weights say how they were trained, so a copy away from the run still deploys packed
+    (copy := tmp_path / "elsewhere").mkdir()
+    shutil.copy(tmp_path / "run" / "best.safetensors", copy / "model.safetensors")
+    im = load_inference_model(copy / "model.safetensors")
+    assert (im.batching, im.row_tokens) == ("packed", 2048)
 
 
 def _kill_at_step(n: int):

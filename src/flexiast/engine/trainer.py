@@ -225,10 +225,13 @@ class Trainer:
 
     def inference_info(self) -> dict:
         """What inference needs beyond the weights: the features, the current phase's
-        compression (a model trained last on fshift or pooled input takes that input) and
-        how scores are read."""
+        compression (a model trained last on fshift or pooled input takes that input), how
+        scores are read, and how clips were batched (packed native-length clips are deployed
+        packed: :func:`flexiast.deploy.files.training_batching`)."""
         compression = self.cfg.phase_compression(self.phase.index)
-        return {"features": self.features.to_dict(), "compression": str(compression), "multilabel": self.multilabel}
+        d = self.cfg.data
+        return {"features": self.features.to_dict(), "compression": str(compression), "multilabel": self.multilabel,
+                "batching": d.batching, "row_tokens": d.row_tokens}
 
     def _restore(self, state: dict) -> None:
         """Continue from checkpoint ``state``: the model (built from its configuration) takes

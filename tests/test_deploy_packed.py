@@ -361,4 +361,4 @@ def test_evaluate_model_takes_a_loaders_own_clips(model, files):
     batch = {"spec": Clips(specs), "target": torch.eye(10)[alone], "index": torch.arange(4), "errors": []}
     out = evaluate_model(model, [batch], {"p": OperatingPoint(FRAMES, (PATCH, PATCH), "pi", packed=True)},
                          multilabel=False)
-    assert out["p"]["accuracy"] == 1.0 and out["_lengths"]["p"] == {16: 1, 20: 1, 39: 1, 66: 1}
+    assert out["p"]["accuracy"] == 1.0 and out["_lengths"]["p"] == {"16": 1, "20": 1, "39": 1, "66": 1}

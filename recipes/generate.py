@@ -1027,7 +1027,7 @@ def packing_recipes() -> dict[str, tuple[str, dict]]:
         "fsdd/digits_ast16_native.yaml": (
             "AST-16 on FSDD digits " + native + "\n# Against recipes/fsdd/digits_ast16.yaml (64 frames): "
             "python scripts/study_packing.py",
-            fsdd_native("fsdd-digits-ast16-native", "digits", FSDD_EPOCHS, fixed(16), [16], 256)),
+            fsdd_native("fsdd-digits-ast16-native", "digits", FSDD_EPOCHS, fixed(16), [16], 128)),
         "fsdd/digits_flexiast_native.yaml": (
             "FlexiAST from random weights on FSDD digits " + native + "\n# The patch size is drawn per step "
             "(FlexiAST's rule); rows of 512 tokens hold FSDD's longest clip at patch 8.",
@@ -1038,7 +1038,7 @@ def packing_recipes() -> dict[str, tuple[str, dict]]:
             fsdd_native("fsdd-digits-flexiast-native-clip", "digits", FSDD_EPOCHS, per_clip, [8, 16, 32, 48], 512)),
         "fsdd/speakers_ast16_native.yaml": (
             "AST-16 for FSDD speaker identification " + native,
-            fsdd_native("fsdd-speakers-ast16-native", "speakers", 16, fixed(16), [16], 256)),
+            fsdd_native("fsdd-speakers-ast16-native", "speakers", 16, fixed(16), [16], 128)),
     }
     out = {key: (comment + "\n" + fsdd_layout(), body) for key, (comment, body) in out.items()}
     vox = paper(VOXCELEB, "voxceleb-elasticast", patch=16, phases=[_phase("full", 40, fixed(16))], eval_sizes=[16],

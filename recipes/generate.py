@@ -997,8 +997,10 @@ def ssast_paper_recipes() -> dict[str, tuple[str, dict]]:
 # -- packed native-length training (ElasticAST, issue 29) ------------------------------------
 #: FSDD's clips are 0.14-2.28 s: 2.56 s keeps every one whole.
 FSDD_MAX_LENGTH = 256
-#: 32 clips' worth of tokens at FSDD's mean native length (22.6 tokens at patch 16, from the file
-#: headers), so a packed epoch takes about the fixed recipe's 75 steps.
+#: Tokens per step: 724 was meant as 32 clips at FSDD's mean native length but took the mean
+#: before flooring each clip to whole patch columns (22.6 tokens at patch 16); the true mean is
+#: about 19, so a step holds about 38 clips and an epoch takes 64 steps against the fixed
+#: recipe's 75 (docs/RESULTS.md reports both). Kept so that the recorded runs regenerate.
 FSDD_BATCH_TOKENS = 724
 
 
@@ -1020,7 +1022,7 @@ def fsdd_native(name: str, task: str, epochs: int, sampler: dict, eval_sizes: li
 def packing_recipes() -> dict[str, tuple[str, dict]]:
     native = ("at native length (ElasticAST, Feng et al., Interspeech 2024): every clip whole (up to\n"
               "# features.max_length, 2.56 s), packed into rows of data.row_tokens tokens with attention\n"
-              "# restricted to each clip, 724 tokens per step (32 clips at FSDD's mean length); prefix pooling as\n"
+              "# restricted to each clip, 724 tokens per step (about 38 clips, 64 steps an epoch); prefix pooling as\n"
               "# the fixed recipe, so only the input length differs.")
     per_clip = dict(flexible(), draw="clip")
     out = {

@@ -55,8 +55,8 @@ def evaluations(job: Job, runs: Path) -> None:
                       "--label", job.name], log)
 
 
-def _epochs(summ: dict) -> int:
-    return sum(p.get("epochs", 0) for p in summ["phases"]) or 1
+def _epochs(run_dir: Path) -> int:
+    return len(_load(run_dir / "history.json") or []) or 1
 
 
 def _test(summ: dict) -> float:
@@ -71,7 +71,7 @@ def _by_length(profile: dict) -> dict[str, float]:
 def table(runs: Path, seeds: list[int]) -> str:
     """The study's Markdown table (mean ± std over the seeds that finished)."""
     lengths = [f"{float(x):g} s" for x in LENGTHS.split(",")]
-    head = ["recipe", "seeds", "train TFLOPs", "s / epoch", "test acc"] + lengths
+    head = ["recipe", "seeds", "train TFLOPs", "steps / epoch", "s / epoch", "test acc"] + lengths
     lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
     for recipe, label in RECIPES:
         rows = []
@@ -81,10 +81,12 @@ def table(runs: Path, seeds: list[int]) -> str:
             prof = _load(runs / job.name / "eval-lengths" / "profile.json")
             if summ:
                 rows.append((summ, _by_length(prof) if prof else {}))
+                summ["_epochs"] = _epochs(runs / job.name)
         if not rows:
             continue
         cells = [label, str(len(rows)), _spread([s["train_flops"] / 1e12 for s, _ in rows], 2),
-                 _spread([s["train_seconds"] / _epochs(s) for s, _ in rows], 1), _spread([_test(s) for s, _ in rows])]
+                 f"{rows[0][0]['phases'][0]['steps'] / rows[0][0]['_epochs']:g}",
+                 _spread([s["train_seconds"] / s["_epochs"] for s, _ in rows], 1), _spread([_test(s) for s, _ in rows])]
         cells += [_spread([p[k] for _, p in rows if k in p]) for k in lengths]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -137,10 +137,11 @@ def packed_flops(config: ASTConfig, clips: Clips, patch_size=None, *, stride=Non
                  pos_grid: str = "leading") -> FlopCount:
     """FLOPs of ``model(clips, ...)``, packed (:mod:`.packed`): per group of clips embedded
     together, its kernel and grid resizes and its patch embedding; then every layer over all
-    ``R x L`` positions of the ``R`` rows of ``L`` (padding included, every layer whole: there
-    is no prefix-only last layer in a packed call), attention ``4 L^2 D`` per row and layer;
-    pooling over each clip's gathered ``max S_i - P`` patch positions; the head per clip.
-    ``tokens`` is ``R x L``, ``grid`` ``(R, L)``."""
+    ``R x L`` positions of the ``R`` rows of ``L`` (padding included), attention ``4 L^2 D`` per
+    row and layer, except that with the ``"prefix"`` head the last layer's queries,
+    projection and MLP run for the first ``Q = P x (most clips in a row)`` positions of each
+    row only (attention ``4 Q L D`` per row); pooling over each clip's gathered ``max S_i - P``
+    patch positions; the head per clip. ``tokens`` is ``R x L``, ``grid`` ``(R, L)``."""
     lay = layout(config, clips, patch_size, stride)
     d, layers, m = config.embed_dim, config.depth, config.mlp_dim
     kernel = pos = embed = 0
@@ -148,10 +149,13 @@ def packed_flops(config: ASTConfig, clips: Clips, patch_size=None, *, stride=Non
         k, g = _resize_flops(config, patch, st, grid, resize, pos_grid)
         kernel, pos = kernel + k, pos + g
         embed += 2 * len(members) * grid[0] * grid[1] * patch[0] * patch[1] * d
-    t, rows, n = lay.tokens * layers, len(lay.rows), len(clips)
+    rows, n, length = len(lay.rows), len(clips), lay.length
+    q = config.prefix_tokens * max(len(r) for r in lay.rows) if config.pooling == "prefix" else length
+    t = rows * (length * (layers - 1) + q)  # positions through each per-token product, over the layers
     return FlopCount(
         patch_resize=kernel, pos_resize=pos, patch_embed=embed,
-        qkv=6 * d * d * t, attention=4 * rows * lay.length ** 2 * d * layers, proj=2 * d * d * t,
-        mlp=4 * d * m * t, head=2 * n * d * config.num_classes, tokens=lay.tokens, grid=(rows, lay.length),
+        qkv=2 * d * d * rows * (3 * length * (layers - 1) + 2 * length + q),
+        attention=4 * rows * length * d * (length * (layers - 1) + q), proj=2 * d * d * t,
+        mlp=4 * d * m * t, head=2 * n * d * config.num_classes, tokens=lay.tokens, grid=(rows, length),
         batch_size=n, pool=_pool_flops(config, n, max(lay.sizes) - config.prefix_tokens),
     )

@@ -8,14 +8,19 @@ For clips ``x_1 .. x_N`` (``[frames_i, mel_bins]``, each at its own patch size `
    grid follows the clip's length by the call's ``pos_grid`` policy). Clips of one patch size
    and token grid are embedded together, each cut (or, under ``partial_patches="pad"``,
    zero-padded) to the frames that grid reads, which is what the clip alone reads;
-2. the clips' ``S_i = P + N_i`` tokens are laid end to end in rows of at most ``row_tokens``
+2. the clips' ``S_i = P + N_i`` tokens are packed into rows of at most ``row_tokens``
    (:func:`~flexiast.models.packing.pack_rows`, greedy in order), rows zero-padded to the
-   longest; every layer runs on ``[rows, longest, D]`` with the block-diagonal mask
-   (:func:`~flexiast.models.packing.block_mask`), so a token's attention is a softmax over
-   its own clip's tokens only (masked scores are ``-inf``, their weights exactly 0);
+   longest; within a row the prefix tokens of all its clips come first, then their patch
+   tokens (:func:`positions`); every layer runs on ``[rows, longest, D]`` with the
+   block-diagonal mask (:func:`~flexiast.models.packing.block_mask`, here over the clip
+   each position holds), so a token's attention is a softmax over its own clip's tokens only
+   (masked scores are ``-inf``, their weights exactly 0). With the ``"prefix"`` head the last
+   layer runs for each row's leading prefix positions only, as an unpacked batch's does
+   (``prefix_only``), which saves nearly a layer's work (a quarter of a 4-layer model's);
 3. the final norm's output is gathered back per clip (``[N, max S_i, D]`` and a mask of the
-   clip's tokens) and read by the head as an unpacked batch is (:meth:`AST.forward_head`:
-   prefix tokens, masked mean, or masked attention pooling).
+   clip's tokens, or only the ``[N, P, D]`` prefix tokens) and read by the head as an
+   unpacked batch is (:meth:`AST.forward_head`: prefix tokens, masked mean, or masked
+   attention pooling).
 
 Every other operation acts on each token alone, so the logits equal each clip run alone, to
 rounding; the cost is one attention over ``longest`` keys per row instead of ``S_i`` per clip
@@ -29,9 +34,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..packing import Clips, block_mask, pack_rows, segment_ids
+from ..packing import Clips, block_mask, pack_rows
 
-__all__ = ["PackedLayout", "layout", "packed_features", "forward_packed"]
+__all__ = ["PackedLayout", "layout", "positions", "packed_features", "forward_packed"]
 
 
 @dataclass(frozen=True)
@@ -82,10 +87,31 @@ def _fit(spec: torch.Tensor, frames: int) -> torch.Tensor:
     return F.pad(spec, (0, 0, 0, frames - spec.shape[0]))
 
 
+def positions(lay: PackedLayout, prefix: int) -> list[torch.Tensor]:
+    """Where each clip's tokens (its ``prefix`` tokens, then its patch tokens) sit in the flat
+    ``[rows x length]`` positions: a row holds the prefix tokens of all its clips first, in
+    order, then their patch tokens. Attention is masked per clip and every other operation
+    acts on each token alone, so the order within a row changes nothing but lets the last
+    layer run for the first ``prefix x (clips in the row)`` positions only."""
+    out: list = [None] * len(lay.sizes)
+    for r, row in enumerate(lay.rows):
+        at = r * lay.length + prefix * len(row)
+        for j, i in enumerate(row):
+            pre = torch.arange(r * lay.length + j * prefix, r * lay.length + (j + 1) * prefix)
+            body = torch.arange(at, at + lay.sizes[i] - prefix)
+            out[i], at = torch.cat([pre, body]), at + lay.sizes[i] - prefix
+    return out
+
+
 def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", stride=None,
-                    pos_grid: str = "leading") -> tuple[torch.Tensor, torch.Tensor, PackedLayout]:
+                    pos_grid: str = "leading", prefix_only: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, PackedLayout]:
     """``(features [N, max S_i, D], mask [N, max S_i], layout)``: each clip's encoder output
-    after the final norm, gathered from the packed rows, and which positions are its tokens."""
+    after the final norm, gathered from the packed rows, and which positions are its tokens.
+    ``prefix_only``: only the prefix tokens, ``[N, prefix, D]`` (all the ``"prefix"`` head
+    reads); the last layer then runs its queries, projection and MLP for the first
+    ``prefix x (most clips in a row)`` positions of each row alone (:func:`positions`), as
+    :meth:`AST.forward_features` does for an unpacked batch."""
     lay = layout(model.config, clips, patch_size, stride)
     embedded: list = [None] * len(clips)
     for (patch, st, grid), members in lay.groups.items():
@@ -94,31 +120,38 @@ def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", st
         x, _ = model._embed_patches(batch, patch, resize, st, pos_grid)
         for j, i in enumerate(members):
             embedded[i] = x[j]
+    p = model.config.prefix_tokens
+    where = positions(lay, p)
     order = [i for row in lay.rows for i in row]
-    starts, at = [0] * len(clips), 0
-    for r, row in enumerate(lay.rows):
-        at = r * lay.length
-        for i in row:
-            starts[i], at = at, at + lay.sizes[i]
     device = embedded[0].device
-    dest = torch.cat([torch.arange(starts[i], starts[i] + lay.sizes[i]) for i in order]).to(device)
+    dest = torch.cat([where[i] for i in order])
     flat = torch.cat([embedded[i] for i in order])
-    x = flat.new_zeros(lay.tokens, flat.shape[-1]).index_copy(0, dest, flat)
+    x = flat.new_zeros(lay.tokens, flat.shape[-1]).index_copy(0, dest.to(device), flat)
     x = x.view(len(lay.rows), lay.length, -1)
-    mask = block_mask(segment_ids(lay.rows, lay.sizes, lay.length)).to(device)
-    for block in model.blocks:
-        x = block(x, mask=mask)
-    x = model.norm(x).reshape(lay.tokens, -1)
-    longest = max(lay.sizes)
-    offsets = torch.arange(longest)
-    gather = torch.tensor(starts)[:, None] + offsets
-    keep = offsets[None, :] < torch.tensor(lay.sizes)[:, None]
-    features = x[torch.where(keep, gather, 0).to(device)]
+    ids = torch.arange(len(lay.rows)).repeat_interleave(lay.length).neg_().sub_(1)
+    ids[dest] = torch.cat([torch.full((lay.sizes[i],), i) for i in order])
+    mask = block_mask(ids.view(len(lay.rows), lay.length)).to(device)
+    queries = p * max(len(r) for r in lay.rows) if prefix_only else None
+    last = len(model.blocks) - 1
+    for k, block in enumerate(model.blocks):
+        x = block(x, mask=mask) if k < last or queries is None else block(x, queries, mask[:, :, :queries])
+    x = model.norm(x)
+    width = x.shape[1]
+    if prefix_only:
+        where = [w[:p] for w in where]
+    longest = max(len(w) for w in where)
+    gather = torch.zeros(len(clips), longest, dtype=torch.long)
+    keep = torch.zeros(len(clips), longest, dtype=torch.bool)
+    for i, w in enumerate(where):
+        gather[i, : len(w)] = (w // lay.length) * width + w % lay.length
+        keep[i, : len(w)] = True
+    features = x.reshape(-1, x.shape[-1])[gather.to(device)]
     return features, keep.to(device), lay
 
 
 def forward_packed(model, clips: Clips, patch_size=None, resize: str = "pi", stride=None,
                    pos_grid: str = "leading") -> torch.Tensor:
     """Logits ``[N, classes]`` of packed ``clips``, row ``i`` clip ``i``'s (the module docstring)."""
-    features, keep, _ = packed_features(model, clips, patch_size, resize, stride, pos_grid)
+    prefix_only = model.config.pooling == "prefix"
+    features, keep, _ = packed_features(model, clips, patch_size, resize, stride, pos_grid, prefix_only)
     return model.forward_head(features, keep)

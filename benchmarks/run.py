@@ -27,13 +27,15 @@ import bench_embed  # noqa: E402
 import bench_epochs  # noqa: E402
 import bench_fbank  # noqa: E402
 import bench_latency  # noqa: E402
+import bench_packing  # noqa: E402
 import bench_peak  # noqa: E402
 import bench_scaling  # noqa: E402
 import bench_train  # noqa: E402
 from common import auto_dtype, kind, machine, ratio_spread, spread, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("peak", "train", "compile", "attention", "fbank", "scaling", "data", "epochs", "latency", "embed")
+SECTIONS = ("peak", "train", "compile", "attention", "fbank", "scaling", "data", "epochs", "latency", "embed",
+            "packing")
 
 KINDS = {"cpu-no-bf16": "CPU without native bf16 (AVX2: most laptops, CI runners and cloud CPUs)",
          "cpu-native-bf16": "CPU with native bf16 (AVX512-BF16 or AMX)",
@@ -119,6 +121,12 @@ def targets(res: dict) -> str:
                 flop, _, warm = bench_epochs.ratios(r, True, comp)
                 add(f"{comp} epoch time / full epoch time, {r['model']}, defaults, warm cache",
                     f"<= FLOP ratio ({flop:.0%}) + 10 points", f"{warm:.0%}", warm <= flop + 0.10)
+    if "packing" in res:
+        for r in res["packing"]["cases"]:
+            saved, gone = bench_packing.saving(r, r["headline"])[0], bench_packing.removed(r)
+            add(f"packed step time saved / padding removed ({gone:.0%}), {r['model']}, {r['dist']} lengths, "
+                f"{r['headline'].removeprefix('packed, ')}", f">= {bench_packing.TARGET}", f"{saved / gone:.2f}",
+                saved >= bench_packing.TARGET * gone)
     return "\n".join(["### Targets", ""] + table(["what", "target", "measured", ""], rows)) + "\n"
 
 
@@ -174,6 +182,9 @@ def main(argv=None) -> None:
         elif name == "embed":
             res[name] = bench_embed.measure(q, args.fsdd)
             text[name] = bench_embed.section(res[name])
+        elif name == "packing":
+            res[name] = bench_packing.measure(q, args.fsdd)
+            text[name] = bench_packing.section(res[name])
         took[name] = time.perf_counter() - start
         print(text[name], flush=True)
     when = time.strftime("%Y-%m-%d") + ", " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in took.items())

@@ -30,14 +30,37 @@ def test_quick_benchmark_run_writes_every_section(tmp_path, fsdd_dir):
     for heading in ("## Targets", "## Matrix-multiply peak", "## Training step against Hugging Face's AST", "## Attention kernels on CPU",
                     "## Feature extraction", "## Scaling across patch sizes and compression", "## PI-resize cost",
                     "## Data loading", "## Coarse epochs against full epochs", "## torch.compile for training",
-                    "## Inference latency", "## Batch labelling, embeddings and the waveform graph"):
+                    "## Inference latency", "## Batch labelling, embeddings and the waveform graph",
+                    "## Packed variable-length batches"):
         assert heading in text, heading
     native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert f"<!-- machine kind: {'cpu-native-bf16' if native else 'cpu-no-bf16'} -->" in text
     targets = text.split("## Targets", 1)[1].split("##", 1)[0]
     # header and rule, the fp32 step (and bf16 where native), 2 fbank peers, resize (mean, worst) /
-    # patch 32 / C=4, loader, coarse epoch against full epoch
-    assert targets.count("\n| ") == 2 + (2 if native else 1) + 2 + 4 + 1 + 1
+    # patch 32 / C=4, loader, coarse epoch against full epoch, packed against padded (two length distributions)
+    assert targets.count("\n| ") == 2 + (2 if native else 1) + 2 + 4 + 1 + 1 + 2
+
+
+def test_packing_benchmark_runs_quick_and_checks_its_contenders(fsdd_dir, capsys):
+    """``bench_packing.py --quick`` in this process (a few seconds; one thread, as a busy machine
+    slows two-thread steps of a tiny model most): it checks every packed contender's logits
+    against each clip alone before timing, and reports the target for both length
+    distributions."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_packing
+
+    threads = torch.get_num_threads()
+    try:
+        bench_packing.main(["--quick", "--threads", "1", "--fsdd", str(fsdd_dir.parent)])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    target = out.split("### Against the target", 1)[1].split("\n### ", 1)[0]
+    assert "FSDD" in target and "synthetic" in target
+    for heading in ("FSDD lengths", "synthetic, 32-320 frames lengths"):
+        assert heading in out
+    assert "| padded to longest |" in out and "| packed, R=128 (headline) |" in out
+    assert "| packed, R=192, first-fit decreasing |" in out
 
 
 def test_a_cpu_without_native_bf16_gets_its_own_section_without_bf16_contenders(tmp_path):

@@ -63,10 +63,19 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float =
     fresh process, measures it 0.9x and 0.7x there, and still 2.7-3.2x at 66-130 tokens.
     A graph traced with symbolic shapes (ONNX export with a dynamic batch) takes the fused
     kernel, which serves every size.
+
+    A masked fp32 attention (a packed row) takes the fused kernel at every size: the mask
+    costs the fused kernel 5-10%, but the explicit path a ``masked_fill`` of the scores
+    forward and backward, which made it 1.1-2.3x slower than the fused kernel on rows of
+    128-512 positions with 4 heads of 32 and 6 of 64, on one thread, and the packed training
+    step of the FSDD recipe's AST 6-17% slower (one and two threads of a loaded 2-core AVX2
+    VM; ``benchmarks/bench_packing.py``, docs/PERFORMANCE.md). bf16 and fp16 keep the rule
+    above (not measured masked on a CPU that computes them natively).
     """
     b, h, n, _ = q.shape
     symbolic = any(isinstance(x, torch.SymInt) for x in (b, h, n, k.shape[-2]))  # an exported graph, any batch
     if (symbolic or q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16, torch.float32)
+            or (mask is not None and q.dtype == torch.float32)
             or b * h * n * k.shape[-2] > EXPLICIT_ATTENTION_MAX_SCORES):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))

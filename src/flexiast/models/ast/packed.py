@@ -92,7 +92,7 @@ def _fit(spec: torch.Tensor, frames: int) -> torch.Tensor:
     return F.pad(spec, (0, 0, 0, frames - spec.shape[0]))
 
 
-def positions(lay: PackedLayout, prefix: int) -> list[torch.Tensor]:
+def positions(lay: PackedLayout, prefix: int) -> list[list[int]]:
     """Where each clip's tokens (its ``prefix`` tokens, then its patch tokens) sit in the flat
     ``[rows x length]`` positions: a row holds the prefix tokens of all its clips first, in
     order, then their patch tokens. Attention is masked per clip and every other operation
@@ -100,11 +100,12 @@ def positions(lay: PackedLayout, prefix: int) -> list[torch.Tensor]:
     layer run for the first ``prefix x (clips in the row)`` positions only."""
     out: list = [None] * len(lay.sizes)
     for r, row in enumerate(lay.rows):
-        at = r * lay.length + prefix * len(row)
+        start = r * lay.length
+        at = start + prefix * len(row)
         for j, i in enumerate(row):
-            pre = torch.arange(r * lay.length + j * prefix, r * lay.length + (j + 1) * prefix)
-            body = torch.arange(at, at + lay.sizes[i] - prefix)
-            out[i], at = torch.cat([pre, body]), at + lay.sizes[i] - prefix
+            body = lay.sizes[i] - prefix
+            out[i] = list(range(start + j * prefix, start + (j + 1) * prefix)) + list(range(at, at + body))
+            at += body
     return out
 
 
@@ -131,13 +132,15 @@ def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", st
     where = positions(lay, p)
     order = [i for row in lay.rows for i in row]
     device = embedded[0].device
-    dest = torch.cat([where[i] for i in order])
+    ids = [-1 - r for r in range(len(lay.rows)) for _ in range(lay.length)]  # a row's padding: its own id
+    for i in order:
+        for at in where[i]:
+            ids[at] = i
+    dest = torch.tensor([at for i in order for at in where[i]], device=device)
     flat = torch.cat([embedded[i] for i in order])
     x = flat.new_zeros(lay.tokens, flat.shape[-1]).index_copy(0, dest.to(device), flat)
     x = x.view(len(lay.rows), lay.length, -1)
-    ids = torch.arange(len(lay.rows)).repeat_interleave(lay.length).neg_().sub_(1)
-    ids[dest] = torch.cat([torch.full((lay.sizes[i],), i) for i in order])
-    mask = block_mask(ids.view(len(lay.rows), lay.length)).to(device)
+    mask = block_mask(torch.tensor(ids).view(len(lay.rows), lay.length)).to(device)
     depth = len(model.blocks) if layer is None else layer
     queries = p * max(len(r) for r in lay.rows) if prefix_only and depth == len(model.blocks) else None
     for k, block in enumerate(model.blocks[:depth]):
@@ -147,13 +150,10 @@ def packed_features(model, clips: Clips, patch_size=None, resize: str = "pi", st
     if queries is not None:
         where = [w[:p] for w in where]
     longest = max(len(w) for w in where)
-    gather = torch.zeros(len(clips), longest, dtype=torch.long)
-    keep = torch.zeros(len(clips), longest, dtype=torch.bool)
-    for i, w in enumerate(where):
-        gather[i, : len(w)] = (w // lay.length) * width + w % lay.length
-        keep[i, : len(w)] = True
-    features = x.reshape(-1, x.shape[-1])[gather.to(device)]
-    return features, keep.to(device), lay
+    gather = [[(at // lay.length) * width + at % lay.length for at in w] + [0] * (longest - len(w)) for w in where]
+    keep = torch.tensor([[True] * len(w) + [False] * (longest - len(w)) for w in where], device=device)
+    features = x.reshape(-1, x.shape[-1])[torch.tensor(gather, device=device)]
+    return features, keep, lay
 
 
 def forward_packed(model, clips: Clips, patch_size=None, resize: str = "pi", stride=None,

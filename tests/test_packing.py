@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from flexiast.models import create_model, flops
-from flexiast.models.packing import Clips, PackingError, block_mask, pack_rows, segment_ids
+from flexiast.models.packing import Clips, PackingError, block_mask, pack_rows
 
 from helpers import measured_flops
 
@@ -47,12 +47,10 @@ def test_a_clip_larger_than_a_row_is_refused_naming_the_setting():
 
 
 def test_the_mask_is_block_diagonal_with_padding_on_its_own():
-    ids = segment_ids([[0, 1], [2]], [2, 1, 2], 3)
-    assert ids.tolist() == [[0, 0, 1], [2, 2, -2]]
+    ids = torch.tensor([[0, 0, 1], [2, 2, -2]])  # row 0: clips 0 and 1; row 1: clip 2, then padding
     mask = block_mask(ids)[:, 0]
-    expected_row0 = [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
-    expected_row1 = [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
-    assert mask[0].int().tolist() == expected_row0 and mask[1].int().tolist() == expected_row1
+    assert mask[0].int().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert mask[1].int().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
 
 
 def test_clips_are_checked():

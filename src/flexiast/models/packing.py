@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["Clips", "pack_rows", "segment_ids", "block_mask", "PackingError", "DEFAULT_ROW_TOKENS"]
+__all__ = ["Clips", "pack_rows", "block_mask", "PackingError", "DEFAULT_ROW_TOKENS"]
 
 #: ElasticAST's row budget ``L'`` (its training and evaluation scripts).
 DEFAULT_ROW_TOKENS = 2048
@@ -121,21 +121,9 @@ def pack_rows(sizes, budget: int) -> list[list[int]]:
     return rows
 
 
-def segment_ids(rows: list[list[int]], sizes, length: int) -> torch.Tensor:
-    """``[rows, length]`` long: the clip each position of a packed row holds, ``-1 - r`` for
-    row ``r``'s padding (one id per row, so padding attends to padding and no query's
-    softmax is empty)."""
-    ids = torch.empty(len(rows), length, dtype=torch.long)
-    for r, members in enumerate(rows):
-        ids[r] = -1 - r
-        at = 0
-        for i in members:
-            ids[r, at: at + sizes[i]] = i
-            at += sizes[i]
-    return ids
-
-
 def block_mask(ids: torch.Tensor) -> torch.Tensor:
-    """``[rows, 1, length, length]`` bool: query ``a`` may attend to key ``b`` of its row when
-    both hold the same clip (or both are the row's padding): the block-diagonal mask."""
+    """``[rows, 1, length, length]`` bool from ``ids [rows, length]``, the clip each position of a
+    packed row holds (a row's padding holds an id of its own, so padding attends to padding and
+    no query's softmax is empty): query ``a`` may attend to key ``b`` of its row when both hold
+    the same id, the block-diagonal mask."""
     return (ids[:, :, None] == ids[:, None, :])[:, None]

@@ -93,6 +93,20 @@ class PhaseRuntime:
         """Optimizer steps left in the current epoch (the phase may end first)."""
         return min(self.steps_per_epoch - progress.batch, self.total_steps - progress.phase_step)
 
+    def micro_call(self, spec, point, batch: dict, step: int, device):
+        """A micro-batch and its call at step ``step``'s ``point``: with ``patch.draw: clip`` each
+        packed clip at its own point (:meth:`PointSampler.per_clip`, from ``(seed, step, clip)``),
+        the call keeping the rest; a length bucket's clip lengths where the family pools each
+        clip over its own frames."""
+        call = point.call()
+        if self.pass_lengths:
+            call["lengths"] = batch["lengths"].to(device)
+        if not self.draw_per_clip:
+            return spec, call
+        points = self.sampler.per_clip(step, batch["index"].tolist())
+        call.pop("patch_size", None)
+        return spec.with_patches([p.patch for p in points]), call
+
     def stand_in_frames(self) -> int:
         """The frames of the zero clip a rank runs when a whole micro-batch was unreadable."""
         return self.frames if self.clips is None else self.clips.train.shortest

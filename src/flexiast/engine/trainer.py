@@ -265,19 +265,6 @@ class Trainer:
             outputs = self.task.forward(self.phase.forward, spec, call, keys)
         return self.task.loss(outputs, target)
 
-    def _micro_call(self, spec, point, batch: dict):
-        """The micro-batch and its call at step point ``point``; with ``patch.draw: clip`` each
-        packed clip at its own point (:meth:`PointSampler.per_clip`), the call keeping the rest;
-        a length bucket's clip lengths where the family pools each clip over its own frames."""
-        call = point.call()
-        if self.phase.pass_lengths:
-            call["lengths"] = batch["lengths"].to(self.info.device)
-        if not self.phase.draw_per_clip:
-            return spec, call
-        points = self.phase.sampler.per_clip(self.progress.step, batch["index"].tolist())
-        call.pop("patch_size", None)
-        return spec.with_patches([p.patch for p in points]), call
-
     def _optimizer_step(self, micro_batches: list[dict]) -> dict:
         """One optimizer step: set the learning rate; per micro-batch forward, loss, backward
         (each clip's loss weighted ``1 / K``, ``K`` the clips kept over all ranks:
@@ -302,7 +289,7 @@ class Trainer:
                 continue  # every clip of this micro-batch was unreadable (on_error: skip), in one process
             spec = batch["spec"].to(info.device, non_blocking=True)
             target = batch["target"].to(info.device, non_blocking=True)
-            spec, call = self._micro_call(spec, point, batch)
+            spec, call = ph.micro_call(spec, point, batch, p.step, info.device)
             with gradient_sync(ph.forward, last=j == accum - 1, info=info):
                 loss = self._loss(spec, target, call, batch["index"])
                 ph.scaler.scale(loss * weight / accum).backward()

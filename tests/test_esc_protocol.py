@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from flexiast.accounting import fixed_budget, paper_savings, savings
+from flexiast.accounting import fixed_budget, no_budget, paper_savings, savings
 from flexiast.cli import main
 from flexiast.config import ConfigError, build_config
 from flexiast.engine import load_splits, train
@@ -213,6 +213,31 @@ def test_savings_cli_prints_both_readings_and_json(tmp_path, capsys):
     assert main(["savings", str(run), "--baseline", str(base), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["paper"]["run_epoch"] == 4 and data["validation"]["run_epoch"] == 3 and data["run_epoch"] == 3
+
+
+def test_no_budget_reads_table_3_both_ways(tmp_path, capsys):
+    """Table 3: the test number at each run's best validation epoch (first at its highest: the run's
+    epoch 5, 0.85 -> 0.77; the baseline's epoch 3, 0.80 -> 0.70), and AST's number, the best test
+    epoch (run 0.77 at 5, baseline 0.74 at 4), or the weight-averaged model where a run has one."""
+    base, run = _history(tmp_path / "base", BASE), _history(tmp_path / "run", RUN)
+    n = no_budget(run, base)
+    assert (n["run"]["best_val_epoch"], n["run"]["test_at_best_val"]) == (5, 0.77)
+    assert (n["baseline"]["best_val_epoch"], n["baseline"]["test_at_best_val"]) == (3, 0.70)
+    assert n["validation_difference"] == pytest.approx(0.07)
+    assert (n["run"]["paper_value"], n["baseline"]["paper_value"]) == (0.77, 0.74)
+    assert n["paper_difference"] == pytest.approx(0.03) and n["run"]["final_epochs"] == 4
+    (base / "summary.json").write_text(json.dumps({"test_select": {"best": 0.70, "averaged": 0.75}}))
+    n = no_budget(run, base)
+    assert n["baseline"]["paper_source"] == "weight-averaged model" and n["paper_difference"] == pytest.approx(0.02)
+    assert main(["savings", str(run), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "| test at the best validation epoch (epochs 5 / 3) | 0.7700 | 0.7000 | +0.0700 |" in out
+    assert "| 0.7700 | 0.7500 | +0.0200 |" in out and "until convergence" in out
+    bare = _history(tmp_path / "bare", BASE, test=False)
+    n = no_budget(run, bare)
+    assert n["baseline"]["test_at_best_val"] is None and n["paper_difference"] is None
+    assert main(["savings", str(run), "--baseline", str(bare)]) == 0
+    assert "| paper (AST's number) | not available: it needs per-epoch test numbers" in capsys.readouterr().out
 
 
 def test_fixed_budget_reads_the_run_after_n_fine_epochs(tmp_path, capsys):

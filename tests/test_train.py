@@ -140,7 +140,7 @@ def test_a_recipe_stride_survives_a_patch_phase(fsdd_small, tmp_path):
     t = Recorder(build_config(raw), tmp_path / "run")
     t.fit()
     (_, c0, _, c1, _), (_, _, _, c2, _) = t.entered
-    assert c0.stride == (8, 8) and c0.grid == (7, 5)
+    assert c0 == c1  # the model starts at the first phase's geometry: nothing to adapt
     assert c1.patch_size == (16, 32) and c1.stride == (16, 32)
     assert c2.stride == (8, 8) and c2.grid == (7, 5)
 
@@ -180,6 +180,26 @@ def test_distillation_loss_by_hand():
     by_hand = (p_t * (torch.log(p_t) - log_p_s)).sum(-1).mean() * T * T
     torch.testing.assert_close(distillation_loss("ce", s, te, T), by_hand)
     assert float(distillation_loss("ce", te, te, T)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_multilabel_distillation_is_the_per_class_kl_up_to_a_constant():
+    """FlexiAST Sec. 3.4 distils with KL divergence. On multi-label data (bce) each class is a
+    Bernoulli, and the loss is BCE(sigmoid(z/T), q) with q = sigmoid(t/T). The per-class binary KL,
+    q log(q/p) + (1-q) log((1-q)/(1-p)), is that BCE minus the teacher's entropy H(q), which does not
+    depend on the student: the two have the same gradient, and the loss is the KL plus T^2 mean H(q)."""
+    torch.manual_seed(0)
+    te = torch.randn(4, 7, dtype=torch.float64) * 3
+    s = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    T = 2.0
+    q, p = torch.sigmoid(te / T), torch.sigmoid(s / T)
+    kl = (q * torch.log(q / p) + (1 - q) * torch.log((1 - q) / (1 - p))).mean() * T * T
+    entropy = -(q * torch.log(q) + (1 - q) * torch.log(1 - q)).mean() * T * T
+    ours = distillation_loss("bce", s, te, T)
+    torch.testing.assert_close(ours, kl + entropy)
+    g_ours, = torch.autograd.grad(ours, s)
+    g_kl, = torch.autograd.grad(kl, s)
+    torch.testing.assert_close(g_ours, g_kl, rtol=1e-12, atol=1e-15)
+    assert float(distillation_loss("bce", te, te, T)) == pytest.approx(float(entropy), rel=1e-12)  # KL 0, H(q) left
 
 
 def test_distillation_runs_teacher_at_its_own_patch_size(fsdd_small, tmp_path, monkeypatch):

@@ -223,3 +223,60 @@ def test_bl_training_uses_the_bilinear_kernel(fsdd_ten, tmp_path, monkeypatch):
     assert not torch.allclose(tokens, pi, atol=1e-2)  # PI-resize would give other tokens
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())  # what --resume reads
     assert saved["phases"][0]["patch"]["resize"] == "bl" and saved["phases"][0]["transfer"] == "bl"
+
+
+def _ast_rule(pos: torch.Tensor, side: int, grid: tuple[int, int], prefix: int) -> torch.Tensor:
+    """AST's move of ImageNet DeiT's ``side x side`` grid to its input's ``grid`` (Gong et al. 2021,
+    Sec. 2.2; ``ASTModel.__init__``), written out: time axis first, keep the centre columns where the
+    new axis is shorter, else bilinear interpolation (no antialiasing); then the frequency axis alike."""
+    d = pos.shape[-1]
+    g = pos[:, prefix:].transpose(1, 2).reshape(1, d, side, side)
+    f, t = grid
+    if t <= side:
+        g = g[:, :, :, side // 2 - t // 2: side // 2 - t // 2 + t]
+    else:
+        g = F.interpolate(g, size=(side, t), mode="bilinear")
+    if f <= side:
+        g = g[:, :, side // 2 - f // 2: side // 2 - f // 2 + f, :]
+    else:
+        g = F.interpolate(g, size=(f, t), mode="bilinear")
+    return torch.cat([pos[:, :prefix], g.reshape(1, d, f * t).transpose(1, 2)], dim=1)
+
+
+@pytest.mark.parametrize("frames, compression, grid", [(128, "fshift:4", (4, 2)), (512, "fshift:2", (4, 16)),
+                                                        (256, "avgpool:2", (4, 8))])
+def test_a_coarse_first_phase_starts_from_deit_by_asts_rule(fsdd_ten, tmp_path, frames, compression, grid):
+    """Coarse-to-fine's AST starts every run from ImageNet DeiT at its input, so a coarse first
+    phase builds its model from the file at that phase's grid by AST's own rule (cut the centre,
+    or interpolate where the phase's axis is longer), not at full resolution resized down with
+    antialiasing. 14x14 DeiT grid; 64 bins give 4 rows; fshift:4 at 128 frames gives 2 columns
+    (cut), fshift:2 at 512 gives 16 (interpolated), avgpool:2 at 256 gives 8 (cut)."""
+    from helpers import tiny_deit
+
+    sd = tiny_deit(width=32, depth=2, grid=14)
+    torch.save({"model": sd}, tmp_path / "deit.pth")
+    raw = tiny_recipe(fsdd_ten, tmp_path / "run", init={"path": str(tmp_path / "deit.pth")},
+                      features={"target_length": frames},
+                      phases=[{"steps": 1, "compression": compression}, {"steps": 1}])
+    t = Trainer(build_config(raw), tmp_path / "run")
+    assert t.model.config.grid == grid
+    torch.testing.assert_close(t.model.pos_embed, _ast_rule(sd["pos_embed"], 14, grid, prefix=2), rtol=0, atol=0)
+    full = Trainer(build_config({**raw, "phases": [{"steps": 1}]}), tmp_path / "full")
+    assert full.model.config.grid == (4, frames // 16)  # a full-resolution first phase: the recipe's input
+    torch.testing.assert_close(full.model.pos_embed, _ast_rule(sd["pos_embed"], 14, (4, frames // 16), prefix=2),
+                               rtol=0, atol=0)
+
+
+def test_a_coarse_first_phase_from_random_weights_is_built_at_its_geometry(fsdd_ten, tmp_path):
+    """Without initial weights the first phase's model is created at its own input (an AST at 32
+    frames under fshift:4 of 128), and the next phase moves it to full resolution bilinearly."""
+    from flexiast.resize import resize_pos_grid
+
+    raw = tiny_recipe(fsdd_ten, tmp_path / "run", features={"target_length": 128}, data={"batch_size": 4},
+                      phases=[{"steps": 1, "compression": "fshift:4"}, {"steps": 1}])
+    t = Trainer(build_config(raw), tmp_path / "run")
+    assert (t.model.config.input_tdim, t.model.config.grid) == (32, (4, 2))
+    before = t.model.pos_embed.detach().clone()
+    t._enter_phase(1)
+    assert (t.model.config.input_tdim, t.model.config.grid) == (128, (4, 8))
+    torch.testing.assert_close(t.model.pos_embed, resize_pos_grid(before, (4, 2), (4, 8), num_prefix_tokens=2))

@@ -99,6 +99,24 @@ def savings_table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def no_budget_table(n: dict) -> str:
+    """:func:`flexiast.accounting.no_budget` (Table 3) as a Markdown table and what it differs in."""
+    from ..accounting import TEST_NEEDED
+
+    r, b = n["run"], n["baseline"]
+    lines = ["Without a budget (Table 3):", "", "| reading | run | baseline | difference |", "|---|---:|---:|---:|",
+             f"| test at the best validation epoch (epochs {r['best_val_epoch']} / {b['best_val_epoch']}) | "
+             f"{_num(r['test_at_best_val'])} | {_num(b['test_at_best_val'])} | {_signed(n['validation_difference'])} |"]
+    if r["paper_value"] is not None and b["paper_value"] is not None:
+        lines.append(f"| paper (AST's number: run {r['paper_source']}, baseline {b['paper_source']}) | "
+                     f"{_num(r['paper_value'])} | {_num(b['paper_value'])} | {_signed(n['paper_difference'])} |")
+    else:
+        lines.append(f"| paper (AST's number) | not available: it needs {TEST_NEEDED} or weight averaging | | |")
+    lines.append(f"\nThe final phases ran {r['final_epochs']} (run) and {b['final_epochs']} (baseline) epochs, as their "
+                 "recipes set; the paper trains the run's final phase until convergence.")
+    return "\n".join(lines)
+
+
 def budget_table(b: dict) -> str:
     """:func:`flexiast.accounting.fixed_budget` as a Markdown table."""
     lines = [f"Run at the end of its final-phase epoch {b['fine_epochs']} (global epoch {b['run_epoch']}) against "
@@ -139,7 +157,8 @@ def pretraining_table(s: dict) -> str:
 
 
 def cmd_savings(args) -> int:
-    from ..accounting import fixed_budget, is_pretraining, load_history, paper_savings, pretraining_savings, savings
+    from ..accounting import (fixed_budget, is_pretraining, load_history, no_budget, paper_savings, pretraining_savings,
+                              savings)
 
     if is_pretraining(load_history(args.run)):
         if args.fine_epochs is not None or args.reading != "both":
@@ -160,10 +179,11 @@ def cmd_savings(args) -> int:
     if args.reading == "paper":
         paper_savings(args.run, args.baseline)  # refuses here, naming what the histories lack
     s = savings(args.run, args.baseline)
+    s["no_budget"] = no_budget(args.run, args.baseline)
     if args.json:
         print(json.dumps(s, indent=1))
     else:
-        print(savings_table(s))
+        print(savings_table(s) + "\n\n" + no_budget_table(s["no_budget"]))
     return 0
 
 

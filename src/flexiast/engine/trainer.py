@@ -1,6 +1,8 @@
 """The training engine: phases, per-step patch sizes, distillation, checkpoints, DDP.
 
-A run is a list of phases (:class:`flexiast.config.PhaseConfig`). Entering phase ``i``
+A run is a list of phases (:class:`flexiast.config.PhaseConfig`). The model starts at phase
+0's geometry, from the initial weights by the family's own rule (AST's cut or interpolation
+of DeiT's grid). Entering a later phase ``i``
 adapts the model to that phase's input (coarse-to-fine, Sec. 2.2): the positional grid
 is resized bilinearly to the grid of the phase's input (``target_length / C`` frames
 under fshift or pooling), and in a ``patch:C`` phase the stored kernel becomes
@@ -180,7 +182,12 @@ class Trainer:
                                      labels=tuple(self.splits["train"].classes))
 
     def _initial_model(self):
-        target = self.base_model_config()
+        """The model phase 0 trains, built at phase 0's geometry. A coarse first phase starts from
+        the initial weights moved straight to its input by the family's own rule (AST: DeiT's grid
+        cut or interpolated per axis to the phase's grid, Gong et al. 2021 Sec. 2.2, as the
+        coarse-to-fine paper's AST starts every run), not from a full-resolution model resized
+        down; the bilinear resize of Sec. 2.3 moves the grid between phases (:meth:`_enter_phase`)."""
+        target = self.plan.model_config(0, self.base_model_config())
         init = self.cfg.init
         if init.path is None:
             return create_model(target)
@@ -475,6 +482,8 @@ class Trainer:
                 save_safetensors(m, self.run_dir / WEIGHT_FILES["averaged"], inference=self.inference_info())
         if "test" in self.splits:
             summary["test"] = {name: self._validate(m, "test") for name, m in models.items()}
+            summary["test_select"] = {name: selection_number(t, cfg.train.select, self.metric)
+                                      for name, t in summary["test"].items()}
         summary["unreadable"] = unreadable_report(self.history, self.left_out, summary)
         if self.info.is_main:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))

@@ -253,40 +253,58 @@ def axes_table(runs: Path, seed: int, dest: Path) -> str:
     return "\n".join(lines)
 
 
-def c2f_table(runs: Path, seeds: list[int]) -> str:
-    from flexiast.accounting import savings
+def _c2f_rows(runs: Path, seeds: list[int]):
+    """``(label, [(seed, summary, savings, no_budget)])`` for the baseline (savings None) and every
+    coarse-to-fine recipe with a finished run, each against the baseline of its own seed."""
+    from flexiast.accounting import no_budget, savings
 
-    def summary(name):
-        return _load(runs / name / "summary.json")
-
-    lines = ["| run | seeds | best val | test acc (best) | FLOPs saved | time saved | reached baseline | "
-             "training TFLOPs (all epochs) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    base = [summary(f"fsdd-digits-ast16-s{s}") for s in seeds]
-    have = [(s, b) for s, b in zip(seeds, base) if b]
-    if not have:
-        return ""
-    lines.append(f"| baseline AST-16 | {len(have)} | {_spread([b['best_val'] for _, b in have])} | "
-                 f"{_spread([b['test']['best']['16']['accuracy'] for _, b in have])} | - | - | - | "
-                 f"{_spread([b['train_flops'] / 1e12 for _, b in have], 2)} |")
+    base = {s: _load(runs / f"fsdd-digits-ast16-s{s}" / "summary.json") for s in seeds}
+    base = {s: b for s, b in base.items() if b}
+    if not base:
+        return
+    yield "baseline AST-16", [(s, b, None, no_budget(runs / f"fsdd-digits-ast16-s{s}", runs / f"fsdd-digits-ast16-s{s}"))
+                              for s, b in base.items()]
     for sched in ("2-1", "4-1", "4-2-1"):
         for m in METHODS:
             rows = []
-            for s, _ in have:
+            for s in base:
                 name = f"fsdd-digits-c2f-{m}-{sched}-s{s}"
-                summ = summary(name)
+                summ = _load(runs / name / "summary.json")
                 if summ:
-                    rows.append((summ, savings(runs / name, runs / f"fsdd-digits-ast16-s{s}")))
-            if not rows:
-                continue
-            flops = [sv["flops_saved"] for _, sv in rows if sv["reached"]]
-            secs = [sv["time_saved"] for _, sv in rows if sv["reached"]]
-            lines.append(
-                f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {len(rows)} | "
-                f"{_spread([s['best_val'] for s, _ in rows])} | "
-                f"{_spread([s['test']['best']['16']['accuracy'] for s, _ in rows])} | {_pct(flops)} | {_pct(secs)} | "
-                f"{sum(sv['reached'] for _, sv in rows)}/{len(rows)} | "
-                f"{_spread([s['train_flops'] / 1e12 for s, _ in rows], 2)} |")
-    return "\n".join(lines)
+                    ref = runs / f"fsdd-digits-ast16-s{s}"
+                    rows.append((s, summ, savings(runs / name, ref), no_budget(runs / name, ref)))
+            if rows:
+                yield f"{METHOD_NAMES[m]} {sched.replace('-', '->')}", rows
+
+
+def c2f_table(runs: Path, seeds: list[int]) -> str:
+    """Tables 2 and 3 on FSDD, each read two ways (:mod:`flexiast.accounting`): without a budget
+    (Table 3), the test accuracy at the best validation epoch and AST's number (the best test
+    epoch); with one (Table 2), the FLOPs and time saved to the first final-phase epoch that
+    reaches the baseline's best validation accuracy, and, the paper's reading, to the first
+    whose test accuracy surpasses the baseline's best test accuracy, with that accuracy."""
+    lines = ["| run | seeds | best val | test at best val | best test epoch (paper's Table 3) | "
+             "val reading: reached | FLOPs saved | time saved | paper reading: surpassed | FLOPs saved | "
+             "time saved | its test acc | training TFLOPs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, rows in _c2f_rows(runs, seeds):
+        nb = [n["run"] for *_, n in rows]
+        cells = [label, str(len(rows)), _spread([s["best_val"] for _, s, _, _ in rows]),
+                 _spread([n["test_at_best_val"] for n in nb]), _spread([n["paper_value"] for n in nb if n["paper_value"]
+                                                                        is not None])]
+        if rows[0][2] is None:
+            cells += ["-"] * 7
+        else:
+            for key in ("validation", "paper"):
+                reads = [sv[key] for _, _, sv, _ in rows if sv[key] is not None]
+                hit = [r for r in reads if r["reached"]]
+                cells += [f"{len(hit)}/{len(reads)}", _pct([r["flops_saved"] for r in hit]),
+                          _pct([r["time_saved"] for r in hit])]
+                if key == "paper":
+                    cells.append(_spread([r["run_value"] for r in hit]))
+        cells.append(_spread([s["train_flops"] / 1e12 for _, s, _, _ in rows], 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _test_accuracy(summ: dict) -> float:
@@ -345,23 +363,28 @@ def table1_table(runs: Path, seeds: list[int]) -> str:
 
 
 def per_seed_c2f(runs: Path, seeds: list[int]) -> str:
-    from flexiast.accounting import savings
-
-    lines = ["| run | seed | reached at epoch | its val | FLOPs saved | time saved |", "|---|---:|---:|---:|---:|---:|"]
-    for sched in ("2-1", "4-1", "4-2-1"):
-        for m in METHODS:
-            for s in seeds:
-                name = f"fsdd-digits-c2f-{m}-{sched}-s{s}"
-                if not (runs / name / "summary.json").exists():
+    """Each coarse-to-fine run against its seed's baseline, both readings of Table 2: the epoch
+    (coarse ones counted) the run stopped at, its number there, and the savings."""
+    lines = ["| run | seed | baseline best val (epoch) | reached at epoch | its val | FLOPs saved | time saved | "
+             "baseline best test (epoch) | surpassed at epoch | its test | FLOPs saved | time saved |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, rows in _c2f_rows(runs, seeds):
+        for s, _, sv, _ in rows:
+            if sv is None:
+                continue
+            cells = [label, str(s)]
+            for key in ("validation", "paper"):
+                r = sv[key]
+                if r is None:
+                    cells += ["-"] * 5
                     continue
-                sv = savings(runs / name, runs / f"fsdd-digits-ast16-s{s}")
-                if sv["reached"]:
-                    lines.append(f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {s} | {sv['run_epoch']} | "
-                                 f"{sv['run_value']:.3f} | {100 * sv['flops_saved']:+.0f}% | "
-                                 f"{100 * sv['time_saved']:+.0f}% |")
+                cells.append(f"{r['baseline_value']:.3f} ({r['baseline_epoch']})")
+                if r["reached"]:
+                    cells += [str(r["run_epoch"]), f"{r['run_value']:.3f}", f"{100 * r['flops_saved']:+.0f}%",
+                              f"{100 * r['time_saved']:+.0f}%"]
                 else:
-                    lines.append(f"| {METHOD_NAMES[m]} {sched.replace('-', '->')} | {s} | never | "
-                                 f"{sv['run_best']:.3f} | - | - |")
+                    cells += ["never", f"{r['run_best']:.3f} (best)", "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -375,9 +398,19 @@ def walltimes(runs: Path) -> str:
     return "\n".join(lines)
 
 
+def _machine(summ: dict) -> str:
+    """The machine a run's ``summary.json`` names, in words."""
+    m, p = summ.get("machine", {}), summ.get("precision", {})
+    bf16 = "native bf16" if m.get("native_bf16") else "no native bf16"
+    return (f"{m.get('name', '?')}, {m.get('isa', '?')}, {bf16}, {m.get('cores', '?')} cores, "
+            f"{m.get('threads', '?')} thread(s), {p.get('name', '?')}")
+
+
 def tables(runs: Path, seeds: list[int], out: Path) -> Path:
+    machines = sorted({_machine(summ) for d in sorted(runs.iterdir()) if d.is_dir() and (summ := _load(d / "summary.json"))})
     parts = ["# FSDD reproduction tables", "",
-             f"Written by `python scripts/reproduce_fsdd.py` from the runs in `{runs}`; seeds {seeds}.", ""]
+             f"Written by `python scripts/reproduce_fsdd.py` from the runs in `{runs}`; seeds {seeds}.",
+             "Machine (each run's `summary.json`): " + "; ".join(machines), ""]
     for title, body in (("Flexibility (seed %d): test accuracy, 300 clips" % seeds[0],
                          flex_table(runs, seeds[0], out / "flex")),
                         ("Axes (seed %d): speaker identification test accuracy (PI)" % seeds[0],

@@ -262,8 +262,7 @@ def _c2f_rows(runs: Path, seeds: list[int]):
     base = {s: b for s, b in base.items() if b}
     if not base:
         return
-    yield "baseline AST-16", [(s, b, None, no_budget(runs / f"fsdd-digits-ast16-s{s}", runs / f"fsdd-digits-ast16-s{s}"))
-                              for s, b in base.items()]
+    yield "baseline AST-16", [(s, b, None, no_budget(*[runs / f"fsdd-digits-ast16-s{s}"] * 2)) for s, b in base.items()]
     for sched in ("2-1", "4-1", "4-2-1"):
         for m in METHODS:
             rows = []
@@ -407,7 +406,8 @@ def _machine(summ: dict) -> str:
 
 
 def tables(runs: Path, seeds: list[int], out: Path) -> Path:
-    machines = sorted({_machine(summ) for d in sorted(runs.iterdir()) if d.is_dir() and (summ := _load(d / "summary.json"))})
+    machines = sorted({_machine(summ) for d in sorted(runs.iterdir())
+                       if d.is_dir() and (summ := _load(d / "summary.json"))})
     parts = ["# FSDD reproduction tables", "",
              f"Written by `python scripts/reproduce_fsdd.py` from the runs in `{runs}`; seeds {seeds}.",
              "Machine (each run's `summary.json`): " + "; ".join(machines), ""]

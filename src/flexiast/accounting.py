@@ -190,7 +190,8 @@ def _no_budget_side(run_dir, history: list[dict]) -> dict:
         out.update(paper_value=averaged, paper_source="weight-averaged model")
     elif has_test(history):
         best = max(r["test_select"] for r in final)
-        out.update(paper_value=best, paper_source=f"best test epoch ({next(r for r in final if r['test_select'] == best)['epoch']})")
+        epoch = next(r for r in final if r["test_select"] == best)["epoch"]
+        out.update(paper_value=best, paper_source=f"best test epoch ({epoch})")
     else:
         out.update(paper_value=None, paper_source=None)
     return out

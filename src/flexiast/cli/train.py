@@ -112,8 +112,8 @@ def no_budget_table(n: dict) -> str:
                      f"{_num(r['paper_value'])} | {_num(b['paper_value'])} | {_signed(n['paper_difference'])} |")
     else:
         lines.append(f"| paper (AST's number) | not available: it needs {TEST_NEEDED} or weight averaging | | |")
-    lines.append(f"\nThe final phases ran {r['final_epochs']} (run) and {b['final_epochs']} (baseline) epochs, as their "
-                 "recipes set; the paper trains the run's final phase until convergence.")
+    lines.append(f"\nThe final phases ran {r['final_epochs']} (run) and {b['final_epochs']} (baseline) epochs, "
+                 "as their recipes set; the paper trains the run's final phase until convergence.")
     return "\n".join(lines)
 
 

@@ -198,14 +198,16 @@ def _no_budget_side(run_dir, history: list[dict]) -> dict:
 
 
 def no_budget(run_dir: str | Path, baseline_dir: str | Path) -> dict:
-    """Table 3 ("trained until convergence without training budget constraints"), read two ways.
+    """Table 3 ("trained until convergence without training budget constraints"), read two ways,
+    for ``run`` and ``baseline`` each, with ``validation_difference`` and ``paper_difference``:
 
-    * ``validation``: the test number at each run's best validation epoch of its final phase
-      (what ``best.safetensors`` scores; nothing is decided on test);
-    * ``paper``: the number AST's code reports, which the coarse-to-fine paper's baselines use
-      (Sec. 3.1): the weight-averaged model where the run averages (AST's AudioSet setting;
-      ``summary.json`` ``test_select.averaged``), else the best test number over the final phase's
-      epochs (AST picks its epoch on the evaluation set). Needs per-epoch test numbers or averaging.
+    * ``test_at_best_val`` (at ``best_val_epoch``): the test number at the run's best validation
+      epoch of its final phase (what ``best.safetensors`` scores; nothing is decided on test);
+    * ``paper_value`` (``paper_source`` says which): the number AST's code reports, which the
+      coarse-to-fine paper's baselines use (Sec. 3.1): the weight-averaged model where the run
+      averages (AST's AudioSet setting; ``summary.json`` ``test_select.averaged``), else the best
+      test number over the final phase's epochs (AST picks its epoch on the evaluation set); None
+      without per-epoch test numbers or averaging.
 
     Both are capped by the recipes: the final phase ends after its ``epochs`` (the baseline's
     length in the c2f recipes), where the paper trains "until convergence"; ``final_epochs`` says

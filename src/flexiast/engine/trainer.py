@@ -2,11 +2,10 @@
 
 A run is a list of phases (:class:`flexiast.config.PhaseConfig`). The model starts at phase
 0's geometry, from the initial weights by the family's own rule (AST's cut or interpolation
-of DeiT's grid). Entering a later phase ``i``
-adapts the model to that phase's input (coarse-to-fine, Sec. 2.2): the positional grid
-is resized bilinearly to the grid of the phase's input (``target_length / C`` frames
-under fshift or pooling), and in a ``patch:C`` phase the stored kernel becomes
-``p x Cp``, moved with PI-resize or bilinear interpolation (Patch-PI / Patch-BL, Sec. 2.3);
+of DeiT's grid). Entering a later phase ``i`` adapts the model to that phase's input
+(coarse-to-fine, Sec. 2.2): the positional grid is resized bilinearly to the grid of the
+phase's input (``target_length / C`` frames under fshift or pooling), and in a ``patch:C``
+phase the stored kernel becomes ``p x Cp``, moved with PI-resize or bilinear interpolation (Patch-PI / Patch-BL, Sec. 2.3);
 leaving it moves the kernel back the same way. The optimizer and the learning-rate
 schedule restart with every phase. FlexiAST (Sec. 2.3) is a phase whose sampler draws
 a patch size per optimizer step; the size of step ``s`` depends only on ``(seed, s)``,

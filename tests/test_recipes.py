@@ -624,12 +624,13 @@ def _check_ssast_run(raw: dict, summary: dict, out: Path) -> None:
 
 def _check_cnn14_run(raw: dict, summary: dict, out: Path) -> None:
     """A CNN14 run: its model, its one validation at the input length, and the FLOPs of its
-    steps counted at the input its phase gives (half the frames under avgpool:2)."""
+    steps counted at the input its phase gives (half the frames under avgpool:2 or maxpool:2)."""
     model = load_model(out / "best.safetensors", arch="cnn14")
     assert model.config.channels == (4,) * 6
     assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {"stored"}
     (phase,) = summary["phases"]
-    frames = raw["features"]["target_length"] // (2 if raw["phases"][0].get("compression") == "avgpool:2" else 1)
+    method, _, factor = raw["phases"][0].get("compression", "none").partition(":")
+    frames = raw["features"]["target_length"] // (int(factor) if method in ("avgpool", "maxpool") else 1)
     per_clip = flops(model.config, (1, frames, model.config.input_fdim)).training
     assert phase["train_flops"] == per_clip * phase["clips"], (phase, per_clip)
 

@@ -1088,10 +1088,71 @@ def packing_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+# -- Patchout (PaSST: Koutini et al., Interspeech 2022) against and with coarse-to-fine --------
+#: PaSST-S's AudioSet patchout (kkoutini/PaSST README: its AudioSet model "was trained with
+#: s_patchout_t=40, s_patchout_f=4", on a 12 x 99 grid) as fractions, so that it follows any grid: 40/99 of the time columns and 4/12
+#: of the frequency rows, floored (on AST-B/16's 8 x 64 grid: 25 columns and 2 rows dropped).
+PASST_AUDIOSET_PATCHOUT = {"time": 0.4, "freq": 0.33}
+#: The FSDD study's two structured rates: a quarter and a half of the columns and of the rows. On
+#: the 8 x 4 grid of 128 bins x 64 frames at 16: 6 x 3 = 18 and 4 x 2 = 8 of the 32 tokens kept.
+FSDD_PATCHOUT = {"25": 0.25, "50": 0.5}
+
+
+def with_patchout(phases: list[dict], patchout: dict) -> list[dict]:
+    """``phases`` with ``patchout`` in every one (a fraction follows each phase's grid)."""
+    return [{**ph, "patchout": dict(patchout)} for ph in phases]
+
+
+def patchout_recipes() -> dict[str, tuple[str, dict]]:
+    """Patchout on AST: AudioSet at PaSST's proportions, alone and with Fshift 4->1; the FSDD study
+    (docs/RESULTS.md): structured patchout at two rates, and Fshift 4->1 with the lower one."""
+    out = {}
+    ds, po = AUDIOSET, PASST_AUDIOSET_PATCHOUT
+    extras = {"mixup": 0.5, "weight_averaging": True}
+    source = ("PaSST-S's AudioSet patchout\n(Koutini et al., Interspeech 2022; kkoutini/PaSST README: "
+              "s_patchout_t=40 of 99 time columns,\ns_patchout_f=4 of 12 frequency rows) as fractions of "
+              "this grid, time 0.4 and freq 0.33.\n")
+    out["audioset/ast_patchout.yaml"] = (ds.ast_comment(
+        "AST-B/16 on AudioSet trained with structured patchout: the coarse-to-fine baseline's recipe\n"
+        "(recipes/audioset/c2f_baseline.yaml) with " + source
+        + "Savings: flexiast savings runs/audioset-ast-patchout --baseline runs/audioset-c2f-baseline\n"),
+        paper(ds, "audioset-ast-patchout", patch=16, init=ds.init.format(p=16), eval_sizes=[16], test_every_epoch=True,
+              phases=with_patchout([_phase("full", ds.epochs, fixed(16))], po), **extras))
+    epochs = coarse_epochs(ds.epochs)["4-1"]
+    out["audioset/c2f_fshift_4-1_patchout.yaml"] = (ds.ast_comment(
+        "Coarse-to-fine Fshift 4->1 on AudioSet with structured patchout in both phases (not in either\n"
+        "paper: flexiast's combination): recipes/audioset/c2f_fshift_4-1.yaml with " + source
+        + "Savings: flexiast savings runs/audioset-c2f-fshift-4-1-patchout --baseline runs/audioset-c2f-baseline\n"),
+        paper(ds, "audioset-c2f-fshift-4-1-patchout", patch=16, init=ds.init.format(p=16), eval_sizes=[16],
+              test_every_epoch=True, phases=with_patchout(c2f_phases("fshift", "4-1", epochs, ds.epochs), po),
+              **extras))
+    for rate, frac in FSDD_PATCHOUT.items():
+        out[f"fsdd/digits_patchout_{rate}.yaml"] = (
+            f"Structured patchout on FSDD digits (PaSST): the AST-16 baseline (digits_ast16) trained on\n"
+            f"{rate}% fewer time columns and frequency rows per step ({round((1 - frac) ** 2 * 32)} of 32 tokens), "
+            "validated on all.\n# Savings: flexiast savings runs/fsdd-digits-patchout-" + rate
+            + " --baseline runs/fsdd-digits-ast16",
+            fsdd(f"fsdd-digits-patchout-{rate}", "digits",
+                 with_patchout([_phase("full", FSDD_EPOCHS, fixed(16))], {"time": frac, "freq": frac}), [16],
+                 test_every_epoch=True))
+    out["fsdd/digits_c2f_fshift_4-1_patchout_25.yaml"] = (
+        "Coarse-to-fine Fshift 4->1 with structured patchout (a quarter of the columns and rows) in both\n"
+        "phases: digits_c2f_fshift_4-1 and digits_patchout_25 together. The coarse phase's 8 x 1 grid\n"
+        "keeps its one column (a quarter of 1 is none) and 6 of 8 rows.\n"
+        "# Savings: flexiast savings runs/fsdd-digits-c2f-fshift-4-1-patchout-25 --baseline runs/fsdd-digits-ast16",
+        fsdd("fsdd-digits-c2f-fshift-4-1-patchout-25", "digits",
+             with_patchout(c2f_phases("fshift", "4-1", FSDD_COARSE["4-1"], FSDD_EPOCHS), {"time": 0.25, "freq": 0.25}),
+             [16], test_every_epoch=True))
+    for path in [p for p in out if p.startswith("fsdd/")]:
+        comment, body = out[path]
+        out[path] = (comment + "\n" + fsdd_layout(), body)
+    return out
+
+
 def all_recipes() -> dict[str, tuple[str, dict]]:
     return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes(),
             **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(), **ssast_paper_recipes(),
-            **packing_recipes()}
+            **packing_recipes(), **patchout_recipes()}
 
 
 def render(comment: str, body: dict, path: str) -> str:

@@ -18,6 +18,9 @@ Studies (recipes in ``recipes/fsdd/``):
 * ``table1`` coarse-to-fine Table 1 at small scale, every seed: CNN14 (micro) at full resolution
   and trained at max pool 2 (Pool2), AST-16, AST-16 trained at max pool 2 alone, and AST-16 max
   pool 2->1 (:data:`TABLE1`; the paper's Pool2 is max pooling, recipes/generate.py says why).
+* ``patchout`` PaSST's structured patchout against and with coarse-to-fine, every seed, same
+  epochs: the AST-16 baseline, Fshift 4->1, patchout of a quarter and of a half of the time
+  columns and frequency rows, and Fshift 4->1 with the quarter (:data:`PATCHOUT`).
 
 Each run lives in ``RUNS/<recipe name>-s<seed>``. A finished run (``summary.json``) is not
 trained again and a started one is resumed, so the command can be killed and rerun. Runs
@@ -101,7 +104,21 @@ def jobs(seeds: list[int], only: set[str]) -> list[Job]:
         queued = {j.name for j in out}
         out += [job for s in seeds for recipe, *_ in TABLE1
                 if (job := Job(recipe, s, "table1")).name not in queued]
+    if "patchout" in only:
+        queued = {j.name for j in out}
+        out += [job for s in seeds for recipe, _ in PATCHOUT
+                if (job := Job(recipe, s, "patchout")).name not in queued]
     return out
+
+
+#: The patchout study's rows (issue 31): (recipe, label), the baseline first.
+PATCHOUT = (
+    ("digits_ast16.yaml", "baseline AST-16"),
+    ("digits_c2f_fshift_4-1.yaml", "Fshift 4->1"),
+    ("digits_patchout_25.yaml", "patchout 25% (18 of 32 tokens)"),
+    ("digits_patchout_50.yaml", "patchout 50% (8 of 32 tokens)"),
+    ("digits_c2f_fshift_4-1_patchout_25.yaml", "Fshift 4->1 + patchout 25%"),
+)
 
 
 #: Coarse-to-fine Table 1's rows on FSDD: (recipe, method, architecture and whether it trains in
@@ -361,6 +378,37 @@ def table1_table(runs: Path, seeds: list[int]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def patchout_table(runs: Path, seeds: list[int]) -> str:
+    """The patchout study: per row, mean ± std over the seeds that finished of the best validation
+    accuracy, the test accuracy at that epoch, training TFLOPs and seconds, and Table 2's savings
+    against the baseline of the same seed read both ways (:func:`flexiast.accounting.savings`)."""
+    from flexiast.accounting import savings
+
+    lines = ["| run | seeds | best val | test at best val | training TFLOPs | training s | val reading: reached | "
+             "FLOPs saved | time saved | paper reading: surpassed | FLOPs saved | time saved |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for recipe, label in PATCHOUT:
+        base = "fsdd-" + recipe.removesuffix(".yaml").replace("_", "-")
+        rows = [(s, r) for s in seeds if (r := _load(runs / f"{base}-s{s}" / "summary.json"))]
+        if not rows:
+            continue
+        cells = [label, str(len(rows)), _spread([r["best_val"] for _, r in rows]),
+                 _spread([_test_accuracy(r) for _, r in rows]), _spread([r["train_flops"] / 1e12 for _, r in rows], 2),
+                 _spread([r["train_seconds"] for _, r in rows], 0)]
+        ref = {s: runs / f"fsdd-digits-ast16-s{s}" for s, _ in rows}
+        reads = [savings(runs / f"{base}-s{s}", ref[s]) for s, _ in rows
+                 if recipe != PATCHOUT[0][0] and (ref[s] / "summary.json").exists()]
+        for key in ("validation", "paper"):
+            if not reads:
+                cells += ["-"] * 3
+                continue
+            hit = [sv[key] for sv in reads if sv[key] is not None and sv[key]["reached"]]
+            cells += [f"{len(hit)}/{len(reads)}", _pct([r["flops_saved"] for r in hit]),
+                      _pct([r["time_saved"] for r in hit])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def per_seed_c2f(runs: Path, seeds: list[int]) -> str:
     """Each coarse-to-fine run against its seed's baseline, both readings of Table 2: the epoch
     (coarse ones counted) the run stopped at, its number there, and the savings."""
@@ -419,6 +467,7 @@ def tables(runs: Path, seeds: list[int], out: Path) -> Path:
                         ("Coarse-to-fine per seed", per_seed_c2f(runs, seeds)),
                         ("HTS-AT (micro): baseline against Fshift 4->1", htsat_table(runs, seeds)),
                         ("Coarse-to-fine Table 1: CNN and transformer at Pool2", table1_table(runs, seeds)),
+                        ("Patchout and coarse-to-fine", patchout_table(runs, seeds)),
                         ("Wall time of every run", walltimes(runs))):
         if body:
             parts += [f"## {title}", "", body, ""]
@@ -432,7 +481,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "fsdd"), help="where the runs go (default runs/fsdd)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--only", default="flex,axes,c2f,htsat,table1", help="studies: flex, axes, c2f, htsat, table1")
+    ap.add_argument("--only", default="flex,axes,c2f,htsat,table1,patchout",
+                    help="studies: flex, axes, c2f, htsat, table1, patchout")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--tables", default=str(ROOT / "docs" / "results" / "fsdd"), help="where tables go")

@@ -33,6 +33,7 @@ from ..data.loader import EpochKeys, make_loader
 from ..data.samplers import BalancedSampler, manifest_weights
 from ..distributed import DistInfo
 from ..features import normalize
+from ..models.patchout import Patchout
 from .optim import build_optimizer, lr_factor
 from .point_sampler import PointSampler
 from .state import Progress
@@ -58,7 +59,9 @@ class PhaseRuntime:
     the phase's clip lengths and token counts (None for fixed batches), ``collate`` makes
     its batches, ``draw_per_clip`` says that each clip draws its own patch size and
     ``pass_lengths`` that a length bucket's clip lengths go to the model (a family that leaves
-    padding out of its pooling, ``ModelFamily.pools_lengths``).
+    padding out of its pooling, ``ModelFamily.pools_lengths``). ``patchout``: the patch tokens
+    the phase's steps drop (``phases[].patchout``; None: none), each clip's drawn from
+    ``(seed, step, clip)`` (:mod:`flexiast.models.patchout`).
     """
 
     index: int
@@ -81,6 +84,7 @@ class PhaseRuntime:
     collate: Collate = field(default_factory=lambda: Collate("fixed"))
     draw_per_clip: bool = False
     pass_lengths: bool = False
+    patchout: Patchout | None = None
     eval_loaders: dict = field(default_factory=dict)
 
     def learning_rate(self, progress: Progress) -> float:
@@ -97,10 +101,13 @@ class PhaseRuntime:
         """A micro-batch and its call at step ``step``'s ``point``: with ``patch.draw: clip`` each
         packed clip at its own point (:meth:`PointSampler.per_clip`, from ``(seed, step, clip)``),
         the call keeping the rest; a length bucket's clip lengths where the family pools each
-        clip over its own frames."""
+        clip over its own frames; the phase's patchout, each clip's tokens drawn from ``(seed,
+        step, clip)``."""
         call = point.call()
         if self.pass_lengths:
             call["lengths"] = batch["lengths"].to(device)
+        if self.patchout is not None:
+            call["patchout"] = self.patchout.draw((self.sampler.seed, step, i) for i in batch["index"].tolist())
         if not self.draw_per_clip:
             return spec, call
         points = self.sampler.per_clip(step, batch["index"].tolist())
@@ -137,6 +144,7 @@ def build_phase(i: int, model: torch.nn.Module, *, cfg: RunConfig, info: DistInf
     ``samples`` the training clips' samples (``"train"``, from their headers) under
     variable-length batches."""
     ph, d = cfg.phases[i], cfg.data
+    patchout = ph.patchout.patchout()
     optimizer = build_optimizer(model.parameters(), cfg.phase_optimizer(i))
     scaler = torch.amp.GradScaler(info.device.type, enabled=scaler_enabled)
     forward = _forward(model, i, cfg, info, unused_parameters)
@@ -179,7 +187,8 @@ def build_phase(i: int, model: torch.nn.Module, *, cfg: RunConfig, info: DistInf
                         total_steps=total, epochs=epochs, base_lr=cfg.phase_optimizer(i).lr,
                         schedule=cfg.phase_schedule(i), start_per_step=start_per_step, clips=clips,
                         collate=collate, draw_per_clip=ph.patch.draw == "clip",
-                        pass_lengths=d.batching == "bucketed" and cfg.family().pools_lengths)
+                        pass_lengths=d.batching == "bucketed" and cfg.family().pools_lengths,
+                        patchout=patchout if patchout.active else None)
 
 
 def _token_sampler(cfg: RunConfig, i: int, clips: PhaseClips, features, samples: list[int], weights,

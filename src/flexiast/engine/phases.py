@@ -53,7 +53,7 @@ class PhasePlan:
     def step_flops(self, i: int, current, task) -> float:
         """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
         over its sampler's sizes, weighted as drawn, at its input length and stored kernel,
-        plus what the task adds (a teacher's forward). Under variable-length batches with
+        plus what the task adds (a teacher's forward), with the tokens its patchout keeps. Under variable-length batches with
         ``data.batch_tokens``, as if its tokens were clips of the phase's full length."""
         cfg, ph = self.cfg, self.cfg.phases[i]
         model_cfg = self.model_config(i, current)
@@ -68,6 +68,8 @@ class PhasePlan:
         if ph.patch.sampler == "fixed":
             points, weights = points[:1], [1.0]
         extra = task.flop_call(model_cfg, shape)
+        if (patchout := ph.patchout.patchout()).active:  # the tokens its steps keep (phases[].patchout)
+            extra = {**extra, "patchout": patchout}
         total = sum(w * flops(model_cfg, shape, **point.call(), **extra).training for point, w in zip(points, weights))
         total += sum(weights) * task.extra_flops(shape)
         return total / sum(weights)

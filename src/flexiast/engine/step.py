@@ -140,7 +140,8 @@ class StepFlops:
     teacher's forward): a tensor batch's by its shape (a bucketed batch's padded shape),
     cached per model configuration, shape and call; a packed batch's
     (:class:`~flexiast.models.packing.Clips`) by its clips, each at its own length and patch.
-    A bucket's ``lengths`` in the call change which positions are pooled, not the FLOPs."""
+    A bucket's ``lengths`` in the call change which positions are pooled, not the FLOPs; a
+    patchout draw changes them by the number of tokens it keeps, the same for every step."""
 
     def __init__(self, task, mel_bins: int):
         self.task, self.mel_bins = task, mel_bins
@@ -148,6 +149,8 @@ class StepFlops:
 
     def __call__(self, model, spec, call: dict) -> int:
         call = {k: v for k, v in call.items() if k != "lengths"}
+        if "patchout" in call:  # the FLOPs depend on how many tokens a draw keeps, not which
+            call["patchout"] = call["patchout"].patchout
         if isinstance(spec, Clips):
             extra = self.task.flop_call(model.config, spec)
             return flops(model, spec, **call, **extra).training + self.task.extra_flops(spec)

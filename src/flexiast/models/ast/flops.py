@@ -44,6 +44,7 @@ from typing import ClassVar
 from ...constants import RESIZE_METHODS
 from ..base import FlopCountBase
 from ..packing import Clips
+from ..patchout import Patchout, PatchoutDraw
 from .config import ASTConfig
 from .packed import layout
 
@@ -95,12 +96,15 @@ def _pool_flops(config: ASTConfig, clips: int, tokens: int) -> int:
 
 
 def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi",
-          pos_grid: str = "leading") -> FlopCount:
+          pos_grid: str = "leading", patchout: Patchout | PatchoutDraw | None = None) -> FlopCount:
     """FLOPs of ``model(spec, patch_size, resize)`` for ``spec`` of ``input_shape``.
 
     ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``, or
     the :class:`~flexiast.models.packing.Clips` of a packed call (:func:`packed_flops`);
-    ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones).
+    ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones). With
+    ``patchout`` (its amounts, or a step's draw) every clip embeds all ``gf gt`` patches, then
+    the layers and the pooling see the ``K`` it keeps: ``N = K`` in every term but ``patch_embed``
+    (:mod:`flexiast.models.patchout`).
     """
     if resize not in RESIZE_METHODS:
         raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
@@ -109,7 +113,9 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     batch, frames, bins = FlopCount.input_of(input_shape)
     patch, stride = config.resolve_patch(patch_size, stride)
     gf, gt = config.grid_at((bins, frames), patch, stride)
-    n = gf * gt
+    if isinstance(patchout, PatchoutDraw):
+        patchout = patchout.patchout
+    n = gf * gt if patchout is None else patchout.kept((gf, gt))[2]
     p = config.prefix_tokens
     s = n + p
     d, layers, m = config.embed_dim, config.depth, config.mlp_dim
@@ -120,7 +126,7 @@ def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resiz
     return FlopCount(
         patch_resize=kernel,
         pos_resize=pos,
-        patch_embed=2 * batch * n * k * d,
+        patch_embed=2 * batch * gf * gt * k * d,
         qkv=2 * batch * d * d * (3 * s * (layers - 1) + 2 * s + last),
         attention=4 * batch * s * d * rows,
         proj=2 * batch * d * d * rows,

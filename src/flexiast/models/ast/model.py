@@ -31,6 +31,7 @@ from ...resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, 
 from ..base import FlexModel, TokenEmbedding, check_adapt
 from ..layers import DropPath, Mlp, check_spectrogram
 from ..packing import Clips
+from ..patchout import PatchoutDraw
 from .config import ASTConfig
 from .packed import embed_packed, forward_packed
 
@@ -340,11 +341,13 @@ class AST(FlexModel):
         return resize_pos_grid(pos, ref, grid, num_prefix_tokens=cfg.prefix_tokens, antialias=False)
 
     # -- forward ---------------------------------------------------------------------
-    def _embed_patches(self, spec: torch.Tensor, patch_size, resize: str, stride,
-                       pos_grid: str, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    def _embed_patches(self, spec: torch.Tensor, patch_size, resize: str, stride, pos_grid: str,
+                       mask: torch.Tensor | None = None,
+                       patchout: PatchoutDraw | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         """Prefix and patch tokens with their positions, before the first layer, and the grid.
         ``mask [B, N]`` (True: hidden) replaces those patch embeddings by the learned
-        ``mask_embed`` before the positions are added, as SSAST does (a model that has one)."""
+        ``mask_embed`` before the positions are added, as SSAST does (a model that has one).
+        ``patchout`` then keeps only the patch tokens it draws (:mod:`flexiast.models.patchout`)."""
         self._check_input(spec)
         if resize not in RESIZE_METHODS:
             raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
@@ -357,20 +360,24 @@ class AST(FlexModel):
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
         prefix = torch.cat(prefix, dim=1).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
+        if patchout is not None:
+            p = self.config.prefix_tokens
+            x = torch.cat([x[:, :p], patchout.apply(x[:, p:], grid)], dim=1)
         return self.pos_drop(x), grid
 
     def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
                          stride=None, pos_grid: str = "leading", prefix_only: bool = False,
-                         mask: torch.Tensor | None = None) -> torch.Tensor:
+                         mask: torch.Tensor | None = None, patchout: PatchoutDraw | None = None) -> torch.Tensor:
         """Encoder output for every token, ``[batch, prefix + tokens, dim]``.
 
         ``prefix_only``: the output for the prefix tokens only, ``[batch, prefix, dim]``,
         all the head reads. The last layer then runs its queries, projection and MLP for
         those tokens alone, which saves ``(S - prefix) / S`` of its work but the key and
         value projections: about 1/L - 1/(6L) of an L-layer model (``flexiast.flops``).
-        ``mask``: patches hidden behind the mask embedding (:meth:`_embed_patches`).
+        ``mask``: patches hidden behind the mask embedding; ``patchout``: a training step's
+        patch tokens dropped (:meth:`_embed_patches`).
         """
-        x, _ = self._embed_patches(spec, patch_size, resize, stride, pos_grid, mask)
+        x, _ = self._embed_patches(spec, patch_size, resize, stride, pos_grid, mask, patchout)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x = block(x, self.config.prefix_tokens if prefix_only and i == last else None)
@@ -413,19 +420,23 @@ class AST(FlexModel):
         return self.head((tokens * w).sum(dim=1) / w.sum(dim=1))
 
     def forward(self, spec, patch_size=None, resize: str = "pi", stride=None,
-                pos_grid: str = "leading") -> torch.Tensor:
+                pos_grid: str = "leading", patchout: PatchoutDraw | None = None) -> torch.Tensor:
         """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time)).
 
         ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
         positional grid follows (:meth:`pos_embed_for`). ``spec`` may instead be
         :class:`~flexiast.models.packing.Clips` of their own lengths (each at its own patch size
         where it has one): packed into rows (ElasticAST), one row of logits per clip
-        (:func:`flexiast.models.ast.packed.forward_packed`).
+        (:func:`flexiast.models.ast.packed.forward_packed`). ``patchout``: a training step's
+        draw of the patch tokens each clip keeps (PaSST; :mod:`flexiast.models.patchout`).
         """
         if isinstance(spec, Clips):
+            if patchout is not None:
+                raise ValueError("patchout takes a batch of one length, not packed clips")
             return forward_packed(self, spec, patch_size, resize, stride, pos_grid)
         prefix_only = self.config.pooling == "prefix"
-        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid, prefix_only))
+        return self.forward_head(self.forward_features(spec, patch_size, resize, stride, pos_grid, prefix_only,
+                                                       patchout=patchout))
 
     def at_patch_size(self, patch_size=None, *, resize: str = "pi", input_tdim: int | None = None,
                       stride=None, pos_grid: str = "leading") -> "AST":

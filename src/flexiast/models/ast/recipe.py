@@ -11,10 +11,12 @@ from typing import ClassVar
 from ...constants import AXES, PATCH_DRAWS, PATCH_SAMPLERS, RESIZE_METHODS
 from ...recipe_checks import ConfigError, FamilyKeys, choice, positive
 from ...resize import to_pair
+from ..patchout import Patchout
 from ..section import PresetSection
 from .config import PRESETS, ASTConfig
 
-__all__ = ["ASTSection", "config_from_recipe", "PatchSampling", "SourceHints", "TeacherPatch", "RECIPE_KEYS"]
+__all__ = ["ASTSection", "config_from_recipe", "PatchSampling", "PatchoutSettings", "SourceHints", "TeacherPatch",
+           "RECIPE_KEYS"]
 
 
 @dataclass
@@ -122,6 +124,48 @@ class PatchSampling:
 
 
 @dataclass
+class PatchoutSettings:
+    """``phases[].patchout``: the patch tokens a phase's training steps drop (PaSST's patchout,
+    Koutini et al., Interspeech 2022; :mod:`flexiast.models.patchout`): ``time`` columns and
+    ``freq`` rows (structured), then ``tokens`` (unstructured), each a count (an integer) or a
+    fraction of the grid (a float in [0, 1)). Every clip's choice is drawn from ``(seed, step,
+    clip)``; validation and test keep every token. 0 everywhere (the default): no patchout."""
+
+    time: int | float = 0
+    freq: int | float = 0
+    tokens: int | float = 0
+
+    def patchout(self) -> Patchout:
+        return Patchout(self.time, self.freq, self.tokens)
+
+    def check(self, ctx) -> None:
+        """The amounts are counts or fractions; the phase's batches are tensors (not packed);
+        and on the grid of every patch size the phase draws, at its input length, some column,
+        row and token is left."""
+        key, cfg, features, i = ctx.key, ctx.cfg, ctx.features, ctx.phase
+        try:
+            patchout = self.patchout()
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+        if not patchout.active:
+            return
+        if cfg.data.batching == "packed":
+            raise ConfigError(f"{key}: patchout drops the same number of tokens from every clip of a batch; "
+                              "data.batching: packed gives each clip its own (use fixed or bucketed)")
+        config = cfg.model_config(num_classes=1, features=features).replace(**cfg.phase_geometry(i, features))
+        comp = cfg.phase_compression(i)
+        frames, bins = features.frames(comp), features.num_mel_bins
+        for point in cfg.phase_points(i, features):
+            patch, stride = config.resolve_patch(point.patch)
+            try:
+                patchout.kept(config.grid_at((bins, frames), patch, stride))
+            except ValueError as e:
+                name = f" ({cfg.phases[i].name})" if cfg.phases[i].name else ""
+                raise ConfigError(f"{key}: phase {i}{name} at patch {patch[0]}x{patch[1]} on {bins} bins x "
+                                  f"{frames} frames (compression {comp}): {e}") from None
+
+
+@dataclass
 class SourceHints:
     """``init.source_*``: the initial weights' stride and input size, where the file's shapes are
     ambiguous (see ``AST.from_pretrained``)."""
@@ -152,6 +196,9 @@ NO_PATCH = "a {arch} model's calls take no patch size"
 #: The recipe keys an AST takes besides its ``model:`` section.
 RECIPE_KEYS = (
     FamilyKeys("phases", PatchSampling, "patch", NO_PATCH + "; remove the section (it has nothing to draw)"),
+    FamilyKeys("phases", PatchoutSettings, "patchout",
+               "patchout drops patch tokens from an AST's grid (an SSAST fine-tunes as one); a {arch} model "
+               "has no such grid to drop from in training"),
     FamilyKeys("init", SourceHints, refusal="describes an AST file; a {arch} model's weights need none"),
     FamilyKeys("loss", TeacherPatch, refusal=NO_PATCH),
 )

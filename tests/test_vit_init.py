@@ -167,6 +167,20 @@ def test_timm_vit_b8_keeps_its_kernel_and_one_prefix_token(tmp_path, suffix):
     torch.testing.assert_close(model.cls_token, sd["cls_token"])
 
 
+def test_deit_starts_an_overlapping_ast_at_its_stride(tmp_path):
+    """AST's own setting, fstride = tstride = 10 from DeiT: the recipe's stride is kept (a patch
+    size given again, unchanged, is no new patch size), and the grid is AST's for that stride:
+    128 bins x 1024 frames at 16 / 10 give 12 x 101 tokens."""
+    sd = tiny_vit(patch=16, width=16, depth=1)
+    torch.save(sd, tmp_path / "vit.pth")
+    target = ASTConfig(num_classes=5, input_fdim=128, input_tdim=1024, embed_dim=16, depth=1, num_heads=2,
+                       patch_size=16, stride=10, prefix_tokens=1)
+    model = init_from(tmp_path / "vit.pth", target)
+    assert model.config.stride == (10, 10) and model.config.grid == (12, 101)
+    assert model.config.replace(patch_size=16).stride == (10, 10)
+    assert model.config.replace(patch_size=8).stride == (8, 8)
+
+
 def test_patch_resize_is_validated():
     raw = tiny_recipe("/nonexistent", "/tmp/x", phases=[{"steps": 1, "patch": {"sizes": [16], "resize": "nearest"}}])
     with pytest.raises(ConfigError, match=r"phases\[0\]\.patch\.resize: 'nearest' is not one of pi, bl"):

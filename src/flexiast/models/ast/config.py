@@ -113,7 +113,9 @@ class ASTConfig(FamilyConfig):
         return patch, (self.stride if patch == self.patch_size else patch)
 
     def replace(self, **changes) -> "ASTConfig":
-        """:meth:`FamilyConfig.replace`; a new ``patch_size`` without a ``stride`` no longer overlaps."""
-        if "patch_size" in changes and "stride" not in changes:
+        """:meth:`FamilyConfig.replace`; a new ``patch_size`` without a ``stride`` no longer overlaps
+        (the same patch size, given again, keeps the stride)."""
+        if ("patch_size" in changes and "stride" not in changes
+                and to_pair(changes["patch_size"], "patch_size") != self.patch_size):
             changes["stride"] = None
         return super().replace(**changes)

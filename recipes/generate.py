@@ -1149,10 +1149,64 @@ def patchout_recipes() -> dict[str, tuple[str, dict]]:
     return out
 
 
+#: PaSST's front end as Kaldi fbank settings (kkoutini/PaSST models/preprocess.py AugmentMelSTFT, as
+#: ex_audioset.py and ex_esc50.py configure it): 32 kHz, 800-sample (25 ms) Hann window, 320-sample
+#: (10 ms) hop, 1024-point FFT, pre-emphasis 0.97, 128 Kaldi mel bands from 0 Hz to 16000 - 2000 / 2 =
+#: 15000 Hz, log, then (x + 4.5) / 5 (mean -4.5, std 5). Kaldi's fbank differs in three details:
+#: it removes each frame's DC offset, floors the power at float epsilon where PaSST adds 1e-5, and
+#: starts frames at sample 0 where PaSST's STFT centres them (998 frames for 10 s, PaSST's 1000).
+PASST_FEATURES = {"kind": "kaldi_fbank", "sample_rate": 32000, "num_mel_bins": 128, "frame_length_ms": 25.0,
+                  "frame_shift_ms": 10.0, "fmin": 0.0, "fmax": 15000.0, "mean": -4.5, "std": 5.0}
+PASST_MODEL = {"arch": "passt", "preset": "base", "patch_size": 16, "stride": 10}
+PASST_SOURCES = (
+    "# Settings: kkoutini/PaSST ex_audioset.py (and its README) unless named: PaSST-S (ViT-B from DeiT-B\n"
+    "#   distilled 384, 16 x 16 patches at stride 10), structured patchout of 40 of 99 time columns and 4 of 12\n"
+    "#   frequency rows, AdamW lr 2e-5 weight decay 1e-4, batch 12, SpecAugment 48 / 192, mixup alpha 0.3,\n"
+    "#   BCE, 130 epochs of 100,000 weighted samples (13M clips: 7 passes over AudioSet-2M here, AST's\n"
+    "#   balanced sampling), SWA from epoch 50 of 130 (weight averaging from pass 3 of 7). Not PaSST's:\n"
+    "#   its schedule (exponential warm-up over 5 epochs, flat to 50, linear to 0.01x at 100) is a linear\n"
+    "#   warm-up over the same 41,667 steps then a cosine to 0.01x; its front end is Kaldi's fbank with its\n"
+    "#   settings (recipes/generate.py PASST_FEATURES says where they differ); its waveform mixing and\n"
+    "#   random rolls are left out.")
+
+
+def passt_recipes() -> dict[str, tuple[str, dict]]:
+    """PaSST-S on AudioSet and its ESC-50 fine-tuning (Koutini et al., Interspeech 2022)."""
+    out = {}
+    ds = AUDIOSET
+    out["audioset/passt.yaml"] = (
+        "PaSST-S on AudioSet-2M (Koutini et al., Interspeech 2022; released as passt-s-f128-p16-s10-ap.476-swa.pt).\n"
+        + PASST_SOURCES + "\n" + ds.layout,
+        recipe("audioset-passt", model=PASST_MODEL, init="weights/deit_base_distilled_patch16_384.pth",
+               features={**PASST_FEATURES, "target_length": 998}, loss={"name": "bce"},
+               data={**ds.data, "batch_size": 12}, augment={"freqm": 48, "timem": 192, "mixup": 0.3},
+               optimizer={"name": "adamw", "lr": 2.0e-5, "weight_decay": 1.0e-4, "betas": [0.9, 0.999]},
+               schedule={"name": "cosine", "warmup_steps": 41667, "min_lr": 2.0e-7},
+               train={**ast_train([16]), "weight_averaging": True, "wa_start": 3},
+               phases=with_patchout([_phase("full", 7, fixed(16))], {"time": 40, "freq": 4})))
+    out["esc50/passt.yaml"] = (
+        "PaSST fine-tuned on ESC-50 (kkoutini/PaSST ex_esc50.py): from the AudioSet PaSST above (or the\n"
+        "# release: init.path=weights/passt-s-f128-p16-s10-ap.476-swa.pt), its time table cut to the first\n"
+        "# 49 columns of a 5 s clip; structured patchout of 10 time columns and 3 frequency rows, AdamW lr 1e-5\n"
+        "# weight decay 1e-4, batch 12, SpecAugment 48 / 80, mixup alpha 0.3, CE, 10 epochs, SWA from epoch 2\n"
+        "# (weight averaging from 2). Not PaSST's: its exponential warm-up over 5 epochs is linear over the\n"
+        "# same steps (5 x 1,200 training clips / 12); the front end as recipes/audioset/passt.yaml's.\n"
+        + esc50_layout(32),
+        recipe("esc50-passt", model={**PASST_MODEL, "preset": "base"}, init="runs/audioset-passt/averaged.safetensors",
+               features={**PASST_FEATURES, "target_length": 498}, loss={"name": "ce"},
+               data={"format": "esc50", "root": "/data/ESC-50", "kfold": 5, "batch_size": 12},
+               augment={"freqm": 48, "timem": 80, "mixup": 0.3},
+               optimizer={"name": "adamw", "lr": 1.0e-5, "weight_decay": 1.0e-4, "betas": [0.9, 0.999]},
+               schedule={"name": "constant", "warmup_steps": 500},
+               train={**ast_train([16]), "weight_averaging": True, "wa_start": 2},
+               phases=with_patchout([_phase("full", 10, fixed(16))], {"time": 10, "freq": 3})))
+    return out
+
+
 def all_recipes() -> dict[str, tuple[str, dict]]:
     return {**fsdd_recipes(), **flexiast_recipes(), **c2f_recipes(), **htsat_recipes(), **fsdd_htsat_recipes(),
             **table1_recipes(), **fsdd_table1_recipes(), **ssast_recipes(), **ssast_paper_recipes(),
-            **packing_recipes(), **patchout_recipes()}
+            **packing_recipes(), **patchout_recipes(), **passt_recipes()}
 
 
 def render(comment: str, body: dict, path: str) -> str:

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv and install flexiast into it (editable). `--dev` adds what the tests need,
 # and HEAR's validator (hearvalidator) without its declared dependency, TensorFlow: its
-# checks of a torch model never use it (tests/test_hear.py stands in for the one name they touch).
+# checks of a torch model never use it (tests/test_hear.py stands in for the one name they touch);
+# and PaSST's package (hear21passt, tests/test_passt.py's reference) without timm and torchaudio,
+# which do not install with this torch: its model code is plain torch, and the test stands in for
+# the one timm function it imports (a weights download).
 #
 # torch is installed first, and only if the environment has none: TORCH_SPEC picks it
 # (default torch==2.13.0, the CPU wheel these machines carry; on a GPU machine use the
@@ -20,5 +23,5 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[test]"
 "${pip[@]}" -e ".${extras}"
 if [ "${1:-}" = "--dev" ]; then
-  "${pip[@]}" --no-deps hearvalidator==2021.0.2
+  "${pip[@]}" --no-deps hearvalidator==2021.0.2 hear21passt==0.0.26
 fi

@@ -117,7 +117,7 @@ def test_a_new_familys_setting_under_another_family_is_refused_naming_key_and_fa
 
 def test_other_families_keys_are_refused_for_the_new_family(toy):
     refusals = {"phases": ([{"epochs": 1, "patch": {"sizes": [8]}}], r"phases\[0\]\.patch: a toy model's calls take "
-                                                                       r"no patch size.*\(a setting of ast, ssast"),
+                                                                       r"no patch size.*\(a setting of ast, passt, ssast"),
                 "pretrain": ({"masked": 10}, r"pretrain: masked-patch pretraining needs a model without a classifier"),
                 "init": ({"source_stride": 10}, r"init\.source_stride: describes an AST file; a toy model's"),
                 "loss": ({"teacher_patch_size": 8}, r"loss\.teacher_patch_size: a toy model's calls take no patch")}

@@ -28,7 +28,6 @@ import soundfile as sf
 import torch
 import yaml
 
-from flexiast import AST
 from flexiast.config import load_config
 from flexiast.engine import train
 from flexiast.models import flops, load_model
@@ -46,11 +45,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*initialised at random")
 
 
 def _width(raw: dict) -> list[str]:
-    """The small model the recipe runs as: an AST 32 wide with one block; an HTS-AT with its
+    """The small model the recipe runs as: an AST (or SSAST, PaSST) 32 wide with one block; an HTS-AT with its
     preset's stages (and the recipe's freq_ratio), one block of one head each, 8 wide; a CNN14
     with its six blocks (and so its five poolings), 4 channels each."""
     model = raw["model"]
-    if model.get("arch", "ast") in ("ast", "ssast"):
+    if model.get("arch", "ast") in ("ast", "ssast", "passt"):
         return WIDTH
     if model["arch"] == "cnn14":
         return ["model.channels=" + CNN14_WIDTHS]
@@ -232,7 +231,7 @@ class Runner:
             overrides += ["features.max_length=64", "data.batch_tokens=68"]  # 2 x (2 prefix + 8 x 4 patches)
         if raw["train"].get("average_best"):  # the final phase has one epoch here
             overrides.append("train.average_best=1")
-        if raw["train"].get("wa_end"):  # averaging a span of epochs: the one epoch here
+        if raw["train"].get("wa_end") or raw["train"].get("wa_start", 1) > 1:  # averaging from a later epoch: the one here
             overrides += ["train.wa_start=1", "train.wa_end=1"]
         if raw.get("init", {}).get("path"):
             overrides.append(f"init.path={self.weights(raw['init']['path'])}")
@@ -595,8 +594,9 @@ def test_recipe_runs_two_steps_in_its_layout(recipe, runner):
         return
     sizes = raw["train"]["eval_patch_sizes"]
     assert {k for k in summary["test"]["best"] if not k.startswith("_")} == {str(s) for s in sizes}
-    model = AST.from_pretrained(out / "best.safetensors")
+    model = load_model(out / "best.safetensors", arch=raw["model"].get("arch", "ast"))  # an AST or a PaSST
     assert model.config.embed_dim == 32 and model.config.patch_size == (raw["model"]["patch_size"],) * 2
+    assert model.config.stride == (raw["model"].get("stride") or raw["model"]["patch_size"],) * 2
     if raw["phases"][0]["patch"]["sampler"] == "uniform":
         steps = list(csv.DictReader(open(out / "steps.csv")))
         assert len(steps) == sum(p["steps"] for p in summary["phases"])

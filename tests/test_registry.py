@@ -22,7 +22,8 @@ SMALL = dict(num_classes=4, input_fdim=32, input_tdim=32, embed_dim=32, depth=1,
 
 def test_names_build_the_preset_with_overrides():
     assert list_models() == ["ast-base", "ast-small", "ast-tiny", "cnn14-base", "cnn14-micro", "htsat-micro",
-                             "htsat-mini", "htsat-tiny", "ssast-base", "ssast-small", "ssast-tiny"]
+                             "htsat-mini", "htsat-tiny", "passt-base", "passt-small", "passt-tiny", "ssast-base",
+                             "ssast-small", "ssast-tiny"]
     assert list_models("ast") == ["ast-base", "ast-small", "ast-tiny"]
     model = create_model("ast-tiny", num_classes=3, depth=1, input_tdim=64)
     cfg = model.config

@@ -41,6 +41,7 @@ from ._caching import tensor_cache
 from .constants import RESIZE_METHODS
 
 __all__ = [
+    "resize_axis",
     "pi_resize",
     "bilinear_resize",
     "resize_patch_weight",
@@ -271,6 +272,21 @@ def resize_pos_grid(pos_embed: torch.Tensor, old_grid, new_grid, *, num_prefix_t
         grid = _two_axes(grid, rows, cols)  # [d, f', t']
     body = grid.permute(1, 2, 0).reshape(1, new[0] * new[1], d).to(pos_embed.dtype)
     return torch.cat([pos_embed[:, :p], body], dim=1)
+
+
+def resize_axis(x: torch.Tensor, new: int, *, antialias: bool = True) -> torch.Tensor:
+    """``x [dim, n]`` (a table of ``n`` positions along one axis) resized bilinearly to ``[dim,
+    new]``: the one axis of :func:`resize_pos_grid` (the same weights, antialiased unless asked
+    not to), one matrix product ``x M^T`` with ``M`` the ``(new, n)`` 1-D resize. A sum of a
+    frequency and a time table (PaSST's positions) resized per axis equals the 2-D resize of the
+    sum, since each 1-D resize keeps constants (its rows sum to 1)."""
+    n = x.shape[-1]
+    if n == new:
+        return x
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    m = _axis_cached("aa" if antialias else "bl", n, new, x.device, dtype)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return (x.to(dtype) @ m.T).to(x.dtype)
 
 
 def ast_adapt_pos_grid(pos_embed: torch.Tensor, old_grid, new_grid, *,

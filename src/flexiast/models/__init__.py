@@ -13,6 +13,7 @@ from . import ast  # noqa: E402,F401  (registers the AST family)
 from . import htsat  # noqa: E402,F401  (registers the HTS-AT family)
 from . import cnn14  # noqa: E402,F401  (registers the CNN14 family)
 from . import ssast  # noqa: E402,F401  (registers the SSAST family)
+from . import passt  # noqa: E402,F401  (registers the PaSST family)
 
 __all__ = ["FlexModel", "ModelFamily", "TokenEmbedding", "FamilyError", "create_model", "create_config", "load_model",
            "list_models", "flops", "config_from_dict", "family_of", "get_family", "families", "register", "read_weights",

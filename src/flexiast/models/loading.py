@@ -85,6 +85,7 @@ class InitFrom:
     2. refuse a file of another family, naming the file, both families and the layout (and
        ``refusal``, what the family starts from instead); with ``from_pretraining``, a
        pretraining family's file (an SSAST) is taken, and ``weights`` makes it a classifier;
+       the families in ``accepts`` are taken too (a PaSST starts from DeiT, an AST-family file);
     3. ``weights(file, target, **hints)``, the family's hook: the model the file holds, its
        tensors moved to the target where the family can (a new head, another grid, a resized
        kernel); what the file fixes is the file's;
@@ -102,6 +103,7 @@ class InitFrom:
     exact: bool = False
     from_pretraining: bool = False
     refusal: str = ""
+    accepts: tuple[str, ...] = ()
 
     def __call__(self, source: str | Path | WeightsFile, target, **hints) -> FlexModel:
         file = source if isinstance(source, WeightsFile) else read_weights(source)
@@ -111,7 +113,7 @@ class InitFrom:
             raise ValueError(f"init: {', '.join(given)} describe an AST file; weights of the {self.arch} family "
                              "need none")
         family = file.family
-        if family.arch != self.arch and not (self.from_pretraining and not family.classifier):
+        if family.arch not in (self.arch, *self.accepts) and not (self.from_pretraining and not family.classifier):
             raise CheckpointError(f"init.path: {path}: holds a model of the {family.arch} family ({file.layout} "
                                   f"layout), where one of the {self.arch} family is expected{self.refusal}")
         model = self.weights(file, target, **{k: v for k, v in hints.items() if k in self.hints})

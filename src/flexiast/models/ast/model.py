@@ -214,8 +214,8 @@ class Head(nn.Module):
 FIXED_BY_WEIGHTS = ("embed_dim", "depth", "mlp_ratio", "qkv_bias", "prefix_tokens")
 
 
-def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
-                     kernel_resize: str = "pi") -> tuple[ASTConfig, dict, bool]:
+def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict, kernel_resize: str = "pi",
+                     move_positions=None) -> tuple[ASTConfig, dict, bool]:
     """``(new config, state dict, new head?)`` for ``config`` changed by ``changes``.
 
     The stored kernel moves to a new ``patch_size`` with PI-resize (FlexiAST eq. 3) or
@@ -223,7 +223,8 @@ def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
     the positional grid is resized bilinearly to the new grid (a new input length,
     stride or patch size; coarse-to-fine Sec. 2.2); a new ``num_classes`` (or weights
     without a head, or a new ``pooling="attention"`` without its pool) drops the head and any
-    attention pool, which the caller initialises afresh.
+    attention pool, which the caller initialises afresh. ``move_positions(sd, old, new)``
+    moves the position tensors of another layout (:meth:`AST._move_positions`).
     """
     check_adapt(config, changes, FIXED_BY_WEIGHTS)
     new = config.replace(**changes)
@@ -232,7 +233,7 @@ def adapt_state_dict(config: ASTConfig, sd: dict, changes: dict,
         sd["patch_embed.proj.weight"] = resize_patch_weight(sd["patch_embed.proj.weight"], new.patch_size,
                                                             kernel_resize)
     if new.grid != config.grid:
-        sd["pos_embed"] = resize_pos_grid(sd["pos_embed"], config.grid, new.grid, num_prefix_tokens=new.prefix_tokens)
+        (move_positions or AST._move_positions)(sd, config, new)
     if new.pooling != config.pooling:  # an attention pool belongs to the pooling it was trained with
         sd = {k: v for k, v in sd.items() if not k.startswith("pool.")}
     new_head = config.classifier and (new.num_classes != config.num_classes or "head.fc.weight" not in sd
@@ -267,14 +268,34 @@ class AST(FlexModel):
         self.patch_embed = PatchEmbed(d, cfg.patch_size, cfg.stride)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.prefix_tokens == 2 else None
-        gf, gt = cfg.grid
-        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.prefix_tokens + gf * gt, d))
+        self._build_positions(cfg)
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
         self.blocks = nn.ModuleList(Block(cfg, r) for r in rates)
         self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
         self._build_output(cfg)
         self.reset_parameters()
+
+    def _build_positions(self, cfg: ASTConfig) -> None:
+        """The positional embeddings: AST's one table ``pos_embed [1, prefix + gf gt, D]``; a
+        subclass may store them otherwise (PaSST: a frequency and a time table) and give
+        ``pos_embed`` and :meth:`pos_embed_for` from them."""
+        gf, gt = cfg.grid
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.prefix_tokens + gf * gt, cfg.embed_dim))
+
+    def _position_parameters(self) -> tuple:
+        """The parameters that hold the positions (initialised as timm's ``pos_embed``)."""
+        return (self.pos_embed,)
+
+    def _positions_for(self, patch, stride, grid: tuple[int, int], pos_grid: str) -> dict:
+        """The position tensors of a fixed copy for one call's grid (:meth:`at_patch_size`)."""
+        return {"pos_embed": self.pos_embed_for(patch, stride, grid, pos_grid)}
+
+    @staticmethod
+    def _move_positions(sd: dict, old: ASTConfig, new: ASTConfig) -> None:
+        """Move the position tensors of ``sd`` from ``old``'s grid to ``new``'s, in place: AST's
+        table resized bilinearly (antialiased; coarse-to-fine Sec. 2.2)."""
+        sd["pos_embed"] = resize_pos_grid(sd["pos_embed"], old.grid, new.grid, num_prefix_tokens=new.prefix_tokens)
 
     def _build_output(self, cfg: ASTConfig) -> None:
         """What reads the encoder: AST's classifier (``head``), after ElasticAST's attention pooling
@@ -285,7 +306,8 @@ class AST(FlexModel):
 
     def reset_parameters(self) -> None:
         """timm's ViT initialisation: truncated normal (std 0.02) for tokens and linears."""
-        for p in (self.cls_token, self.dist_token, self.pos_embed, getattr(getattr(self, "pool", None), "query", None)):
+        for p in (self.cls_token, self.dist_token, *self._position_parameters(),
+                  getattr(getattr(self, "pool", None), "query", None)):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
         for m in self.modules():
@@ -457,8 +479,8 @@ class AST(FlexModel):
         with torch.no_grad():
             sd = dict(self.state_dict())
             sd["patch_embed.proj.weight"] = resize_patch_weight(self.patch_embed.proj.weight, patch, resize)
-            sd["pos_embed"] = self.pos_embed_for(patch, stride, grid, pos_grid)
-            model = type(self)(config=new).to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+            sd.update(self._positions_for(patch, stride, grid, pos_grid))
+            model = type(self)(config=new).to(device=self.cls_token.device, dtype=self.cls_token.dtype)
             model.load_state_dict({k: v.detach().clone() for k, v in sd.items()})
         return model.train(self.training)
 
@@ -474,7 +496,7 @@ class AST(FlexModel):
         if not changes:
             return self
         sd = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        config, sd, new_head = adapt_state_dict(self.config, sd, changes, kernel_resize)
+        config, sd, new_head = adapt_state_dict(self.config, sd, changes, kernel_resize, self._move_positions)
         model = type(self)(config=config)
         model.load_state_dict(sd, strict=not new_head)
-        return model.to(self.pos_embed.device).train(self.training)
+        return model.to(self.cls_token.device).train(self.training)

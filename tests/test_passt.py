@@ -146,3 +146,20 @@ def test_a_passt_file_starts_a_shorter_recipe_from_the_first_time_columns(passt_
     with torch.no_grad():
         _, features = theirs(spec.transpose(1, 2)[:, None])
         torch.testing.assert_close(model.double().embed(spec).pooled(), features, rtol=1e-12, atol=1e-12)
+
+
+def test_patchout_on_a_passt_counts_what_torch_counts():
+    """PaSST's own training setting on its own grid (40 of 99 columns, 4 of 12 rows, PaSST-S on
+    AudioSet), forward and backward, at the stored patch and at FlexiAST's 8."""
+    from flexiast.models.patchout import Patchout
+
+    torch.manual_seed(5)
+    model = create_model("passt", num_classes=3, embed_dim=16, depth=1, num_heads=1)  # 128 x 998: 12 x 99
+    spec = torch.randn(2, 998, 128)
+    for call, patchout in (({}, Patchout(time=40, freq=4)), ({"patch_size": 8}, Patchout(time=0.4, freq=0.33))):
+        draw = patchout.draw([(0, 7, 1), (0, 7, 2)])
+        measured = measured_flops(model, spec, True, patchout=draw, **call)
+        model.zero_grad(set_to_none=True)
+        count = flops(model, spec.shape, patchout=draw, **call)
+        assert count.training == measured, call
+    assert flops(model, spec.shape, patchout=Patchout(time=40, freq=4)).tokens == 8 * 59 + 2

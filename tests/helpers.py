@@ -78,6 +78,48 @@ def one_and_two_ranks(raw: dict, tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "one", tmp_path / "two"
 
 
+def kill_at_step(n: int):
+    """A stand-in for :func:`flexiast.faults.point` that interrupts the ``n``-th training step (a
+    ``KeyboardInterrupt``, as a kill would end it in-process)."""
+    seen = {"step": 0}
+
+    def point(name: str) -> None:
+        if name == "step":
+            seen["step"] += 1
+            if seen["step"] == n:
+                raise KeyboardInterrupt("killed")
+    return point
+
+
+def killed_and_resumed_match(make_raw, tmp_path: Path, monkeypatch, step: int) -> None:
+    """Train ``make_raw(out)``'s recipe whole, and again killed at training step ``step`` and
+    resumed, in this process; assert the two end with the same weights and step losses."""
+    import safetensors.torch
+
+    from flexiast import faults
+    from flexiast.config import build_config
+    from flexiast.engine import resume, train
+
+    threads = torch.get_num_threads()
+    try:
+        runs = {name: build_config(make_raw(tmp_path / name)) for name in ("whole", "killed")}
+        train(runs["whole"])
+        with monkeypatch.context() as m:
+            m.setattr(faults, "point", kill_at_step(step))
+            try:
+                train(runs["killed"])
+                raise AssertionError(f"the run was not killed at step {step}")
+            except KeyboardInterrupt:
+                pass
+        resume(tmp_path / "killed")
+    finally:
+        torch.set_num_threads(threads)
+    a, b = (safetensors.torch.load_file(tmp_path / n / "best.safetensors") for n in ("whole", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la, lb = ([r["loss"] for r in read_csv(tmp_path / n / "steps.csv")] for n in ("whole", "killed"))
+    assert la == lb
+
+
 def one_thread_env(**extra) -> dict:
     """The environment for subprocess runs that must agree bit for bit: one thread, fixed hashes."""
     env = dict(os.environ)

@@ -11,18 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors.torch
 import soundfile as sf
 import torch
 
-from flexiast import faults
 from flexiast.audio import load_audio
 from flexiast.config import ConfigError, build_config
 from flexiast.data import AudioDataset, ClipLengths, Collate, TokenBatchSampler, clip_frames, clip_samples
 from flexiast.data.readers import read_manifest
 from flexiast.deploy.model import load_inference_model
 from flexiast.distributed import DistInfo
-from flexiast.engine import resume, train
+from flexiast.engine import train
 from flexiast.engine.point_sampler import PointSampler
 from flexiast.engine.step import clips_kept
 from flexiast.evaluate import evaluate_model
@@ -31,7 +29,7 @@ from flexiast.models import create_model
 from flexiast.models.packing import Clips
 from flexiast.models.points import OperatingPoint
 
-from helpers import read_csv, tiny_recipe
+from helpers import killed_and_resumed_match, read_csv, tiny_recipe
 
 TOKENS = [int(t) for t in np.random.default_rng(7).integers(3, 40, size=300)]
 
@@ -317,40 +315,15 @@ def test_packed_training_on_fsdd_runs_the_steps_the_budget_gives(fsdd_small, tmp
     assert (im.batching, im.row_tokens) == ("packed", 2048)
 
 
-def _kill_at_step(n: int):
-    seen = {"step": 0}
-
-    def point(name: str) -> None:
-        if name == "step":
-            seen["step"] += 1
-            if seen["step"] == n:
-                raise KeyboardInterrupt("killed")
-    return point
-
-
 def test_a_packed_run_killed_mid_epoch_resumes_to_the_same_weights(fsdd_small, tmp_path, monkeypatch):
-    threads = torch.get_num_threads()
-    try:
-        runs = {}
-        for name in ("whole", "killed"):
-            raw = tiny_recipe(fsdd_small, tmp_path / name, data={"batching": "packed", "batch_tokens": 240},
-                              train={"threads": 1, "accum_steps": 2, "checkpoint_every": 1},
-                              phases=[{"epochs": 2, "patch": {"sampler": "uniform", "sizes": [8, 16],
-                                                              "draw": "clip"}}])
-            raw["data"]["test"] = None
-            runs[name] = build_config(raw)
-        train(runs["whole"])
-        with monkeypatch.context() as m:
-            m.setattr(faults, "point", _kill_at_step(3))  # dies in epoch 1's third step, after two checkpoints
-            with pytest.raises(KeyboardInterrupt):
-                train(runs["killed"])
-        resume(tmp_path / "killed")
-    finally:
-        torch.set_num_threads(threads)
-    a, b = (safetensors.torch.load_file(tmp_path / n / "best.safetensors") for n in ("whole", "killed"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    la, lb = ([r["loss"] for r in read_csv(tmp_path / n / "steps.csv")] for n in ("whole", "killed"))
-    assert la == lb
+    def recipe(out):
+        raw = tiny_recipe(fsdd_small, out, data={"batching": "packed", "batch_tokens": 240},
+                          train={"threads": 1, "accum_steps": 2, "checkpoint_every": 1},
+                          phases=[{"epochs": 2, "patch": {"sampler": "uniform", "sizes": [8, 16], "draw": "clip"}}])
+        raw["data"]["test"] = None
+        return raw
+
+    killed_and_resumed_match(recipe, tmp_path, monkeypatch, 3)  # epoch 1's third step, after two checkpoints
 
 
 # -- length buckets for the families that cannot pack ------------------------------------------------

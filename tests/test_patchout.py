@@ -9,17 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import safetensors.torch
 import torch
 import yaml
 
 from flexiast import AST, ASTConfig, flops
-from flexiast import faults
 from flexiast.config import ConfigError, build_config
-from flexiast.engine import resume, train
+from flexiast.engine import train
 from flexiast.models.patchout import Patchout
 
-from helpers import measured_flops, one_and_two_ranks, read_csv, tiny_recipe
+from helpers import killed_and_resumed_match, measured_flops, one_and_two_ranks, read_csv, tiny_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "fsdd"
 
@@ -188,37 +186,13 @@ def test_patchout_is_off_at_validation(fsdd_small, tmp_path, monkeypatch):
     assert {c for c in calls if not c[0]} == {(False, False)}
 
 
-def _kill_at_step(n: int):
-    seen = {"step": 0}
-
-    def point(name: str) -> None:
-        if name == "step":
-            seen["step"] += 1
-            if seen["step"] == n:
-                raise KeyboardInterrupt("killed")
-    return point
-
-
 def test_a_patchout_run_killed_mid_phase_resumes_to_the_same_weights(fsdd_small, tmp_path, monkeypatch):
-    threads = torch.get_num_threads()
-    try:
-        runs = {}
-        for name in ("whole", "killed"):
-            raw = _patchout_recipe(fsdd_small, tmp_path / name, checkpoint_every=1)
-            raw["data"]["test"] = None
-            runs[name] = build_config(raw)
-        train(runs["whole"])
-        with monkeypatch.context() as m:
-            m.setattr(faults, "point", _kill_at_step(15))  # 10 coarse steps, then inside the fine phase's first epoch
-            with pytest.raises(KeyboardInterrupt):
-                train(runs["killed"])
-        resume(tmp_path / "killed")
-    finally:
-        torch.set_num_threads(threads)
-    a, b = (safetensors.torch.load_file(tmp_path / n / "best.safetensors") for n in ("whole", "killed"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    la, lb = ([r["loss"] for r in read_csv(tmp_path / n / "steps.csv")] for n in ("whole", "killed"))
-    assert la == lb
+    def recipe(out):
+        raw = _patchout_recipe(fsdd_small, out, checkpoint_every=1)
+        raw["data"]["test"] = None
+        return raw
+
+    killed_and_resumed_match(recipe, tmp_path, monkeypatch, 15)  # 10 coarse steps, then inside the fine phase
 
 
 @pytest.mark.slow

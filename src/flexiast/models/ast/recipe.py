@@ -53,16 +53,17 @@ class ASTSection(PresetSection):
 
 
 def config_from_recipe(section: ASTSection, *, num_classes: int, input_fdim: int, input_tdim: int,
-                       labels=None) -> ASTConfig:
-    """The AST a recipe trains: its section's network on the data's classes and input size.
+                       labels=None, config_class: type = ASTConfig) -> ASTConfig:
+    """The AST a recipe trains: its section's network on the data's classes and input size
+    (``config_class``: an AST's configuration or a subclass's, a PaSST's).
 
     Every check is :class:`ASTConfig`'s; a ``ValueError`` names the field."""
-    return ASTConfig(num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
-                     patch_size=to_pair(section.patch_size, "patch_size"),
-                     stride=None if section.stride is None else to_pair(section.stride, "stride"),
-                     prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches,
-                     pooling=section.pooling, drop_rate=section.drop_rate, drop_path_rate=section.drop_path_rate,
-                     labels=labels, **section.widths())
+    return config_class(num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
+                        patch_size=to_pair(section.patch_size, "patch_size"),
+                        stride=None if section.stride is None else to_pair(section.stride, "stride"),
+                        prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches,
+                        pooling=section.pooling, drop_rate=section.drop_rate, drop_path_rate=section.drop_path_rate,
+                        labels=labels, **section.widths())
 
 
 @dataclass

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...resize import to_pair
-from ..ast.recipe import RECIPE_KEYS, ASTSection
+from ..ast.recipe import RECIPE_KEYS, ASTSection, config_from_recipe as ast_config_from_recipe
 from .config import PaSSTConfig
 
 __all__ = ["PaSSTSection", "config_from_recipe", "RECIPE_KEYS"]
@@ -24,9 +23,5 @@ class PaSSTSection(ASTSection):
 def config_from_recipe(section: PaSSTSection, *, num_classes: int, input_fdim: int, input_tdim: int,
                        labels=None) -> PaSSTConfig:
     """The PaSST a recipe trains: its section's network on the data's classes and input size."""
-    return PaSSTConfig(num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
-                       patch_size=to_pair(section.patch_size, "patch_size"),
-                       stride=None if section.stride is None else to_pair(section.stride, "stride"),
-                       prefix_tokens=section.prefix_tokens, partial_patches=section.partial_patches,
-                       pooling=section.pooling, drop_rate=section.drop_rate, drop_path_rate=section.drop_path_rate,
-                       labels=labels, **section.widths())
+    return ast_config_from_recipe(section, num_classes=num_classes, input_fdim=input_fdim, input_tdim=input_tdim,
+                                  labels=labels, config_class=PaSSTConfig)

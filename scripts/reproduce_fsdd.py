@@ -380,13 +380,15 @@ def table1_table(runs: Path, seeds: list[int]) -> str:
 
 def patchout_table(runs: Path, seeds: list[int]) -> str:
     """The patchout study: per row, mean ± std over the seeds that finished of the best validation
-    accuracy, the test accuracy at that epoch, training TFLOPs and seconds, and Table 2's savings
-    against the baseline of the same seed read both ways (:func:`flexiast.accounting.savings`)."""
+    accuracy, the test accuracy at that epoch, training TFLOPs and seconds; the baseline of the
+    same seed stopped at the row's FLOPs (:func:`_within_flops`); and Table 2's savings against it
+    read both ways (:func:`flexiast.accounting.savings`)."""
     from flexiast.accounting import savings
 
-    lines = ["| run | seeds | best val | test at best val | training TFLOPs | training s | val reading: reached | "
-             "FLOPs saved | time saved | paper reading: surpassed | FLOPs saved | time saved |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| run | seeds | best val | test at best val | training TFLOPs | training s | baseline within these "
+             "FLOPs: best val | its test | val reading: reached | FLOPs saved | time saved | paper reading: surpassed | "
+             "FLOPs saved | time saved |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for recipe, label in PATCHOUT:
         base = "fsdd-" + recipe.removesuffix(".yaml").replace("_", "-")
         rows = [(s, r) for s in seeds if (r := _load(runs / f"{base}-s{s}" / "summary.json"))]
@@ -396,6 +398,8 @@ def patchout_table(runs: Path, seeds: list[int]) -> str:
                  _spread([_test_accuracy(r) for _, r in rows]), _spread([r["train_flops"] / 1e12 for _, r in rows], 2),
                  _spread([r["train_seconds"] for _, r in rows], 0)]
         ref = {s: runs / f"fsdd-digits-ast16-s{s}" for s, _ in rows}
+        matched = [m for s, r in rows if (m := _within_flops(ref[s], r["train_flops"])) is not None]
+        cells += [_spread([m[0] for m in matched]), _spread([m[1] for m in matched])] if matched else ["-", "-"]
         reads = [savings(runs / f"{base}-s{s}", ref[s]) for s, _ in rows
                  if recipe != PATCHOUT[0][0] and (ref[s] / "summary.json").exists()]
         for key in ("validation", "paper"):
@@ -407,6 +411,18 @@ def patchout_table(runs: Path, seeds: list[int]) -> str:
                       _pct([r["time_saved"] for r in hit])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _within_flops(base: Path, flops: float) -> tuple[float, float] | None:
+    """The baseline run ``base`` stopped at ``flops`` training FLOPs: its best validation accuracy
+    over the epochs that had spent at most that, and the test accuracy of that epoch (its
+    learning-rate schedule still the full run's). None without its history."""
+    history = _load(base / "history.json")
+    within = [h for h in history or [] if h["train_flops_cum"] <= flops and h.get("test_select") is not None]
+    if not within:
+        return None
+    best = max(within, key=lambda h: h["val_select"])  # the first of equals, as the run picks
+    return best["val_select"], best["test_select"]
 
 
 def per_seed_c2f(runs: Path, seeds: list[int]) -> str:

@@ -163,3 +163,10 @@ def test_patchout_on_a_passt_counts_what_torch_counts():
         count = flops(model, spec.shape, patchout=draw, **call)
         assert count.training == measured, call
     assert flops(model, spec.shape, patchout=Patchout(time=40, freq=4)).tokens == 8 * 59 + 2
+
+
+def test_a_stride_larger_than_the_patch_is_refused():
+    """PaSST's stride 10 belongs to its 16 x 16 patches: with 8 x 8 patches it would skip input."""
+    with pytest.raises(ValueError, match=r"stride=\(10, 10\) is larger than patch_size=\(8, 8\)"):
+        create_model("passt-base", patch_size=8)
+    assert create_model("passt-tiny", num_classes=2, patch_size=8, stride=8).config.grid == (16, 124)

@@ -170,12 +170,13 @@ def test_a_patchout_run_counts_the_tokens_it_kept_and_validates_on_every_token(f
 
 
 def test_patchout_is_off_at_validation(fsdd_small, tmp_path, monkeypatch):
-    """Every training call gets a draw for its batch; no validation or test call gets one."""
+    """Every training call gets its batch's kept positions (one time column of the 4 x 3 grid
+    dropped: 8 tokens per clip); no validation or test call gets any."""
     calls = []
     forward = AST.forward
 
     def spy(self, spec, *args, patchout=None, **kw):
-        calls.append((self.training, patchout is not None and len(patchout.keys) == len(spec)))
+        calls.append((self.training, patchout is not None and tuple(patchout.shape) == (len(spec), 8)))
         return forward(self, spec, *args, patchout=patchout, **kw)
 
     monkeypatch.setattr(AST, "forward", spy)
@@ -207,3 +208,37 @@ def test_two_ranks_drop_the_tokens_one_process_drops(fsdd_small, tmp_path):
     assert len(single) == len(ranked)
     for i, (x, y) in enumerate(zip(single, ranked)):
         assert float(y["loss"]) == pytest.approx(float(x["loss"]), rel=1e-5 if i == 0 else 1e-3), i
+
+
+def test_a_compiled_model_takes_every_steps_positions_in_one_graph():
+    """A training step passes the kept positions as a tensor (``step_positions``): a model
+    compiled with ``dynamic=False`` (``train.compile``) traces once and gives the eager logits at
+    every step's draw (a Python draw object in the call would be guarded on, step by step)."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    from flexiast.models.patchout import step_positions
+
+    torch.manual_seed(0)
+    model = AST(4, input_fdim=64, input_tdim=64, embed_dim=32, depth=2, num_heads=2).eval()
+    spec = torch.randn(2, 64, 64)
+    dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model, backend="eager", dynamic=False)
+    with torch.no_grad():
+        for step in range(4):
+            kept = step_positions(model.config, spec.shape, None, Patchout(time=1, freq=0.25).draw(
+                [(0, step, 3), (0, step, 8)]))
+            torch.testing.assert_close(compiled(spec, patchout=kept), model(spec, patchout=kept))
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    dynamo.reset()
+
+
+def test_bucketed_batches_take_fractions_not_counts(fsdd_small, tmp_path):
+    """A length bucket may be one patch long: a count could leave nothing of it, a fraction cannot."""
+    data = {"batching": "bucketed", "batch_tokens": 200}
+    with pytest.raises(ConfigError, match=r"phases\[0\]\.patchout\.time: a count of 1 .* bucketed"):
+        build_config(tiny_recipe(fsdd_small, tmp_path / "r", data=data, phases=[{"epochs": 1, "patchout": {"time": 1}}]))
+    cfg = build_config(tiny_recipe(fsdd_small, tmp_path / "r", data=data,
+                                   phases=[{"epochs": 1, "patchout": {"time": 0.5, "tokens": 0.25}}]))
+    assert cfg.phases[0].patchout.patchout() == Patchout(time=0.5, tokens=0.25)

@@ -33,7 +33,7 @@ from ..data.loader import EpochKeys, make_loader
 from ..data.samplers import BalancedSampler, manifest_weights
 from ..distributed import DistInfo
 from ..features import normalize
-from ..models.patchout import Patchout
+from ..models.patchout import Patchout, step_positions
 from .optim import build_optimizer, lr_factor
 from .point_sampler import PointSampler
 from .state import Progress
@@ -61,7 +61,8 @@ class PhaseRuntime:
     ``pass_lengths`` that a length bucket's clip lengths go to the model (a family that leaves
     padding out of its pooling, ``ModelFamily.pools_lengths``). ``patchout``: the patch tokens
     the phase's steps drop (``phases[].patchout``; None: none), each clip's drawn from
-    ``(seed, step, clip)`` (:mod:`flexiast.models.patchout`).
+    ``(seed, step, clip)`` (:mod:`flexiast.models.patchout`) on the grid of ``model_config``, the
+    configuration of the phase's model.
     """
 
     index: int
@@ -85,6 +86,7 @@ class PhaseRuntime:
     draw_per_clip: bool = False
     pass_lengths: bool = False
     patchout: Patchout | None = None
+    model_config: object = None
     eval_loaders: dict = field(default_factory=dict)
 
     def learning_rate(self, progress: Progress) -> float:
@@ -106,8 +108,9 @@ class PhaseRuntime:
         call = point.call()
         if self.pass_lengths:
             call["lengths"] = batch["lengths"].to(device)
-        if self.patchout is not None:
-            call["patchout"] = self.patchout.draw((self.sampler.seed, step, i) for i in batch["index"].tolist())
+        if self.patchout is not None:  # positions drawn here: a compiled forward sees one tensor shape
+            draw = self.patchout.draw((self.sampler.seed, step, i) for i in batch["index"].tolist())
+            call["patchout"] = step_positions(self.model_config, spec.shape, call.get("patch_size"), draw, device)
         if not self.draw_per_clip:
             return spec, call
         points = self.sampler.per_clip(step, batch["index"].tolist())
@@ -188,7 +191,7 @@ def build_phase(i: int, model: torch.nn.Module, *, cfg: RunConfig, info: DistInf
                         schedule=cfg.phase_schedule(i), start_per_step=start_per_step, clips=clips,
                         collate=collate, draw_per_clip=ph.patch.draw == "clip",
                         pass_lengths=d.batching == "bucketed" and cfg.family().pools_lengths,
-                        patchout=patchout if patchout.active else None)
+                        patchout=patchout if patchout.active else None, model_config=model.config)
 
 
 def _token_sampler(cfg: RunConfig, i: int, clips: PhaseClips, features, samples: list[int], weights,

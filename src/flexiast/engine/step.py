@@ -33,6 +33,7 @@ from .. import distributed
 from ..distributed import DistInfo
 from ..models import flops
 from ..models.packing import Clips
+from ..models.patchout import kept_count
 
 __all__ = ["clips_kept", "loss_weight", "weigh_micro_batch", "placeholder_batch", "gradient_sync", "StepTotals",
            "reduce_totals", "StepFlops"]
@@ -149,8 +150,8 @@ class StepFlops:
 
     def __call__(self, model, spec, call: dict) -> int:
         call = {k: v for k, v in call.items() if k != "lengths"}
-        if "patchout" in call:  # the FLOPs depend on how many tokens a draw keeps, not which
-            call["patchout"] = call["patchout"].patchout
+        if "patchout" in call:  # the FLOPs depend on how many tokens a step keeps, not which
+            call["patchout"] = kept_count(call["patchout"], None)
         if isinstance(spec, Clips):
             extra = self.task.flop_call(model.config, spec)
             return flops(model, spec, **call, **extra).training + self.task.extra_flops(spec)

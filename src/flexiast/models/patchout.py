@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Patchout", "PatchoutDraw", "dropped"]
+__all__ = ["Patchout", "PatchoutDraw", "dropped", "step_positions", "keep", "kept_count"]
 
 #: Mixed into every patchout draw's seed, apart from the other draws of a step.
 _STREAM = 0x9A7C0
@@ -115,9 +115,36 @@ class PatchoutDraw:
             out[j] = positions[np.sort(rng.permutation(kf * kt)[:k])]
         return out
 
-    def apply(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """``tokens [batch, gf gt, D]`` (with their positions) reduced to ``[batch, K, D]``."""
-        if len(self.keys) != tokens.shape[0]:
-            raise ValueError(f"a patchout draw for {len(self.keys)} clips given a batch of {tokens.shape[0]}")
-        idx = torch.from_numpy(self.kept_positions(grid)).to(tokens.device)
-        return tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))
+    def positions(self, grid: tuple[int, int], device=None) -> torch.Tensor:
+        """:meth:`kept_positions` as a ``[batch, K]`` long tensor on ``device``."""
+        return torch.from_numpy(self.kept_positions(grid)).to(device)
+
+
+def step_positions(config, spec_shape, patch_size, draw: PatchoutDraw, device=None) -> torch.Tensor:
+    """The ``[batch, K]`` positions ``draw`` keeps of a call at ``patch_size`` (None: the stored
+    one) on a batch of ``spec_shape`` ``[batch, frames, mel_bins]``, for a model of ``config`` (an
+    AST's or a subclass's). A training step draws them before the call and passes the tensor, so
+    a compiled forward sees a tensor of one shape at every step, not a new Python object."""
+    patch, stride = config.resolve_patch(patch_size)
+    return draw.positions(config.grid_at((spec_shape[2], spec_shape[1]), patch, stride), device)
+
+
+def keep(tokens: torch.Tensor, grid: tuple[int, int], patchout: "PatchoutDraw | torch.Tensor") -> torch.Tensor:
+    """``tokens [batch, gf gt, D]`` (with their positions) reduced to ``[batch, K, D]``: those a
+    draw keeps on ``grid``, or the ``[batch, K]`` positions given (:func:`step_positions`)."""
+    idx = patchout if isinstance(patchout, torch.Tensor) else patchout.positions(grid, tokens.device)
+    if idx.dim() != 2 or idx.shape[0] != tokens.shape[0]:
+        raise ValueError(f"patchout positions of shape {tuple(idx.shape)} for a batch of {tokens.shape[0]} clips")
+    return tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))
+
+
+def kept_count(patchout, grid: tuple[int, int] | None) -> int:
+    """The tokens per clip ``patchout`` keeps on ``grid``: for :class:`Patchout` amounts or a
+    :class:`PatchoutDraw`, what the grid leaves; for ``[batch, K]`` positions, ``K``; an int is
+    that count already (what a FLOP count caches by)."""
+    if isinstance(patchout, torch.Tensor):
+        return int(patchout.shape[-1])
+    if isinstance(patchout, int):
+        return patchout
+    amounts = patchout.patchout if isinstance(patchout, PatchoutDraw) else patchout
+    return amounts.kept(grid)[2]

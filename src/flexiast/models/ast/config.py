@@ -84,6 +84,9 @@ class ASTConfig(FamilyConfig):
             raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be positive")
         self._rates("drop_rate", "drop_path_rate")
         self._check_labels()
+        if any(s > p for s, p in zip(self.stride, self.patch_size)):
+            raise ValueError(f"stride={self.stride} is larger than patch_size={self.patch_size}: the bins and frames "
+                             "between patches would never be read (give stride <= patch_size, or none)")
         grid_shape(self.input_size, self.patch_size, self.stride, self.partial_patches)
 
     @property

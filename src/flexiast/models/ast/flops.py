@@ -44,7 +44,7 @@ from typing import ClassVar
 from ...constants import RESIZE_METHODS
 from ..base import FlopCountBase
 from ..packing import Clips
-from ..patchout import Patchout, PatchoutDraw
+from ..patchout import Patchout, PatchoutDraw, kept_count
 from .config import ASTConfig
 from .packed import layout
 
@@ -96,26 +96,27 @@ def _pool_flops(config: ASTConfig, clips: int, tokens: int) -> int:
 
 
 def flops(config: ASTConfig, input_shape, patch_size=None, *, stride=None, resize: str = "pi",
-          pos_grid: str = "leading", patchout: Patchout | PatchoutDraw | None = None) -> FlopCount:
+          pos_grid: str = "leading", patchout: Patchout | PatchoutDraw | int | None = None) -> FlopCount:
     """FLOPs of ``model(spec, patch_size, resize)`` for ``spec`` of ``input_shape``.
 
     ``input_shape`` is ``(frames, mel_bins)`` for one clip or ``(batch, frames, mel_bins)``, or
     the :class:`~flexiast.models.packing.Clips` of a packed call (:func:`packed_flops`);
     ``patch_size`` and ``stride`` follow :meth:`AST.forward` (None: the stored ones). With
-    ``patchout`` (its amounts, or a step's draw) every clip embeds all ``gf gt`` patches, then
+    ``patchout`` (its amounts, a step's draw or positions, or the count it keeps) every clip
+    embeds all ``gf gt`` patches, then
     the layers and the pooling see the ``K`` it keeps: ``N = K`` in every term but ``patch_embed``
     (:mod:`flexiast.models.patchout`).
     """
     if resize not in RESIZE_METHODS:
         raise ValueError(f"resize={resize!r} is not one of {', '.join(RESIZE_METHODS)}")
     if isinstance(input_shape, Clips):
+        if patchout is not None:
+            raise ValueError("patchout takes a batch of one length, not packed clips")
         return packed_flops(config, input_shape, patch_size, stride=stride, resize=resize, pos_grid=pos_grid)
     batch, frames, bins = FlopCount.input_of(input_shape)
     patch, stride = config.resolve_patch(patch_size, stride)
     gf, gt = config.grid_at((bins, frames), patch, stride)
-    if isinstance(patchout, PatchoutDraw):
-        patchout = patchout.patchout
-    n = gf * gt if patchout is None else patchout.kept((gf, gt))[2]
+    n = gf * gt if patchout is None else kept_count(patchout, (gf, gt))
     p = config.prefix_tokens
     s = n + p
     d, layers, m = config.embed_dim, config.depth, config.mlp_dim

@@ -31,7 +31,7 @@ from ...resize import ast_adapt_pos_grid, resize_patch_weight, resize_pos_grid, 
 from ..base import FlexModel, TokenEmbedding, check_adapt
 from ..layers import DropPath, Mlp, check_spectrogram
 from ..packing import Clips
-from ..patchout import PatchoutDraw
+from ..patchout import PatchoutDraw, keep
 from .config import ASTConfig
 from .packed import embed_packed, forward_packed
 
@@ -365,7 +365,7 @@ class AST(FlexModel):
     # -- forward ---------------------------------------------------------------------
     def _embed_patches(self, spec: torch.Tensor, patch_size, resize: str, stride, pos_grid: str,
                        mask: torch.Tensor | None = None,
-                       patchout: PatchoutDraw | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+                       patchout: PatchoutDraw | torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
         """Prefix and patch tokens with their positions, before the first layer, and the grid.
         ``mask [B, N]`` (True: hidden) replaces those patch embeddings by the learned
         ``mask_embed`` before the positions are added, as SSAST does (a model that has one).
@@ -384,12 +384,12 @@ class AST(FlexModel):
         x = torch.cat([prefix, tokens], dim=1) + self.pos_embed_for(patch, stride, grid, pos_grid)
         if patchout is not None:
             p = self.config.prefix_tokens
-            x = torch.cat([x[:, :p], patchout.apply(x[:, p:], grid)], dim=1)
+            x = torch.cat([x[:, :p], keep(x[:, p:], grid, patchout)], dim=1)
         return self.pos_drop(x), grid
 
     def forward_features(self, spec: torch.Tensor, patch_size=None, resize: str = "pi",
                          stride=None, pos_grid: str = "leading", prefix_only: bool = False,
-                         mask: torch.Tensor | None = None, patchout: PatchoutDraw | None = None) -> torch.Tensor:
+                         mask: torch.Tensor | None = None, patchout: PatchoutDraw | torch.Tensor | None = None) -> torch.Tensor:
         """Encoder output for every token, ``[batch, prefix + tokens, dim]``.
 
         ``prefix_only``: the output for the prefix tokens only, ``[batch, prefix, dim]``,
@@ -442,15 +442,16 @@ class AST(FlexModel):
         return self.head((tokens * w).sum(dim=1) / w.sum(dim=1))
 
     def forward(self, spec, patch_size=None, resize: str = "pi", stride=None,
-                pos_grid: str = "leading", patchout: PatchoutDraw | None = None) -> torch.Tensor:
+                pos_grid: str = "leading", patchout: PatchoutDraw | torch.Tensor | None = None) -> torch.Tensor:
         """Logits for ``spec[batch, frames, mel_bins]`` at ``patch_size`` (int or (freq, time)).
 
         ``frames`` may differ from the trained ``input_tdim``; ``pos_grid`` says how the
         positional grid follows (:meth:`pos_embed_for`). ``spec`` may instead be
         :class:`~flexiast.models.packing.Clips` of their own lengths (each at its own patch size
         where it has one): packed into rows (ElasticAST), one row of logits per clip
-        (:func:`flexiast.models.ast.packed.forward_packed`). ``patchout``: a training step's
-        draw of the patch tokens each clip keeps (PaSST; :mod:`flexiast.models.patchout`).
+        (:func:`flexiast.models.ast.packed.forward_packed`). ``patchout``: the patch tokens each
+        clip keeps in a training step (PaSST): a draw, or the ``[batch, K]`` positions it gives
+        (:mod:`flexiast.models.patchout`).
         """
         if isinstance(spec, Clips):
             if patchout is not None:

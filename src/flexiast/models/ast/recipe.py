@@ -140,9 +140,10 @@ class PatchoutSettings:
         return Patchout(self.time, self.freq, self.tokens)
 
     def check(self, ctx) -> None:
-        """The amounts are counts or fractions; the phase's batches are tensors (not packed);
-        and on the grid of every patch size the phase draws, at its input length, some column,
-        row and token is left."""
+        """The amounts are counts or fractions; the phase's batches are tensors (not packed), and
+        of one length unless the amounts are fractions (a length bucket may be short); and on the
+        grid of every patch size the phase draws, at its input length, some column, row and token
+        is left."""
         key, cfg, features, i = ctx.key, ctx.cfg, ctx.features, ctx.phase
         try:
             patchout = self.patchout()
@@ -153,6 +154,11 @@ class PatchoutSettings:
         if cfg.data.batching == "packed":
             raise ConfigError(f"{key}: patchout drops the same number of tokens from every clip of a batch; "
                               "data.batching: packed gives each clip its own (use fixed or bucketed)")
+        counts = [n for n in ("time", "freq", "tokens") if isinstance(getattr(self, n), int) and getattr(self, n)]
+        if counts and cfg.data.batching == "bucketed":
+            raise ConfigError(f"{key}.{counts[0]}: a count of {getattr(self, counts[0])} may leave nothing of a short "
+                              "bucket's grid (data.batching: bucketed); give a fraction (a float in [0, 1)), "
+                              "which keeps at least one of every axis")
         config = cfg.model_config(num_classes=1, features=features).replace(**cfg.phase_geometry(i, features))
         comp = cfg.phase_compression(i)
         frames, bins = features.frames(comp), features.num_mel_bins

@@ -5,7 +5,7 @@ Forward and backward of one attention layer's core, ``softmax(q k^T / sqrt(d)) v
 batch 32) and at 1024 frames with patch 32, 16 and 8 (130, 514 and 2,050 tokens, batch
 8), and an AST-base layer (12 heads) at 512 frames (602 tokens, batch 4). "fused" is
 ``scaled_dot_product_attention`` (its flash kernel on CPU); "explicit" is two matrix
-products and a float32 softmax. ``flexiast.models.ast.model.attend`` takes the explicit path on
+products and a float32 softmax. ``flexiast.models.ast.attention.attend`` takes the explicit path on
 CPU (fp32 and bf16) while the scores number at most ``EXPLICIT_ATTENTION_MAX_SCORES`` (2^23), the
 fused one otherwise.
 """

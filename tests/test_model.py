@@ -420,7 +420,7 @@ def test_forward_runs_the_last_layer_for_the_prefix_only_and_gives_the_full_mode
 
 def test_bf16_attention_on_cpu_matches_float32_attention():
     """The explicit bf16 path (CPU) against PyTorch's float64 attention, values and gradients."""
-    from flexiast.models.ast.model import attend
+    from flexiast.models.ast.attention import attend
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 66, 64, dtype=torch.float64, requires_grad=True) for _ in range(3))
@@ -440,7 +440,7 @@ def test_bf16_attention_on_cpu_matches_float32_attention():
 def test_fp32_attention_on_cpu_matches_float64_attention_on_both_paths():
     """The explicit fp32 path (small score matrices) and the fused one (large) against
     PyTorch's float64 attention, values and gradients, to float32 round-off."""
-    from flexiast.models.ast.model import EXPLICIT_ATTENTION_MAX_SCORES, attend
+    from flexiast.models.ast.attention import EXPLICIT_ATTENTION_MAX_SCORES, attend
 
     torch.manual_seed(0)
     for shape in ((2, 3, 66, 64), (1, 1, 2900, 8)):  # 26 k scores: explicit; 8.4 M: fused

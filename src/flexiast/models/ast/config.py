@@ -34,7 +34,7 @@ class ASTConfig(FamilyConfig):
     (AST's ``(cls + dist) / 2``), or ``"mean"``, the mean of the patch tokens (SSAST's
     fine-tuning default, ``ft_avgtok``; Gong et al., AAAI 2022, Sec. 3), or ``"attention"``,
     one learned query attending over the patch tokens (ElasticAST's masked attention pooling,
-    Feng et al., Interspeech 2024: :class:`flexiast.models.ast.model.AttentionPool`).
+    Feng et al., Interspeech 2024: :class:`flexiast.models.ast.attention.AttentionPool`).
     """
 
     num_classes: int = 527

@@ -143,7 +143,8 @@ def init_weights(weights: WeightsFile, target: PaSSTConfig, *, kernel_resize: st
     if weights.family.arch == PaSSTConfig.arch:
         model = load_model(weights, **hints)
         got = model.config
-        if (got.embed_dim, got.depth) == (target.embed_dim, target.depth) and got.num_heads != target.num_heads:
+        if (weights.layout != "flexiast" and (got.embed_dim, got.depth) == (target.embed_dim, target.depth)
+                and got.num_heads != target.num_heads):
             model = load_model(weights, num_heads=target.num_heads, **hints)  # a release stores no head count
         if target.input_tdim < got.input_tdim and target.input_fdim == got.input_fdim:
             model = model.at_patch_size(input_tdim=target.input_tdim)  # PaSST's cut: the first time columns

@@ -297,7 +297,8 @@ def killed_run(crash_recipe) -> Path:
     return run
 
 
-@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("damage", [d if d == "truncated" else pytest.param(d, marks=pytest.mark.slow)
+                                    for d in DAMAGE])  # one damage in the default run, every one in CI's slow run
 def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(killed_run, uninterrupted, tmp_path, damage):
     """The fallback warns naming the file and moves it aside; the resumed run is killed again
     in its first write (which must not rotate the damaged file over the good one), and the

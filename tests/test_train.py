@@ -265,8 +265,10 @@ def test_resume_refuses_to_overwrite_and_finished_run_returns_its_summary(fsdd_s
 
 
 # -- distributed ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad_clip, batch", [(False, 8), (True, 8), (True, 2)],
-                         ids=["clean", "a NaN clip under skip", "a whole micro-batch unreadable"])
+@pytest.mark.parametrize("bad_clip, batch", [  # the clean case in the default run, the unreadable ones in the slow
+    pytest.param(False, 8, id="clean"),
+    pytest.param(True, 8, id="a NaN clip under skip", marks=pytest.mark.slow),
+    pytest.param(True, 2, id="a whole micro-batch unreadable", marks=pytest.mark.slow)])
 def test_torchrun_two_processes_match_one_process(fsdd_small, tmp_path, bad_clip, batch):
     """Two ranks train as one process does. With an unreadable training clip (NaN samples pass
     the header scan) under ``on_error: skip``, one rank reads it each epoch and the other does

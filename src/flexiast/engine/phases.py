@@ -53,8 +53,9 @@ class PhasePlan:
     def step_flops(self, i: int, current, task) -> float:
         """Expected training FLOPs of one optimizer step of phase ``i`` (all ranks): the mean
         over its sampler's sizes, weighted as drawn, at its input length and stored kernel,
-        plus what the task adds (a teacher's forward), with the tokens its patchout keeps. Under variable-length batches with
-        ``data.batch_tokens``, as if its tokens were clips of the phase's full length."""
+        plus what the task adds (a teacher's forward), with the tokens its patchout keeps. Under
+        variable-length batches with ``data.batch_tokens``, as if its tokens were clips of the
+        phase's full length."""
         cfg, ph = self.cfg, self.cfg.phases[i]
         model_cfg = self.model_config(i, current)
         frames = self.features.frames(cfg.phase_compression(i))
